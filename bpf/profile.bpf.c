@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The sampler: a perf_event program run at every CPU-clock tick on each
+ * profiled CPU. It counts (tgid, user stack, kernel stack, comm) keys, as
+ * bcc's profile.py does, into one of two map sets chosen by `generation`, so
+ * that user space can cut time into intervals: it flips `generation`, waits
+ * for programs in flight, then drains the idle set without racing the
+ * writer. Every sample that passes the filters is accounted in `stats`.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "profile.h"
+
+#define EEXIST 17
+#define ENOENT 2
+#define EFAULT 14
+#define BPF_F_USER_STACK (1ULL << 8)
+#define BPF_NOEXIST 1
+
+const volatile struct sampler_config cfg = {};
+
+/* Written by user space at run time: which map set the program fills. */
+__u32 generation = 0;
+
+struct counts_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct stack_key);
+	__type(value, __u64);
+	__uint(max_entries, 40960);
+};
+
+struct stacks_map {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, MAX_STACK_DEPTH * sizeof(__u64));
+	__uint(max_entries, 16384);
+};
+
+struct counts_map counts0 SEC(".maps");
+struct counts_map counts1 SEC(".maps");
+struct stacks_map stacks0 SEC(".maps");
+struct stacks_map stacks1 SEC(".maps");
+
+/* Index: generation. Per CPU, so the program needs no atomics for it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct sample_stats);
+	__uint(max_entries, GENERATIONS);
+} stats SEC(".maps");
+
+/* -p / -L filters, filled by user space before attach. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(max_entries, 1024);
+} tgids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(max_entries, 1024);
+} tids SEC(".maps");
+
+/* --cgroupmap / --mntnsmap: replaced by the user's pinned maps before load
+ * (sizes adjusted to match); only membership of the key is tested. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} cgroupset SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, __u64);
+	__uint(max_entries, 1);
+} mount_ns_set SEC(".maps");
+
+/* Processes already announced to user space on `new_tgids`, so it can cache
+ * their memory maps while they live (an exited process can't be symbolized). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(max_entries, 16384);
+} seen_tgids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} new_tgids SEC(".maps");
+
+/* Puts stack_key into BTF so the skeleton generates it for user space. */
+struct stack_key _stack_key = {};
+
+static __always_inline void announce(__u32 tgid)
+{
+	__u8 one = 1;
+	__u32 *slot;
+
+	if (bpf_map_lookup_elem(&seen_tgids, &tgid))
+		return;
+	if (bpf_map_update_elem(&seen_tgids, &tgid, &one, BPF_NOEXIST))
+		return;
+	slot = bpf_ringbuf_reserve(&new_tgids, sizeof(*slot), 0);
+	if (!slot)
+		return;
+	*slot = tgid;
+	bpf_ringbuf_submit(slot, 0);
+}
+
+static __always_inline void note_stack_error(__s32 id, __u64 *collision, __u64 *nomem)
+{
+	if (id >= 0 || id == -EFAULT || id == -ENOENT)
+		return;
+	if (id == -EEXIST)
+		(*collision)++;
+	else
+		(*nomem)++;
+}
+
+static __always_inline int sample(void *ctx, void *counts, void *stacks, __u32 gen)
+{
+	struct sample_stats *st;
+	struct stack_key key = {};
+	__u64 *val, one = 1;
+	int err;
+
+	st = bpf_map_lookup_elem(&stats, &gen);
+	if (!st)
+		return 0;
+	st->taken++;
+
+	key.user_stack_id = -ENOENT;
+	key.kernel_stack_id = -ENOENT;
+	if (cfg.user_stacks)
+		key.user_stack_id = bpf_get_stackid(ctx, stacks, BPF_F_USER_STACK);
+	if (cfg.kernel_stacks)
+		key.kernel_stack_id = bpf_get_stackid(ctx, stacks, 0);
+	note_stack_error(key.user_stack_id, &st->user_stack_collision, &st->user_stack_nomem);
+	note_stack_error(key.kernel_stack_id, &st->kernel_stack_collision, &st->kernel_stack_nomem);
+
+	key.tgid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(&key.comm, sizeof(key.comm));
+
+	val = bpf_map_lookup_elem(counts, &key);
+	if (!val) {
+		err = bpf_map_update_elem(counts, &key, &one, BPF_NOEXIST);
+		if (err == 0) {
+			st->counted++;
+			return 0;
+		}
+		if (err != -EEXIST) {
+			/* -E2BIG: the hash is full. */
+			st->lost_hash_full++;
+			return 0;
+		}
+		/* Another CPU inserted the same key meanwhile. */
+		val = bpf_map_lookup_elem(counts, &key);
+		if (!val) {
+			st->lost_hash_full++;
+			return 0;
+		}
+	}
+	__sync_fetch_and_add(val, 1);
+	st->counted++;
+	return 0;
+}
+
+SEC("perf_event")
+int do_perf_event(struct bpf_perf_event_data *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tgid = id >> 32;
+	__u32 tid = (__u32)id;
+	__u32 gen;
+
+	if (!cfg.include_idle && tgid == 0)
+		return 0;
+	if (cfg.exclude_self && tgid == cfg.self_tgid)
+		return 0;
+	if (cfg.filter_tgid && !bpf_map_lookup_elem(&tgids, &tgid))
+		return 0;
+	if (cfg.filter_tid && !bpf_map_lookup_elem(&tids, &tid))
+		return 0;
+	if (cfg.filter_cgroup) {
+		__u64 cgid = bpf_get_current_cgroup_id();
+
+		if (!bpf_map_lookup_elem(&cgroupset, &cgid))
+			return 0;
+	}
+	if (cfg.filter_mntns) {
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+		__u64 inum = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+
+		if (!bpf_map_lookup_elem(&mount_ns_set, &inum))
+			return 0;
+	}
+
+	if (tgid != 0)
+		announce(tgid);
+
+	gen = generation & 1;
+	if (gen)
+		return sample(ctx, &counts1, &stacks1, 1);
+	return sample(ctx, &counts0, &stacks0, 0);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

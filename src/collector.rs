@@ -1,0 +1,183 @@
+//! The collector: turns one drained [`RawBatch`] into an [`Interval`] of raw
+//! samples (addresses, not yet symbols) and accounts for every sample the
+//! BPF program took: counted, lost with a reason, or with a missed stack.
+
+use std::time::Duration;
+
+use crate::profile::LossReport;
+use crate::sampler::RawBatch;
+
+/// -EFAULT from bpf_get_stackid: the sample has no such stack (a user-mode
+/// sample has no kernel stack). Not an error.
+const EFAULT: i32 = 14;
+/// -ENOENT: not collected (-U / -K); see bpf/profile.h.
+const ENOENT: i32 = 2;
+/// -EEXIST: stack-map hash collision.
+const EEXIST: i32 = 17;
+
+/// One half of a raw stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawStack {
+    /// Not collected, or no such stack.
+    Absent,
+    /// Lost: collision or stack map full.
+    Missed,
+    /// Addresses, leaf first.
+    Addrs(Vec<u64>),
+}
+
+/// One counts-map entry with its stacks resolved to addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSample {
+    /// Process id.
+    pub tgid: u32,
+    /// Thread name.
+    pub comm: String,
+    /// User stack.
+    pub user: RawStack,
+    /// Kernel stack.
+    pub kernel: RawStack,
+    /// Samples.
+    pub count: u64,
+}
+
+/// The raw samples of one interval.
+#[derive(Debug, Clone, Default)]
+pub struct Interval {
+    /// Interval number, from 0.
+    pub index: u64,
+    /// Start, relative to the start of sampling.
+    pub start: Duration,
+    /// Length.
+    pub duration: Duration,
+    /// Samples.
+    pub samples: Vec<RawSample>,
+    /// Accounting.
+    pub loss: LossReport,
+}
+
+/// profile.py's `stack_id_err`: a negative id other than -EFAULT (and our
+/// "not collected" marker) means the stack was lost.
+fn stack_id_err(id: i32) -> bool {
+    id < 0 && id != -EFAULT && id != -ENOENT
+}
+
+fn resolve(id: i32, batch: &RawBatch) -> RawStack {
+    if id >= 0 {
+        match batch.stacks.get(&id) {
+            Some(addrs) => RawStack::Addrs(addrs.clone()),
+            // Counted under an id the stack map no longer holds: can't
+            // happen while ids are only cleared after draining; show it as
+            // missed rather than invent a stack.
+            None => RawStack::Missed,
+        }
+    } else if stack_id_err(id) {
+        RawStack::Missed
+    } else {
+        RawStack::Absent
+    }
+}
+
+/// Builds an interval from a drained batch.
+pub fn collect(batch: &RawBatch, index: u64, start: Duration, duration: Duration) -> Interval {
+    let mut loss = LossReport {
+        taken: batch.stats.taken,
+        lost_hash_full: batch.stats.lost_hash_full,
+        lost_in_flight: batch.in_flight,
+        ..Default::default()
+    };
+    let mut samples = Vec::with_capacity(batch.entries.len());
+    for e in &batch.entries {
+        let user = resolve(e.user_stack_id, batch);
+        let kernel = resolve(e.kernel_stack_id, batch);
+        if user == RawStack::Missed || kernel == RawStack::Missed {
+            loss.missing_stacks += 1;
+            loss.missed_stack_samples += e.count;
+            loss.stack_collision |= e.user_stack_id == -EEXIST || e.kernel_stack_id == -EEXIST;
+        }
+        loss.counted += e.count;
+        samples.push(RawSample {
+            tgid: e.tgid,
+            comm: e.comm.clone(),
+            user,
+            kernel,
+            count: e.count,
+        });
+    }
+    // What the program counted but the map did not hold (can't happen with
+    // a quiet map): report it as lost in flight rather than hide it.
+    if batch.stats.counted > loss.counted {
+        loss.lost_in_flight += batch.stats.counted - loss.counted;
+    }
+    Interval {
+        index,
+        start,
+        duration,
+        samples,
+        loss,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::{RawEntry, SampleStats};
+
+    fn entry(u: i32, k: i32, count: u64) -> RawEntry {
+        RawEntry {
+            tgid: 7,
+            comm: "w".into(),
+            user_stack_id: u,
+            kernel_stack_id: k,
+            count,
+        }
+    }
+
+    #[test]
+    fn accounts_for_every_sample() {
+        let batch = RawBatch {
+            entries: vec![
+                entry(1, -EFAULT, 10),
+                entry(-EEXIST, 2, 3),
+                entry(1, -12, 1),
+                entry(-ENOENT, 2, 4),
+            ],
+            stacks: [(1, vec![0x10, 0x20]), (2, vec![0xffff_0000])].into(),
+            stats: SampleStats {
+                taken: 20,
+                counted: 18,
+                lost_hash_full: 2,
+                ..Default::default()
+            },
+            in_flight: 0,
+        };
+        let iv = collect(&batch, 0, Duration::ZERO, Duration::from_secs(1));
+        assert_eq!(iv.loss.counted, 18);
+        assert_eq!(iv.loss.taken, iv.loss.counted + iv.loss.lost());
+        assert_eq!(iv.loss.missing_stacks, 2);
+        assert_eq!(iv.loss.missed_stack_samples, 4);
+        assert!(iv.loss.stack_collision);
+        assert_eq!(iv.samples[0].user, RawStack::Addrs(vec![0x10, 0x20]));
+        assert_eq!(iv.samples[0].kernel, RawStack::Absent);
+        assert_eq!(iv.samples[1].user, RawStack::Missed);
+        assert_eq!(iv.samples[2].kernel, RawStack::Missed);
+        assert_eq!(iv.samples[3].user, RawStack::Absent);
+    }
+
+    #[test]
+    fn a_shortfall_is_reported_not_hidden() {
+        let batch = RawBatch {
+            entries: vec![entry(-ENOENT, -ENOENT, 5)],
+            stats: SampleStats {
+                taken: 7,
+                counted: 7,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let iv = collect(&batch, 0, Duration::ZERO, Duration::ZERO);
+        assert_eq!(iv.loss.counted, 5);
+        assert_eq!(iv.loss.lost(), 2);
+        assert_eq!(iv.loss.taken, iv.loss.counted + iv.loss.lost());
+    }
+}

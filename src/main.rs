@@ -1,0 +1,58 @@
+//! `profile`: parse the command line, run the pipeline, print any error once,
+//! on one line.
+
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+
+use rs_profile::cli::Cli;
+use rs_profile::pipeline;
+
+const BPF_SOURCE: &str = include_str!("../bpf/profile.bpf.c");
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
+            err.exit()
+        }
+        Err(err) => {
+            // clap's message, without its usage block: one line.
+            let text = err.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("profile: {}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    if std::env::var_os("RS_PROFILE_DEBUG").is_none() {
+        // libbpf's own multi-line diagnostics: our errors say what failed.
+        libbpf_rs::set_print(None);
+    }
+    if cli.ebpf {
+        print!("{BPF_SOURCE}");
+        return ExitCode::SUCCESS;
+    }
+    let result = cli.into_run_config().and_then(pipeline::run);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("profile: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `profile -f | head` closing the pipe early is not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,79 @@
+//! Outputs: everything that consumes profiles. Each implements [`Output`]
+//! and sees only [`crate::profile`] types: none knows of BPF or symbols.
+
+pub mod folded;
+pub mod text;
+
+use anyhow::Result;
+
+use crate::profile::Profile;
+
+/// A consumer of profiles, fed by the pipeline.
+pub trait Output {
+    /// Called once per interval, in order, with that interval's profile.
+    fn interval(&mut self, _profile: &Profile) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once at the end with every interval merged.
+    fn finish(&mut self, _total: &Profile) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// How stacks are written, in profile.py's text and folded formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackFormat {
+    /// `-d`: a delimiter between kernel and user stacks.
+    pub delimited: bool,
+    /// `-a`: `_[k]` after kernel frames.
+    pub annotations: bool,
+    /// User stacks were collected (not `-K`).
+    pub user_stacks: bool,
+    /// Kernel stacks were collected (not `-U`).
+    pub kernel_stacks: bool,
+}
+
+impl Default for StackFormat {
+    fn default() -> Self {
+        Self {
+            delimited: false,
+            annotations: false,
+            user_stacks: true,
+            kernel_stacks: true,
+        }
+    }
+}
+
+/// profile.py's end-of-run warnings for a loss report, one line each.
+pub fn warnings(loss: &crate::profile::LossReport) -> Vec<String> {
+    let mut out = Vec::new();
+    if loss.missing_stacks > 0 {
+        let hint = if loss.stack_collision {
+            " Consider increasing --stack-storage-size."
+        } else {
+            ""
+        };
+        out.push(format!(
+            "WARNING: {} stack traces could not be displayed.{hint}",
+            loss.missing_stacks
+        ));
+    }
+    if loss.lost_hash_full > 0 {
+        out.push("WARNING: hash table full. Consider increasing --hash-storage-size.".into());
+        out.push(format!(
+            "WARNING: {} of {} samples were dropped because the hash table was full.",
+            loss.lost_hash_full, loss.taken
+        ));
+    }
+    if loss.lost_in_flight > 0 {
+        out.push(format!(
+            "WARNING: {} of {} samples could not be collected (still being written when the interval ended).",
+            loss.lost_in_flight, loss.taken
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod test_data;

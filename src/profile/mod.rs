@@ -1,0 +1,183 @@
+//! The profile model: symbolized stacks with their counts, and the account of
+//! samples lost. Pure data; imports nothing from the rest of the crate, so
+//! every output (and tests) can build and read profiles without BPF.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A symbol name, shared between every stack that contains it.
+pub type Symbol = Arc<str>;
+
+/// One half (user or kernel) of a sampled stack.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stack {
+    /// Nothing to show: not collected (-U / -K), or no such stack (a user-mode
+    /// sample has no kernel stack: bpf_get_stackid returns -EFAULT).
+    Absent,
+    /// The stack was lost: stack-map hash collision or the map was full.
+    /// Printed as `[Missed User Stack]` / `[Missed Kernel Stack]`.
+    Missed,
+    /// Frames, leaf first.
+    Frames(Vec<Symbol>),
+}
+
+/// What identifies a line of output: who was sampled, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StackKey {
+    /// Thread name (profile.py's `comm`).
+    pub comm: String,
+    /// Process id (tgid).
+    pub pid: u32,
+    /// User stack.
+    pub user: Stack,
+    /// Kernel stack.
+    pub kernel: Stack,
+}
+
+/// How many samples were taken and where those not in the profile went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LossReport {
+    /// Samples the BPF program took (passed the filters).
+    pub taken: u64,
+    /// Samples that are in the profile.
+    pub counted: u64,
+    /// Samples dropped because the counts hash was full.
+    pub lost_hash_full: u64,
+    /// Samples the drain could not wait for (a program still running).
+    pub lost_in_flight: u64,
+    /// Distinct BPF keys whose user or kernel stack was missed (profile.py's
+    /// "stack traces could not be displayed").
+    pub missing_stacks: u64,
+    /// Samples (within `counted`) with a missed stack.
+    pub missed_stack_samples: u64,
+    /// Whether any stack was missed through a stack-map hash collision.
+    pub stack_collision: bool,
+}
+
+impl LossReport {
+    /// Samples taken but not in the profile.
+    pub fn lost(&self) -> u64 {
+        self.lost_hash_full + self.lost_in_flight
+    }
+
+    /// Adds another interval's account to this one.
+    pub fn add(&mut self, other: &LossReport) {
+        self.taken += other.taken;
+        self.counted += other.counted;
+        self.lost_hash_full += other.lost_hash_full;
+        self.lost_in_flight += other.lost_in_flight;
+        self.missing_stacks += other.missing_stacks;
+        self.missed_stack_samples += other.missed_stack_samples;
+        self.stack_collision |= other.stack_collision;
+    }
+}
+
+/// The samples of one interval (or of several merged), symbolized.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Profile {
+    /// Index of the first interval this profile covers (0-based).
+    pub index: u64,
+    /// Start, relative to the start of sampling.
+    pub start: Duration,
+    /// Time covered.
+    pub duration: Duration,
+    /// Sample count per stack; each key appears once.
+    pub counts: HashMap<StackKey, u64>,
+    /// Samples taken and lost.
+    pub loss: LossReport,
+}
+
+impl Profile {
+    /// Total samples in the profile.
+    pub fn samples(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    /// Adds `n` samples of `key`.
+    pub fn add(&mut self, key: StackKey, n: u64) {
+        *self.counts.entry(key).or_insert(0) += n;
+    }
+
+    /// Merges a later profile into this one: counts add up and the covered
+    /// time extends to the end of `other`.
+    pub fn merge(&mut self, other: &Profile) {
+        if self.counts.is_empty() && self.duration.is_zero() {
+            self.index = other.index;
+            self.start = other.start;
+        }
+        for (key, n) in &other.counts {
+            self.add(key.clone(), *n);
+        }
+        self.loss.add(&other.loss);
+        let end = (other.start + other.duration).max(self.start + self.duration);
+        self.duration = end.saturating_sub(self.start);
+    }
+
+    /// The stacks sorted as profile.py prints them: by count ascending (ties
+    /// broken by key, so output is deterministic).
+    pub fn sorted(&self) -> Vec<(&StackKey, u64)> {
+        let mut v: Vec<_> = self.counts.iter().map(|(k, n)| (k, *n)).collect();
+        v.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(b.0)));
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(comm: &str, user: &[&str]) -> StackKey {
+        StackKey {
+            comm: comm.into(),
+            pid: 1,
+            user: Stack::Frames(user.iter().map(|s| Symbol::from(*s)).collect()),
+            kernel: Stack::Absent,
+        }
+    }
+
+    #[test]
+    fn merge_adds_counts_and_time() {
+        let mut a = Profile {
+            duration: Duration::from_secs(1),
+            ..Default::default()
+        };
+        a.add(key("x", &["f"]), 2);
+        a.loss.taken = 3;
+        a.loss.counted = 2;
+        a.loss.lost_hash_full = 1;
+        let mut b = Profile {
+            index: 1,
+            start: Duration::from_secs(1),
+            duration: Duration::from_secs(1),
+            ..Default::default()
+        };
+        b.add(key("x", &["f"]), 5);
+        b.add(key("x", &["g"]), 1);
+        b.loss.taken = 6;
+        b.loss.counted = 6;
+        a.merge(&b);
+        assert_eq!(a.counts[&key("x", &["f"])], 7);
+        assert_eq!(a.samples(), 8);
+        assert_eq!(a.duration, Duration::from_secs(2));
+        assert_eq!(a.loss.taken, 9);
+        assert_eq!(a.loss.lost(), 1);
+    }
+
+    #[test]
+    fn sorted_is_ascending_and_stable() {
+        let mut p = Profile::default();
+        p.add(key("b", &["f"]), 3);
+        p.add(key("a", &["f"]), 3);
+        p.add(key("c", &["f"]), 1);
+        let order: Vec<_> = p
+            .sorted()
+            .iter()
+            .map(|(k, n)| (k.comm.clone(), *n))
+            .collect();
+        assert_eq!(
+            order,
+            vec![("c".into(), 1), ("a".into(), 3), ("b".into(), 3)]
+        );
+    }
+}

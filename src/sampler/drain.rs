@@ -1,0 +1,217 @@
+//! Reads one generation of the BPF maps out and clears it. Called only after
+//! the program was flipped to the other generation, so nothing writes these
+//! maps meanwhile and what is read is exactly what was counted.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use libbpf_rs::{MapCore, MapFlags, MapMut};
+
+use super::skel::types;
+
+/// One key of the counts hash with its count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEntry {
+    /// Process (thread group) id.
+    pub tgid: u32,
+    /// Thread name at the time of the sample.
+    pub comm: String,
+    /// Stack id, or -errno (see bpf/profile.h).
+    pub user_stack_id: i32,
+    /// Stack id, or -errno.
+    pub kernel_stack_id: i32,
+    /// Samples with this key.
+    pub count: u64,
+}
+
+/// The BPF program's own accounting for one interval, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SampleStats {
+    /// Samples that passed the filters.
+    pub taken: u64,
+    /// Samples added to the counts hash.
+    pub counted: u64,
+    /// Samples dropped because the counts hash was full.
+    pub lost_hash_full: u64,
+    /// Counted samples whose user stack id was -EEXIST (stack map collision).
+    pub user_stack_collision: u64,
+    /// Counted samples whose user stack id was another error (e.g. -ENOMEM).
+    pub user_stack_nomem: u64,
+    /// Like `user_stack_collision`, for kernel stacks.
+    pub kernel_stack_collision: u64,
+    /// Like `user_stack_nomem`, for kernel stacks.
+    pub kernel_stack_nomem: u64,
+}
+
+/// Everything one generation of the maps held.
+#[derive(Debug, Default)]
+pub struct RawBatch {
+    /// The counts hash.
+    pub entries: Vec<RawEntry>,
+    /// Stack id -> addresses, leaf first, for every id the entries name.
+    pub stacks: HashMap<i32, Vec<u64>>,
+    /// The program's accounting.
+    pub stats: SampleStats,
+    /// Samples the program had taken but not finished when the drain gave up
+    /// waiting for it (should stay 0; reported as lost if not).
+    pub in_flight: u64,
+}
+
+/// How long to wait for programs still running on the old generation. BPF
+/// programs run for microseconds with preemption off; a vCPU descheduled by
+/// the hypervisor can stretch that, hence the generous bound.
+const SETTLE_TIMEOUT: Duration = Duration::from_millis(200);
+
+pub(super) fn drain_generation(
+    generation: u32,
+    stats_map: &MapMut<'_>,
+    counts: &MapMut<'_>,
+    stacks: &MapMut<'_>,
+) -> Result<RawBatch> {
+    // A program that read `generation` just before the flip may still be
+    // about to touch the old maps: give it time to start, then wait until
+    // every sample taken on the old generation is finished.
+    std::thread::sleep(Duration::from_micros(500));
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    let mut stats = read_stats(stats_map, generation)?;
+    while stats.taken != stats.counted + stats.lost_hash_full && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+        stats = read_stats(stats_map, generation)?;
+    }
+    let in_flight = stats.taken - (stats.counted + stats.lost_hash_full).min(stats.taken);
+
+    let entries = drain_counts(counts)?;
+    let mut ids: Vec<i32> = entries
+        .iter()
+        .flat_map(|e| [e.user_stack_id, e.kernel_stack_id])
+        .filter(|id| *id >= 0)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut stack_of = HashMap::with_capacity(ids.len());
+    for id in ids {
+        if let Some(bytes) = stacks
+            .lookup(&(id as u32).to_ne_bytes(), MapFlags::ANY)
+            .with_context(|| format!("failed to read stack {id}"))?
+        {
+            stack_of.insert(id, addresses(&bytes));
+        }
+    }
+    clear_stacks(stacks)?;
+    reset_stats(stats_map, generation)?;
+    Ok(RawBatch {
+        entries,
+        stacks: stack_of,
+        stats,
+        in_flight,
+    })
+}
+
+/// Reads and deletes every key of a counts hash.
+fn drain_counts(counts: &MapMut<'_>) -> Result<Vec<RawEntry>> {
+    let mut out = Vec::new();
+    // A batch as large as the map: libbpf-rs treats a short batch as the last
+    // one (shared/notes/bpf-facts.md), so one call must be able to hold all.
+    // Loop until a call yields nothing, to be sure the map is empty.
+    loop {
+        let before = out.len();
+        let batch = counts
+            .lookup_and_delete_batch(counts.max_entries(), MapFlags::ANY, MapFlags::ANY)
+            .context("failed to drain the counts map")?;
+        for (key, value) in batch {
+            out.push(entry(&key, &value));
+        }
+        if out.len() == before {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn entry(key: &[u8], value: &[u8]) -> RawEntry {
+    let mut k = types::stack_key::default();
+    plain::copy_from_bytes(&mut k, key).expect("counts map keys are struct stack_key");
+    let count = u64::from_ne_bytes(value[..8].try_into().expect("counts map values are u64"));
+    let comm: Vec<u8> = k
+        .comm
+        .iter()
+        .map(|c| *c as u8)
+        .take_while(|c| *c != 0)
+        .collect();
+    RawEntry {
+        tgid: k.tgid,
+        comm: String::from_utf8_lossy(&comm).into_owned(),
+        user_stack_id: k.user_stack_id,
+        kernel_stack_id: k.kernel_stack_id,
+        count,
+    }
+}
+
+/// A stack-trace map value: u64 addresses, leaf first, zero-terminated.
+fn addresses(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_ne_bytes(c.try_into().expect("chunks of 8")))
+        .take_while(|a| *a != 0)
+        .collect()
+}
+
+/// Stack-trace maps have no batch operations (error 524): delete one by one.
+fn clear_stacks(stacks: &MapMut<'_>) -> Result<()> {
+    let keys: Vec<Vec<u8>> = stacks.keys().collect();
+    for key in keys {
+        // ENOENT can't happen (no writer), but is harmless if it does.
+        let _ = stacks.delete(&key);
+    }
+    Ok(())
+}
+
+/// Sums the per-CPU accounting of one generation.
+pub(super) fn read_stats(stats_map: &MapMut<'_>, generation: u32) -> Result<SampleStats> {
+    let per_cpu = stats_map
+        .lookup_percpu(&generation.to_ne_bytes(), MapFlags::ANY)
+        .context("failed to read the sample counters")?
+        .unwrap_or_default();
+    let mut sum = SampleStats::default();
+    for bytes in per_cpu {
+        let mut s = types::sample_stats::default();
+        plain::copy_from_bytes(&mut s, &bytes).expect("stats values are struct sample_stats");
+        sum.taken += s.taken;
+        sum.counted += s.counted;
+        sum.lost_hash_full += s.lost_hash_full;
+        sum.user_stack_collision += s.user_stack_collision;
+        sum.user_stack_nomem += s.user_stack_nomem;
+        sum.kernel_stack_collision += s.kernel_stack_collision;
+        sum.kernel_stack_nomem += s.kernel_stack_nomem;
+    }
+    Ok(sum)
+}
+
+fn reset_stats(stats_map: &MapMut<'_>, generation: u32) -> Result<()> {
+    let cpus = libbpf_rs::num_possible_cpus().context("failed to count possible CPUs")?;
+    let zero = vec![vec![0u8; stats_map.value_size() as usize]; cpus];
+    stats_map
+        .update_percpu(&generation.to_ne_bytes(), &zero, MapFlags::ANY)
+        .context("failed to reset the sample counters")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_values_stop_at_zero() {
+        let mut bytes = Vec::new();
+        for a in [0x10u64, 0x20, 0, 0x30] {
+            bytes.extend_from_slice(&a.to_ne_bytes());
+        }
+        assert_eq!(addresses(&bytes), vec![0x10, 0x20]);
+    }
+
+    #[test]
+    fn generated_key_matches_the_c_layout() {
+        // tgid + two stack ids + comm[16], no padding.
+        assert_eq!(std::mem::size_of::<types::stack_key>(), 4 + 4 + 4 + 16);
+    }
+}

@@ -1,0 +1,309 @@
+//! The sampler: loads the BPF program (bpf/profile.bpf.c), writes its filters,
+//! attaches it to a CPU-clock perf event on every profiled CPU, and hands out
+//! the raw contents of its maps one interval at a time ([`Sampler::drain`]).
+//!
+//! It knows nothing of symbols or output formats: what it produces is a
+//! [`RawBatch`] of stack ids, addresses and counters.
+
+mod drain;
+pub mod perf_event;
+mod skel;
+
+use std::fs;
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, MapType, OpenMapMut, RingBuffer};
+
+pub use drain::{RawBatch, RawEntry, SampleStats};
+pub use perf_event::SampleRate;
+use skel::{ProfileSkel, ProfileSkelBuilder};
+
+/// Defaults shared with the command line, so `--help` and behaviour agree.
+pub mod defaults {
+    /// profile.py's default sampling frequency.
+    pub const FREQUENCY: u64 = 49;
+    /// Entries in the counts hash (profile.py's default).
+    pub const HASH_STORAGE_SIZE: u32 = 40960;
+    /// Entries in the stack-trace map (profile.py's default).
+    pub const STACK_STORAGE_SIZE: u32 = 16384;
+}
+
+/// What the sampler samples; built by the command line.
+#[derive(Debug, Clone)]
+pub struct SamplerConfig {
+    /// `-F` or `-c`.
+    pub rate: SampleRate,
+    /// `-p`: only these processes (empty: all).
+    pub pids: Vec<u32>,
+    /// `-L`: only these threads (empty: all).
+    pub tids: Vec<u32>,
+    /// `-I`: keep samples of the idle task (pid 0).
+    pub include_idle: bool,
+    /// Collect user stacks (false with `-K`).
+    pub user_stacks: bool,
+    /// Collect kernel stacks (false with `-U`).
+    pub kernel_stacks: bool,
+    /// `-C`: only this CPU (None: every online CPU).
+    pub cpu: Option<u32>,
+    /// `--hash-storage-size`.
+    pub hash_storage_size: u32,
+    /// `--stack-storage-size`.
+    pub stack_storage_size: u32,
+    /// `--cgroupmap`: a pinned hash of u64 cgroup ids.
+    pub cgroup_map: Option<PathBuf>,
+    /// `--mntnsmap`: a pinned hash of u64 mount namespace inode numbers.
+    pub mntns_map: Option<PathBuf>,
+    /// `--include-self`: keep samples of this profiler's own threads.
+    pub include_self: bool,
+}
+
+impl Default for SamplerConfig {
+    fn default() -> Self {
+        Self {
+            rate: SampleRate::Frequency(defaults::FREQUENCY),
+            pids: Vec::new(),
+            tids: Vec::new(),
+            include_idle: false,
+            user_stacks: true,
+            kernel_stacks: true,
+            cpu: None,
+            hash_storage_size: defaults::HASH_STORAGE_SIZE,
+            stack_storage_size: defaults::STACK_STORAGE_SIZE,
+            cgroup_map: None,
+            mntns_map: None,
+            include_self: false,
+        }
+    }
+}
+
+/// Why the BPF program could not be loaded; main prints these as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// No BTF for the running kernel: CO-RE can't relocate.
+    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing); rs-profile needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")]
+    NoBtf,
+    /// Not root, or missing capabilities.
+    #[error(
+        "permission denied loading the BPF program; run as root or grant CAP_BPF and CAP_PERFMON"
+    )]
+    NoPermission,
+}
+
+/// A loaded and attached sampler. Dropping it detaches every perf event.
+pub struct Sampler {
+    // Field order matters: links detach before the skeleton is closed.
+    links: Vec<Link>,
+    skel: ProfileSkel<'static>,
+    generation: u32,
+    cpus: Vec<u32>,
+    new_tgids: Option<(RingBuffer<'static>, mpsc::Receiver<u32>)>,
+}
+
+impl Sampler {
+    /// Loads, configures and attaches the BPF sampler.
+    pub fn start(cfg: &SamplerConfig) -> Result<Sampler> {
+        if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+            return Err(LoadError::NoBtf.into());
+        }
+        let cpus = match cfg.cpu {
+            Some(cpu) => vec![cpu],
+            None => perf_event::online_cpus()?,
+        };
+
+        // The skeleton borrows its object storage for its whole life; the
+        // sampler lives until the end of the run, so one small leak is fine.
+        let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
+            Box::leak(Box::new(MaybeUninit::uninit()));
+        let mut open = ProfileSkelBuilder::default()
+            .open(storage)
+            .context("failed to open the BPF object")?;
+
+        {
+            let rodata = open
+                .maps
+                .rodata_data
+                .as_deref_mut()
+                .expect("the skeleton maps .rodata: it holds `cfg`");
+            let c = &mut rodata.cfg;
+            c.filter_tgid = u8::from(!cfg.pids.is_empty());
+            c.filter_tid = u8::from(!cfg.tids.is_empty());
+            c.include_idle = u8::from(cfg.include_idle);
+            c.user_stacks = u8::from(cfg.user_stacks);
+            c.kernel_stacks = u8::from(cfg.kernel_stacks);
+            c.filter_cgroup = u8::from(cfg.cgroup_map.is_some());
+            c.filter_mntns = u8::from(cfg.mntns_map.is_some());
+            c.exclude_self = u8::from(!cfg.include_self);
+            c.self_tgid = std::process::id();
+        }
+        let maps = &mut open.maps;
+        for map in [&mut maps.counts0, &mut maps.counts1] {
+            map.set_max_entries(cfg.hash_storage_size)
+                .context("failed to size the counts map")?;
+        }
+        for map in [&mut maps.stacks0, &mut maps.stacks1] {
+            map.set_max_entries(cfg.stack_storage_size)
+                .context("failed to size the stack map")?;
+        }
+        if let Some(path) = &cfg.cgroup_map {
+            reuse_pinned_filter(&mut maps.cgroupset, path, "--cgroupmap")?;
+        }
+        if let Some(path) = &cfg.mntns_map {
+            reuse_pinned_filter(&mut maps.mount_ns_set, path, "--mntnsmap")?;
+        }
+
+        let skel = open
+            .load()
+            .map_err(|err| load_error(err, "failed to load the BPF program"))?;
+        for (map, ids, what) in [
+            (&skel.maps.tgids, &cfg.pids, "PID"),
+            (&skel.maps.tids, &cfg.tids, "TID"),
+        ] {
+            for id in ids {
+                map.update(&id.to_ne_bytes(), &[1], MapFlags::ANY)
+                    .with_context(|| format!("failed to add {what} {id} to the filter"))?;
+            }
+        }
+
+        let (tx, rx) = mpsc::channel();
+        let mut builder = libbpf_rs::RingBufferBuilder::new();
+        builder
+            .add(&skel.maps.new_tgids, move |data: &[u8]| {
+                if let Ok(bytes) = <[u8; 4]>::try_from(&data[..4.min(data.len())]) {
+                    let _ = tx.send(u32::from_ne_bytes(bytes));
+                }
+                0
+            })
+            .context("failed to set up the new-process ring buffer")?;
+        let ringbuf = builder
+            .build()
+            .context("failed to set up the new-process ring buffer")?;
+
+        let mut sampler = Sampler {
+            links: Vec::with_capacity(cpus.len()),
+            skel,
+            generation: 0,
+            cpus: cpus.clone(),
+            new_tgids: Some((ringbuf, rx)),
+        };
+        for cpu in cpus {
+            let fd = perf_event::open_cpu_clock(cpu, cfg.rate)?;
+            let link = sampler
+                .skel
+                .progs
+                .do_perf_event
+                .attach_perf_event(fd)
+                .map_err(|err| {
+                    load_error(
+                        err,
+                        &format!("failed to attach to the perf event on CPU {cpu}"),
+                    )
+                })?;
+            sampler.links.push(link);
+        }
+        Ok(sampler)
+    }
+
+    /// The CPUs being sampled.
+    pub fn cpus(&self) -> &[u32] {
+        &self.cpus
+    }
+
+    /// Waits up to `timeout` for processes seen for the first time and returns
+    /// their tgids, so their memory maps can be cached while they live.
+    pub fn poll_new_processes(&mut self, timeout: Duration) -> Result<Vec<u32>> {
+        let Some((ringbuf, rx)) = &self.new_tgids else {
+            std::thread::sleep(timeout);
+            return Ok(Vec::new());
+        };
+        ringbuf.poll(timeout).or_else(|err| {
+            // A signal (Ctrl-C) interrupts epoll: not an error.
+            if err.kind() == libbpf_rs::ErrorKind::Interrupted {
+                Ok(())
+            } else {
+                Err(err)
+            }
+        })?;
+        Ok(rx.try_iter().collect())
+    }
+
+    /// Ends the current interval: flips the BPF program to the other map set,
+    /// waits for programs still writing the old one, and returns everything it
+    /// held, leaving it empty for the interval after next.
+    pub fn drain(&mut self) -> Result<RawBatch> {
+        let old = self.generation;
+        self.generation ^= 1;
+        let bss = self
+            .skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .expect("the skeleton maps .bss: it holds `generation`");
+        // SAFETY: a valid, aligned pointer into the mmap'ed .bss; volatile so
+        // the store is not elided (the BPF program reads it concurrently).
+        unsafe { std::ptr::write_volatile(&mut bss.generation, self.generation) };
+        let maps = &self.skel.maps;
+        let (counts, stacks) = if old == 0 {
+            (&maps.counts0, &maps.stacks0)
+        } else {
+            (&maps.counts1, &maps.stacks1)
+        };
+        drain::drain_generation(old, &maps.stats, counts, stacks)
+    }
+
+    /// Accounting of the interval in progress, without ending it.
+    pub fn peek_stats(&self) -> Result<SampleStats> {
+        drain::read_stats(&self.skel.maps.stats, self.generation)
+    }
+}
+
+/// Replaces one of our filter maps by the user's pinned map, after checking
+/// that it is a hash with u64 keys as profile.py requires.
+fn reuse_pinned_filter(map: &mut OpenMapMut<'_>, path: &Path, flag: &str) -> Result<()> {
+    if !path.exists() {
+        bail!("{flag} {}: no such file", path.display());
+    }
+    let handle = MapHandle::from_pinned_path(path)
+        .map_err(|err| anyhow!("{flag} {}: not a pinned BPF map ({err})", path.display()))?;
+    if handle.map_type() != MapType::Hash {
+        bail!(
+            "{flag} {}: a {:?} map; a hash map with 8-byte keys is needed",
+            path.display(),
+            handle.map_type()
+        );
+    }
+    if handle.key_size() != 8 {
+        bail!(
+            "{flag} {}: keys are {} bytes; 8-byte (u64) keys are needed",
+            path.display(),
+            handle.key_size()
+        );
+    }
+    let info = handle
+        .info()
+        .with_context(|| format!("{flag} {}: failed to inspect map", path.display()))?;
+    map.set_value_size(handle.value_size())?;
+    map.set_max_entries(handle.max_entries())?;
+    map.set_map_flags(info.info.map_flags)?;
+    map.reuse_fd(handle.as_fd())
+        .with_context(|| format!("{flag} {}: failed to use the map", path.display()))?;
+    Ok(())
+}
+
+/// Turns a libbpf error into a [`LoadError`] when the cause is known.
+fn load_error(err: libbpf_rs::Error, what: &str) -> anyhow::Error {
+    match err.kind() {
+        libbpf_rs::ErrorKind::PermissionDenied => LoadError::NoPermission.into(),
+        _ => anyhow!("{what}: {err}"),
+    }
+}
+
+/// Whether a process (thread group) or thread with this id exists now.
+pub fn task_exists(id: u32) -> bool {
+    id != 0 && fs::metadata(format!("/proc/{id}")).is_ok()
+}
