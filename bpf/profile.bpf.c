@@ -65,21 +65,38 @@ struct {
 	__uint(max_entries, 1024);
 } tids SEC(".maps");
 
-/* --cgroupmap / --mntnsmap: replaced by the user's pinned maps before load
- * (sizes adjusted to match); only membership of the key is tested. */
-struct {
+/* --cgroupmap / --mntnsmap: the user's pinned hash maps (u64 keys), put in
+ * slot 0 of these one-slot map-in-maps after load. Only membership of the
+ * key is tested. Referencing them this way keeps our own maps' names (which
+ * the skeleton looks up) intact, unlike swapping the map's fd. */
+struct id_set {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u64);
 	__type(value, __u64);
 	__uint(max_entries, 1);
-} cgroupset SEC(".maps");
+};
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u64);
-	__type(value, __u64);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, 1);
-} mount_ns_set SEC(".maps");
+	__type(key, __u32);
+	__array(values, struct id_set);
+} cgroup_sets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct id_set);
+} mount_ns_sets SEC(".maps");
+
+static __always_inline bool in_set(void *sets, __u64 id)
+{
+	__u32 zero = 0;
+	void *set = bpf_map_lookup_elem(sets, &zero);
+
+	return set && bpf_map_lookup_elem(set, &id);
+}
 
 /* Processes already announced to user space on `new_tgids`, so it can cache
  * their memory maps while they live (an exited process can't be symbolized). */
@@ -188,17 +205,13 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 		return 0;
 	if (cfg.filter_tid && !bpf_map_lookup_elem(&tids, &tid))
 		return 0;
-	if (cfg.filter_cgroup) {
-		__u64 cgid = bpf_get_current_cgroup_id();
-
-		if (!bpf_map_lookup_elem(&cgroupset, &cgid))
-			return 0;
-	}
+	if (cfg.filter_cgroup && !in_set(&cgroup_sets, bpf_get_current_cgroup_id()))
+		return 0;
 	if (cfg.filter_mntns) {
 		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		__u64 inum = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
 
-		if (!bpf_map_lookup_elem(&mount_ns_set, &inum))
+		if (!in_set(&mount_ns_sets, inum))
 			return 0;
 	}
 

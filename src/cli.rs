@@ -124,6 +124,10 @@ pub struct Cli {
     #[arg(long)]
     pub include_self: bool,
 
+    /// Print the sample accounting (taken, counted, lost by reason) on stderr at the end.
+    #[arg(long)]
+    pub stats: bool,
+
     /// Duration of trace, in seconds [default: until Ctrl-C].
     #[arg(value_name = "DURATION")]
     pub duration: Option<u64>,
@@ -144,6 +148,8 @@ pub struct RunConfig {
     pub interval: Duration,
     /// How long to sample (None: until a signal).
     pub duration: Option<Duration>,
+    /// `--stats`.
+    pub stats: bool,
 }
 
 /// Parses a comma-separated list of process or thread ids that must exist.
@@ -269,6 +275,7 @@ impl Cli {
             header,
             interval: Duration::from_secs_f64(self.interval),
             duration: self.duration.map(Duration::from_secs),
+            stats: self.stats,
         })
     }
 }

@@ -93,5 +93,8 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     for out in outputs.iter_mut() {
         out.finish(&total)?;
     }
+    if cfg.stats {
+        eprintln!("{}", crate::output::stats_line(&total, index));
+    }
     Ok(())
 }

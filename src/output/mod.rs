@@ -45,6 +45,15 @@ impl Default for StackFormat {
     }
 }
 
+/// The `--stats` line: where every sample the BPF program took went.
+pub fn stats_line(total: &Profile, intervals: u64) -> String {
+    let l = &total.loss;
+    format!(
+        "stats: intervals {intervals}, samples taken {}, counted {}, lost {} (hash full {}, in flight {}), with missed stacks {}",
+        l.taken, l.counted, l.lost(), l.lost_hash_full, l.lost_in_flight, l.missed_stack_samples
+    )
+}
+
 /// profile.py's end-of-run warnings for a loss report, one line each.
 pub fn warnings(loss: &crate::profile::LossReport) -> Vec<String> {
     let mut out = Vec::new();

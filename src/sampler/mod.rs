@@ -11,7 +11,7 @@ mod skel;
 
 use std::fs;
 use std::mem::MaybeUninit;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -150,16 +150,31 @@ impl Sampler {
             map.set_max_entries(cfg.stack_storage_size)
                 .context("failed to size the stack map")?;
         }
-        if let Some(path) = &cfg.cgroup_map {
-            reuse_pinned_filter(&mut maps.cgroupset, path, "--cgroupmap")?;
-        }
-        if let Some(path) = &cfg.mntns_map {
-            reuse_pinned_filter(&mut maps.mount_ns_set, path, "--mntnsmap")?;
-        }
+        let cgroup_set = cfg
+            .cgroup_map
+            .as_deref()
+            .map(|path| use_pinned_set(&mut maps.cgroup_sets, path, "--cgroupmap"))
+            .transpose()?;
+        let mntns_set = cfg
+            .mntns_map
+            .as_deref()
+            .map(|path| use_pinned_set(&mut maps.mount_ns_sets, path, "--mntnsmap"))
+            .transpose()?;
 
         let skel = open
             .load()
             .map_err(|err| load_error(err, "failed to load the BPF program"))?;
+        for (outer, set, flag) in [
+            (&skel.maps.cgroup_sets, &cgroup_set, "--cgroupmap"),
+            (&skel.maps.mount_ns_sets, &mntns_set, "--mntnsmap"),
+        ] {
+            if let Some(set) = set {
+                let fd = set.as_fd().as_raw_fd() as u32;
+                outer
+                    .update(&0u32.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+                    .map_err(|err| anyhow!("{flag}: failed to use the map: {err}"))?;
+            }
+        }
         for (map, ids, what) in [
             (&skel.maps.tgids, &cfg.pids, "PID"),
             (&skel.maps.tids, &cfg.tids, "TID"),
@@ -262,37 +277,27 @@ impl Sampler {
     }
 }
 
-/// Replaces one of our filter maps by the user's pinned map, after checking
-/// that it is a hash with u64 keys as profile.py requires.
-fn reuse_pinned_filter(map: &mut OpenMapMut<'_>, path: &Path, flag: &str) -> Result<()> {
+/// Opens the user's pinned filter map, checks that it is a hash with u64
+/// keys as profile.py requires, and makes it the template of the map-in-map
+/// that will hold it.
+fn use_pinned_set(outer: &mut OpenMapMut<'_>, path: &Path, flag: &str) -> Result<MapHandle> {
     if !path.exists() {
         bail!("{flag} {}: no such file", path.display());
     }
     let handle = MapHandle::from_pinned_path(path)
         .map_err(|err| anyhow!("{flag} {}: not a pinned BPF map ({err})", path.display()))?;
-    if handle.map_type() != MapType::Hash {
+    if handle.map_type() != MapType::Hash || handle.key_size() != 8 {
         bail!(
-            "{flag} {}: a {:?} map; a hash map with 8-byte keys is needed",
+            "{flag} {}: a {:?} map with {}-byte keys; a hash map with 8-byte keys is needed",
             path.display(),
-            handle.map_type()
-        );
-    }
-    if handle.key_size() != 8 {
-        bail!(
-            "{flag} {}: keys are {} bytes; 8-byte (u64) keys are needed",
-            path.display(),
+            handle.map_type(),
             handle.key_size()
         );
     }
-    let info = handle
-        .info()
-        .with_context(|| format!("{flag} {}: failed to inspect map", path.display()))?;
-    map.set_value_size(handle.value_size())?;
-    map.set_max_entries(handle.max_entries())?;
-    map.set_map_flags(info.info.map_flags)?;
-    map.reuse_fd(handle.as_fd())
-        .with_context(|| format!("{flag} {}: failed to use the map", path.display()))?;
-    Ok(())
+    outer
+        .set_inner_map_fd(handle.as_fd())
+        .map_err(|err| anyhow!("{flag} {}: failed to use the map: {err}", path.display()))?;
+    Ok(handle)
 }
 
 /// Turns a libbpf error into a [`LoadError`] when the cause is known.
