@@ -168,9 +168,7 @@ pub fn stats(stderr: &str) -> HashMap<String, u64> {
         .lines()
         .find(|l| l.starts_with("stats: "))
         .unwrap_or_else(|| panic!("no stats line in {stderr:?}"));
-    let words: Vec<&str> = line
-        .split(|c: char| c == ',' || c == '(' || c == ')' || c == ':')
-        .collect();
+    let words: Vec<&str> = line.split([',', '(', ')', ':']).collect();
     let mut m = HashMap::new();
     for w in words {
         let w = w.trim();
