@@ -8,8 +8,12 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::Parser;
 
+use crate::output::frames::layout::{self, Canvas, HEADER_HEIGHT};
+use crate::output::frames::pattern::{FramePattern, DEFAULT_PATTERN};
+use crate::output::frames::FramesConfig;
 use crate::output::text::Header;
 use crate::output::StackFormat;
+use crate::profile::modes::FrameMode;
 use crate::sampler::{self, defaults, SampleRate, SamplerConfig};
 
 /// Shortest interval `--interval` accepts.
@@ -124,6 +128,60 @@ pub struct Cli {
     #[arg(long)]
     pub include_self: bool,
 
+    /// Emit a flame-graph frame per interval (to frames/flamegraph%04d.png unless -g).
+    #[arg(short = 'E', long = "emit-frames")]
+    pub emit_frames: bool,
+
+    /// Frame file pattern, with exactly one %d or %0Nd; .png or .svg (implies -E).
+    #[arg(short = 'g', long = "frame-pattern", value_name = "PATTERN")]
+    pub frame_pattern: Option<String>,
+
+    /// What a frame shows: interval, cumulative, window:N (last N intervals) or decay:F.
+    #[arg(long, value_name = "MODE", default_value = "interval")]
+    pub frame_mode: FrameMode,
+
+    /// Replace (remove) existing frames that match the pattern.
+    #[arg(long)]
+    pub overwrite: bool,
+
+    /// Number of the first frame.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub start_number: u64,
+
+    /// Frame width in pixels (even, for h264).
+    #[arg(long, value_name = "PX", default_value_t = layout::DEFAULT_WIDTH)]
+    pub width: u32,
+
+    /// Frame height in pixels (even, for h264).
+    #[arg(long, value_name = "PX", default_value_t = layout::DEFAULT_HEIGHT)]
+    pub height: u32,
+
+    /// Threads rendering frames (0: one per CPU).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub render_threads: usize,
+
+    /// Serve a live flame graph over HTTP (not available yet).
+    #[arg(short = 'T', long = "serve")]
+    pub serve: bool,
+
+    /// URL path of the live flame graph.
+    #[arg(
+        short = 'P',
+        long = "serve-path",
+        value_name = "PATH",
+        default_value = "/"
+    )]
+    pub serve_path: String,
+
+    /// Port of the live flame graph.
+    #[arg(
+        short = 'R',
+        long = "serve-port",
+        value_name = "PORT",
+        default_value_t = 9090
+    )]
+    pub serve_port: u16,
+
     /// Print the sample accounting (taken, counted, lost by reason) on stderr at the end.
     #[arg(long)]
     pub stats: bool,
@@ -150,6 +208,10 @@ pub struct RunConfig {
     pub duration: Option<Duration>,
     /// `--stats`.
     pub stats: bool,
+    /// `-E` / `-g`.
+    pub frames: Option<FramesConfig>,
+    /// `--overwrite`.
+    pub overwrite: bool,
 }
 
 /// Parses a comma-separated list of process or thread ids that must exist.
@@ -220,6 +282,29 @@ impl Cli {
                 }
             }
         };
+        if !self.serve_path.starts_with('/') {
+            bail!("-P/--serve-path must start with '/': {:?}", self.serve_path);
+        }
+        if self.serve {
+            bail!("-T (the live flame graph) is not available in this version yet");
+        }
+        if self.width < 64
+            || self.height < HEADER_HEIGHT + 64
+            || self.width % 2 == 1
+            || self.height % 2 == 1
+        {
+            bail!(
+                "--width and --height must be even (h264 needs it) and at least 64x{}; got {}x{}",
+                HEADER_HEIGHT + 64,
+                self.width,
+                self.height
+            );
+        }
+        let pattern = match (&self.frame_pattern, self.emit_frames) {
+            (Some(p), _) => Some(FramePattern::parse(p)?),
+            (None, true) => Some(FramePattern::parse(DEFAULT_PATTERN)?),
+            (None, false) => None,
+        };
         for (flag, path) in [
             ("--cgroupmap", &self.cgroupmap),
             ("--mntnsmap", &self.mntnsmap),
@@ -263,13 +348,32 @@ impl Cli {
             cpu,
             duration: self.duration,
         });
-        Ok(RunConfig {
-            format: StackFormat {
-                delimited: self.delimited,
-                annotations: self.annotations,
-                user_stacks: sampler.user_stacks,
-                kernel_stacks: sampler.kernel_stacks,
+        let format = StackFormat {
+            delimited: self.delimited,
+            annotations: self.annotations,
+            user_stacks: sampler.user_stacks,
+            kernel_stacks: sampler.kernel_stacks,
+        };
+        let frames = pattern.map(|pattern| FramesConfig {
+            pattern,
+            mode: self.frame_mode,
+            start_number: self.start_number,
+            canvas: Canvas {
+                width: self.width,
+                height: self.height,
             },
+            format,
+            target: match (&self.tid, &self.pid) {
+                (Some(t), _) => format!("TID {t}"),
+                (None, Some(p)) => format!("PID {p}"),
+                (None, None) => "all threads".into(),
+            },
+            threads: self.render_threads,
+        });
+        Ok(RunConfig {
+            format,
+            frames,
+            overwrite: self.overwrite,
             sampler,
             folded: self.folded,
             header,
@@ -319,6 +423,12 @@ mod tests {
             &["--interval", "0.01"],
             &["--cgroupmap", "/nonexistent/map"],
             &["0"],
+            &["-g", "frames/fg.png"],
+            &["-g", "frames/fg%d%d.png"],
+            &["-E", "--frame-mode", "window:0"],
+            &["-E", "--width", "1921"],
+            &["-P", "live"],
+            &["-T"],
         ] {
             assert!(parse(args).is_err(), "{args:?} was accepted");
         }
@@ -334,5 +444,20 @@ mod tests {
             format!("Sampling at every 1000 events of PID {me} by user stack for 5 secs.")
         );
         assert!(parse(&["-f"]).unwrap().header.is_none());
+        let c = parse(&["-E"]).unwrap();
+        let frames = c.frames.unwrap();
+        assert_eq!(
+            frames.pattern.path(3),
+            std::path::PathBuf::from("frames/flamegraph0003.png")
+        );
+        assert_eq!(
+            frames.canvas,
+            Canvas {
+                width: 1920,
+                height: 1080
+            }
+        );
+        let c = parse(&["-g", "out/x%03d.svg", "--frame-mode", "decay:0.8"]).unwrap();
+        assert_eq!(c.frames.unwrap().mode, FrameMode::Decay(0.8));
     }
 }

@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use crate::cli::RunConfig;
 use crate::collector;
 use crate::output::folded::FoldedReport;
+use crate::output::frames::FramesOutput;
 use crate::output::text::TextReport;
 use crate::output::Output;
 use crate::profile::Profile;
@@ -44,6 +45,12 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         outputs.push(Box::new(FoldedReport::new(stdout.lock(), cfg.format)));
     } else {
         outputs.push(Box::new(TextReport::new(stdout.lock(), cfg.format)));
+    }
+
+    if let Some(frames) = &cfg.frames {
+        // Refuse bad folders and earlier frames before sampling starts.
+        frames.pattern.prepare(cfg.overwrite)?;
+        outputs.push(Box::new(FramesOutput::new(frames.clone())?));
     }
 
     let mut sampler = Sampler::start(&cfg.sampler)?;

@@ -2,6 +2,7 @@
 //! and sees only [`crate::profile`] types: none knows of BPF or symbols.
 
 pub mod folded;
+pub mod frames;
 pub mod text;
 
 use anyhow::Result;

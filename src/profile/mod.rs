@@ -2,6 +2,8 @@
 //! samples lost. Pure data; imports nothing from the rest of the crate, so
 //! every output (and tests) can build and read profiles without BPF.
 
+pub mod modes;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the system packages rs-profile needs to build, test, benchmark and
+# make videos, on Debian/Ubuntu, as root. Safe to run again.
+set -euo pipefail
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps.sh: run as root (apt-get install)" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# Build: clang/llvm compile the BPF program; libelf, zlib and pkg-config
+# build the vendored libbpf. Tests: linux-perf (reference profiles), bpftool
+# (pinned filter maps), util-linux (taskset, unshare, setpriv). Video:
+# ffmpeg. Frames: a monospace font. Benchmarks: bpftrace, python3.
+apt-get install -y -qq --no-install-recommends \
+    clang llvm libelf-dev zlib1g-dev pkg-config make gcc \
+    linux-perf bpftool bpftrace util-linux ffmpeg fonts-dejavu-core python3 \
+    ca-certificates >/dev/null
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "install-deps.sh: cargo not found; install a Rust toolchain (1.80 or newer) with rustup" >&2
+    exit 1
+fi

@@ -1,0 +1,263 @@
+//! Flame-graph frames (`-E`, `-g`): one numbered file per interval, rendered
+//! on a rayon pool, ready for ffmpeg (scripts/make_video.sh).
+//!
+//! Sampling never waits for rendering: frames go to the pool through a
+//! bounded queue, and when it is full they wait in a backlog on the sampling
+//! side that is handed over as room frees up. At the end every frame still
+//! queued is rendered (with a progress bar on a terminal); none is dropped.
+//! A frame file appears only complete: written under a temporary name, then
+//! renamed.
+
+pub mod layout;
+pub mod pattern;
+pub mod svg;
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use rayon::iter::{ParallelBridge, ParallelIterator};
+
+use self::layout::{Canvas, FrameInfo, HEADER_HEIGHT};
+use self::pattern::{FrameFormat, FramePattern};
+use self::svg::SvgRenderer;
+use super::{Output, StackFormat};
+use crate::profile::modes::{FrameMode, FrameModeState};
+use crate::profile::Profile;
+
+/// Frames waiting for the pool before the sampling side keeps them itself.
+const QUEUE: usize = 8;
+
+/// What `-E` / `-g` asked for.
+#[derive(Debug, Clone)]
+pub struct FramesConfig {
+    /// Where frames go (`-g`).
+    pub pattern: FramePattern,
+    /// `--frame-mode`.
+    pub mode: FrameMode,
+    /// `--start-number`: the first frame's number.
+    pub start_number: u64,
+    /// `--width` x `--height`.
+    pub canvas: Canvas,
+    /// How stacks are named (`-d`, `-a`, `-U`, `-K`).
+    pub format: StackFormat,
+    /// What the header calls the target ("all threads", "PID 42").
+    pub target: String,
+    /// Render threads (0: one per CPU).
+    pub threads: usize,
+}
+
+/// One frame to render.
+struct FrameJob {
+    path: PathBuf,
+    lines: Vec<String>,
+    fit: layout::Fit,
+    info: FrameInfo,
+}
+
+/// The `-E` output.
+pub struct FramesOutput {
+    cfg: FramesConfig,
+    modes: FrameModeState,
+    next_number: u64,
+    backlog: VecDeque<FrameJob>,
+    tx: Option<SyncSender<FrameJob>>,
+    pool: Option<JoinHandle<()>>,
+    done: Arc<AtomicU64>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl FramesOutput {
+    /// Prepares the frame folder (refusing to overwrite frames without
+    /// `--overwrite`, already checked by the caller), loads fonts and starts
+    /// the render pool. Call before sampling starts.
+    pub fn new(cfg: FramesConfig) -> Result<FramesOutput> {
+        let renderer = Arc::new(SvgRenderer::new(cfg.canvas)?);
+        let threads = if cfg.threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            cfg.threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("render-{i}"))
+            .build()
+            .context("failed to start the render pool")?;
+        let (tx, rx) = mpsc::sync_channel::<FrameJob>(QUEUE);
+        let done = Arc::new(AtomicU64::new(0));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let format = cfg.pattern.format;
+        let handle = {
+            let (done, errors) = (done.clone(), errors.clone());
+            std::thread::Builder::new()
+                .name("frames".into())
+                .spawn(move || {
+                    pool.install(|| {
+                        rx.into_iter().par_bridge().for_each(|job| {
+                            if let Err(err) = render_job(&renderer, format, &job) {
+                                errors
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push(format!("{}: {err:#}", job.path.display()));
+                            }
+                            done.fetch_add(1, Ordering::SeqCst);
+                        })
+                    })
+                })
+                .context("failed to start the frame thread")?
+        };
+        Ok(FramesOutput {
+            modes: FrameModeState::new(cfg.mode),
+            next_number: cfg.start_number,
+            cfg,
+            backlog: VecDeque::new(),
+            tx: Some(tx),
+            pool: Some(handle),
+            done,
+            errors,
+        })
+    }
+
+    /// Frames handed out so far.
+    fn submitted(&self) -> u64 {
+        self.next_number - self.cfg.start_number
+    }
+
+    fn job(&mut self, interval: &Profile) -> FrameJob {
+        let frame = self.modes.next(interval);
+        let space = self.cfg.canvas.height.saturating_sub(HEADER_HEIGHT);
+        let fit = layout::fit(space, layout::max_depth(&frame, &self.cfg.format));
+        let lines = layout::frame_lines(&frame, &self.cfg.format, fit.depth_cap);
+        let loss = &interval.loss;
+        let lost = (loss.lost() > 0).then(|| {
+            let mut why = Vec::new();
+            if loss.lost_hash_full > 0 {
+                why.push(format!("{} hash full", loss.lost_hash_full));
+            }
+            if loss.lost_in_flight > 0 {
+                why.push(format!("{} in flight", loss.lost_in_flight));
+            }
+            why.join(", ")
+        });
+        let number = self.next_number;
+        self.next_number += 1;
+        FrameJob {
+            path: self.cfg.pattern.path(number),
+            lines,
+            fit,
+            info: FrameInfo {
+                number,
+                target: self.cfg.target.clone(),
+                start: frame.start,
+                duration: frame.duration,
+                samples: frame.samples(),
+                interval_samples: interval.samples(),
+                interval: interval.duration,
+                lost,
+                mode: (self.cfg.mode != FrameMode::Interval).then(|| self.cfg.mode.to_string()),
+                depth_cap: fit.depth_cap,
+            },
+        }
+    }
+
+    /// Hands backlogged frames to the pool without ever blocking.
+    fn pump(&mut self) -> Result<()> {
+        let tx = self.tx.as_ref().expect("the queue is open until finish");
+        while let Some(job) = self.backlog.pop_front() {
+            match tx.try_send(job) {
+                Ok(()) => {}
+                Err(TrySendError::Full(job)) => {
+                    self.backlog.push_front(job);
+                    break;
+                }
+                Err(TrySendError::Disconnected(_)) => bail!("the render pool stopped"),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Output for FramesOutput {
+    fn interval(&mut self, profile: &Profile) -> Result<()> {
+        let job = self.job(profile);
+        self.backlog.push_back(job);
+        self.pump()
+    }
+
+    fn finish(&mut self, _total: &Profile) -> Result<()> {
+        let total = self.submitted();
+        let bar = (std::io::stderr().is_terminal() && self.done.load(Ordering::SeqCst) < total)
+            .then(|| {
+                let bar = indicatif::ProgressBar::new(total);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "rendering frames {bar:40} {pos}/{len} [{elapsed_precise}, {eta} left]",
+                    )
+                    .expect("a valid progress template"),
+                );
+                bar
+            });
+        let tx = self.tx.take().expect("finish is called once");
+        for job in self.backlog.drain(..) {
+            tx.send(job)
+                .map_err(|_| anyhow!("the render pool stopped"))?;
+            if let Some(bar) = &bar {
+                bar.set_position(self.done.load(Ordering::SeqCst));
+            }
+        }
+        drop(tx);
+        let handle = self.pool.take().expect("finish is called once");
+        while !handle.is_finished() {
+            if let Some(bar) = &bar {
+                bar.set_position(self.done.load(Ordering::SeqCst));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        handle
+            .join()
+            .map_err(|_| anyhow!("a render thread panicked"))?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(first) = errors.first() {
+            bail!("{} of {total} frames failed; first: {first}", errors.len());
+        }
+        eprintln!(
+            "wrote {total} frames to {}",
+            self.cfg
+                .pattern
+                .dir()
+                .join(self.cfg.pattern.file_name(self.cfg.start_number))
+                .display()
+        );
+        Ok(())
+    }
+}
+
+fn render_job(renderer: &SvgRenderer, format: FrameFormat, job: &FrameJob) -> Result<()> {
+    let bytes = match format {
+        FrameFormat::Png => renderer.png_frame(&job.lines, &job.fit, &job.info)?,
+        FrameFormat::Svg => renderer.svg_frame(&job.lines, &job.fit, &job.info)?,
+    };
+    write_atomically(&job.path, &bytes)
+}
+
+/// Writes `path` under a temporary name in the same folder, then renames it,
+/// so a reader (ffmpeg, a file watcher) never sees half a frame.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("frame path has no file name")?;
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    fs::write(&tmp, bytes).with_context(|| format!("failed to write {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("failed to rename {} into place", tmp.display()))
+}

@@ -1,0 +1,241 @@
+//! The SVG route: inferno draws the flame graph as SVG; usvg/resvg rasterize
+//! it into a tiny-skia pixmap of the fixed canvas, under a header band; the
+//! png crate encodes it with fast compression. Also writes `.svg` frames.
+
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context, Result};
+use inferno::flamegraph::{self, color::BackgroundColor, Options};
+use resvg::tiny_skia::{Color, Pixmap, Transform};
+use resvg::usvg;
+
+use super::layout::{self, Canvas, FrameInfo, BACKGROUND, FONT_FAMILY, FONT_WIDTH, HEADER_HEIGHT};
+
+/// Renders frames; holds the font database, loaded once and shared.
+pub struct SvgRenderer {
+    canvas: Canvas,
+    usvg_options: usvg::Options<'static>,
+}
+
+impl SvgRenderer {
+    /// Loads the fonts. The monospace family is set explicitly: usvg's
+    /// default ("Courier New") is absent on Debian and text would vanish.
+    pub fn new(canvas: Canvas) -> Result<SvgRenderer> {
+        let mut db = usvg::fontdb::Database::new();
+        db.load_system_fonts();
+        let family = db
+            .faces()
+            .find(|f| f.families.iter().any(|(name, _)| name == FONT_FAMILY))
+            .map(|_| FONT_FAMILY.to_string())
+            .or_else(|| {
+                db.faces()
+                    .find(|f| f.monospaced)
+                    .and_then(|f| f.families.first().map(|(n, _)| n.clone()))
+            })
+            .ok_or_else(|| {
+                anyhow!("no monospace font found for frame labels; install fonts-dejavu-core")
+            })?;
+        db.set_monospace_family(family.clone());
+        db.set_sans_serif_family(family);
+        let usvg_options = usvg::Options {
+            fontdb: Arc::new(db),
+            // Bars are axis-aligned rectangles: anti-aliasing their edges
+            // costs time and blurs the gaps between them.
+            shape_rendering: usvg::ShapeRendering::CrispEdges,
+            ..Default::default()
+        };
+        Ok(SvgRenderer {
+            canvas,
+            usvg_options,
+        })
+    }
+
+    /// inferno's options for a frame: deterministic colours (a function has
+    /// the same colour in every frame and run), monospace labels.
+    fn inferno_options(
+        &self,
+        fit: &layout::Fit,
+        title: String,
+        subtitle: Option<String>,
+    ) -> Options<'static> {
+        let mut opt = Options::default();
+        opt.deterministic = true;
+        opt.image_width = Some(self.canvas.width as usize);
+        opt.frame_height = fit.frame_height;
+        opt.font_size = fit.font_size;
+        opt.font_type = "monospace".into();
+        opt.font_width = FONT_WIDTH;
+        opt.bgcolors = Some(
+            BACKGROUND
+                .parse::<BackgroundColor>()
+                .expect("BACKGROUND is a valid #rrggbb colour"),
+        );
+        opt.title = title;
+        opt.subtitle = subtitle;
+        opt.count_name = "samples".into();
+        opt
+    }
+
+    /// The interactive SVG of a frame (for `.svg` patterns).
+    pub fn svg_frame(
+        &self,
+        lines: &[String],
+        fit: &layout::Fit,
+        info: &FrameInfo,
+    ) -> Result<Vec<u8>> {
+        let (title, subtitle) = info.lines();
+        if lines.is_empty() {
+            return Ok(
+                message_svg(self.canvas.width, self.canvas.height, &title, &subtitle).into_bytes(),
+            );
+        }
+        let mut opt = self.inferno_options(fit, title, Some(subtitle));
+        let mut out = Vec::new();
+        flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut out)
+            .context("inferno failed to draw the frame")?;
+        Ok(out)
+    }
+
+    /// The PNG of a frame on the fixed canvas.
+    pub fn png_frame(
+        &self,
+        lines: &[String],
+        fit: &layout::Fit,
+        info: &FrameInfo,
+    ) -> Result<Vec<u8>> {
+        let Canvas { width, height } = self.canvas;
+        let mut pixmap = Pixmap::new(width, height).context("canvas size")?;
+        pixmap.fill(Color::from_rgba8(0xf8, 0xf8, 0xf8, 0xff));
+        if !lines.is_empty() {
+            let mut opt = self.inferno_options(fit, String::new(), None);
+            opt.no_javascript = true;
+            let mut svg = Vec::new();
+            flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut svg)
+                .context("inferno failed to draw the frame")?;
+            let svg = strip_tooltips(&svg);
+            let tree = usvg::Tree::from_data(&svg, &self.usvg_options)
+                .context("failed to parse inferno's SVG")?;
+            // The graph grows from the bottom edge; the header covers its top.
+            let dy = height as f32 - tree.size().height();
+            resvg::render(
+                &tree,
+                Transform::from_translate(0.0, dy),
+                &mut pixmap.as_mut(),
+            );
+        }
+        let (title, subtitle) = info.lines();
+        let band = if lines.is_empty() {
+            message_svg(width, height, &title, &subtitle)
+        } else {
+            header_svg(width, &title, &subtitle)
+        };
+        let tree = usvg::Tree::from_str(&band, &self.usvg_options)
+            .context("failed to parse the header")?;
+        resvg::render(&tree, Transform::identity(), &mut pixmap.as_mut());
+        encode_png(&pixmap)
+    }
+}
+
+/// Drops what a still frame can't use from inferno's SVG: the per-frame
+/// `<title>` tooltips and empty `<text>` labels (together about half of what
+/// usvg would parse) and the "Search" / "Reset Zoom" buttons (drawn even
+/// without JavaScript).
+fn strip_tooltips(svg: &[u8]) -> Vec<u8> {
+    const CUTS: [(&[u8], &[u8]); 3] = [
+        (b"<title>", b"</title>"),
+        (b"<text id=\"search\"", b"</text>"),
+        (b"<text id=\"unzoom\"", b"</text>"),
+    ];
+    let mut out = Vec::with_capacity(svg.len());
+    let mut i = 0;
+    // One pass: at each '<', cut up to the matching close tag if it opens
+    // one of CUTS.
+    while let Some(lt) = svg[i..].iter().position(|b| *b == b'<') {
+        let at = i + lt;
+        let cut = CUTS.iter().find(|(open, _)| svg[at..].starts_with(open));
+        let close_at = match cut {
+            Some((_, close)) => svg[at..]
+                .windows(close.len())
+                .position(|w| w == *close)
+                .map(|j| at + j + close.len()),
+            // inferno writes an empty <text> for bars too narrow for a label.
+            None if svg[at..].starts_with(b"<text ") => svg[at..]
+                .iter()
+                .position(|b| *b == b'>')
+                .filter(|gt| svg[at + gt + 1..].starts_with(b"</text>"))
+                .map(|gt| at + gt + 1 + b"</text>".len()),
+            None => None,
+        };
+        out.extend_from_slice(&svg[i..at]);
+        match close_at {
+            Some(end) => i = end,
+            None => {
+                out.push(b'<');
+                i = at + 1;
+            }
+        }
+    }
+    out.extend_from_slice(&svg[i..]);
+    out
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The header band: target and time on the first line, counts on the second.
+fn header_svg(width: u32, title: &str, subtitle: &str) -> String {
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h}"><rect width="100%" height="100%" fill="{BACKGROUND}"/><text x="16" y="30" font-family="monospace" font-size="24" font-weight="bold" fill="#202020">{t}</text><text x="16" y="58" font-family="monospace" font-size="18" fill="#404040">{s}</text></svg>"##,
+        h = HEADER_HEIGHT,
+        t = escape(title),
+        s = escape(subtitle)
+    )
+}
+
+/// A whole frame with only the header and a message (an empty interval is
+/// still a frame, so video time stays linear).
+fn message_svg(width: u32, height: u32, title: &str, subtitle: &str) -> String {
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"><rect width="100%" height="100%" fill="{BACKGROUND}"/><text x="16" y="30" font-family="monospace" font-size="24" font-weight="bold" fill="#202020">{t}</text><text x="16" y="58" font-family="monospace" font-size="18" fill="#404040">{s}</text><text x="{cx}" y="{cy}" text-anchor="middle" font-family="monospace" font-size="36" fill="#909090">no samples</text></svg>"##,
+        t = escape(title),
+        s = escape(subtitle),
+        cx = width / 2,
+        cy = height / 2
+    )
+}
+
+/// PNG, RGB, fast compression (tiny-skia's own encoder is ~10x slower).
+pub fn encode_png(pixmap: &Pixmap) -> Result<Vec<u8>> {
+    // The canvas is opaque, so premultiplied RGBA is plain RGBA: drop alpha.
+    let rgb: Vec<u8> = pixmap
+        .data()
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
+    let mut out = Vec::with_capacity(rgb.len() / 8);
+    let mut enc = png::Encoder::new(&mut out, pixmap.width(), pixmap.height());
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    let mut w = enc.write_header().context("PNG header")?;
+    w.write_image_data(&rgb).context("PNG data")?;
+    w.finish().context("PNG end")?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tooltips_are_stripped() {
+        let svg = b"<text id=\"search\" x=\"1\">Search</text><g><title>f (1 samples)</title><rect/><text x=\"1%\"></text></g><g><title>g</title><text x=\"2\">g</text></g>";
+        assert_eq!(
+            strip_tooltips(svg),
+            b"<g><rect/></g><g><text x=\"2\">g</text></g>".to_vec()
+        );
+    }
+}
