@@ -4,4 +4,5 @@
 mod common;
 mod errors;
 mod filters;
+mod frames;
 mod sampler;
