@@ -8,6 +8,8 @@
  *   switch   alpha for the first half, beta for the second
  *   threads  main thread runs alpha; a second thread runs beta
  *   syscall  a loop of getppid() system calls (kernel + user stacks)
+ *   fixed    SECONDS is instead a number of mix rounds: fixed work, for
+ *            measuring slowdown (scripts/bench-overhead.py)
  * It prints "pid=P tid=T" (T: the beta thread in `threads` mode, else P),
  * then runs for SECONDS and exits.
  */
@@ -72,6 +74,11 @@ __attribute__((noinline)) void driver(const char *mode, double seconds)
 			alpha(UNIT);
 		while (now() < end)
 			beta(UNIT);
+	} else if (!strcmp(mode, "fixed")) {
+		for (double i = 0; i < seconds; i++) {
+			alpha(3 * UNIT);
+			beta(UNIT);
+		}
 	} else if (!strcmp(mode, "syscall")) {
 		while (now() < end)
 			sys_loop(1000);
@@ -87,7 +94,7 @@ int main(int argc, char **argv)
 	double seconds, end;
 
 	if (argc != 3) {
-		fprintf(stderr, "usage: %s mix|switch|threads|syscall SECONDS\n", argv[0]);
+		fprintf(stderr, "usage: %s mix|switch|threads|syscall|fixed SECONDS\n", argv[0]);
 		return 2;
 	}
 	seconds = atof(argv[2]);
