@@ -11,10 +11,8 @@ use anyhow::{Context, Result};
 
 use crate::cli::RunConfig;
 use crate::collector;
-use crate::output::folded::FoldedReport;
 use crate::output::frames::FramesOutput;
-use crate::output::text::TextReport;
-use crate::output::Output;
+use crate::output::{Output, Report};
 use crate::profile::Profile;
 use crate::sampler::Sampler;
 use crate::symbolizer::Symbolizer;
@@ -41,11 +39,7 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     let stop = install_stop_handler()?;
     let mut outputs: Vec<Box<dyn Output>> = Vec::new();
     let stdout = std::io::stdout();
-    if cfg.folded {
-        outputs.push(Box::new(FoldedReport::new(stdout.lock(), cfg.format)));
-    } else {
-        outputs.push(Box::new(TextReport::new(stdout.lock(), cfg.format)));
-    }
+    outputs.push(Box::new(Report::new(stdout.lock(), cfg.format, cfg.folded)));
 
     if let Some(frames) = &cfg.frames {
         // Refuse bad folders and earlier frames before sampling starts.

@@ -5,9 +5,7 @@
 use std::fmt::Write as _;
 use std::io::Write;
 
-use anyhow::Result;
-
-use super::{Output, StackFormat};
+use super::StackFormat;
 use crate::profile::{Profile, Stack, StackKey};
 
 /// Placeholder for a lost user stack.
@@ -76,28 +74,6 @@ pub fn write_folded(
         out.write_all(buf.as_bytes())?;
     }
     Ok(())
-}
-
-/// The `-f` report: the whole run, folded, at the end.
-pub struct FoldedReport<W: Write> {
-    out: W,
-    fmt: StackFormat,
-}
-
-impl<W: Write> FoldedReport<W> {
-    /// A report written to `out`.
-    pub fn new(out: W, fmt: StackFormat) -> Self {
-        Self { out, fmt }
-    }
-}
-
-impl<W: Write> Output for FoldedReport<W> {
-    fn finish(&mut self, total: &Profile) -> Result<()> {
-        write_folded(&mut self.out, total, &self.fmt)?;
-        self.out.flush()?;
-        super::text::print_warnings(&total.loss);
-        Ok(())
-    }
 }
 
 #[cfg(test)]

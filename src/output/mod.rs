@@ -5,6 +5,8 @@ pub mod folded;
 pub mod frames;
 pub mod text;
 
+use std::io::Write;
+
 use anyhow::Result;
 
 use crate::profile::Profile;
@@ -18,6 +20,34 @@ pub trait Output {
 
     /// Called once at the end with every interval merged.
     fn finish(&mut self, _total: &Profile) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The end-of-run report in profile.py's multi-line or folded (`-f`) format,
+/// with its warnings on stderr.
+pub struct Report<W: Write> {
+    out: W,
+    fmt: StackFormat,
+    folded: bool,
+}
+
+impl<W: Write> Report<W> {
+    /// A report written to `out`, folded or multi-line.
+    pub fn new(out: W, fmt: StackFormat, folded: bool) -> Self {
+        Self { out, fmt, folded }
+    }
+}
+
+impl<W: Write> Output for Report<W> {
+    fn finish(&mut self, total: &Profile) -> Result<()> {
+        if self.folded {
+            folded::write_folded(&mut self.out, total, &self.fmt)?;
+        } else {
+            text::write_text(&mut self.out, total, &self.fmt)?;
+        }
+        self.out.flush()?;
+        text::print_warnings(&total.loss);
         Ok(())
     }
 }

@@ -3,10 +3,8 @@
 
 use std::io::Write;
 
-use anyhow::Result;
-
 use super::folded::{KERNEL_ANNOTATION, MISSED_KERNEL, MISSED_USER};
-use super::{Output, StackFormat};
+use super::StackFormat;
 use crate::profile::{LossReport, Profile, Stack};
 
 /// What the header line describes.
@@ -103,28 +101,6 @@ pub fn print_warnings(loss: &LossReport) {
     let mut err = stderr.lock();
     for w in super::warnings(loss) {
         let _ = writeln!(err, "{w}");
-    }
-}
-
-/// The default report: the whole run, multi-line, at the end.
-pub struct TextReport<W: Write> {
-    out: W,
-    fmt: StackFormat,
-}
-
-impl<W: Write> TextReport<W> {
-    /// A report written to `out`.
-    pub fn new(out: W, fmt: StackFormat) -> Self {
-        Self { out, fmt }
-    }
-}
-
-impl<W: Write> Output for TextReport<W> {
-    fn finish(&mut self, total: &Profile) -> Result<()> {
-        write_text(&mut self.out, total, &self.fmt)?;
-        self.out.flush()?;
-        print_warnings(&total.loss);
-        Ok(())
     }
 }
 

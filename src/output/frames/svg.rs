@@ -127,7 +127,7 @@ impl SvgRenderer {
         let band = if lines.is_empty() {
             message_svg(width, height, &title, &subtitle)
         } else {
-            header_svg(width, &title, &subtitle)
+            header_svg(width, HEADER_HEIGHT, &title, &subtitle, "")
         };
         let tree = usvg::Tree::from_str(&band, &self.usvg_options)
             .context("failed to parse the header")?;
@@ -185,26 +185,25 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// The header band: target and time on the first line, counts on the second.
-fn header_svg(width: u32, title: &str, subtitle: &str) -> String {
+/// The header band: target and time on the first line, counts on the second,
+/// in an SVG `height` pixels high; `extra` is drawn after it.
+fn header_svg(width: u32, height: u32, title: &str, subtitle: &str, extra: &str) -> String {
     format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{h}"><rect width="100%" height="100%" fill="{BACKGROUND}"/><text x="16" y="30" font-family="monospace" font-size="24" font-weight="bold" fill="#202020">{t}</text><text x="16" y="58" font-family="monospace" font-size="18" fill="#404040">{s}</text></svg>"##,
-        h = HEADER_HEIGHT,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"><rect width="100%" height="100%" fill="{BACKGROUND}"/><text x="16" y="30" font-family="monospace" font-size="24" font-weight="bold" fill="#202020">{t}</text><text x="16" y="58" font-family="monospace" font-size="18" fill="#404040">{s}</text>{extra}</svg>"##,
         t = escape(title),
-        s = escape(subtitle)
+        s = escape(subtitle),
     )
 }
 
 /// A whole frame with only the header and a message (an empty interval is
 /// still a frame, so video time stays linear).
 fn message_svg(width: u32, height: u32, title: &str, subtitle: &str) -> String {
-    format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"><rect width="100%" height="100%" fill="{BACKGROUND}"/><text x="16" y="30" font-family="monospace" font-size="24" font-weight="bold" fill="#202020">{t}</text><text x="16" y="58" font-family="monospace" font-size="18" fill="#404040">{s}</text><text x="{cx}" y="{cy}" text-anchor="middle" font-family="monospace" font-size="36" fill="#909090">no samples</text></svg>"##,
-        t = escape(title),
-        s = escape(subtitle),
-        cx = width / 2,
-        cy = height / 2
-    )
+    let message = format!(
+        r##"<text x="{}" y="{}" text-anchor="middle" font-family="monospace" font-size="36" fill="#909090">no samples</text>"##,
+        width / 2,
+        height / 2
+    );
+    header_svg(width, height, title, subtitle, &message)
 }
 
 /// PNG, RGB, fast compression (tiny-skia's own encoder is ~10x slower).
