@@ -4,6 +4,10 @@
 #   vs the inferno-flamegraph | resvg command-line pair, one process pair per
 #   frame, as many in parallel as there are CPUs.
 # Input: shared/bench/syn2000-seed7.folded (2,000 stacks, depth 10-60), 1920x1080.
+# Both sides draw the same thing: deterministic colours, bars under 1 px left
+# out (inferno --minwidth is a percentage: 1 px of the 1900 px graph), and
+# labels in DejaVu Sans Mono (resvg's default monospace font, Courier New, is
+# absent on Debian and it would silently skip all text).
 #
 # usage: scripts/bench-render.sh [FOLDED] [FRAMES]
 set -euo pipefail
@@ -28,7 +32,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s.%N)
 seq 1 "$frames" | xargs -P "$ncpu" -I{} sh -c \
-    "$tools/inferno-flamegraph --width 1920 --deterministic < '$folded' > '$tmp/{}.svg' && $tools/resvg --width 1920 '$tmp/{}.svg' '$tmp/{}.png'"
+    "$tools/inferno-flamegraph --width 1920 --deterministic --minwidth 0.0526 < '$folded' > '$tmp/{}.svg' && $tools/resvg --monospace-family 'DejaVu Sans Mono' --width 1920 '$tmp/{}.svg' '$tmp/{}.png'"
 end=$(date +%s.%N)
 cli_fps=$(awk -v n="$frames" -v s="$start" -v e="$end" 'BEGIN{printf "%.2f", n/(e-s)}')
 

@@ -27,6 +27,18 @@ const MIN_FONT_SIZE: usize = 5;
 pub const FONT_WIDTH: f64 = 0.62;
 /// The monospace family the frames use (Debian's fonts-dejavu-core).
 pub const FONT_FAMILY: &str = "DejaVu Sans Mono";
+/// Bars narrower than this many pixels are left out of PNG frames: a raster
+/// frame can't draw them as bars (FlameGraph's `--minwidth`, in pixels).
+/// Interactive SVG frames keep inferno's default, as zooming reveals them.
+pub const MIN_BAR_PX: f64 = 1.0;
+/// inferno's horizontal padding on each side.
+const XPAD: f64 = 10.0;
+
+/// [`MIN_BAR_PX`] as inferno's `min_width`, a percentage of the graph width.
+pub fn min_width_percent(canvas_width: u32) -> f64 {
+    100.0 * MIN_BAR_PX / (f64::from(canvas_width) - 2.0 * XPAD).max(1.0)
+}
+
 /// Background of the canvas and header band.
 pub const BACKGROUND: &str = "#f8f8f8";
 

@@ -109,6 +109,7 @@ impl SvgRenderer {
         if !lines.is_empty() {
             let mut opt = self.inferno_options(fit, String::new(), None);
             opt.no_javascript = true;
+            opt.min_width = layout::min_width_percent(width);
             let mut svg = Vec::new();
             flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut svg)
                 .context("inferno failed to draw the frame")?;
