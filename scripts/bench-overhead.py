@@ -8,7 +8,7 @@ to 10 s of profiling), its peak RSS, and the workload's slowdown. The BPF
 program's own cost lands on the interrupted tasks, so it shows up in the
 slowdown, not in the profiler's CPU time.
 
-usage: sudo scripts/bench-overhead.py [--seconds 10] [--hz 49,99,999] [--runs 1]
+usage (as root): scripts/bench-overhead.py [--seconds 10] [--hz 49,99,999] [--runs 1]
 Prints a Markdown table (ratios are what to compare: machines are noisy).
 """
 import argparse

@@ -4,7 +4,7 @@
 # workload changes its hot function halfway, writes one flame-graph frame per
 # interval to frames/, and assembles them into frames/profile.mp4.
 #
-# usage: sudo scripts/demo.sh [SECONDS]
+# usage (as root): scripts/demo.sh [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
