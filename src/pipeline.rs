@@ -44,6 +44,7 @@ fn install_stop_handler() -> Result<Arc<AtomicBool>> {
     let flag = stop.clone();
     ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
+            crate::output::frames::remove_partial_frames();
             std::process::exit(130);
         }
     })

@@ -8,8 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// Whether BPF tests can run here (root and a kernel with BTF). When they
-/// can't, they skip, unless RS_PROFILE_REQUIRE_BPF (set by .ci/run) makes a
-/// skip a failure, so CI never goes green untested.
+/// can't, they skip, unless RS_PROFILE_REQUIRE_BPF (set by .ci/run) or
+/// CI=true makes a skip a failure, so CI never goes green untested.
 pub fn bpf_available() -> bool {
     // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
@@ -18,8 +18,10 @@ pub fn bpf_available() -> bool {
         return true;
     }
     let why = if root { "no kernel BTF" } else { "not root" };
-    if std::env::var_os("RS_PROFILE_REQUIRE_BPF").is_some() {
-        panic!("BPF unavailable ({why}) but RS_PROFILE_REQUIRE_BPF is set");
+    let required = std::env::var_os("RS_PROFILE_REQUIRE_BPF").is_some()
+        || std::env::var("CI").is_ok_and(|v| v == "true");
+    if required {
+        panic!("BPF unavailable ({why}) but RS_PROFILE_REQUIRE_BPF or CI=true requires it");
     }
     eprintln!("BPF unavailable ({why}), skipping");
     false

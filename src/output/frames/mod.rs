@@ -18,7 +18,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -80,6 +80,7 @@ impl FramesOutput {
     /// the render pool. Call before sampling starts.
     pub fn new(cfg: FramesConfig) -> Result<FramesOutput> {
         let renderer = Arc::new(SvgRenderer::new(cfg.canvas)?);
+        let _ = FRAME_DIR.set(cfg.pattern.dir().to_path_buf());
         let threads = if cfg.threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -248,6 +249,25 @@ fn render_job(renderer: &SvgRenderer, format: FrameFormat, job: &FrameJob) -> Re
         FrameFormat::Svg => renderer.svg_frame(&job.lines, &job.fit, &job.info)?,
     };
     write_atomically(&job.path, &bytes)
+}
+
+/// The folder frames are being written to, for [`remove_partial_frames`].
+static FRAME_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Removes temporary files of frames still being written. Called when a
+/// second Ctrl-C ends the run at once, so nothing half-written stays behind.
+pub fn remove_partial_frames() {
+    let Some(dir) = FRAME_DIR.get() else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Writes `path` under a temporary name in the same folder, then renames it,
