@@ -17,6 +17,6 @@ apt-get install -y -qq --no-install-recommends \
     linux-perf bpftool bpftrace util-linux ffmpeg fonts-dejavu-core python3 \
     ca-certificates >/dev/null
 if ! command -v cargo >/dev/null 2>&1; then
-    echo "install-deps.sh: cargo not found; install a Rust toolchain (1.80 or newer) with rustup" >&2
+    echo "install-deps.sh: cargo not found; install a Rust toolchain (1.88 or newer) with rustup" >&2
     exit 1
 fi

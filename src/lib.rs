@@ -2,12 +2,18 @@
 //! its samples into flame-graph frames.
 //!
 //! Data flows one way: [`sampler`] -> [`collector`] -> [`symbolizer`] ->
-//! [`profile`] -> [`output`].
+//! [`profile`] -> [`output`]. Recordings ([`recording`]) and imports
+//! ([`import`]) produce the same profiles, so they reach the same outputs;
+//! [`export`] writes them in other tools' formats.
 
 pub mod cli;
 pub mod collector;
+pub mod export;
+pub mod import;
+pub mod offline;
 pub mod output;
 pub mod pipeline;
 pub mod profile;
+pub mod recording;
 pub mod sampler;
 pub mod symbolizer;

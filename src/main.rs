@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::Parser;
 
-use rs_profile::cli::Cli;
-use rs_profile::pipeline;
+use rs_profile::cli::{Action, Cli};
+use rs_profile::{offline, pipeline};
 
 const BPF_SOURCE: &str = include_str!("../bpf/profile.bpf.c");
 
@@ -34,11 +34,17 @@ fn main() -> ExitCode {
         // libbpf's own multi-line diagnostics: our errors say what failed.
         libbpf_rs::set_print(None);
     }
-    if cli.ebpf {
-        print!("{BPF_SOURCE}");
-        return ExitCode::SUCCESS;
-    }
-    let result = cli.into_run_config().and_then(pipeline::run);
+    let result = cli.into_action().and_then(|action| match action {
+        Action::PrintBpf => {
+            print!("{BPF_SOURCE}");
+            Ok(())
+        }
+        Action::Run(cfg) => pipeline::run(*cfg),
+        Action::Render(args) => offline::render(args),
+        Action::Report(args) => offline::report(args),
+        Action::Import(args) => offline::import(args),
+        Action::Export(args) => offline::export(args),
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,

@@ -20,9 +20,12 @@ use anyhow::{anyhow, Context, Result};
 
 use crate::cli::RunConfig;
 use crate::collector::{self, Interval};
+use crate::export::{ExportFormat, ExportOutput};
 use crate::output::frames::FramesOutput;
 use crate::output::{Output, Report};
 use crate::profile::Profile;
+use crate::recording::{Meta, RecordWriter};
+use crate::sampler::SampleRate;
 use crate::sampler::Sampler;
 use crate::symbolizer::Symbolizer;
 
@@ -88,14 +91,57 @@ fn start_processing(
         .context("failed to start the processing thread")
 }
 
+/// What a recording or export says about this run.
+fn run_meta(cfg: &RunConfig) -> Meta {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let (frequency, period) = match cfg.sampler.rate {
+        SampleRate::Frequency(hz) => (Some(hz), None),
+        SampleRate::Period(n) => (None, Some(n)),
+    };
+    Meta {
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        command_line: cfg.command_line.clone(),
+        host: read("/proc/sys/kernel/hostname"),
+        kernel: read("/proc/sys/kernel/osrelease"),
+        frequency,
+        period,
+        target: cfg.target.clone(),
+        interval_ns: cfg.interval.as_nanos() as u64,
+        started_unix_ns: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+    }
+}
+
 /// Runs a profiling session to the end.
 pub fn run(cfg: RunConfig) -> Result<()> {
     let stop = install_stop_handler()?;
-    let mut outputs: Vec<Box<dyn Output + Send>> = vec![Box::new(Report::new(
-        BufWriter::new(std::io::stdout()),
-        cfg.format,
-        cfg.folded,
-    ))];
+    let mut outputs: Vec<Box<dyn Output + Send>> = Vec::new();
+    if !cfg.record {
+        outputs.push(Box::new(Report::new(
+            BufWriter::new(std::io::stdout()),
+            cfg.format,
+            cfg.folded,
+        )));
+    }
+    if let Some(path) = &cfg.output {
+        let meta = run_meta(&cfg);
+        let format = if cfg.record {
+            ExportFormat::Recording
+        } else {
+            ExportFormat::from_path(path)?
+        };
+        if format == ExportFormat::Recording {
+            outputs.push(Box::new(RecordWriter::create(path, &meta, cfg.overwrite)?));
+        } else {
+            outputs.push(Box::new(ExportOutput::new(path, format, meta)));
+        }
+    }
     if let Some(frames) = &cfg.frames {
         // Refuse bad folders and earlier frames before sampling starts.
         frames.pattern.prepare(cfg.overwrite)?;

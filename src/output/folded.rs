@@ -15,48 +15,57 @@ pub const MISSED_KERNEL: &str = "[Missed Kernel Stack]";
 /// Suffix of kernel frames with `-a`.
 pub const KERNEL_ANNOTATION: &str = "_[k]";
 
-/// The frames of one stack, root first, as they appear in a folded line
-/// (without the count), joined by `;`.
-pub fn folded_stack(key: &StackKey, fmt: &StackFormat) -> String {
-    let mut line = String::with_capacity(128);
-    line.push_str(&key.comm);
+/// What a frame of a folded stack is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// The thread name, at the root.
+    Comm,
+    /// A user-space frame (or the missed-user-stack placeholder).
+    User,
+    /// The `-` between user and kernel frames (`-d`).
+    Delimiter,
+    /// A kernel frame (or the missed-kernel-stack placeholder).
+    Kernel,
+}
+
+/// Visits the frames of one stack root first, as profile.py's folded output
+/// orders them: comm, user root..leaf, `-` (with -d, when both stacks are
+/// there), kernel root..leaf. Missed stacks appear as their placeholders.
+pub fn for_each_frame(key: &StackKey, fmt: &StackFormat, mut f: impl FnMut(&str, FrameKind)) {
+    f(&key.comm, FrameKind::Comm);
     if fmt.user_stacks {
         match &key.user {
-            Stack::Missed => {
-                line.push(';');
-                line.push_str(MISSED_USER);
-            }
-            Stack::Frames(frames) => {
-                for f in frames.iter().rev() {
-                    line.push(';');
-                    line.push_str(f);
-                }
-            }
+            Stack::Missed => f(MISSED_USER, FrameKind::User),
+            Stack::Frames(frames) => frames.iter().rev().for_each(|s| f(s, FrameKind::User)),
             Stack::Absent => {}
         }
     }
     if fmt.kernel_stacks {
         let both = matches!(key.user, Stack::Frames(_)) && matches!(key.kernel, Stack::Frames(_));
         if fmt.delimited && both {
-            line.push_str(";-");
+            f("-", FrameKind::Delimiter);
         }
         match &key.kernel {
-            Stack::Missed => {
-                line.push(';');
-                line.push_str(MISSED_KERNEL);
-            }
-            Stack::Frames(frames) => {
-                for f in frames.iter().rev() {
-                    line.push(';');
-                    line.push_str(f);
-                    if fmt.annotations {
-                        line.push_str(KERNEL_ANNOTATION);
-                    }
-                }
-            }
+            Stack::Missed => f(MISSED_KERNEL, FrameKind::Kernel),
+            Stack::Frames(frames) => frames.iter().rev().for_each(|s| f(s, FrameKind::Kernel)),
             Stack::Absent => {}
         }
     }
+}
+
+/// The frames of one stack, root first, as they appear in a folded line
+/// (without the count), joined by `;`.
+pub fn folded_stack(key: &StackKey, fmt: &StackFormat) -> String {
+    let mut line = String::with_capacity(128);
+    for_each_frame(key, fmt, |name, kind| {
+        if kind != FrameKind::Comm {
+            line.push(';');
+        }
+        line.push_str(name);
+        if kind == FrameKind::Kernel && fmt.annotations && name != MISSED_KERNEL {
+            line.push_str(KERNEL_ANNOTATION);
+        }
+    });
     line
 }
 

@@ -1,0 +1,376 @@
+//! The command line: profile.py's options (same letters, same defaults),
+//! go-profile's frame and feed options, and the offline subcommands (record,
+//! render, report, import, export). Parsing and validation only: the result
+//! is each stage's own config, bundled in an [`Action`].
+
+mod frames;
+mod offline;
+mod sampling;
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+
+pub use self::frames::FrameOptions;
+pub use self::offline::{ExportArgs, ImportArgs, RenderArgs, ReportArgs, TimeRange};
+pub use self::sampling::{SamplingArgs, DEFAULT_INTERVAL, MIN_INTERVAL};
+use crate::output::frames::FramesConfig;
+use crate::output::text::Header;
+use crate::output::StackFormat;
+use crate::sampler::SamplerConfig;
+
+/// Profile CPU usage by sampling stack traces at a timed interval.
+///
+/// A port of bcc's profile.py on libbpf-rs (CO-RE: no kernel headers needed)
+/// that also turns its samples into flame-graph frames and video.
+#[derive(Debug, Parser)]
+#[command(
+    name = "profile",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "examples:
+    profile             # profile stack traces at 49 Hertz until Ctrl-C
+    profile -F 99       # profile stack traces at 99 Hertz
+    profile -c 1000000  # profile stack traces every 1 in a million events
+    profile 5           # profile at 49 Hertz for 5 seconds only
+    profile -f 5        # output in folded format for flame graphs
+    profile -p 185      # only profile process with PID 185
+    profile -L 185      # only profile thread with TID 185
+    profile -U          # only show user space stacks (no kernel)
+    profile -K          # only show kernel space stacks (no user)
+    profile --cgroupmap mappath  # only trace cgroups in this BPF map
+    profile --mntnsmap mappath   # only trace mount namespaces in the map
+    profile -E 30       # one flame-graph frame per second in frames/
+    profile record -o run.rsprof 60 && profile render run.rsprof -g out/fg%04d.png"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    live: LiveArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sample like -E, but write each interval's profile to a recording file.
+    Record(RecordArgs),
+    /// Render a recording's frames offline (no root needed).
+    Render(RenderArgs),
+    /// Print a recording in profile.py's text or folded format.
+    Report(ReportArgs),
+    /// Turn `perf script` output or folded files into a recording.
+    Import(ImportArgs),
+    /// Export a recording as pprof, speedscope or folded.
+    Export(ExportArgs),
+}
+
+/// profile.py's stack formatting options.
+#[derive(Debug, Clone, Args)]
+pub struct FormatArgs {
+    /// Insert delimiter between kernel/user stacks.
+    #[arg(short = 'd', long = "delimited")]
+    pub delimited: bool,
+
+    /// Add _[k] annotations to kernel frames.
+    #[arg(short = 'a', long = "annotations")]
+    pub annotations: bool,
+
+    /// Output folded format, one line per stack (for flame graphs).
+    #[arg(short = 'f', long = "folded")]
+    pub folded: bool,
+}
+
+impl FormatArgs {
+    /// The stack format, given which stacks were collected.
+    pub fn stack_format(&self, user_stacks: bool, kernel_stacks: bool) -> StackFormat {
+        StackFormat {
+            delimited: self.delimited,
+            annotations: self.annotations,
+            user_stacks,
+            kernel_stacks,
+        }
+    }
+}
+
+/// The live run: profile.py's options plus frames, feed and export.
+#[derive(Debug, Args)]
+struct LiveArgs {
+    #[command(flatten)]
+    sampling: SamplingArgs,
+
+    #[command(flatten)]
+    format: FormatArgs,
+
+    /// Print the BPF program's source and exit.
+    #[arg(long)]
+    ebpf: bool,
+
+    /// Emit a flame-graph frame per interval (to frames/flamegraph%04d.png unless -g).
+    #[arg(short = 'E', long = "emit-frames")]
+    emit_frames: bool,
+
+    /// Frame file pattern, with exactly one %d or %0Nd; .png or .svg (implies -E).
+    #[arg(short = 'g', long = "frame-pattern", value_name = "PATTERN")]
+    frame_pattern: Option<String>,
+
+    #[command(flatten)]
+    frames: FrameOptions,
+
+    /// Also write the whole run at the end: .pb.gz (pprof), .speedscope.json,
+    /// .folded or .rsprof (a recording), by extension.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Serve a live flame graph over HTTP (not available yet).
+    #[arg(short = 'T', long = "serve")]
+    serve: bool,
+
+    /// URL path of the live flame graph.
+    #[arg(
+        short = 'P',
+        long = "serve-path",
+        value_name = "PATH",
+        default_value = "/"
+    )]
+    serve_path: String,
+
+    /// Port of the live flame graph.
+    #[arg(
+        short = 'R',
+        long = "serve-port",
+        value_name = "PORT",
+        default_value_t = 9090
+    )]
+    serve_port: u16,
+}
+
+/// `profile record`.
+#[derive(Debug, Args)]
+struct RecordArgs {
+    /// The recording file to write.
+    #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+    output: PathBuf,
+
+    /// Replace the recording file if it exists.
+    #[arg(long)]
+    overwrite: bool,
+
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+/// Everything a sampling run needs, split per consumer.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// What to sample.
+    pub sampler: SamplerConfig,
+    /// How stacks are printed.
+    pub format: StackFormat,
+    /// `-f`.
+    pub folded: bool,
+    /// Header line (default output only).
+    pub header: Option<Header>,
+    /// Length of one interval.
+    pub interval: std::time::Duration,
+    /// How long to sample (None: until a signal).
+    pub duration: Option<std::time::Duration>,
+    /// `--stats`.
+    pub stats: bool,
+    /// `-E` / `-g`.
+    pub frames: Option<FramesConfig>,
+    /// `--overwrite`: earlier frames or recording may be replaced.
+    pub overwrite: bool,
+    /// The end-of-run export (`-o`), or the recording (`record -o`).
+    pub output: Option<PathBuf>,
+    /// `record`: no report on stdout, every interval to `output`.
+    pub record: bool,
+    /// The command line, kept in recordings.
+    pub command_line: String,
+    /// What is profiled ("all threads", "PID 42"), for headers and recordings.
+    pub target: String,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Action {
+    /// `--ebpf`.
+    PrintBpf,
+    /// Sample (the live run, or `record`).
+    Run(Box<RunConfig>),
+    /// `render`.
+    Render(RenderArgs),
+    /// `report`.
+    Report(ReportArgs),
+    /// `import`.
+    Import(ImportArgs),
+    /// `export`.
+    Export(ExportArgs),
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+impl Cli {
+    /// Validates the options and turns them into an [`Action`].
+    pub fn into_action(self) -> Result<Action> {
+        let live = self.live;
+        match self.command {
+            Some(Command::Record(r)) => {
+                let (sampler, _) = r.sampling.sampler_config()?;
+                if r.output.exists() && !r.overwrite {
+                    bail!(
+                        "{} already exists; use --overwrite to replace it",
+                        r.output.display()
+                    );
+                }
+                Ok(Action::Run(Box::new(RunConfig {
+                    format: StackFormat::default(),
+                    folded: false,
+                    header: None,
+                    interval: r.sampling.interval()?,
+                    duration: r.sampling.duration(),
+                    stats: r.sampling.stats,
+                    frames: None,
+                    overwrite: r.overwrite,
+                    output: Some(r.output),
+                    record: true,
+                    command_line: command_line(),
+                    target: r.sampling.target(),
+                    sampler,
+                })))
+            }
+            Some(Command::Render(r)) => Ok(Action::Render(r)),
+            Some(Command::Report(r)) => Ok(Action::Report(r)),
+            Some(Command::Import(r)) => Ok(Action::Import(r)),
+            Some(Command::Export(r)) => Ok(Action::Export(r)),
+            None if live.ebpf => Ok(Action::PrintBpf),
+            None => live.into_run_config().map(|c| Action::Run(Box::new(c))),
+        }
+    }
+}
+
+impl LiveArgs {
+    fn into_run_config(self) -> Result<RunConfig> {
+        let (sampler, header) = self.sampling.sampler_config()?;
+        if !self.serve_path.starts_with('/') {
+            bail!("-P/--serve-path must start with '/': {:?}", self.serve_path);
+        }
+        if self.serve {
+            bail!("-T (the live flame graph) is not available in this version yet");
+        }
+        if let Some(out) = &self.output {
+            crate::export::ExportFormat::from_path(out)?;
+        }
+        let format = self
+            .format
+            .stack_format(sampler.user_stacks, sampler.kernel_stacks);
+        let pattern = match (&self.frame_pattern, self.emit_frames) {
+            (Some(p), _) => Some(p.as_str()),
+            (None, true) => Some(crate::output::frames::pattern::DEFAULT_PATTERN),
+            (None, false) => None,
+        };
+        let frames = pattern
+            .map(|p| self.frames.frames_config(p, format, self.sampling.target()))
+            .transpose()?;
+        Ok(RunConfig {
+            interval: self.sampling.interval()?,
+            duration: self.sampling.duration(),
+            stats: self.sampling.stats,
+            header: (!self.format.folded).then_some(header),
+            folded: self.format.folded,
+            format,
+            frames,
+            overwrite: self.frames.overwrite,
+            output: self.output,
+            record: false,
+            command_line: command_line(),
+            target: self.sampling.target(),
+            sampler,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::modes::FrameMode;
+    use crate::sampler::SampleRate;
+
+    fn parse(args: &[&str]) -> Result<RunConfig> {
+        let mut v = vec!["profile"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v)?.into_action()? {
+            Action::Run(c) => Ok(*c),
+            other => bail!("not a run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_profile_py() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.sampler.rate, SampleRate::Frequency(49));
+        assert_eq!(c.sampler.hash_storage_size, 40960);
+        assert_eq!(c.sampler.stack_storage_size, 16384);
+        assert!(c.sampler.user_stacks && c.sampler.kernel_stacks);
+        assert!(!c.sampler.include_idle);
+        assert_eq!(
+            c.header.unwrap().line(),
+            "Sampling at 49 Hertz of all threads by user + kernel stack... Hit Ctrl-C to end."
+        );
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        for args in [
+            &["-F", "0"][..],
+            &["-F", "99", "-c", "10"],
+            &["-c", "0"],
+            &["-p", "abc"],
+            &["-p", "4000000000"],
+            &["-p", "1", "-L", "1"],
+            &["-U", "-K"],
+            &["-C", "4096"],
+            &["-C", "-2"],
+            &["--interval", "0.01"],
+            &["--cgroupmap", "/nonexistent/map"],
+            &["0"],
+            &["-g", "frames/fg.png"],
+            &["-g", "frames/fg%d%d.png"],
+            &["-E", "--frame-mode", "window:0"],
+            &["-E", "--width", "1921"],
+            &["-P", "live"],
+            &["-T"],
+            &["-o", "x.txt"],
+            &["record"],
+            &["record", "-o", "x.rsprof", "-E"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn own_pid_is_accepted_and_headers_name_it() {
+        let me = std::process::id().to_string();
+        let c = parse(&["-p", &me, "-U", "-c", "1000", "5"]).unwrap();
+        assert_eq!(c.sampler.pids, vec![std::process::id()]);
+        assert_eq!(
+            c.header.unwrap().line(),
+            format!("Sampling at every 1000 events of PID {me} by user stack for 5 secs.")
+        );
+        assert!(parse(&["-f"]).unwrap().header.is_none());
+        let c = parse(&["-E"]).unwrap();
+        let frames = c.frames.unwrap();
+        assert_eq!(
+            frames.pattern.path(3),
+            std::path::PathBuf::from("frames/flamegraph0003.png")
+        );
+        let c = parse(&["-g", "out/x%03d.svg", "--frame-mode", "decay:0.8"]).unwrap();
+        assert_eq!(c.frames.unwrap().mode, FrameMode::Decay(0.8));
+        let c = parse(&["record", "-o", "/nonexistent-dir/x.rsprof", "-F", "99", "2"]).unwrap();
+        assert!(c.record);
+        assert_eq!(c.duration, Some(std::time::Duration::from_secs(2)));
+        assert_eq!(c.sampler.rate, SampleRate::Frequency(99));
+    }
+}

@@ -1,0 +1,162 @@
+//! Arguments of the offline subcommands: render, report, import, export.
+//! None of them needs root or BPF.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use super::{FormatArgs, FrameOptions};
+
+/// `--from` / `--to`: a time range of a recording, in seconds from its start.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct TimeRange {
+    /// Only intervals that end after this many seconds from the start.
+    #[arg(long, value_name = "SECS")]
+    pub from: Option<f64>,
+
+    /// Only intervals that start before this many seconds from the start.
+    #[arg(long, value_name = "SECS")]
+    pub to: Option<f64>,
+}
+
+impl TimeRange {
+    /// Checks the range makes sense.
+    pub fn validate(&self) -> Result<()> {
+        for (flag, v) in [("--from", self.from), ("--to", self.to)] {
+            if v.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                bail!("{flag} must be a number of seconds, 0 or more");
+            }
+        }
+        if let (Some(a), Some(b)) = (self.from, self.to) {
+            if b <= a {
+                bail!("--to ({b}) must be after --from ({a})");
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether an interval [start, start + duration) overlaps the range.
+    pub fn contains(&self, start: Duration, duration: Duration) -> bool {
+        let (s, e) = (start.as_secs_f64(), (start + duration).as_secs_f64());
+        self.from.is_none_or(|f| e > f) && self.to.is_none_or(|t| s < t)
+    }
+}
+
+/// `profile render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The recording to render.
+    pub recording: PathBuf,
+
+    /// Frame file pattern, with exactly one %d or %0Nd; .png or .svg.
+    #[arg(short = 'g', long = "frame-pattern", value_name = "PATTERN",
+          default_value = crate::output::frames::pattern::DEFAULT_PATTERN)]
+    pub frame_pattern: String,
+
+    #[command(flatten)]
+    pub frames: FrameOptions,
+
+    #[command(flatten)]
+    pub range: TimeRange,
+
+    /// Merge consecutive intervals into frames of this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub regroup: Option<f64>,
+
+    /// Insert delimiter between kernel/user stacks.
+    #[arg(short = 'd', long = "delimited")]
+    pub delimited: bool,
+
+    /// Add _[k] annotations to kernel frames.
+    #[arg(short = 'a', long = "annotations")]
+    pub annotations: bool,
+}
+
+/// `profile report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The recording to print.
+    pub recording: PathBuf,
+
+    #[command(flatten)]
+    pub format: FormatArgs,
+
+    #[command(flatten)]
+    pub range: TimeRange,
+}
+
+/// `profile import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// `perf script` output (of `perf record -g`), or folded files (each one interval).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+
+    /// The recording to write.
+    #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+    pub output: PathBuf,
+
+    /// Seconds per interval when cutting `perf script` samples by timestamp.
+    #[arg(long, value_name = "SECS", default_value_t = super::DEFAULT_INTERVAL)]
+    pub interval: f64,
+
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// `profile export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The recording to export.
+    pub recording: PathBuf,
+
+    /// pprof (gzipped protobuf), speedscope (JSON) or folded.
+    #[arg(long, value_name = "FORMAT")]
+    pub format: crate::export::ExportFormat,
+
+    /// The file to write.
+    #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+    pub output: PathBuf,
+
+    #[command(flatten)]
+    pub range: TimeRange,
+
+    /// speedscope: one merged profile instead of one per interval.
+    #[arg(long)]
+    pub merge: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let r = TimeRange {
+            from: Some(1.0),
+            to: Some(3.0),
+        };
+        r.validate().unwrap();
+        let s = Duration::from_secs_f64;
+        assert!(!r.contains(s(0.0), s(1.0)));
+        assert!(r.contains(s(0.5), s(1.0)));
+        assert!(r.contains(s(2.0), s(1.0)));
+        assert!(!r.contains(s(3.0), s(1.0)));
+        assert!(TimeRange {
+            from: Some(2.0),
+            to: Some(1.0)
+        }
+        .validate()
+        .is_err());
+        assert!(TimeRange {
+            from: Some(-1.0),
+            to: None
+        }
+        .validate()
+        .is_err());
+        assert!(TimeRange::default().contains(s(100.0), s(1.0)));
+    }
+}

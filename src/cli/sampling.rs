@@ -1,0 +1,227 @@
+//! profile.py's sampling options, shared by the live run and `record`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Args;
+
+use crate::output::text::Header;
+use crate::sampler::{self, defaults, SampleRate, SamplerConfig};
+
+/// Shortest interval `--interval` accepts.
+pub const MIN_INTERVAL: f64 = 0.05;
+/// Default `--interval`.
+pub const DEFAULT_INTERVAL: f64 = 1.0;
+
+/// What to sample and for how long.
+#[derive(Debug, Clone, Args)]
+pub struct SamplingArgs {
+    /// Profile processes with one or more comma-separated PIDs only.
+    #[arg(short = 'p', long = "pid", value_name = "PID", conflicts_with = "tid")]
+    pub pid: Option<String>,
+
+    /// Profile threads with one or more comma-separated TIDs only.
+    #[arg(short = 'L', long = "tid", value_name = "TID")]
+    pub tid: Option<String>,
+
+    /// Show stacks from user space only (no kernel space stacks).
+    #[arg(
+        short = 'U',
+        long = "user-stacks-only",
+        conflicts_with = "kernel_stacks_only"
+    )]
+    pub user_stacks_only: bool,
+
+    /// Show stacks from kernel space only (no user space stacks).
+    #[arg(short = 'K', long = "kernel-stacks-only")]
+    pub kernel_stacks_only: bool,
+
+    /// Sample frequency in Hertz [default: 49].
+    #[arg(
+        short = 'F',
+        long = "frequency",
+        value_name = "HZ",
+        conflicts_with = "count"
+    )]
+    pub frequency: Option<u64>,
+
+    /// Sample period: one sample every N CPU-clock events (nanoseconds).
+    #[arg(short = 'c', long = "count", value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Include CPU idle stacks.
+    #[arg(short = 'I', long = "include-idle")]
+    pub include_idle: bool,
+
+    /// The number of hash keys that can be stored.
+    #[arg(long, value_name = "N", default_value_t = defaults::HASH_STORAGE_SIZE)]
+    pub hash_storage_size: u32,
+
+    /// The number of unique stack traces that can be stored and displayed.
+    #[arg(long, value_name = "N", default_value_t = defaults::STACK_STORAGE_SIZE)]
+    pub stack_storage_size: u32,
+
+    /// CPU number to run profile on (-1: all).
+    #[arg(
+        short = 'C',
+        long = "cpu",
+        value_name = "CPU",
+        allow_negative_numbers = true
+    )]
+    pub cpu: Option<i64>,
+
+    /// Trace cgroups in this pinned BPF hash map only (u64 cgroup id keys).
+    #[arg(long, value_name = "PATH")]
+    pub cgroupmap: Option<PathBuf>,
+
+    /// Trace mount namespaces in this pinned BPF hash map only (u64 keys).
+    #[arg(long, value_name = "PATH")]
+    pub mntnsmap: Option<PathBuf>,
+
+    /// Seconds covered by one interval: one frame, one drain of the BPF maps.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_INTERVAL)]
+    pub interval: f64,
+
+    /// Keep samples of this profiler's own threads (left out by default).
+    #[arg(long)]
+    pub include_self: bool,
+
+    /// Print the sample accounting (taken, counted, lost by reason) on stderr at the end.
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Duration of trace, in seconds [default: until Ctrl-C].
+    #[arg(value_name = "DURATION")]
+    pub duration: Option<u64>,
+}
+
+/// Parses a comma-separated list of process or thread ids that must exist.
+fn parse_ids(list: &str, what: &str) -> Result<Vec<u32>> {
+    let mut ids = Vec::new();
+    for part in list.split(',') {
+        let part = part.trim();
+        let id: u32 = match part.parse() {
+            Ok(id) if id > 0 => id,
+            _ => bail!(
+                "invalid {what} {part:?}: expected a positive number (or a comma-separated list)"
+            ),
+        };
+        if !sampler::task_exists(id) {
+            bail!("{what} {id} does not exist");
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+impl SamplingArgs {
+    /// `--interval`, validated.
+    pub fn interval(&self) -> Result<Duration> {
+        if !self.interval.is_finite() || self.interval < MIN_INTERVAL {
+            bail!("--interval must be at least {MIN_INTERVAL} seconds");
+        }
+        Ok(Duration::from_secs_f64(self.interval))
+    }
+
+    /// The duration, if given.
+    pub fn duration(&self) -> Option<Duration> {
+        self.duration.map(Duration::from_secs)
+    }
+
+    /// What the header and frames call the target.
+    pub fn target(&self) -> String {
+        match (&self.tid, &self.pid) {
+            (Some(t), _) => format!("TID {t}"),
+            (None, Some(p)) => format!("PID {p}"),
+            (None, None) => "all threads".into(),
+        }
+    }
+
+    /// Validates the options into the sampler's config and profile.py's header.
+    pub fn sampler_config(&self) -> Result<(SamplerConfig, Header)> {
+        let rate = match (self.frequency, self.count) {
+            (_, Some(0)) => bail!("-c/--count must be a positive number of events"),
+            (_, Some(n)) => SampleRate::Period(n),
+            (Some(0), _) => bail!("-F/--frequency must be a positive number of Hertz"),
+            (Some(hz), _) => SampleRate::Frequency(hz),
+            (None, None) => SampleRate::Frequency(defaults::FREQUENCY),
+        };
+        if self.hash_storage_size == 0 {
+            bail!("--hash-storage-size must be at least 1");
+        }
+        if self.stack_storage_size == 0 {
+            bail!("--stack-storage-size must be at least 1");
+        }
+        if self.duration == Some(0) {
+            bail!("duration must be a positive number of seconds");
+        }
+        self.interval()?;
+        let pids = self
+            .pid
+            .as_deref()
+            .map(|l| parse_ids(l, "PID"))
+            .transpose()?;
+        let tids = self
+            .tid
+            .as_deref()
+            .map(|l| parse_ids(l, "TID"))
+            .transpose()?;
+        let cpu = match self.cpu {
+            None | Some(-1) => None,
+            Some(n) => {
+                let online = sampler::perf_event::online_cpus()?;
+                match u32::try_from(n) {
+                    Ok(cpu) if online.contains(&cpu) => Some(cpu),
+                    _ => bail!(
+                        "CPU {n} is not online (online CPUs: {})",
+                        online
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                }
+            }
+        };
+        for (flag, path) in [
+            ("--cgroupmap", &self.cgroupmap),
+            ("--mntnsmap", &self.mntnsmap),
+        ] {
+            if let Some(path) = path {
+                if !path.exists() {
+                    bail!("{flag} {}: no such file", path.display());
+                }
+            }
+        }
+        let config = SamplerConfig {
+            rate,
+            pids: pids.unwrap_or_default(),
+            tids: tids.unwrap_or_default(),
+            include_idle: self.include_idle,
+            user_stacks: !self.kernel_stacks_only,
+            kernel_stacks: !self.user_stacks_only,
+            cpu,
+            hash_storage_size: self.hash_storage_size,
+            stack_storage_size: self.stack_storage_size,
+            cgroup_map: self.cgroupmap.clone(),
+            mntns_map: self.mntnsmap.clone(),
+            include_self: self.include_self,
+        };
+        let header = Header {
+            rate: match rate {
+                SampleRate::Frequency(hz) => format!("{hz} Hertz"),
+                SampleRate::Period(n) => format!("every {n} events"),
+            },
+            threads: self.target(),
+            stacks: match (self.user_stacks_only, self.kernel_stacks_only) {
+                (true, _) => "user".into(),
+                (_, true) => "kernel".into(),
+                _ => "user + kernel".into(),
+            },
+            cpu,
+            duration: self.duration,
+        };
+        Ok((config, header))
+    }
+}

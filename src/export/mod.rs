@@ -1,0 +1,125 @@
+//! Writes profiles in other tools' formats: pprof (`go tool pprof`,
+//! Pyroscope, Parca), speedscope, folded, and our own recording.
+
+pub mod pprof;
+pub mod speedscope;
+
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{bail, Context, Result};
+
+use crate::output::{folded, Output, StackFormat};
+use crate::profile::Profile;
+use crate::recording::Meta;
+
+/// An export format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// Gzipped pprof protobuf.
+    Pprof,
+    /// speedscope's JSON.
+    Speedscope,
+    /// profile.py's folded lines.
+    Folded,
+    /// An rs-profile recording (live runs' `-o` only).
+    Recording,
+}
+
+impl FromStr for ExportFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pprof" => Ok(ExportFormat::Pprof),
+            "speedscope" => Ok(ExportFormat::Speedscope),
+            "folded" => Ok(ExportFormat::Folded),
+            _ => Err(format!(
+                "unknown format {s:?}; expected pprof, speedscope or folded"
+            )),
+        }
+    }
+}
+
+impl ExportFormat {
+    /// The format a live run's `-o FILE` asks for, by extension.
+    pub fn from_path(path: &Path) -> Result<ExportFormat> {
+        let name = path.to_string_lossy();
+        Ok(if name.ends_with(".pb.gz") {
+            ExportFormat::Pprof
+        } else if name.ends_with(".speedscope.json") {
+            ExportFormat::Speedscope
+        } else if name.ends_with(".folded") {
+            ExportFormat::Folded
+        } else if name.ends_with(".rsprof") {
+            ExportFormat::Recording
+        } else {
+            bail!(
+                "-o {name}: unknown format; name it .pb.gz (pprof), .speedscope.json, .folded or .rsprof (recording)"
+            )
+        })
+    }
+}
+
+/// Writes `intervals` to `path` in `format`. `merge` makes speedscope one
+/// profile instead of one per interval.
+pub fn write(
+    path: &Path,
+    format: ExportFormat,
+    meta: &Meta,
+    intervals: &[Profile],
+    merge: bool,
+) -> Result<()> {
+    let bytes = match format {
+        ExportFormat::Pprof => pprof::encode(meta, intervals)?,
+        ExportFormat::Speedscope => speedscope::encode(meta, intervals, merge)?,
+        ExportFormat::Folded => {
+            let mut total = Profile::default();
+            intervals.iter().for_each(|p| total.merge(p));
+            let mut out = Vec::new();
+            folded::write_folded(&mut out, &total, &StackFormat::default())?;
+            out
+        }
+        ExportFormat::Recording => {
+            let mut w = crate::recording::RecordWriter::create(path, meta, true)?;
+            for p in intervals {
+                w.write_interval(p)?;
+            }
+            return Ok(());
+        }
+    };
+    crate::output::frames::write_atomically(path, &bytes)
+        .with_context(|| format!("failed to export to {}", path.display()))
+}
+
+/// A live run's `-o`: keeps the intervals and writes them at the end (a
+/// recording is streamed instead, see [`crate::recording::RecordWriter`]).
+pub struct ExportOutput {
+    path: std::path::PathBuf,
+    format: ExportFormat,
+    meta: Meta,
+    intervals: Vec<Profile>,
+}
+
+impl ExportOutput {
+    /// An export of the whole run to `path`.
+    pub fn new(path: &Path, format: ExportFormat, meta: Meta) -> ExportOutput {
+        ExportOutput {
+            path: path.to_path_buf(),
+            format,
+            meta,
+            intervals: Vec::new(),
+        }
+    }
+}
+
+impl Output for ExportOutput {
+    fn interval(&mut self, profile: &Profile) -> Result<()> {
+        self.intervals.push(profile.clone());
+        Ok(())
+    }
+
+    fn finish(&mut self, _total: &Profile) -> Result<()> {
+        write(&self.path, self.format, &self.meta, &self.intervals, false)
+    }
+}

@@ -1,0 +1,177 @@
+//! The offline subcommands: render, report, import and export. They read
+//! recordings (or other tools' files) and feed the same outputs a live run
+//! does; none needs root.
+
+use std::io::BufWriter;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::cli::{ExportArgs, ImportArgs, RenderArgs, ReportArgs, TimeRange};
+use crate::output::frames::FramesOutput;
+use crate::output::{Output, Report, StackFormat};
+use crate::profile::Profile;
+use crate::recording::{read_recording, Meta, RecordWriter, Recording};
+
+/// Reads a recording, says on stderr where it was damaged (if it was), and
+/// keeps the intervals in `range`.
+fn load(path: &Path, range: &TimeRange) -> Result<(Recording, Vec<Profile>)> {
+    range.validate()?;
+    let mut rec = read_recording(path)?;
+    if let Some(damage) = &rec.damage {
+        eprintln!(
+            "profile: warning: {}: {damage}; using the {} whole intervals before it",
+            path.display(),
+            rec.intervals.len()
+        );
+    }
+    if rec.intervals.is_empty() {
+        bail!("{} holds no whole interval", path.display());
+    }
+    let intervals: Vec<Profile> = std::mem::take(&mut rec.intervals)
+        .into_iter()
+        .filter(|p| range.contains(p.start, p.duration))
+        .collect();
+    if intervals.is_empty() {
+        bail!("{}: no interval in the time range given", path.display());
+    }
+    Ok((rec, intervals))
+}
+
+/// Merges consecutive intervals into frames of `secs` seconds.
+pub fn regroup(intervals: Vec<Profile>, secs: f64) -> Vec<Profile> {
+    let mut out: Vec<Profile> = Vec::new();
+    let mut current: Option<(u64, Profile)> = None;
+    for p in intervals {
+        let group = (p.start.as_secs_f64() / secs).floor() as u64;
+        match &mut current {
+            Some((g, acc)) if *g == group => acc.merge(&p),
+            _ => {
+                if let Some((_, acc)) = current.take() {
+                    out.push(acc);
+                }
+                current = Some((group, p));
+            }
+        }
+    }
+    out.extend(current.map(|(_, acc)| acc));
+    for (i, p) in out.iter_mut().enumerate() {
+        p.index = i as u64;
+    }
+    out
+}
+
+/// `profile render`.
+pub fn render(args: RenderArgs) -> Result<()> {
+    let (rec, mut intervals) = load(&args.recording, &args.range)?;
+    let used = intervals.len();
+    if let Some(secs) = args.regroup {
+        if !secs.is_finite() || secs <= 0.0 {
+            bail!("--regroup must be a positive number of seconds");
+        }
+        intervals = regroup(intervals, secs);
+    }
+    let format = StackFormat {
+        delimited: args.delimited,
+        annotations: args.annotations,
+        ..StackFormat::default()
+    };
+    let cfg = args
+        .frames
+        .frames_config(&args.frame_pattern, format, rec.meta.target.clone())?;
+    cfg.pattern.prepare(args.frames.overwrite)?;
+    let mut frames = FramesOutput::new(cfg)?;
+    for p in &intervals {
+        frames.interval(p)?;
+    }
+    frames.finish(&Profile::default())?;
+    eprintln!(
+        "rendered {} frames from {used} of the recording's {} intervals",
+        intervals.len(),
+        used + rec.intervals.len()
+    );
+    Ok(())
+}
+
+/// `profile report`.
+pub fn report(args: ReportArgs) -> Result<()> {
+    let (_, intervals) = load(&args.recording, &args.range)?;
+    let mut total = Profile::default();
+    intervals.iter().for_each(|p| total.merge(p));
+    let fmt = args.format.stack_format(true, true);
+    Report::new(BufWriter::new(std::io::stdout()), fmt, args.format.folded).finish(&total)
+}
+
+/// `profile import`.
+pub fn import(args: ImportArgs) -> Result<()> {
+    if !args.interval.is_finite() || args.interval < crate::cli::MIN_INTERVAL {
+        bail!(
+            "--interval must be at least {} seconds",
+            crate::cli::MIN_INTERVAL
+        );
+    }
+    let intervals =
+        crate::import::import_files(&args.inputs, Duration::from_secs_f64(args.interval))?;
+    let names: Vec<String> = args
+        .inputs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let meta = Meta {
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        command_line: std::env::args().collect::<Vec<_>>().join(" "),
+        target: format!("imported from {}", names.join(", ")),
+        interval_ns: Duration::from_secs_f64(args.interval).as_nanos() as u64,
+        ..Default::default()
+    };
+    let mut w = RecordWriter::create(&args.output, &meta, args.overwrite)?;
+    let mut samples = 0;
+    for p in &intervals {
+        w.write_interval(p)?;
+        samples += p.samples();
+    }
+    eprintln!(
+        "imported {} intervals, {samples} samples into {}",
+        intervals.len(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// `profile export`.
+pub fn export(args: ExportArgs) -> Result<()> {
+    let (rec, intervals) = load(&args.recording, &args.range)?;
+    crate::export::write(&args.output, args.format, &rec.meta, &intervals, args.merge)?;
+    eprintln!(
+        "exported {} intervals to {}",
+        intervals.len(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regroup_merges_by_time() {
+        let ps: Vec<Profile> = (0..5u64)
+            .map(|i| {
+                let mut p = crate::output::test_data::sample_profile();
+                p.index = i;
+                p.start = Duration::from_millis(500 * i);
+                p.duration = Duration::from_millis(500);
+                p
+            })
+            .collect();
+        let one = ps[0].samples();
+        let g = regroup(ps, 1.0);
+        assert_eq!(g.len(), 3);
+        assert_eq!(g[0].samples(), 2 * one);
+        assert_eq!(g[0].duration, Duration::from_secs(1));
+        assert_eq!(g[2].samples(), one);
+        assert_eq!(g[2].index, 2);
+    }
+}

@@ -1,0 +1,99 @@
+//! The recording file (`.rsprof`): a run's interval profiles, written as they
+//! end, read back later to render, report or export without root.
+//!
+//! Layout: an 8-byte magic and a u32 version, then records, each
+//! `[u32 length][u32 crc32][payload]` (little endian), the payload a
+//! deflate-compressed postcard encoding of a [`Record`]. The first record is
+//! the run's [`Meta`]; every other one is an interval. Frame names are
+//! interned: each interval record carries only the names not seen before.
+//!
+//! Append-only and crash-safe: each interval is one write, flushed and
+//! synced as it ends, so a recorder killed with -9 leaves a file whose whole
+//! records all read back. A reader stops at the first truncated or corrupt
+//! record and says where, keeping every interval before it.
+
+mod reader;
+mod writer;
+
+use serde::{Deserialize, Serialize};
+
+pub use reader::{parse, read_recording, Recording};
+pub use writer::RecordWriter;
+
+/// First bytes of every recording.
+pub const MAGIC: &[u8; 8] = b"RSPROF\n\0";
+/// The format version this build writes and reads.
+pub const VERSION: u32 = 1;
+/// Largest record accepted, compressed or not: anything larger is corrupt.
+pub const MAX_RECORD: usize = 256 << 20;
+
+/// What a run was: kept in the first record.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    /// rs-profile's version.
+    pub tool_version: String,
+    /// The command line that made the recording.
+    pub command_line: String,
+    /// Host name.
+    pub host: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// Sampling frequency in Hz, when sampled by frequency.
+    pub frequency: Option<u64>,
+    /// Sampling period in events, when sampled with -c.
+    pub period: Option<u64>,
+    /// What was profiled ("all threads", "PID 42").
+    pub target: String,
+    /// Nominal interval length, nanoseconds.
+    pub interval_ns: u64,
+    /// Wall-clock start, nanoseconds since the Unix epoch.
+    pub started_unix_ns: u64,
+}
+
+/// One stack half in a record: names are indices into the string table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum StackRec {
+    Absent,
+    Missed,
+    Frames(Vec<u32>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SampleRec {
+    comm: u32,
+    pid: u32,
+    user: StackRec,
+    kernel: StackRec,
+    count: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct LossRec {
+    taken: u64,
+    counted: u64,
+    lost_hash_full: u64,
+    lost_in_flight: u64,
+    missing_stacks: u64,
+    missed_stack_samples: u64,
+    stack_collision: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct IntervalRec {
+    index: u64,
+    start_ns: u64,
+    duration_ns: u64,
+    /// Names first used in this interval, appended to the string table.
+    new_strings: Vec<String>,
+    samples: Vec<SampleRec>,
+    loss: LossRec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Record {
+    Meta(Meta),
+    Interval(IntervalRec),
+}
+
+#[cfg(test)]
+mod tests;

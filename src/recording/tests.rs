@@ -1,0 +1,120 @@
+//! Round trips, damage and fuzzing of the recording format.
+
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::reader::parse;
+use super::{Meta, RecordWriter};
+use crate::output::test_data::sample_profile;
+use crate::profile::Profile;
+
+fn intervals() -> Vec<Profile> {
+    (0..3u64)
+        .map(|i| {
+            let mut p = sample_profile();
+            p.index = i;
+            p.start = Duration::from_millis(500 * i);
+            p.duration = Duration::from_millis(500);
+            p.loss.taken = p.samples() + i;
+            p.loss.counted = p.samples();
+            p.loss.lost_hash_full = i;
+            p
+        })
+        .collect()
+}
+
+fn recording_bytes() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.rsprof");
+    let meta = Meta {
+        target: "PID 7".into(),
+        frequency: Some(49),
+        ..Default::default()
+    };
+    let mut w = RecordWriter::create(&path, &meta, false).unwrap();
+    for p in intervals() {
+        w.write_interval(&p).unwrap();
+    }
+    std::fs::read(&path).unwrap()
+}
+
+#[test]
+fn round_trip() {
+    let rec = parse(&recording_bytes()).unwrap();
+    assert_eq!(rec.meta.target, "PID 7");
+    assert_eq!(rec.meta.frequency, Some(49));
+    assert!(rec.damage.is_none());
+    assert_eq!(rec.intervals, intervals());
+}
+
+#[test]
+fn refuses_to_overwrite_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.rsprof");
+    std::fs::write(&path, b"keep").unwrap();
+    assert!(RecordWriter::create(&path, &Meta::default(), false).is_err());
+    assert_eq!(std::fs::read(&path).unwrap(), b"keep");
+    RecordWriter::create(&path, &Meta::default(), true).unwrap();
+}
+
+#[test]
+fn truncation_keeps_every_whole_interval() {
+    let bytes = recording_bytes();
+    let full = parse(&bytes).unwrap().intervals.len();
+    let mut last = 0;
+    for cut in 0..bytes.len() {
+        match parse(&bytes[..cut]) {
+            Ok(rec) => {
+                assert!(
+                    rec.intervals.len() >= last,
+                    "fewer intervals at a later cut"
+                );
+                assert!(rec.intervals.len() < full);
+                last = rec.intervals.len();
+                assert_eq!(rec.intervals[..], intervals()[..rec.intervals.len()]);
+                if cut > 12 && rec.intervals.len() < full {
+                    // Damage is reported, unless the cut fell between records.
+                    let between = parse(&bytes[..cut]).unwrap().damage.is_none();
+                    assert!(between || rec.damage.as_ref().unwrap().contains("offset"));
+                }
+            }
+            Err(e) => assert!(last == 0, "error after intervals were readable: {e}"),
+        }
+    }
+}
+
+#[test]
+fn foreign_files_are_refused() {
+    for bad in [
+        &b""[..],
+        b"hello world, not a recording",
+        b"RSPROF\n\0\x09\0\0\0",
+    ] {
+        assert!(parse(bad).is_err());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn flipped_bytes_never_panic(flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8)) {
+        let mut bytes = recording_bytes();
+        let n = bytes.len();
+        for (at, x) in flips {
+            bytes[at % n] ^= x | 1;
+        }
+        // Any answer but a panic; intervals that survive are whole.
+        if let Ok(rec) = parse(&bytes) {
+            prop_assert!(rec.intervals.len() <= 3);
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let mut bytes = b"RSPROF\n\0\x01\0\0\0".to_vec();
+        bytes.extend(tail);
+        let _ = parse(&bytes);
+    }
+}
