@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 use crate::cli::RunConfig;
 use crate::collector::{self, Interval};
@@ -136,6 +136,12 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         } else {
             ExportFormat::from_path(path)?
         };
+        if path.exists() && !cfg.overwrite {
+            bail!(
+                "{} already exists; use --overwrite to replace it",
+                path.display()
+            );
+        }
         if format == ExportFormat::Recording {
             outputs.push(Box::new(RecordWriter::create(path, &meta, cfg.overwrite)?));
         } else {

@@ -10,13 +10,15 @@ use clap::Args;
 use super::{FormatArgs, FrameOptions};
 
 /// `--from` / `--to`: a time range of a recording, in seconds from its start.
+/// An interval belongs to the range when its midpoint does, so intervals cut
+/// a little late or early still land on the side they mostly cover.
 #[derive(Debug, Clone, Copy, Default, Args)]
 pub struct TimeRange {
-    /// Only intervals that end after this many seconds from the start.
+    /// Only intervals whose midpoint is at or after this many seconds from the start.
     #[arg(long, value_name = "SECS")]
     pub from: Option<f64>,
 
-    /// Only intervals that start before this many seconds from the start.
+    /// Only intervals whose midpoint is before this many seconds from the start.
     #[arg(long, value_name = "SECS")]
     pub to: Option<f64>,
 }
@@ -37,10 +39,10 @@ impl TimeRange {
         Ok(())
     }
 
-    /// Whether an interval [start, start + duration) overlaps the range.
+    /// Whether the interval [start, start + duration) belongs to the range.
     pub fn contains(&self, start: Duration, duration: Duration) -> bool {
-        let (s, e) = (start.as_secs_f64(), (start + duration).as_secs_f64());
-        self.from.is_none_or(|f| e > f) && self.to.is_none_or(|t| s < t)
+        let mid = (start + duration / 2).as_secs_f64();
+        self.from.is_none_or(|f| mid >= f) && self.to.is_none_or(|t| mid < t)
     }
 }
 

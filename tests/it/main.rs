@@ -5,4 +5,5 @@ mod common;
 mod errors;
 mod filters;
 mod frames;
+mod recording;
 mod sampler;
