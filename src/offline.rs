@@ -66,6 +66,7 @@ pub fn regroup(intervals: Vec<Profile>, secs: f64) -> Vec<Profile> {
 pub fn render(args: RenderArgs) -> Result<()> {
     let (rec, mut intervals) = load(&args.recording, &args.range)?;
     let used = intervals.len();
+    let whole = rec.whole_intervals;
     if let Some(secs) = args.regroup {
         if !secs.is_finite() || secs <= 0.0 {
             bail!("--regroup must be a positive number of seconds");
@@ -87,9 +88,8 @@ pub fn render(args: RenderArgs) -> Result<()> {
     }
     frames.finish(&Profile::default())?;
     eprintln!(
-        "rendered {} frames from {used} of the recording's {} intervals",
-        intervals.len(),
-        used + rec.intervals.len()
+        "rendered {} frames from {used} of the recording's {whole} whole intervals",
+        intervals.len()
     );
     Ok(())
 }

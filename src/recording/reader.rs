@@ -18,6 +18,9 @@ pub struct Recording {
     pub meta: Meta,
     /// Every whole interval, in order.
     pub intervals: Vec<Profile>,
+    /// How many whole intervals the file held (stays when `intervals` is
+    /// filtered or moved out).
+    pub whole_intervals: usize,
     /// Why reading stopped before the end of the file, if it did: the
     /// offset and the interval it broke at. The intervals before it are good.
     pub damage: Option<String>,
@@ -76,6 +79,7 @@ pub fn parse(data: &[u8]) -> Result<Recording> {
     }
     Ok(Recording {
         meta,
+        whole_intervals: intervals.len(),
         intervals,
         damage,
     })
