@@ -21,6 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use crate::cli::RunConfig;
 use crate::collector::{self, Interval};
 use crate::export::{ExportFormat, ExportOutput};
+use crate::output::feed::FeedOutput;
 use crate::output::frames::FramesOutput;
 use crate::output::{Output, Report};
 use crate::profile::Profile;
@@ -152,6 +153,11 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         // Refuse bad folders and earlier frames before sampling starts.
         frames.pattern.prepare(cfg.overwrite)?;
         outputs.push(Box::new(FramesOutput::new(frames.clone())?));
+    }
+
+    if let Some(feed) = &cfg.feed {
+        // Binds the port now: a port in use is refused before sampling.
+        outputs.push(Box::new(FeedOutput::new(feed.clone())?));
     }
 
     let mut sampler = Sampler::start(&cfg.sampler)?;

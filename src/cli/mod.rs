@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 pub use self::frames::FrameOptions;
 pub use self::offline::{ExportArgs, ImportArgs, RenderArgs, ReportArgs, TimeRange};
 pub use self::sampling::{SamplingArgs, DEFAULT_INTERVAL, MIN_INTERVAL};
+use crate::output::feed::{self, FeedConfig};
 use crate::output::frames::FramesConfig;
 use crate::output::text::Header;
 use crate::output::StackFormat;
@@ -122,27 +123,25 @@ struct LiveArgs {
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
 
-    /// Serve a live flame graph over HTTP (not available yet).
+    /// Serve a live flame graph over HTTP (see -P, -R, --listen).
     #[arg(short = 'T', long = "serve")]
     serve: bool,
 
     /// URL path of the live flame graph.
-    #[arg(
-        short = 'P',
-        long = "serve-path",
-        value_name = "PATH",
-        default_value = "/"
-    )]
+    #[arg(short = 'P', long = "serve-path", value_name = "PATH", default_value = feed::defaults::PATH)]
     serve_path: String,
 
     /// Port of the live flame graph.
-    #[arg(
-        short = 'R',
-        long = "serve-port",
-        value_name = "PORT",
-        default_value_t = 9090
-    )]
+    #[arg(short = 'R', long = "serve-port", value_name = "PORT", default_value_t = feed::defaults::PORT)]
     serve_port: u16,
+
+    /// Address the live flame graph listens on.
+    #[arg(long, value_name = "ADDR", default_value = feed::defaults::LISTEN)]
+    listen: std::net::IpAddr,
+
+    /// Intervals the live flame graph keeps for its timeline.
+    #[arg(long, value_name = "N", default_value_t = feed::defaults::HISTORY)]
+    history: usize,
 }
 
 /// `profile record`.
@@ -179,6 +178,8 @@ pub struct RunConfig {
     pub stats: bool,
     /// `-E` / `-g`.
     pub frames: Option<FramesConfig>,
+    /// `-T`.
+    pub feed: Option<FeedConfig>,
     /// `--overwrite`: earlier frames or recording may be replaced.
     pub overwrite: bool,
     /// The end-of-run export (`-o`), or the recording (`record -o`).
@@ -233,6 +234,7 @@ impl Cli {
                     duration: r.sampling.duration(),
                     stats: r.sampling.stats,
                     frames: None,
+                    feed: None,
                     overwrite: r.overwrite,
                     output: Some(r.output),
                     record: true,
@@ -257,8 +259,8 @@ impl LiveArgs {
         if !self.serve_path.starts_with('/') {
             bail!("-P/--serve-path must start with '/': {:?}", self.serve_path);
         }
-        if self.serve {
-            bail!("-T (the live flame graph) is not available in this version yet");
+        if self.history == 0 {
+            bail!("--history must keep at least 1 interval");
         }
         if let Some(out) = &self.output {
             crate::export::ExportFormat::from_path(out)?;
@@ -274,6 +276,26 @@ impl LiveArgs {
         let frames = pattern
             .map(|p| self.frames.frames_config(p, format, self.sampling.target()))
             .transpose()?;
+        let feed = if self.serve {
+            // Validates the canvas the same way frames do.
+            let fc = self.frames.frames_config(
+                crate::output::frames::pattern::DEFAULT_PATTERN,
+                format,
+                self.sampling.target(),
+            )?;
+            Some(FeedConfig {
+                listen: self.listen,
+                port: self.serve_port,
+                path: self.serve_path.clone(),
+                history: self.history,
+                canvas: fc.canvas,
+                mode: fc.mode,
+                format,
+                target: fc.target,
+            })
+        } else {
+            None
+        };
         Ok(RunConfig {
             interval: self.sampling.interval()?,
             duration: self.sampling.duration(),
@@ -282,6 +304,7 @@ impl LiveArgs {
             folded: self.format.folded,
             format,
             frames,
+            feed,
             overwrite: self.frames.overwrite,
             output: self.output,
             record: false,
@@ -341,7 +364,8 @@ mod tests {
             &["-E", "--frame-mode", "window:0"],
             &["-E", "--width", "1921"],
             &["-P", "live"],
-            &["-T"],
+            &["-T", "--history", "0"],
+            &["-T", "--listen", "localhost"],
             &["-o", "x.txt"],
             &["record"],
             &["record", "-o", "x.rsprof", "-E"],

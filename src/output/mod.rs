@@ -1,6 +1,7 @@
 //! Outputs: everything that consumes profiles. Each implements [`Output`]
 //! and sees only [`crate::profile`] types: none knows of BPF or symbols.
 
+pub mod feed;
 pub mod folded;
 pub mod frames;
 pub mod text;

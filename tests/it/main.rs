@@ -3,6 +3,7 @@
 
 mod common;
 mod errors;
+mod feed;
 mod filters;
 mod frames;
 mod recording;

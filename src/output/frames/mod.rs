@@ -54,19 +54,99 @@ pub struct FramesConfig {
     pub threads: usize,
 }
 
-/// One frame to render.
+/// A frame ready to draw: its folded lines (cut to fit), how it fits the
+/// canvas, and what its header says.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Folded lines, `stack count`.
+    pub lines: Vec<String>,
+    /// Bar height, font size, depth cap.
+    pub fit: layout::Fit,
+    /// The header band.
+    pub info: FrameInfo,
+}
+
+/// Turns interval profiles into frames: applies the frame mode, fits the
+/// canvas and numbers them. Shared by `-E`, `render` and the live feed, so
+/// all draw the same frame from the same intervals.
+#[derive(Debug)]
+pub struct FrameMaker {
+    modes: FrameModeState,
+    mode: FrameMode,
+    canvas: Canvas,
+    format: StackFormat,
+    target: String,
+    next_number: u64,
+}
+
+impl FrameMaker {
+    /// A maker numbering frames from `start_number`.
+    pub fn new(
+        mode: FrameMode,
+        canvas: Canvas,
+        format: StackFormat,
+        target: String,
+        start_number: u64,
+    ) -> Self {
+        FrameMaker {
+            modes: FrameModeState::new(mode),
+            mode,
+            canvas,
+            format,
+            target,
+            next_number: start_number,
+        }
+    }
+
+    /// The next frame, from the next interval.
+    pub fn make(&mut self, interval: &Profile) -> Frame {
+        let frame = self.modes.next(interval);
+        let space = self.canvas.height.saturating_sub(HEADER_HEIGHT);
+        let fit = layout::fit(space, layout::max_depth(&frame, &self.format));
+        let lines = layout::frame_lines(&frame, &self.format, fit.depth_cap);
+        let loss = &interval.loss;
+        let lost = (loss.lost() > 0).then(|| {
+            let mut why = Vec::new();
+            if loss.lost_hash_full > 0 {
+                why.push(format!("{} hash full", loss.lost_hash_full));
+            }
+            if loss.lost_in_flight > 0 {
+                why.push(format!("{} in flight", loss.lost_in_flight));
+            }
+            why.join(", ")
+        });
+        let number = self.next_number;
+        self.next_number += 1;
+        Frame {
+            lines,
+            fit,
+            info: FrameInfo {
+                number,
+                target: self.target.clone(),
+                start: frame.start,
+                duration: frame.duration,
+                samples: frame.samples(),
+                interval_samples: interval.samples(),
+                interval: interval.duration,
+                lost,
+                mode: (self.mode != FrameMode::Interval).then(|| self.mode.to_string()),
+                depth_cap: fit.depth_cap,
+            },
+        }
+    }
+}
+
+/// One frame to render, and where.
 struct FrameJob {
     path: PathBuf,
-    lines: Vec<String>,
-    fit: layout::Fit,
-    info: FrameInfo,
+    frame: Frame,
 }
 
 /// The `-E` output.
 pub struct FramesOutput {
     cfg: FramesConfig,
-    modes: FrameModeState,
-    next_number: u64,
+    maker: FrameMaker,
+    submitted: u64,
     backlog: VecDeque<FrameJob>,
     tx: Option<SyncSender<FrameJob>>,
     pool: Option<JoinHandle<()>>,
@@ -115,8 +195,14 @@ impl FramesOutput {
                 .context("failed to start the frame thread")?
         };
         Ok(FramesOutput {
-            modes: FrameModeState::new(cfg.mode),
-            next_number: cfg.start_number,
+            maker: FrameMaker::new(
+                cfg.mode,
+                cfg.canvas,
+                cfg.format,
+                cfg.target.clone(),
+                cfg.start_number,
+            ),
+            submitted: 0,
             cfg,
             backlog: VecDeque::new(),
             tx: Some(tx),
@@ -126,45 +212,11 @@ impl FramesOutput {
         })
     }
 
-    /// Frames handed out so far.
-    fn submitted(&self) -> u64 {
-        self.next_number - self.cfg.start_number
-    }
-
     fn job(&mut self, interval: &Profile) -> FrameJob {
-        let frame = self.modes.next(interval);
-        let space = self.cfg.canvas.height.saturating_sub(HEADER_HEIGHT);
-        let fit = layout::fit(space, layout::max_depth(&frame, &self.cfg.format));
-        let lines = layout::frame_lines(&frame, &self.cfg.format, fit.depth_cap);
-        let loss = &interval.loss;
-        let lost = (loss.lost() > 0).then(|| {
-            let mut why = Vec::new();
-            if loss.lost_hash_full > 0 {
-                why.push(format!("{} hash full", loss.lost_hash_full));
-            }
-            if loss.lost_in_flight > 0 {
-                why.push(format!("{} in flight", loss.lost_in_flight));
-            }
-            why.join(", ")
-        });
-        let number = self.next_number;
-        self.next_number += 1;
+        let frame = self.maker.make(interval);
         FrameJob {
-            path: self.cfg.pattern.path(number),
-            lines,
-            fit,
-            info: FrameInfo {
-                number,
-                target: self.cfg.target.clone(),
-                start: frame.start,
-                duration: frame.duration,
-                samples: frame.samples(),
-                interval_samples: interval.samples(),
-                interval: interval.duration,
-                lost,
-                mode: (self.cfg.mode != FrameMode::Interval).then(|| self.cfg.mode.to_string()),
-                depth_cap: fit.depth_cap,
-            },
+            path: self.cfg.pattern.path(frame.info.number),
+            frame,
         }
     }
 
@@ -188,12 +240,13 @@ impl FramesOutput {
 impl Output for FramesOutput {
     fn interval(&mut self, profile: &Profile) -> Result<()> {
         let job = self.job(profile);
+        self.submitted += 1;
         self.backlog.push_back(job);
         self.pump()
     }
 
     fn finish(&mut self, _total: &Profile) -> Result<()> {
-        let total = self.submitted();
+        let total = self.submitted;
         let bar = (std::io::stderr().is_terminal() && self.done.load(Ordering::SeqCst) < total)
             .then(|| {
                 let bar = indicatif::ProgressBar::new(total);
@@ -244,9 +297,10 @@ impl Output for FramesOutput {
 }
 
 fn render_job(renderer: &SvgRenderer, format: FrameFormat, job: &FrameJob) -> Result<()> {
+    let f = &job.frame;
     let bytes = match format {
-        FrameFormat::Png => renderer.png_frame(&job.lines, &job.fit, &job.info)?,
-        FrameFormat::Svg => renderer.svg_frame(&job.lines, &job.fit, &job.info)?,
+        FrameFormat::Png => renderer.png_frame(&f.lines, &f.fit, &f.info)?,
+        FrameFormat::Svg => renderer.svg_frame(&f.lines, &f.fit, &f.info)?,
     };
     write_atomically(&job.path, &bytes)
 }

@@ -103,6 +103,36 @@ impl SvgRenderer {
         fit: &layout::Fit,
         info: &FrameInfo,
     ) -> Result<Vec<u8>> {
+        encode_png(&self.pixmap_frame(lines, fit, info)?)
+    }
+
+    /// The JPEG of a frame (for the live feed's MJPEG stream).
+    pub fn jpeg_frame(
+        &self,
+        lines: &[String],
+        fit: &layout::Fit,
+        info: &FrameInfo,
+    ) -> Result<Vec<u8>> {
+        let pixmap = self.pixmap_frame(lines, fit, info)?;
+        let mut out = Vec::new();
+        jpeg_encoder::Encoder::new(&mut out, 85)
+            .encode(
+                &rgb(&pixmap),
+                pixmap.width() as u16,
+                pixmap.height() as u16,
+                jpeg_encoder::ColorType::Rgb,
+            )
+            .context("JPEG encoding")?;
+        Ok(out)
+    }
+
+    /// A frame drawn on the fixed canvas.
+    pub fn pixmap_frame(
+        &self,
+        lines: &[String],
+        fit: &layout::Fit,
+        info: &FrameInfo,
+    ) -> Result<Pixmap> {
         let Canvas { width, height } = self.canvas;
         let mut pixmap = Pixmap::new(width, height).context("canvas size")?;
         pixmap.fill(Color::from_rgba8(0xf8, 0xf8, 0xf8, 0xff));
@@ -133,7 +163,7 @@ impl SvgRenderer {
         let tree = usvg::Tree::from_str(&band, &self.usvg_options)
             .context("failed to parse the header")?;
         resvg::render(&tree, Transform::identity(), &mut pixmap.as_mut());
-        encode_png(&pixmap)
+        Ok(pixmap)
     }
 }
 
@@ -207,14 +237,18 @@ fn message_svg(width: u32, height: u32, title: &str, subtitle: &str) -> String {
     header_svg(width, height, title, subtitle, &message)
 }
 
-/// PNG, RGB, fast compression (tiny-skia's own encoder is ~10x slower).
-pub fn encode_png(pixmap: &Pixmap) -> Result<Vec<u8>> {
-    // The canvas is opaque, so premultiplied RGBA is plain RGBA: drop alpha.
-    let rgb: Vec<u8> = pixmap
+/// The canvas is opaque, so premultiplied RGBA is plain RGBA: drop alpha.
+fn rgb(pixmap: &Pixmap) -> Vec<u8> {
+    pixmap
         .data()
         .chunks_exact(4)
         .flat_map(|p| [p[0], p[1], p[2]])
-        .collect();
+        .collect()
+}
+
+/// PNG, RGB, fast compression (tiny-skia's own encoder is ~10x slower).
+pub fn encode_png(pixmap: &Pixmap) -> Result<Vec<u8>> {
+    let rgb = rgb(pixmap);
     let mut out = Vec::with_capacity(rgb.len() / 8);
     let mut enc = png::Encoder::new(&mut out, pixmap.width(), pixmap.height());
     enc.set_color(png::ColorType::Rgb);

@@ -1,0 +1,236 @@
+//! The live flame graph (`-T`): an HTTP server on its own tokio runtime that
+//! shows each interval's frame in the browser as it ends, with history and an
+//! MJPEG stream of the frames.
+//!
+//! The processing thread only publishes: it makes the frame (the same
+//! [`FrameMaker`] as `-E`, so same colours and frame mode), appends it to a
+//! bounded history and replaces the value of a `watch` channel. Each client
+//! reads the newest value when it is ready for one, so a slow or stalled
+//! client skips frames instead of holding anything up; nothing here ever
+//! waits on a client.
+
+mod routes;
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use tokio::sync::watch;
+
+use super::frames::layout::Canvas;
+use super::frames::svg::SvgRenderer;
+use super::frames::{Frame, FrameMaker};
+use super::{Output, StackFormat};
+use crate::profile::modes::FrameMode;
+use crate::profile::Profile;
+
+/// Defaults shared with the command line.
+pub mod defaults {
+    /// `-R`.
+    pub const PORT: u16 = 9090;
+    /// `-P`.
+    pub const PATH: &str = "/";
+    /// `--listen`.
+    pub const LISTEN: &str = "127.0.0.1";
+    /// `--history`: intervals kept for the timeline.
+    pub const HISTORY: usize = 600;
+}
+
+/// What `-T` serves and where.
+#[derive(Debug, Clone)]
+pub struct FeedConfig {
+    /// `--listen`.
+    pub listen: IpAddr,
+    /// `-R`.
+    pub port: u16,
+    /// `-P`: the URL prefix, starting with `/`.
+    pub path: String,
+    /// `--history`.
+    pub history: usize,
+    /// Frame canvas (PNG and MJPEG).
+    pub canvas: Canvas,
+    /// `--frame-mode`.
+    pub mode: FrameMode,
+    /// How stacks are named.
+    pub format: StackFormat,
+    /// What is profiled.
+    pub target: String,
+}
+
+/// One interval's frame, as served.
+pub(crate) struct FeedFrame {
+    index: u64,
+    frame: Frame,
+}
+
+impl FeedFrame {
+    /// The frame's summary, as the page and `history.json` see it.
+    fn summary(&self) -> serde_json::Value {
+        let i = &self.frame.info;
+        let secs = i.interval.as_secs_f64();
+        serde_json::json!({
+            "index": self.index,
+            "start": i.start.as_secs_f64(),
+            "end": (i.start + i.duration).as_secs_f64(),
+            "samples": i.samples,
+            "interval_samples": i.interval_samples,
+            "rate": if secs > 0.0 { i.interval_samples as f64 / secs } else { 0.0 },
+            "lost": i.lost,
+            "target": i.target,
+            "mode": i.mode,
+        })
+    }
+
+    /// The frame's folded lines, as text.
+    fn folded(&self) -> String {
+        let mut s = self.frame.lines.join("\n");
+        s.push('\n');
+        s
+    }
+}
+
+/// What the server's handlers share.
+pub(crate) struct FeedState {
+    prefix: String,
+    renderer: SvgRenderer,
+    history_len: usize,
+    history: Mutex<VecDeque<Arc<FeedFrame>>>,
+    latest: watch::Sender<Option<Arc<FeedFrame>>>,
+    jpeg: watch::Sender<Option<Arc<Vec<u8>>>>,
+    jpeg_busy: AtomicBool,
+}
+
+impl FeedState {
+    fn frame(&self, index: u64) -> Option<Arc<FeedFrame>> {
+        let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        h.iter().find(|f| f.index == index).cloned()
+    }
+}
+
+/// The `-T` output: owns the server's runtime.
+pub struct FeedOutput {
+    state: Arc<FeedState>,
+    maker: FrameMaker,
+    runtime: Option<tokio::runtime::Runtime>,
+    url: String,
+}
+
+impl FeedOutput {
+    /// Binds the port (before sampling starts, so a port in use is one clear
+    /// error) and starts serving.
+    pub fn new(cfg: FeedConfig) -> Result<FeedOutput> {
+        if !cfg.path.starts_with('/') {
+            bail!("-P/--serve-path must start with '/': {:?}", cfg.path);
+        }
+        let addr = SocketAddr::new(cfg.listen, cfg.port);
+        let listener =
+            TcpListener::bind(addr).map_err(|e| anyhow!("cannot listen on {addr}: {e}"))?;
+        listener.set_nonblocking(true)?;
+        let prefix = if cfg.path.ends_with('/') {
+            cfg.path.clone()
+        } else {
+            format!("{}/", cfg.path)
+        };
+        let state = Arc::new(FeedState {
+            prefix: prefix.clone(),
+            renderer: SvgRenderer::new(cfg.canvas)?,
+            history_len: cfg.history.max(1),
+            history: Mutex::new(VecDeque::new()),
+            latest: watch::Sender::new(None),
+            jpeg: watch::Sender::new(None),
+            jpeg_busy: AtomicBool::new(false),
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("feed")
+            .enable_io()
+            .enable_time()
+            .build()
+            .context("failed to start the feed's runtime")?;
+        let app = routes::router(state.clone());
+        let server = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        runtime.spawn(async move {
+            if let Err(e) = axum::serve(server, app).await {
+                eprintln!("profile: the live feed stopped: {e}");
+            }
+        });
+        let host = match cfg.listen {
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            IpAddr::V4(ip) => ip.to_string(),
+        };
+        let url = format!("http://{host}:{}{prefix}", cfg.port);
+        eprintln!("live flame graph at {url}");
+        Ok(FeedOutput {
+            maker: FrameMaker::new(cfg.mode, cfg.canvas, cfg.format, cfg.target, 0),
+            state,
+            runtime: Some(runtime),
+            url,
+        })
+    }
+
+    /// Where the page is served.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Renders the newest frame as JPEG for MJPEG clients, off this thread;
+    /// if the last one is still rendering, this frame is skipped for them.
+    fn publish_jpeg(&self, frame: Arc<FeedFrame>) {
+        if self.state.jpeg.receiver_count() == 0
+            || self.state.jpeg_busy.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let state = self.state.clone();
+        if let Some(rt) = &self.runtime {
+            rt.spawn_blocking(move || {
+                let f = &frame.frame;
+                if let Ok(jpeg) = state.renderer.jpeg_frame(&f.lines, &f.fit, &f.info) {
+                    state.jpeg.send_replace(Some(Arc::new(jpeg)));
+                }
+                state.jpeg_busy.store(false, Ordering::SeqCst);
+            });
+        }
+    }
+}
+
+impl Output for FeedOutput {
+    fn interval(&mut self, profile: &Profile) -> Result<()> {
+        let frame = Arc::new(FeedFrame {
+            index: profile.index,
+            frame: self.maker.make(profile),
+        });
+        {
+            let mut h = self.state.history.lock().unwrap_or_else(|e| e.into_inner());
+            h.push_back(frame.clone());
+            while h.len() > self.state.history_len {
+                h.pop_front();
+            }
+        }
+        self.state.latest.send_replace(Some(frame.clone()));
+        self.publish_jpeg(frame);
+        Ok(())
+    }
+
+    fn finish(&mut self, _total: &Profile) -> Result<()> {
+        // Closes every connection and stops the server.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(1));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FeedOutput {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}

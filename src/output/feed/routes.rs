@@ -1,0 +1,187 @@
+//! The feed's routes, all under the `-P` prefix; everything else is 404.
+//! Nothing is served from the file system: the page is compiled in.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio_stream::wrappers::WatchStream;
+use tokio_stream::StreamExt;
+
+use super::{FeedFrame, FeedState};
+
+type St = State<Arc<FeedState>>;
+
+const PAGE: &str = include_str!("page.html");
+/// The MJPEG part boundary.
+const BOUNDARY: &str = "rsprofileframe";
+
+/// The router for a feed.
+pub(super) fn router(state: Arc<FeedState>) -> Router {
+    let p = state.prefix.clone();
+    let mut r = Router::new()
+        .route(&p, get(page))
+        .route(&format!("{p}events"), get(events))
+        .route(&format!("{p}history.json"), get(history))
+        .route(&format!("{p}latest.svg"), get(latest_svg))
+        .route(&format!("{p}latest.png"), get(latest_png))
+        .route(&format!("{p}latest.folded"), get(latest_folded))
+        .route(&format!("{p}frames/{{file}}"), get(past_frame))
+        .route(&format!("{p}stream.mjpeg"), get(mjpeg));
+    if p.len() > 1 {
+        // `-P /live` also answers at /live, sending the browser to /live/ so
+        // the page's relative links resolve under the prefix.
+        let to = p.clone();
+        r = r.route(
+            p.trim_end_matches('/'),
+            get(move || async move { Redirect::permanent(&to) }),
+        );
+    }
+    r.fallback(not_found).with_state(state)
+}
+
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+async fn page() -> Response {
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response()
+}
+
+fn latest(state: &FeedState) -> Option<Arc<FeedFrame>> {
+    state.latest.borrow().clone()
+}
+
+async fn events(State(state): St) -> Response {
+    let stream = WatchStream::new(state.latest.subscribe()).filter_map(|frame| {
+        frame.map(|f| {
+            Ok::<_, Infallible>(
+                Event::default()
+                    .event("frame")
+                    .data(f.summary().to_string()),
+            )
+        })
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
+        .into_response()
+}
+
+async fn history(State(state): St) -> Response {
+    let list: Vec<serde_json::Value> = {
+        let h = state.history.lock().unwrap_or_else(|e| e.into_inner());
+        h.iter().map(|f| f.summary()).collect()
+    };
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::Value::Array(list).to_string(),
+    )
+        .into_response()
+}
+
+/// Renders off the runtime's workers: an SVG or PNG can take tens of ms.
+async fn render(state: Arc<FeedState>, frame: Option<Arc<FeedFrame>>, png: bool) -> Response {
+    let Some(frame) = frame else {
+        return (StatusCode::NOT_FOUND, "no frame yet\n").into_response();
+    };
+    let rendered = tokio::task::spawn_blocking(move || {
+        let f = &frame.frame;
+        if png {
+            state.renderer.png_frame(&f.lines, &f.fit, &f.info)
+        } else {
+            state.renderer.svg_frame(&f.lines, &f.fit, &f.info)
+        }
+    })
+    .await;
+    match rendered {
+        Ok(Ok(bytes)) => {
+            let ty = if png { "image/png" } else { "image/svg+xml" };
+            (
+                [
+                    (header::CONTENT_TYPE, ty),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                bytes,
+            )
+                .into_response()
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
+    }
+}
+
+fn folded(frame: Option<Arc<FeedFrame>>) -> Response {
+    match frame {
+        Some(f) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            f.folded(),
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no frame yet\n").into_response(),
+    }
+}
+
+async fn latest_svg(State(state): St) -> Response {
+    let f = latest(&state);
+    render(state, f, false).await
+}
+
+async fn latest_png(State(state): St) -> Response {
+    let f = latest(&state);
+    render(state, f, true).await
+}
+
+async fn latest_folded(State(state): St) -> Response {
+    folded(latest(&state))
+}
+
+/// `frames/N.svg`, `frames/N.png` or `frames/N.folded`: a past interval.
+async fn past_frame(State(state): St, Path(file): Path<String>) -> Response {
+    let Some((n, ext)) = file.split_once('.') else {
+        return not_found().await;
+    };
+    let Ok(n) = n.parse::<u64>() else {
+        return not_found().await;
+    };
+    let Some(frame) = state.frame(n) else {
+        return (StatusCode::NOT_FOUND, "no such interval in the history\n").into_response();
+    };
+    match ext {
+        "svg" => render(state, Some(frame), false).await,
+        "png" => render(state, Some(frame), true).await,
+        "folded" => folded(Some(frame)),
+        _ => not_found().await,
+    }
+}
+
+async fn mjpeg(State(state): St) -> Response {
+    let stream = WatchStream::new(state.jpeg.subscribe()).filter_map(|jpeg| {
+        jpeg.map(|j| {
+            let mut part = format!(
+                "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                j.len()
+            )
+            .into_bytes();
+            part.extend_from_slice(&j);
+            part.extend_from_slice(b"\r\n");
+            Ok::<_, Infallible>(Bytes::from(part))
+        })
+    });
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                format!("multipart/x-mixed-replace; boundary={BOUNDARY}"),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
