@@ -11,11 +11,19 @@ apt-get update -qq
 # Build: clang/llvm compile the BPF program; libelf, zlib and pkg-config
 # build the vendored libbpf. Tests: linux-perf (reference profiles), bpftool
 # (pinned filter maps), util-linux (taskset, unshare, setpriv). Video:
-# ffmpeg. Frames: a monospace font. Benchmarks: bpftrace, python3.
+# ffmpeg. Frames: a monospace font. Benchmarks: bpftrace, python3. The live
+# page's browser test: chromium, driven by playwright-core from npm.
 apt-get install -y -qq --no-install-recommends \
     clang llvm libelf-dev zlib1g-dev pkg-config make gcc \
     linux-perf bpftool bpftrace util-linux ffmpeg fonts-dejavu-core python3 \
-    ca-certificates >/dev/null
+    chromium ca-certificates >/dev/null
+if ! command -v npm >/dev/null 2>&1; then
+    apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -d "$here/tests/browser/node_modules/playwright-core" ]; then
+    npm install --prefix "$here/tests/browser" --no-audit --no-fund --silent
+fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "install-deps.sh: cargo not found; install a Rust toolchain (1.88 or newer) with rustup" >&2
     exit 1

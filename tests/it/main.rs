@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `profile` binary, real BPF, known workloads.
 //! They need root and a kernel with BTF; see common::bpf_available.
 
+mod browser;
 mod common;
 mod errors;
 mod feed;
