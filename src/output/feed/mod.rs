@@ -92,6 +92,9 @@ impl FeedFrame {
     }
 }
 
+/// A rendered frame's identity: interval index, and PNG (true) or SVG.
+type RenderKey = (u64, bool);
+
 /// What the server's handlers share.
 pub(crate) struct FeedState {
     prefix: String,
@@ -101,9 +104,37 @@ pub(crate) struct FeedState {
     latest: watch::Sender<Option<Arc<FeedFrame>>>,
     jpeg: watch::Sender<Option<Arc<Vec<u8>>>>,
     jpeg_busy: AtomicBool,
+    /// The last rendered (index, png?) -> bytes, so many clients asking for
+    /// the newest frame cost one render.
+    rendered: Mutex<VecDeque<(RenderKey, Arc<Vec<u8>>)>>,
 }
 
 impl FeedState {
+    /// A frame as SVG or PNG, rendered once and kept among the last few.
+    fn render(&self, frame: &FeedFrame, png: bool) -> Result<Arc<Vec<u8>>> {
+        const KEEP: usize = 8;
+        let key = (frame.index, png);
+        let cached = {
+            let c = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+            c.iter().find(|(k, _)| *k == key).map(|(_, b)| b.clone())
+        };
+        if let Some(bytes) = cached {
+            return Ok(bytes);
+        }
+        let f = &frame.frame;
+        let bytes = Arc::new(if png {
+            self.renderer.png_frame(&f.lines, &f.fit, &f.info)?
+        } else {
+            self.renderer.svg_frame(&f.lines, &f.fit, &f.info)?
+        });
+        let mut c = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        c.push_back((key, bytes.clone()));
+        while c.len() > KEEP {
+            c.pop_front();
+        }
+        Ok(bytes)
+    }
+
     fn frame(&self, index: u64) -> Option<Arc<FeedFrame>> {
         let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
         h.iter().find(|f| f.index == index).cloned()
@@ -142,9 +173,13 @@ impl FeedOutput {
             latest: watch::Sender::new(None),
             jpeg: watch::Sender::new(None),
             jpeg_busy: AtomicBool::new(false),
+            rendered: Mutex::new(VecDeque::new()),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            // Renders queue here instead of each taking a thread: however
+            // many clients ask, at most two frames render at once.
+            .max_blocking_threads(2)
             .thread_name("feed")
             .enable_io()
             .enable_time()

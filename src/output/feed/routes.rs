@@ -91,15 +91,7 @@ async fn render(state: Arc<FeedState>, frame: Option<Arc<FeedFrame>>, png: bool)
     let Some(frame) = frame else {
         return (StatusCode::NOT_FOUND, "no frame yet\n").into_response();
     };
-    let rendered = tokio::task::spawn_blocking(move || {
-        let f = &frame.frame;
-        if png {
-            state.renderer.png_frame(&f.lines, &f.fit, &f.info)
-        } else {
-            state.renderer.svg_frame(&f.lines, &f.fit, &f.info)
-        }
-    })
-    .await;
+    let rendered = tokio::task::spawn_blocking(move || state.render(&frame, png)).await;
     match rendered {
         Ok(Ok(bytes)) => {
             let ty = if png { "image/png" } else { "image/svg+xml" };
@@ -108,7 +100,8 @@ async fn render(state: Arc<FeedState>, frame: Option<Arc<FeedFrame>>, png: bool)
                     (header::CONTENT_TYPE, ty),
                     (header::CACHE_CONTROL, "no-store"),
                 ],
-                bytes,
+                // One copy per response; the render itself is shared.
+                Bytes::from(bytes.to_vec()),
             )
                 .into_response()
         }
