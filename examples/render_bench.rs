@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 use rs_profile::output::frames::layout::{self, Canvas, FrameInfo, HEADER_HEIGHT};
-use rs_profile::output::frames::svg::SvgRenderer;
+use rs_profile::output::frames::raster::DirectRenderer;
+use rs_profile::output::frames::svg::{encode_png, SvgRenderer};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -30,7 +31,9 @@ fn main() -> anyhow::Result<()> {
         .max()
         .unwrap_or(0);
     let canvas = Canvas::default();
-    let renderer = SvgRenderer::new(canvas)?;
+    let svg = SvgRenderer::new(canvas)?;
+    let direct = DirectRenderer::new(canvas)?;
+    let use_direct = std::env::var("RENDERER").map_or(true, |r| r != "svg");
     let fit = layout::fit(canvas.height - HEADER_HEIGHT, depth);
     let samples: u64 = lines
         .iter()
@@ -58,7 +61,16 @@ fn main() -> anyhow::Result<()> {
         (0..n as u64)
             .into_par_iter()
             .try_for_each(|i| -> anyhow::Result<()> {
-                let png = renderer.png_frame(&lines, &fit, &info(i))?;
+                let png = if use_direct {
+                    encode_png(&direct.pixmap_frame(&lines, &fit, &info(i))?)?
+                } else {
+                    svg.png_frame(&lines, &fit, &info(i))?
+                };
+                if i == 0 {
+                    if let Ok(keep) = std::env::var("KEEP_FIRST") {
+                        std::fs::write(keep, &png)?;
+                    }
+                }
                 rs_profile::output::frames::write_atomically(
                     &out.join(format!("f{i:04}.png")),
                     &png,

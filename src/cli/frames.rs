@@ -5,6 +5,7 @@ use clap::Args;
 
 use crate::output::frames::layout::{self, Canvas, HEADER_HEIGHT};
 use crate::output::frames::pattern::FramePattern;
+use crate::output::frames::renderer::RendererKind;
 use crate::output::frames::FramesConfig;
 use crate::output::StackFormat;
 use crate::profile::modes::FrameMode;
@@ -31,6 +32,10 @@ pub struct FrameOptions {
     /// Frame height in pixels (even, for h264).
     #[arg(long, value_name = "PX", default_value_t = layout::DEFAULT_HEIGHT)]
     pub height: u32,
+
+    /// How PNG frames are drawn: direct (fast) or svg (inferno + resvg, the reference).
+    #[arg(long, value_name = "RENDERER", default_value = "direct")]
+    pub renderer: RendererKind,
 
     /// Threads rendering frames (0: one per CPU).
     #[arg(long, value_name = "N", default_value_t = 0)]
@@ -68,6 +73,7 @@ impl FrameOptions {
             format,
             target,
             threads: self.render_threads,
+            renderer: self.renderer,
         })
     }
 }

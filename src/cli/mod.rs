@@ -292,6 +292,7 @@ impl LiveArgs {
                 mode: fc.mode,
                 format,
                 target: fc.target,
+                renderer: fc.renderer,
             })
         } else {
             None

@@ -21,7 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio::sync::watch;
 
 use super::frames::layout::Canvas;
-use super::frames::svg::SvgRenderer;
+use super::frames::renderer::{FrameRenderer, RendererKind};
 use super::frames::{Frame, FrameMaker};
 use super::{Output, StackFormat};
 use crate::profile::modes::FrameMode;
@@ -58,6 +58,8 @@ pub struct FeedConfig {
     pub format: StackFormat,
     /// What is profiled.
     pub target: String,
+    /// `--renderer`, for PNG and MJPEG.
+    pub renderer: RendererKind,
 }
 
 /// One interval's frame, as served.
@@ -98,7 +100,7 @@ type RenderKey = (u64, bool);
 /// What the server's handlers share.
 pub(crate) struct FeedState {
     prefix: String,
-    renderer: SvgRenderer,
+    renderer: FrameRenderer,
     history_len: usize,
     history: Mutex<VecDeque<Arc<FeedFrame>>>,
     latest: watch::Sender<Option<Arc<FeedFrame>>>,
@@ -121,11 +123,10 @@ impl FeedState {
         if let Some(bytes) = cached {
             return Ok(bytes);
         }
-        let f = &frame.frame;
         let bytes = Arc::new(if png {
-            self.renderer.png_frame(&f.lines, &f.fit, &f.info)?
+            self.renderer.png(&frame.frame)?
         } else {
-            self.renderer.svg_frame(&f.lines, &f.fit, &f.info)?
+            self.renderer.svg(&frame.frame)?
         });
         let mut c = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
         c.push_back((key, bytes.clone()));
@@ -167,7 +168,7 @@ impl FeedOutput {
         };
         let state = Arc::new(FeedState {
             prefix: prefix.clone(),
-            renderer: SvgRenderer::new(cfg.canvas)?,
+            renderer: FrameRenderer::new(cfg.canvas, cfg.renderer)?,
             history_len: cfg.history.max(1),
             history: Mutex::new(VecDeque::new()),
             latest: watch::Sender::new(None),
@@ -225,8 +226,7 @@ impl FeedOutput {
         let state = self.state.clone();
         if let Some(rt) = &self.runtime {
             rt.spawn_blocking(move || {
-                let f = &frame.frame;
-                if let Ok(jpeg) = state.renderer.jpeg_frame(&f.lines, &f.fit, &f.info) {
+                if let Ok(jpeg) = state.renderer.jpeg(&frame.frame) {
                     state.jpeg.send_replace(Some(Arc::new(jpeg)));
                 }
                 state.jpeg_busy.store(false, Ordering::SeqCst);

@@ -8,8 +8,12 @@
 //! A frame file appears only complete: written under a temporary name, then
 //! renamed.
 
+pub mod geometry;
 pub mod layout;
+pub mod palette;
 pub mod pattern;
+pub mod raster;
+pub mod renderer;
 pub mod svg;
 
 use std::collections::VecDeque;
@@ -27,7 +31,7 @@ use rayon::iter::{ParallelBridge, ParallelIterator};
 
 use self::layout::{Canvas, FrameInfo, HEADER_HEIGHT};
 use self::pattern::{FrameFormat, FramePattern};
-use self::svg::SvgRenderer;
+use self::renderer::{FrameRenderer, RendererKind};
 use super::{Output, StackFormat};
 use crate::profile::modes::{FrameMode, FrameModeState};
 use crate::profile::Profile;
@@ -52,6 +56,8 @@ pub struct FramesConfig {
     pub target: String,
     /// Render threads (0: one per CPU).
     pub threads: usize,
+    /// `--renderer`, for PNG frames.
+    pub renderer: RendererKind,
 }
 
 /// A frame ready to draw: its folded lines (cut to fit), how it fits the
@@ -159,7 +165,7 @@ impl FramesOutput {
     /// `--overwrite`, already checked by the caller), loads fonts and starts
     /// the render pool. Call before sampling starts.
     pub fn new(cfg: FramesConfig) -> Result<FramesOutput> {
-        let renderer = Arc::new(SvgRenderer::new(cfg.canvas)?);
+        let renderer = Arc::new(FrameRenderer::new(cfg.canvas, cfg.renderer)?);
         let _ = FRAME_DIR.set(cfg.pattern.dir().to_path_buf());
         let threads = if cfg.threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -296,11 +302,10 @@ impl Output for FramesOutput {
     }
 }
 
-fn render_job(renderer: &SvgRenderer, format: FrameFormat, job: &FrameJob) -> Result<()> {
-    let f = &job.frame;
+fn render_job(renderer: &FrameRenderer, format: FrameFormat, job: &FrameJob) -> Result<()> {
     let bytes = match format {
-        FrameFormat::Png => renderer.png_frame(&f.lines, &f.fit, &f.info)?,
-        FrameFormat::Svg => renderer.svg_frame(&f.lines, &f.fit, &f.info)?,
+        FrameFormat::Png => renderer.png(&job.frame)?,
+        FrameFormat::Svg => renderer.svg(&job.frame)?,
     };
     write_atomically(&job.path, &bytes)
 }

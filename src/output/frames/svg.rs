@@ -10,6 +10,7 @@ use resvg::tiny_skia::{Color, Pixmap, Transform};
 use resvg::usvg;
 
 use super::layout::{self, Canvas, FrameInfo, BACKGROUND, FONT_FAMILY, FONT_WIDTH, HEADER_HEIGHT};
+use super::palette;
 
 /// Renders frames; holds the font database, loaded once and shared.
 pub struct SvgRenderer {
@@ -52,12 +53,12 @@ impl SvgRenderer {
 
     /// inferno's options for a frame: deterministic colours (a function has
     /// the same colour in every frame and run), monospace labels.
-    fn inferno_options(
+    fn inferno_options<'a>(
         &self,
         fit: &layout::Fit,
         title: String,
         subtitle: Option<String>,
-    ) -> Options<'static> {
+    ) -> Options<'a> {
         let mut opt = Options::default();
         opt.deterministic = true;
         opt.image_width = Some(self.canvas.width as usize);
@@ -89,7 +90,9 @@ impl SvgRenderer {
                 message_svg(self.canvas.width, self.canvas.height, &title, &subtitle).into_bytes(),
             );
         }
+        let mut colors = palette::palette_map(lines);
         let mut opt = self.inferno_options(fit, title, Some(subtitle));
+        opt.palette_map = Some(&mut colors);
         let mut out = Vec::new();
         flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut out)
             .context("inferno failed to draw the frame")?;
@@ -106,24 +109,19 @@ impl SvgRenderer {
         encode_png(&self.pixmap_frame(lines, fit, info)?)
     }
 
-    /// The JPEG of a frame (for the live feed's MJPEG stream).
-    pub fn jpeg_frame(
-        &self,
-        lines: &[String],
-        fit: &layout::Fit,
-        info: &FrameInfo,
-    ) -> Result<Vec<u8>> {
-        let pixmap = self.pixmap_frame(lines, fit, info)?;
-        let mut out = Vec::new();
-        jpeg_encoder::Encoder::new(&mut out, 85)
-            .encode(
-                &rgb(&pixmap),
-                pixmap.width() as u16,
-                pixmap.height() as u16,
-                jpeg_encoder::ColorType::Rgb,
-            )
-            .context("JPEG encoding")?;
-        Ok(out)
+    /// The flame graph part of a PNG frame as inferno draws it (no title,
+    /// no script, sub-pixel bars left out), stripped for rasterizing. The
+    /// direct renderer is checked against it.
+    pub fn graph_svg(&self, lines: &[String], fit: &layout::Fit) -> Result<Vec<u8>> {
+        let mut colors = palette::palette_map(lines);
+        let mut opt = self.inferno_options(fit, String::new(), None);
+        opt.palette_map = Some(&mut colors);
+        opt.no_javascript = true;
+        opt.min_width = layout::min_width_percent(self.canvas.width);
+        let mut svg = Vec::new();
+        flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut svg)
+            .context("inferno failed to draw the frame")?;
+        Ok(strip_tooltips(&svg))
     }
 
     /// A frame drawn on the fixed canvas.
@@ -137,13 +135,7 @@ impl SvgRenderer {
         let mut pixmap = Pixmap::new(width, height).context("canvas size")?;
         pixmap.fill(Color::from_rgba8(0xf8, 0xf8, 0xf8, 0xff));
         if !lines.is_empty() {
-            let mut opt = self.inferno_options(fit, String::new(), None);
-            opt.no_javascript = true;
-            opt.min_width = layout::min_width_percent(width);
-            let mut svg = Vec::new();
-            flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut svg)
-                .context("inferno failed to draw the frame")?;
-            let svg = strip_tooltips(&svg);
+            let svg = self.graph_svg(lines, fit)?;
             let tree = usvg::Tree::from_data(&svg, &self.usvg_options)
                 .context("failed to parse inferno's SVG")?;
             // The graph grows from the bottom edge; the header covers its top.
@@ -244,6 +236,20 @@ fn rgb(pixmap: &Pixmap) -> Vec<u8> {
         .chunks_exact(4)
         .flat_map(|p| [p[0], p[1], p[2]])
         .collect()
+}
+
+/// JPEG, quality 85 (the live feed's MJPEG stream).
+pub fn encode_jpeg(pixmap: &Pixmap) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 85)
+        .encode(
+            &rgb(pixmap),
+            pixmap.width() as u16,
+            pixmap.height() as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .context("JPEG encoding")?;
+    Ok(out)
 }
 
 /// PNG, RGB, fast compression (tiny-skia's own encoder is ~10x slower).
