@@ -66,8 +66,13 @@ impl DirectRenderer {
             .context("failed to read the label font")?
             .map_err(|e| anyhow!("failed to load the label font: {e}"))?;
         let mut glyphs = HashMap::new();
+        // ASCII, plus the separators the header uses.
+        let chars: Vec<char> = (32u8..127)
+            .map(char::from)
+            .chain(['\u{b7}', '\u{2013}'])
+            .collect();
         for size in SIZES {
-            for c in (32u8..127).map(char::from) {
+            for &c in &chars {
                 glyphs.insert((c, size), rasterize(&font, c, size));
             }
         }
@@ -85,16 +90,35 @@ impl DirectRenderer {
         fit: &layout::Fit,
         info: &FrameInfo,
     ) -> Result<Pixmap> {
-        let Canvas { width, height } = self.canvas;
-        let mut pixmap = Pixmap::new(width, height).context("canvas size")?;
+        let placed = geometry::place(
+            lines,
+            self.canvas,
+            fit,
+            layout::min_width_percent(self.canvas.width),
+        );
+        let mut pixmap = self.blank()?;
+        self.draw_bars(&mut pixmap, &placed);
+        self.draw_labels(&mut pixmap, &placed, fit);
+        self.draw_header(&mut pixmap, info, lines.is_empty());
+        Ok(pixmap)
+    }
+
+    /// An empty canvas.
+    pub fn blank(&self) -> Result<Pixmap> {
+        let mut pixmap =
+            Pixmap::new(self.canvas.width, self.canvas.height).context("canvas size")?;
         let [r, g, b] = BACKGROUND;
         pixmap.fill(Color::from_rgba8(r, g, b, 0xff));
-        let placed = geometry::place(lines, self.canvas, fit, layout::min_width_percent(width));
+        Ok(pixmap)
+    }
+
+    /// Fills the bars.
+    pub fn draw_bars(&self, pixmap: &mut Pixmap, placed: &[geometry::Placed<'_>]) {
         let mut paint = Paint {
             anti_alias: false,
             ..Default::default()
         };
-        for p in &placed {
+        for p in placed {
             let [x1, y1, x2, y2] = p.rect;
             if let Some(rect) = Rect::from_ltrb(x1, y1, x2, y2) {
                 let [r, g, b] = palette::color(p.bar.name);
@@ -111,39 +135,45 @@ impl DirectRenderer {
                 );
             }
         }
+    }
+
+    /// Draws the bars' labels.
+    pub fn draw_labels(
+        &self,
+        pixmap: &mut Pixmap,
+        placed: &[geometry::Placed<'_>],
+        fit: &layout::Fit,
+    ) {
         let size = fit.font_size as u16;
         for p in placed.iter().filter(|p| !p.label.is_empty()) {
-            self.text(
-                &mut pixmap,
-                &p.label,
-                p.label_at[0],
-                p.label_at[1],
-                size,
-                LABEL,
-            );
+            self.text(pixmap, &p.label, p.label_at[0], p.label_at[1], size, LABEL);
         }
-        // The header band, over the graph's top padding, as the SVG route.
+    }
+
+    /// The header band, over the graph's top padding, as the SVG route
+    /// draws it; and "no samples" on an empty frame.
+    pub fn draw_header(&self, pixmap: &mut Pixmap, info: &FrameInfo, empty: bool) {
+        let (width, height) = (pixmap.width() as f32, pixmap.height() as f32);
+        let mut paint = Paint::default();
         let [r, g, b] = BACKGROUND;
         paint.set_color_rgba8(r, g, b, 0xff);
-        let band =
-            Rect::from_xywh(0.0, 0.0, width as f32, HEADER_HEIGHT as f32).expect("a valid band");
+        let band = Rect::from_xywh(0.0, 0.0, width, HEADER_HEIGHT as f32).expect("a valid band");
         pixmap.fill_rect(band, &paint, Transform::identity(), None);
         let (title, subtitle) = info.lines();
-        self.text(&mut pixmap, &title, 16.0, 30.0, 24, TITLE);
-        self.text(&mut pixmap, &subtitle, 16.0, 58.0, 18, SUBTITLE);
-        if lines.is_empty() {
+        self.text(pixmap, &title, 16.0, 30.0, 24, TITLE);
+        self.text(pixmap, &subtitle, 16.0, 58.0, 18, SUBTITLE);
+        if empty {
             let msg = "no samples";
             let w = self.width_of(msg, 36);
             self.text(
-                &mut pixmap,
+                pixmap,
                 msg,
-                width as f32 / 2.0 - w / 2.0,
-                height as f32 / 2.0,
+                width / 2.0 - w / 2.0,
+                height / 2.0,
                 36,
                 MESSAGE,
             );
         }
-        Ok(pixmap)
     }
 
     fn width_of(&self, text: &str, size: u16) -> f32 {

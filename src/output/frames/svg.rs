@@ -51,8 +51,9 @@ impl SvgRenderer {
         })
     }
 
-    /// inferno's options for a frame: deterministic colours (a function has
-    /// the same colour in every frame and run), monospace labels.
+    /// inferno's options for a frame: monospace labels, and deterministic
+    /// colours as a fallback (callers pass our palette as a palette map, so
+    /// both renderers colour a function the same in every frame and run).
     fn inferno_options<'a>(
         &self,
         fit: &layout::Fit,
