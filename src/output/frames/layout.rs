@@ -99,12 +99,30 @@ pub fn fit(space: u32, depth: usize) -> Fit {
     }
 }
 
-/// The folded lines of a frame, cut to `depth_cap` frames (root side kept)
-/// and merged, plus the depth of its deepest stack before cutting.
-pub fn frame_lines(profile: &Profile, fmt: &StackFormat, depth_cap: Option<usize>) -> Vec<String> {
+/// A frame's stacks, folded (without counts), with their counts: built once
+/// per frame, then measured ([`max_depth`]) and cut ([`frame_lines`]).
+pub fn folded_stacks(profile: &Profile, fmt: &StackFormat) -> Vec<(String, u64)> {
+    profile
+        .counts
+        .iter()
+        .map(|(key, n)| (folded_stack(key, fmt), *n))
+        .collect()
+}
+
+/// Frames in the deepest of the stacks (comm included).
+pub fn max_depth(stacks: &[(String, u64)]) -> usize {
+    stacks
+        .iter()
+        .map(|(s, _)| s.matches(';').count() + 1)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The folded lines of a frame (`stack count`, sorted), cut to `depth_cap`
+/// frames (root side kept) and merged.
+pub fn frame_lines(stacks: Vec<(String, u64)>, depth_cap: Option<usize>) -> Vec<String> {
     let mut merged: HashMap<String, u64> = HashMap::new();
-    for (key, n) in &profile.counts {
-        let mut stack = folded_stack(key, fmt);
+    for (mut stack, n) in stacks {
         if let Some(cap) = depth_cap {
             // `cap` frames end at the cap-th `;` (the comm is a frame too).
             if let Some((i, _)) = stack.match_indices(';').nth(cap.saturating_sub(1)) {
@@ -119,16 +137,6 @@ pub fn frame_lines(profile: &Profile, fmt: &StackFormat, depth_cap: Option<usize
         .collect();
     lines.sort_unstable();
     lines
-}
-
-/// Frames in the deepest stack of a profile, as folded (comm included).
-pub fn max_depth(profile: &Profile, fmt: &StackFormat) -> usize {
-    profile
-        .counts
-        .keys()
-        .map(|k| folded_stack(k, fmt).matches(';').count() + 1)
-        .max()
-        .unwrap_or(0)
 }
 
 /// What the header band of a frame says.
@@ -239,9 +247,12 @@ mod tests {
                 2,
             );
         }
-        let fmt = StackFormat::default();
-        assert_eq!(max_depth(&p, &fmt), 4);
-        assert_eq!(frame_lines(&p, &fmt, None), vec!["c;a;b;x 2", "c;a;b;y 2"]);
-        assert_eq!(frame_lines(&p, &fmt, Some(3)), vec!["c;a;b 4"]);
+        let stacks = folded_stacks(&p, &StackFormat::default());
+        assert_eq!(max_depth(&stacks), 4);
+        assert_eq!(
+            frame_lines(stacks.clone(), None),
+            vec!["c;a;b;x 2", "c;a;b;y 2"]
+        );
+        assert_eq!(frame_lines(stacks, Some(3)), vec!["c;a;b 4"]);
     }
 }

@@ -108,8 +108,9 @@ impl FrameMaker {
     pub fn make(&mut self, interval: &Profile) -> Frame {
         let frame = self.modes.next(interval);
         let space = self.canvas.height.saturating_sub(HEADER_HEIGHT);
-        let fit = layout::fit(space, layout::max_depth(&frame, &self.format));
-        let lines = layout::frame_lines(&frame, &self.format, fit.depth_cap);
+        let stacks = layout::folded_stacks(&frame, &self.format);
+        let fit = layout::fit(space, layout::max_depth(&stacks));
+        let lines = layout::frame_lines(stacks, fit.depth_cap);
         let loss = &interval.loss;
         let lost = (loss.lost() > 0).then(|| {
             let mut why = Vec::new();
