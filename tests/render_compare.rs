@@ -72,7 +72,7 @@ fn unescape(s: &str) -> String {
 /// (x in canvas px, y in SVG px, text) of every non-empty bar label.
 fn svg_labels(svg: &str, width: f64) -> Vec<(f64, f64, String)> {
     let frames = &svg[svg.find("<svg id=\"frames\"").unwrap()..];
-    let container = width - 2.0 * geometry::XPAD;
+    let container = width - 2.0 * layout::XPAD;
     let mut out = Vec::new();
     for part in frames.split("<text ").skip(1) {
         let (attrs, rest) = part.split_once('>').unwrap();
@@ -86,11 +86,7 @@ fn svg_labels(svg: &str, width: f64) -> Vec<(f64, f64, String)> {
         };
         let x_pct: f64 = attr("x").trim_end_matches('%').parse().unwrap();
         let y: f64 = attr("y").parse().unwrap();
-        out.push((
-            geometry::XPAD + container * x_pct / 100.0,
-            y,
-            unescape(text),
-        ));
+        out.push((layout::XPAD + container * x_pct / 100.0, y, unescape(text)));
     }
     out
 }

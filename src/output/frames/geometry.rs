@@ -4,10 +4,8 @@
 //! width left out, bars stacked up from the bottom, labels truncated to the
 //! characters that fit with "..".
 
-use super::layout::{Canvas, Fit, FONT_WIDTH};
+use super::layout::{Canvas, Fit, FONT_WIDTH, XPAD};
 
-/// inferno's horizontal padding each side.
-pub const XPAD: f64 = 10.0;
 /// inferno's gap above each bar.
 const FRAMEPAD: f64 = 1.0;
 

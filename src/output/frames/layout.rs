@@ -32,7 +32,7 @@ pub const FONT_FAMILY: &str = "DejaVu Sans Mono";
 /// Interactive SVG frames keep inferno's default, as zooming reveals them.
 pub const MIN_BAR_PX: f64 = 1.0;
 /// inferno's horizontal padding on each side.
-const XPAD: f64 = 10.0;
+pub const XPAD: f64 = 10.0;
 
 /// [`MIN_BAR_PX`] as inferno's `min_width`, a percentage of the graph width.
 pub fn min_width_percent(canvas_width: u32) -> f64 {
