@@ -68,6 +68,7 @@ pub(super) fn drain_generation(
     stats_map: &MapMut<'_>,
     counts: &MapMut<'_>,
     stacks: &MapMut<'_>,
+    zero_stats: &[Vec<u8>],
 ) -> Result<RawBatch> {
     // A program that read `generation` just before the flip may still be
     // about to touch the old maps: give it time to start, then wait until
@@ -99,7 +100,7 @@ pub(super) fn drain_generation(
         }
     }
     clear_stacks(stacks)?;
-    reset_stats(stats_map, generation)?;
+    reset_stats(stats_map, generation, zero_stats)?;
     Ok(RawBatch {
         entries,
         stacks: stack_of,
@@ -188,11 +189,16 @@ pub(super) fn read_stats(stats_map: &MapMut<'_>, generation: u32) -> Result<Samp
     Ok(sum)
 }
 
-fn reset_stats(stats_map: &MapMut<'_>, generation: u32) -> Result<()> {
+/// One zeroed counter value per possible CPU: what resets a generation's
+/// accounting. Built once per run, not per drain.
+pub(super) fn zero_stats(stats_map: &MapMut<'_>) -> Result<Vec<Vec<u8>>> {
     let cpus = libbpf_rs::num_possible_cpus().context("failed to count possible CPUs")?;
-    let zero = vec![vec![0u8; stats_map.value_size() as usize]; cpus];
+    Ok(vec![vec![0u8; stats_map.value_size() as usize]; cpus])
+}
+
+fn reset_stats(stats_map: &MapMut<'_>, generation: u32, zero: &[Vec<u8>]) -> Result<()> {
     stats_map
-        .update_percpu(&generation.to_ne_bytes(), &zero, MapFlags::ANY)
+        .update_percpu(&generation.to_ne_bytes(), zero, MapFlags::ANY)
         .context("failed to reset the sample counters")
 }
 

@@ -103,6 +103,7 @@ pub struct Sampler {
     generation: u32,
     cpus: Vec<u32>,
     new_tgids: Option<(RingBuffer<'static>, mpsc::Receiver<u32>)>,
+    zero_stats: Vec<Vec<u8>>,
 }
 
 impl Sampler {
@@ -199,7 +200,9 @@ impl Sampler {
             .build()
             .context("failed to set up the new-process ring buffer")?;
 
+        let zero_stats = drain::zero_stats(&skel.maps.stats)?;
         let mut sampler = Sampler {
+            zero_stats,
             links: Vec::with_capacity(cpus.len()),
             skel,
             generation: 0,
@@ -268,7 +271,7 @@ impl Sampler {
         } else {
             (&maps.counts1, &maps.stacks1)
         };
-        drain::drain_generation(old, &maps.stats, counts, stacks)
+        drain::drain_generation(old, &maps.stats, counts, stacks, &self.zero_stats)
     }
 
     /// Accounting of the interval in progress, without ending it.
