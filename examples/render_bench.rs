@@ -71,10 +71,7 @@ fn main() -> anyhow::Result<()> {
                         std::fs::write(keep, &png)?;
                     }
                 }
-                rs_profile::output::frames::write_atomically(
-                    &out.join(format!("f{i:04}.png")),
-                    &png,
-                )
+                rs_profile::safe_file::write_whole(&out.join(format!("f{i:04}.png")), &png, true)
             })
     })?;
     let secs = t.elapsed().as_secs_f64();

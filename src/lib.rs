@@ -15,5 +15,6 @@ pub mod output;
 pub mod pipeline;
 pub mod profile;
 pub mod recording;
+pub mod safe_file;
 pub mod sampler;
 pub mod symbolizer;

@@ -47,18 +47,11 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        // `profile report | head` closing the pipe early is not an error.
+        Err(err) if pipeline::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("profile: {err:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// `profile -f | head` closing the pipe early is not an error.
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }

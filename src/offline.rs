@@ -13,6 +13,7 @@ use crate::output::frames::FramesOutput;
 use crate::output::{Output, Report, StackFormat};
 use crate::profile::Profile;
 use crate::recording::{read_recording, Meta, RecordWriter, Recording};
+use crate::safe_file::Target;
 
 /// Reads a recording, says on stderr where it was damaged (if it was), and
 /// keeps the intervals in `range`.
@@ -125,7 +126,8 @@ pub fn import(args: ImportArgs) -> Result<()> {
         interval_ns: Duration::from_secs_f64(args.interval).as_nanos() as u64,
         ..Default::default()
     };
-    let mut w = RecordWriter::create(&args.output, &meta, args.overwrite)?;
+    let target = Target::resolve(&args.output, args.overwrite)?;
+    let mut w = RecordWriter::create(&target, &meta)?;
     let mut samples = 0;
     for p in &intervals {
         w.write_interval(p)?;
@@ -141,12 +143,13 @@ pub fn import(args: ImportArgs) -> Result<()> {
 
 /// `profile export`.
 pub fn export(args: ExportArgs) -> Result<()> {
+    let target = Target::resolve(&args.output, args.overwrite)?;
     let (rec, intervals) = load(&args.recording, &args.range)?;
-    crate::export::write(&args.output, args.format, &rec.meta, &intervals, args.merge)?;
+    crate::export::write(&target, args.format, &rec.meta, &intervals, args.merge)?;
     eprintln!(
         "exported {} intervals to {}",
         intervals.len(),
-        args.output.display()
+        target.display()
     );
     Ok(())
 }

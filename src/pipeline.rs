@@ -26,6 +26,7 @@ use crate::output::frames::FramesOutput;
 use crate::output::{Output, Report};
 use crate::profile::Profile;
 use crate::recording::{Meta, RecordWriter};
+use crate::safe_file::Target;
 use crate::sampler::SampleRate;
 use crate::sampler::Sampler;
 use crate::symbolizer::Symbolizer;
@@ -48,7 +49,7 @@ fn install_stop_handler() -> Result<Arc<AtomicBool>> {
     let flag = stop.clone();
     ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
-            crate::output::frames::remove_partial_frames();
+            crate::safe_file::remove_temp_files();
             std::process::exit(130);
         }
     })
@@ -56,14 +57,66 @@ fn install_stop_handler() -> Result<Arc<AtomicBool>> {
     Ok(stop)
 }
 
-/// The processing thread: symbolizer and outputs. Returns the run's total.
+/// The outputs of a run, each isolated from the others: one that fails is
+/// dropped at once (its error kept, the run asked to stop), and the others
+/// go on and finish what they hold. A closed pipe (`profile | head`) ends
+/// that output quietly, as `head` users expect.
+struct OutputSet {
+    outputs: Vec<Box<dyn Output + Send>>,
+    failures: Vec<String>,
+    failed: Arc<AtomicBool>,
+}
+
+impl OutputSet {
+    /// Calls `f` on every output still running.
+    fn each(&mut self, mut f: impl FnMut(&mut dyn Output) -> Result<()>) {
+        let mut i = 0;
+        while i < self.outputs.len() {
+            match f(self.outputs[i].as_mut()) {
+                Ok(()) => i += 1,
+                Err(err) => {
+                    let out = self.outputs.remove(i);
+                    if !is_broken_pipe(&err) {
+                        self.failures.push(format!("{}: {err:#}", out.name()));
+                        self.failed.store(true, Ordering::SeqCst);
+                    }
+                    // Dropping it here ends its threads and removes its
+                    // temporary files.
+                    drop(out);
+                }
+            }
+        }
+    }
+}
+
+/// Whether an error is a pipe closed by its reader.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// What the processing thread hands back: the run's total, the number of
+/// intervals, and each failed output's one-line error.
+type Processed = (Profile, u64, Vec<String>);
+
+/// The processing thread: symbolizer and outputs. It never stops early: an
+/// output that fails is dropped and `failed` set, so the sampling side ends
+/// the run, and every interval already sampled still reaches the others.
 fn start_processing(
-    mut outputs: Vec<Box<dyn Output + Send>>,
+    outputs: Vec<Box<dyn Output + Send>>,
+    failed: Arc<AtomicBool>,
     rx: mpsc::Receiver<Work>,
-) -> Result<JoinHandle<Result<(Profile, u64)>>> {
+) -> Result<JoinHandle<Processed>> {
     std::thread::Builder::new()
         .name("process".into())
         .spawn(move || {
+            let mut set = OutputSet {
+                outputs,
+                failures: Vec::new(),
+                failed,
+            };
             let mut symbolizer = Symbolizer::new();
             let mut total = Profile::default();
             let mut intervals = 0;
@@ -76,18 +129,14 @@ fn start_processing(
                     }
                     Work::Interval(interval) => {
                         let profile = symbolizer.symbolize(&interval);
-                        for out in outputs.iter_mut() {
-                            out.interval(&profile)?;
-                        }
+                        set.each(|out| out.interval(&profile));
                         total.merge(&profile);
                         intervals += 1;
                     }
                 }
             }
-            for out in outputs.iter_mut() {
-                out.finish(&total)?;
-            }
-            Ok((total, intervals))
+            set.each(|out| out.finish(&total));
+            (total, intervals, set.failures)
         })
         .context("failed to start the processing thread")
 }
@@ -137,16 +186,17 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         } else {
             ExportFormat::from_path(path)?
         };
-        if path.exists() && !cfg.overwrite {
-            bail!(
-                "{} already exists; use --overwrite to replace it",
-                path.display()
-            );
-        }
+        // Decided before sampling: an existing file, a planted link or a
+        // folder is refused now, not after the run.
+        let target = Target::resolve(path, cfg.overwrite)?;
         if format == ExportFormat::Recording {
-            outputs.push(Box::new(RecordWriter::create(path, &meta, cfg.overwrite)?));
+            outputs.push(Box::new(RecordWriter::create(&target, &meta)?));
         } else {
-            outputs.push(Box::new(ExportOutput::new(path, format, meta)));
+            if let Target::File { path, .. } = &target {
+                let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+                crate::safe_file::check_writable(dir.unwrap_or(std::path::Path::new(".")))?;
+            }
+            outputs.push(Box::new(ExportOutput::new(target, format, meta)));
         }
     }
     if let Some(frames) = &cfg.frames {
@@ -163,34 +213,46 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     let mut sampler = Sampler::start(&cfg.sampler)?;
     if let Some(header) = &cfg.header {
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{}", header.line())?;
-        out.flush()?;
+        // A reader gone already (`| head -0`) ends the report, not the run.
+        let _ = writeln!(out, "{}", header.line()).and_then(|()| out.flush());
     }
     let (tx, rx) = mpsc::channel();
-    let processing = start_processing(outputs, rx)?;
+    let failed = Arc::new(AtomicBool::new(false));
+    let processing = start_processing(outputs, failed.clone(), rx)?;
 
-    let sampled = sample(&mut sampler, &cfg, &stop, &tx);
+    let sampled = sample(&mut sampler, &cfg, &stop, &failed, &tx);
     // Detach as soon as sampling ends: nothing stays attached after the run,
     // whatever happens next.
     drop(sampler);
     drop(tx);
-    let processed = processing
+    let (total, intervals, failures) = processing
         .join()
         .map_err(|_| anyhow!("the processing thread panicked"))?;
-    sampled?;
-    let (total, intervals) = processed?;
     if cfg.stats {
         eprintln!("{}", crate::output::stats_line(&total, intervals));
+    }
+    sampled?;
+    if let Some((last, others)) = failures.split_last() {
+        for f in others {
+            eprintln!("profile: {f}");
+        }
+        bail!("{last}");
     }
     Ok(())
 }
 
-/// The sampling loop: cuts time into intervals until the duration ends or a
-/// signal arrives.
+/// The sampling loop: cuts time into intervals on a fixed grid until the
+/// duration ends, a signal arrives or an output fails.
+///
+/// Interval N covers [N x interval, (N+1) x interval) of run time, give or
+/// take the cut delay: a late cut ends its interval late and the next one
+/// short, so a whole run has exactly duration / interval intervals and video
+/// time does not drift. Each interval carries its real start and length.
 fn sample(
     sampler: &mut Sampler,
     cfg: &RunConfig,
     stop: &AtomicBool,
+    failed: &AtomicBool,
     tx: &mpsc::Sender<Work>,
 ) -> Result<()> {
     let send = |work| {
@@ -198,14 +260,20 @@ fn sample(
             .map_err(|_| anyhow!("the processing thread stopped"))
     };
     let t0 = Instant::now();
-    let deadline = cfg.duration.map(|d| t0 + d);
+    // A duration too long to represent is the same as none.
+    let deadline = cfg.duration.and_then(|d| t0.checked_add(d));
     let mut interval_start = t0;
     let mut next_cut = t0 + cfg.interval;
     let mut index = 0;
     loop {
         let now = Instant::now();
-        let end = stop.load(Ordering::SeqCst) || deadline.is_some_and(|d| now >= d);
-        if end || now >= next_cut {
+        let end = stop.load(Ordering::SeqCst)
+            || failed.load(Ordering::SeqCst)
+            || deadline.is_some_and(|d| now >= d);
+        // A grid boundary passed before the deadline is a cut of its own,
+        // however late; the end is one more.
+        let boundary = now >= next_cut && deadline.is_none_or(|d| next_cut < d);
+        if boundary || end {
             let batch = sampler.drain()?;
             let cut = Instant::now();
             send(Work::Interval(collector::collect(
@@ -216,12 +284,13 @@ fn sample(
             )))?;
             index += 1;
             interval_start = cut;
-            while next_cut <= cut {
+            if boundary {
+                // Look again at once: more boundaries may have passed, and
+                // the end still needs its own cut.
                 next_cut += cfg.interval;
+                continue;
             }
-            if end {
-                return Ok(());
-            }
+            return Ok(());
         }
         let until = deadline.map_or(next_cut, |d| d.min(next_cut));
         let wait = until.saturating_duration_since(Instant::now()).min(TICK);

@@ -119,9 +119,13 @@ pub struct ExportArgs {
     #[arg(long, value_name = "FORMAT")]
     pub format: crate::export::ExportFormat,
 
-    /// The file to write.
+    /// The file to write (`-`: standard output).
     #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
     pub output: PathBuf,
+
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
 
     #[command(flatten)]
     pub range: TimeRange,

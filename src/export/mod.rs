@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use crate::output::{folded, Output, StackFormat};
 use crate::profile::Profile;
 use crate::recording::Meta;
+use crate::safe_file::Target;
 
 /// An export format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,10 +62,10 @@ impl ExportFormat {
     }
 }
 
-/// Writes `intervals` to `path` in `format`. `merge` makes speedscope one
+/// Writes `intervals` to `target` in `format`. `merge` makes speedscope one
 /// profile instead of one per interval.
 pub fn write(
-    path: &Path,
+    target: &Target,
     format: ExportFormat,
     meta: &Meta,
     intervals: &[Profile],
@@ -81,31 +82,32 @@ pub fn write(
             out
         }
         ExportFormat::Recording => {
-            let mut w = crate::recording::RecordWriter::create(path, meta, true)?;
+            let mut w = crate::recording::RecordWriter::create(target, meta)?;
             for p in intervals {
                 w.write_interval(p)?;
             }
             return Ok(());
         }
     };
-    crate::output::frames::write_atomically(path, &bytes)
-        .with_context(|| format!("failed to export to {}", path.display()))
+    target
+        .write_all(&bytes)
+        .with_context(|| format!("failed to export to {}", target.display()))
 }
 
 /// A live run's `-o`: keeps the intervals and writes them at the end (a
 /// recording is streamed instead, see [`crate::recording::RecordWriter`]).
 pub struct ExportOutput {
-    path: std::path::PathBuf,
+    target: Target,
     format: ExportFormat,
     meta: Meta,
     intervals: Vec<Profile>,
 }
 
 impl ExportOutput {
-    /// An export of the whole run to `path`.
-    pub fn new(path: &Path, format: ExportFormat, meta: Meta) -> ExportOutput {
+    /// An export of the whole run to `target`.
+    pub fn new(target: Target, format: ExportFormat, meta: Meta) -> ExportOutput {
         ExportOutput {
-            path: path.to_path_buf(),
+            target,
             format,
             meta,
             intervals: Vec::new(),
@@ -114,12 +116,22 @@ impl ExportOutput {
 }
 
 impl Output for ExportOutput {
+    fn name(&self) -> String {
+        format!("-o {}", self.target.display())
+    }
+
     fn interval(&mut self, profile: &Profile) -> Result<()> {
         self.intervals.push(profile.clone());
         Ok(())
     }
 
     fn finish(&mut self, _total: &Profile) -> Result<()> {
-        write(&self.path, self.format, &self.meta, &self.intervals, false)
+        write(
+            &self.target,
+            self.format,
+            &self.meta,
+            &self.intervals,
+            false,
+        )
     }
 }

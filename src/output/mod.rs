@@ -14,6 +14,10 @@ use crate::profile::Profile;
 
 /// A consumer of profiles, fed by the pipeline.
 pub trait Output {
+    /// What the output is and where it writes, for error messages
+    /// ("frames out/fg%04d.png", "-o run.pb.gz").
+    fn name(&self) -> String;
+
     /// Called once per interval, in order, with that interval's profile.
     fn interval(&mut self, _profile: &Profile) -> Result<()> {
         Ok(())
@@ -41,6 +45,10 @@ impl<W: Write> Report<W> {
 }
 
 impl<W: Write> Output for Report<W> {
+    fn name(&self) -> String {
+        "the report on standard output".into()
+    }
+
     fn finish(&mut self, total: &Profile) -> Result<()> {
         if self.folded {
             folded::write_folded(&mut self.out, total, &self.fmt)?;

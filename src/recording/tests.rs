@@ -8,6 +8,7 @@ use super::reader::parse;
 use super::{Meta, RecordWriter};
 use crate::output::test_data::sample_profile;
 use crate::profile::Profile;
+use crate::safe_file::Target;
 
 fn intervals() -> Vec<Profile> {
     (0..3u64)
@@ -32,7 +33,7 @@ fn recording_bytes() -> Vec<u8> {
         frequency: Some(49),
         ..Default::default()
     };
-    let mut w = RecordWriter::create(&path, &meta, false).unwrap();
+    let mut w = RecordWriter::create(&Target::resolve(&path, false).unwrap(), &meta).unwrap();
     for p in intervals() {
         w.write_interval(&p).unwrap();
     }
@@ -53,9 +54,16 @@ fn refuses_to_overwrite_unless_asked() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.rsprof");
     std::fs::write(&path, b"keep").unwrap();
-    assert!(RecordWriter::create(&path, &Meta::default(), false).is_err());
+    assert!(Target::resolve(&path, false).is_err());
+    // A file that appears after the check is not replaced either.
+    let stale = Target::File {
+        path: path.clone(),
+        replace: false,
+    };
+    assert!(RecordWriter::create(&stale, &Meta::default()).is_err());
     assert_eq!(std::fs::read(&path).unwrap(), b"keep");
-    RecordWriter::create(&path, &Meta::default(), true).unwrap();
+    RecordWriter::create(&Target::resolve(&path, true).unwrap(), &Meta::default()).unwrap();
+    assert_ne!(std::fs::read(&path).unwrap(), b"keep");
 }
 
 #[test]
@@ -117,4 +125,38 @@ proptest! {
         bytes.extend(tail);
         let _ = parse(&bytes);
     }
+}
+
+#[test]
+fn impossible_counts_are_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.rsprof");
+    let mut w =
+        RecordWriter::create(&Target::resolve(&path, false).unwrap(), &Meta::default()).unwrap();
+    let good = intervals().remove(0);
+    w.write_interval(&good).unwrap();
+    // Two counts of 2^63: their sum wraps to 0 unless checked.
+    let mut bad = sample_profile();
+    bad.index = 1;
+    bad.counts.clear();
+    for (i, key) in sample_profile().counts.into_keys().take(2).enumerate() {
+        bad.counts.insert(key, (1 << 63) + i as u64);
+    }
+    bad.loss.taken = 5;
+    bad.loss.counted = 5;
+    w.write_interval(&bad).unwrap();
+    let rec = parse(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(rec.intervals.len(), 1);
+    let damage = rec.damage.unwrap();
+    assert!(damage.contains("impossible counts"), "{damage}");
+
+    // Losses above what was taken.
+    let mut bad = good.clone();
+    bad.loss.lost_hash_full = u64::MAX;
+    let mut w =
+        RecordWriter::create(&Target::resolve(&path, true).unwrap(), &Meta::default()).unwrap();
+    w.write_interval(&bad).unwrap();
+    let rec = parse(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(rec.intervals.is_empty());
+    assert!(rec.damage.unwrap().contains("impossible counts"));
 }

@@ -1,9 +1,7 @@
 //! Writes a recording, one interval at a time.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use flate2::write::DeflateEncoder;
@@ -11,37 +9,30 @@ use flate2::write::DeflateEncoder;
 use super::{IntervalRec, LossRec, Meta, Record, SampleRec, StackRec, MAGIC, VERSION};
 use crate::output::Output;
 use crate::profile::{Profile, Stack};
+use crate::safe_file::{create_streaming, StreamSink, Target};
 
 /// An [`Output`] that appends every interval to a recording file.
 pub struct RecordWriter {
-    file: File,
-    path: PathBuf,
+    sink: Box<dyn StreamSink>,
+    target: Target,
     ids: HashMap<String, u32>,
 }
 
 impl RecordWriter {
-    /// Creates (or, with `overwrite`, truncates) the file and writes the
-    /// header and the run's metadata.
-    pub fn create(path: &Path, meta: &Meta, overwrite: bool) -> Result<RecordWriter> {
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true);
-        if overwrite {
-            opts.create(true).truncate(true);
-        } else {
-            opts.create_new(true);
-        }
-        let mut file = opts
-            .open(path)
-            .with_context(|| format!("cannot create the recording {}", path.display()))?;
-        let mut head = MAGIC.to_vec();
-        head.extend_from_slice(&VERSION.to_le_bytes());
-        file.write_all(&head)
-            .with_context(|| format!("failed to write {}", path.display()))?;
+    /// Creates the recording at `target` (see [`Target::resolve`]: created
+    /// exclusively, or streamed into a special file) and writes the header
+    /// and the run's metadata.
+    pub fn create(target: &Target, meta: &Meta) -> Result<RecordWriter> {
+        let sink = create_streaming(target)
+            .with_context(|| format!("cannot create the recording {}", target.display()))?;
         let mut w = RecordWriter {
-            file,
-            path: path.to_path_buf(),
+            sink,
+            target: target.clone(),
             ids: HashMap::new(),
         };
+        let mut head = MAGIC.to_vec();
+        head.extend_from_slice(&VERSION.to_le_bytes());
+        w.write_synced(&head)?;
         w.append(&Record::Meta(meta.clone()))?;
         Ok(w)
     }
@@ -111,14 +102,22 @@ impl RecordWriter {
         buf.extend_from_slice(&payload);
         // One write per record, then to disk: a crash leaves whole records
         // and at most one partial one at the end.
-        self.file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data())
-            .with_context(|| format!("failed to write {}", self.path.display()))
+        self.write_synced(&buf)
+    }
+
+    fn write_synced(&mut self, bytes: &[u8]) -> Result<()> {
+        self.sink
+            .write_all(bytes)
+            .and_then(|()| self.sink.sync())
+            .with_context(|| format!("failed to write {}", self.target.display()))
     }
 }
 
 impl Output for RecordWriter {
+    fn name(&self) -> String {
+        format!("the recording {}", self.target.display())
+    }
+
     fn interval(&mut self, profile: &Profile) -> Result<()> {
         self.write_interval(profile)
     }

@@ -145,8 +145,10 @@ pub fn read_frames(r: &mut BufReader<TcpStream>, n: usize) -> Vec<u64> {
 #[test]
 fn serves_the_page_frames_history_and_mjpeg() {
     require_bpf!();
-    let w = Workload::start("mix", 8.0, &[]);
-    let feed = Feed::start(&["-p", &w.pid.to_string(), "--interval", "0.3", "-f", "4"]);
+    // Long enough that the MJPEG check, which comes after several renders
+    // (about a second each in a debug build), still sees two frames.
+    let w = Workload::start("mix", 12.0, &[]);
+    let feed = Feed::start(&["-p", &w.pid.to_string(), "--interval", "0.3", "-f", "7"]);
     let port = feed.port;
     let (status, head, page) = get(port, "/");
     assert_eq!(status, 200);

@@ -7,5 +7,6 @@ mod errors;
 mod feed;
 mod filters;
 mod frames;
+mod hardening;
 mod recording;
 mod sampler;

@@ -39,6 +39,31 @@ pub mod defaults {
     pub const HISTORY: usize = 600;
 }
 
+/// Checks a `-P` prefix: `/`, or `/`-separated segments of letters, digits
+/// and `-._~` (no empty, `.` or `..` segment; one trailing `/` allowed).
+/// Anything else could never be served (or is route syntax to the router,
+/// such as `{x}`, `*` or `:id`), so it is refused before sampling.
+pub fn validate_prefix(path: &str) -> Result<()> {
+    let Some(rest) = path.strip_prefix('/') else {
+        bail!("-P/--serve-path must start with '/': {path:?}");
+    };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if path == "/" {
+        return Ok(());
+    }
+    for seg in rest.split('/') {
+        let ok_chars = seg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        if seg.is_empty() || seg == "." || seg == ".." || !ok_chars {
+            bail!(
+                "-P/--serve-path {path:?}: use /-separated names of letters, digits and -._~ (such as /live or /team/cpu)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// What `-T` serves and where.
 #[derive(Debug, Clone)]
 pub struct FeedConfig {
@@ -154,9 +179,7 @@ impl FeedOutput {
     /// Binds the port (before sampling starts, so a port in use is one clear
     /// error) and starts serving.
     pub fn new(cfg: FeedConfig) -> Result<FeedOutput> {
-        if !cfg.path.starts_with('/') {
-            bail!("-P/--serve-path must start with '/': {:?}", cfg.path);
-        }
+        validate_prefix(&cfg.path)?;
         let addr = SocketAddr::new(cfg.listen, cfg.port);
         let listener =
             TcpListener::bind(addr).map_err(|e| anyhow!("cannot listen on {addr}: {e}"))?;
@@ -236,6 +259,10 @@ impl FeedOutput {
 }
 
 impl Output for FeedOutput {
+    fn name(&self) -> String {
+        format!("the live feed at {}", self.url)
+    }
+
     fn interval(&mut self, profile: &Profile) -> Result<()> {
         let frame = Arc::new(FeedFrame {
             index: profile.index,
@@ -266,6 +293,23 @@ impl Drop for FeedOutput {
     fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_prefix;
+
+    #[test]
+    fn prefixes() {
+        for ok in ["/", "/live", "/live/", "/a/b-c_d.e~f"] {
+            validate_prefix(ok).unwrap();
+        }
+        for bad in [
+            "", "live", "//", "/{x}", "/*", "/:id", "/a//b", "/..", "/a b", "/%2e",
+        ] {
+            assert!(validate_prefix(bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -17,12 +17,11 @@ pub mod renderer;
 pub mod svg;
 
 use std::collections::VecDeque;
-use std::fs;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -159,6 +158,9 @@ pub struct FramesOutput {
     pool: Option<JoinHandle<()>>,
     done: Arc<AtomicU64>,
     errors: Arc<Mutex<Vec<String>>>,
+    /// Set when the output is dropped before it finished: frames still
+    /// queued are skipped instead of written.
+    cancelled: Arc<AtomicBool>,
 }
 
 impl FramesOutput {
@@ -167,7 +169,6 @@ impl FramesOutput {
     /// the render pool. Call before sampling starts.
     pub fn new(cfg: FramesConfig) -> Result<FramesOutput> {
         let renderer = Arc::new(FrameRenderer::new(cfg.canvas, cfg.renderer)?);
-        let _ = FRAME_DIR.set(cfg.pattern.dir().to_path_buf());
         let threads = if cfg.threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -181,19 +182,23 @@ impl FramesOutput {
         let (tx, rx) = mpsc::sync_channel::<FrameJob>(QUEUE);
         let done = Arc::new(AtomicU64::new(0));
         let errors = Arc::new(Mutex::new(Vec::new()));
+        let cancelled = Arc::new(AtomicBool::new(false));
         let format = cfg.pattern.format;
         let handle = {
-            let (done, errors) = (done.clone(), errors.clone());
+            let (done, errors, cancelled) = (done.clone(), errors.clone(), cancelled.clone());
             std::thread::Builder::new()
                 .name("frames".into())
                 .spawn(move || {
                     pool.install(|| {
                         rx.into_iter().par_bridge().for_each(|job| {
+                            if cancelled.load(Ordering::SeqCst) {
+                                return;
+                            }
                             if let Err(err) = render_job(&renderer, format, &job) {
                                 errors
                                     .lock()
                                     .unwrap_or_else(|e| e.into_inner())
-                                    .push(format!("{}: {err:#}", job.path.display()));
+                                    .push(format!("{err:#}"));
                             }
                             done.fetch_add(1, Ordering::SeqCst);
                         })
@@ -216,7 +221,17 @@ impl FramesOutput {
             pool: Some(handle),
             done,
             errors,
+            cancelled,
         })
+    }
+
+    /// The first frame that failed to render or write, as an error.
+    fn first_error(&self) -> Result<()> {
+        let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        match errors.first() {
+            Some(first) => bail!("{first}"),
+            None => Ok(()),
+        }
     }
 
     fn job(&mut self, interval: &Profile) -> FrameJob {
@@ -245,7 +260,14 @@ impl FramesOutput {
 }
 
 impl Output for FramesOutput {
+    fn name(&self) -> String {
+        format!("frames {}", self.cfg.pattern.display())
+    }
+
     fn interval(&mut self, profile: &Profile) -> Result<()> {
+        // A frame that could not be written (disk full, folder gone) stops
+        // the run now, not at its end.
+        self.first_error()?;
         let job = self.job(profile);
         self.submitted += 1;
         self.backlog.push_back(job);
@@ -291,15 +313,35 @@ impl Output for FramesOutput {
         if let Some(first) = errors.first() {
             bail!("{} of {total} frames failed; first: {first}", errors.len());
         }
+        let first = self.cfg.start_number;
+        let range = match total {
+            0 => String::new(),
+            1 => format!(" ({})", self.cfg.pattern.file_name(first)),
+            n => format!(
+                " ({} to {})",
+                self.cfg.pattern.file_name(first),
+                self.cfg.pattern.file_name(first + n - 1)
+            ),
+        };
         eprintln!(
-            "wrote {total} frames to {}",
-            self.cfg
-                .pattern
-                .dir()
-                .join(self.cfg.pattern.file_name(self.cfg.start_number))
-                .display()
+            "wrote {total} frames to {}{range}",
+            self.cfg.pattern.display()
         );
         Ok(())
+    }
+}
+
+impl Drop for FramesOutput {
+    /// Dropped before `finish` (another output failed, or this one did):
+    /// skip what is queued and wait for frames in flight, so no thread is
+    /// still writing (or leaves a temporary file) when the process exits.
+    fn drop(&mut self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.backlog.clear();
+        drop(self.tx.take());
+        if let Some(handle) = self.pool.take() {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -308,36 +350,12 @@ fn render_job(renderer: &FrameRenderer, format: FrameFormat, job: &FrameJob) -> 
         FrameFormat::Png => renderer.png(&job.frame)?,
         FrameFormat::Svg => renderer.svg(&job.frame)?,
     };
-    write_atomically(&job.path, &bytes)
+    write_frame(&job.path, &bytes)
 }
 
-/// The folder frames are being written to, for [`remove_partial_frames`].
-static FRAME_DIR: OnceLock<PathBuf> = OnceLock::new();
-
-/// Removes temporary files of frames still being written. Called when a
-/// second Ctrl-C ends the run at once, so nothing half-written stays behind.
-pub fn remove_partial_frames() {
-    let Some(dir) = FRAME_DIR.get() else { return };
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') && name.ends_with(".tmp") {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
-}
-
-/// Writes `path` under a temporary name in the same folder, then renames it,
-/// so a reader (ffmpeg, a file watcher) never sees half a frame.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("frame path has no file name")?;
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    fs::write(&tmp, bytes).with_context(|| format!("failed to write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("failed to rename {} into place", tmp.display()))
+/// Writes a frame under an exclusive temporary name in its folder, then
+/// renames it into place, so a reader (ffmpeg, a file watcher) never sees half
+/// a frame and no planted link is followed (see [`crate::safe_file`]).
+pub fn write_frame(path: &Path, bytes: &[u8]) -> Result<()> {
+    crate::safe_file::write_whole(path, bytes, false)
 }

@@ -116,6 +116,20 @@ impl FramePattern {
         format!("{}{:0w$}{}", self.prefix, n, self.suffix, w = self.width)
     }
 
+    /// The pattern as users write it (`out/fg%04d.png`), for messages.
+    pub fn display(&self) -> String {
+        let num = if self.width == 0 {
+            "%d".to_string()
+        } else {
+            format!("%0{}d", self.width)
+        };
+        let esc = |s: &str| s.replace('%', "%%");
+        self.dir
+            .join(format!("{}{num}{}", esc(&self.prefix), esc(&self.suffix)))
+            .display()
+            .to_string()
+    }
+
     /// The path of frame `n`.
     pub fn path(&self, n: u64) -> PathBuf {
         self.dir.join(self.file_name(n))
@@ -162,12 +176,8 @@ impl FramePattern {
     pub fn prepare(&self, overwrite: bool) -> Result<()> {
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create the frame folder {}", self.dir.display()))?;
-        let probe = self
-            .dir
-            .join(format!(".rs-profile-write-test-{}", std::process::id()));
-        fs::write(&probe, b"")
+        crate::safe_file::check_writable(&self.dir)
             .with_context(|| format!("cannot write frames to {}", self.dir.display()))?;
-        let _ = fs::remove_file(&probe);
         let existing = self.existing()?;
         if let Some(first) = existing.first() {
             if !overwrite {
@@ -199,6 +209,7 @@ mod tests {
         assert_eq!(p.format, FrameFormat::Svg);
         let p = FramePattern::parse("a/100%%-%06d.png").unwrap();
         assert_eq!(p.file_name(3), "100%-000003.png");
+        assert_eq!(p.display(), "a/100%%-%06d.png");
         assert_eq!(
             FramePattern::parse(DEFAULT_PATTERN).unwrap().file_name(0),
             "flamegraph0000.png"
