@@ -10,6 +10,13 @@ use crate::output::frames::FramesConfig;
 use crate::output::StackFormat;
 use crate::profile::modes::FrameMode;
 
+/// The largest canvas: 8K UHD.
+pub const MAX_WIDTH: u32 = 7680;
+/// See [`MAX_WIDTH`].
+pub const MAX_HEIGHT: u32 = 4320;
+/// The largest first frame number: twelve digits, the widest `%0Nd` allows.
+pub const MAX_START_NUMBER: u64 = 999_999_999_999;
+
 /// How frames look and are numbered.
 #[derive(Debug, Clone, Args)]
 pub struct FrameOptions {
@@ -52,15 +59,28 @@ impl FrameOptions {
     ) -> Result<FramesConfig> {
         if self.width < 64
             || self.height < HEADER_HEIGHT + 64
+            || self.width > MAX_WIDTH
+            || self.height > MAX_HEIGHT
             || self.width % 2 == 1
             || self.height % 2 == 1
         {
             bail!(
-                "--width and --height must be even (h264 needs it) and at least 64x{}; got {}x{}",
+                "--width and --height must be even (h264 needs it), from 64x{} to {MAX_WIDTH}x{MAX_HEIGHT} (8K); got {}x{}",
                 HEADER_HEIGHT + 64,
                 self.width,
                 self.height
             );
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if self.render_threads > 4 * cpus {
+            bail!(
+                "--render-threads {}: at most {} (4 per CPU; 0 means one per CPU)",
+                self.render_threads,
+                4 * cpus
+            );
+        }
+        if self.start_number > MAX_START_NUMBER {
+            bail!("--start-number must be at most {MAX_START_NUMBER}");
         }
         Ok(FramesConfig {
             pattern: FramePattern::parse(pattern)?,

@@ -220,12 +220,6 @@ impl Cli {
         match self.command {
             Some(Command::Record(r)) => {
                 let (sampler, _) = r.sampling.sampler_config()?;
-                if r.output.exists() && !r.overwrite {
-                    bail!(
-                        "{} already exists; use --overwrite to replace it",
-                        r.output.display()
-                    );
-                }
                 Ok(Action::Run(Box::new(RunConfig {
                     format: StackFormat::default(),
                     folded: false,
@@ -256,9 +250,7 @@ impl Cli {
 impl LiveArgs {
     fn into_run_config(self) -> Result<RunConfig> {
         let (sampler, header) = self.sampling.sampler_config()?;
-        if !self.serve_path.starts_with('/') {
-            bail!("-P/--serve-path must start with '/': {:?}", self.serve_path);
-        }
+        feed::validate_prefix(&self.serve_path)?;
         if self.history == 0 {
             bail!("--history must keep at least 1 interval");
         }
@@ -348,9 +340,17 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         for args in [
-            &["-F", "0"][..],
-            &["-F", "99", "-c", "10"],
-            &["-c", "0"],
+            &["-F", "99", "-c", "10000"][..],
+            &["-F", "100001"],
+            &["-c", "1"],
+            &["--interval", "1e19"],
+            &["--interval", "NaN"],
+            &["-E", "--width", "100000"],
+            &["-E", "--render-threads", "100000"],
+            &["-P", "//"],
+            &["-P", "/{x}"],
+            &["-P", "/*"],
+            &["-P", "/:id"],
             &["-p", "abc"],
             &["-p", "4000000000"],
             &["-p", "1", "-L", "1"],
@@ -378,11 +378,11 @@ mod tests {
     #[test]
     fn own_pid_is_accepted_and_headers_name_it() {
         let me = std::process::id().to_string();
-        let c = parse(&["-p", &me, "-U", "-c", "1000", "5"]).unwrap();
+        let c = parse(&["-p", &me, "-U", "-c", "1000000", "5"]).unwrap();
         assert_eq!(c.sampler.pids, vec![std::process::id()]);
         assert_eq!(
             c.header.unwrap().line(),
-            format!("Sampling at every 1000 events of PID {me} by user stack for 5 secs.")
+            format!("Sampling at every 1000000 events of PID {me} by user stack for 5 secs.")
         );
         assert!(parse(&["-f"]).unwrap().header.is_none());
         let c = parse(&["-E"]).unwrap();
@@ -397,5 +397,76 @@ mod tests {
         assert!(c.record);
         assert_eq!(c.duration, Some(std::time::Duration::from_secs(2)));
         assert_eq!(c.sampler.rate, SampleRate::Frequency(99));
+    }
+
+    /// Any value of any numeric option gives an error or a config within
+    /// bounds, never a panic (issue 9).
+    mod numeric_options {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<u64>().prop_map(|n| n.to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|f| f.to_string()),
+                (0u32..=20).prop_map(|e| format!("1e{e}")),
+                Just("18446744073709551616".to_string()),
+                Just("inf".to_string()),
+                Just("NaN".to_string()),
+                Just("-0".to_string()),
+                Just("0".to_string()),
+                Just("1".to_string()),
+                "[0-9]{1,30}",
+            ]
+        }
+
+        const OPTIONS: &[&str] = &[
+            "-F",
+            "-c",
+            "--hash-storage-size",
+            "--stack-storage-size",
+            "-C",
+            "--interval",
+            "--width",
+            "--height",
+            "--render-threads",
+            "--start-number",
+            "-R",
+            "--history",
+            "--frame-mode=window:",
+            "--frame-mode=decay:",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+            #[test]
+            fn never_panics(picks in proptest::collection::vec((0..OPTIONS.len(), value()), 1..4), duration in proptest::option::of(value())) {
+                let mut args = vec!["-E".to_string(), "-T".to_string()];
+                for (i, v) in picks {
+                    let opt = OPTIONS[i];
+                    if opt.ends_with(':') {
+                        args.push(format!("{opt}{v}"));
+                    } else {
+                        args.push(opt.to_string());
+                        args.push(v);
+                    }
+                }
+                args.extend(duration);
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                if let Ok(c) = parse(&refs) {
+                    let iv = c.interval.as_secs_f64();
+                    prop_assert!((MIN_INTERVAL..=sampling::MAX_INTERVAL).contains(&iv));
+                    let f = c.frames.unwrap();
+                    prop_assert!(f.canvas.width <= frames::MAX_WIDTH);
+                    prop_assert!(f.canvas.height <= frames::MAX_HEIGHT);
+                    prop_assert!(f.start_number <= frames::MAX_START_NUMBER);
+                    match c.sampler.rate {
+                        SampleRate::Frequency(hz) => prop_assert!(hz > 0 && hz <= sampling::max_sample_rate()),
+                        SampleRate::Period(n) => prop_assert!(n > 0),
+                    }
+                }
+            }
+        }
     }
 }

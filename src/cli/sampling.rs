@@ -13,6 +13,42 @@ use crate::sampler::{self, defaults, SampleRate, SamplerConfig};
 pub const MIN_INTERVAL: f64 = 0.05;
 /// Default `--interval`.
 pub const DEFAULT_INTERVAL: f64 = 1.0;
+/// Longest `--interval`: an hour (a frame per hour is already a slideshow).
+pub const MAX_INTERVAL: f64 = 3600.0;
+/// Where the kernel says how often a perf event may sample.
+const MAX_SAMPLE_RATE_FILE: &str = "/proc/sys/kernel/perf_event_max_sample_rate";
+
+/// The kernel's `perf_event_max_sample_rate` (Hz). The kernel lowers it by
+/// itself when sampling interrupts take too long; 100000 is its default.
+pub fn max_sample_rate() -> u64 {
+    std::fs::read_to_string(MAX_SAMPLE_RATE_FILE)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&hz: &u64| hz > 0)
+        .unwrap_or(100_000)
+}
+
+/// Checks a sample rate against the kernel's limit: a frequency above it is
+/// refused by perf_event_open, and a period so short that it would sample
+/// faster (one event per nanosecond of CPU clock) makes the kernel throttle
+/// and the run overrun its duration.
+pub fn check_rate(rate: SampleRate, max_hz: u64) -> Result<()> {
+    match rate {
+        SampleRate::Frequency(hz) if hz > max_hz => {
+            bail!("-F {hz}: above the kernel's limit of {max_hz} Hz ({MAX_SAMPLE_RATE_FILE})")
+        }
+        SampleRate::Period(n) => {
+            let min = 1_000_000_000u64.div_ceil(max_hz);
+            if n < min {
+                bail!(
+                    "-c {n}: at least {min} events per sample; fewer would sample faster than the kernel's limit of {max_hz} Hz ({MAX_SAMPLE_RATE_FILE})"
+                );
+            }
+            Ok(())
+        }
+        SampleRate::Frequency(_) => Ok(()),
+    }
+}
 
 /// What to sample and for how long.
 #[derive(Debug, Clone, Args)]
@@ -118,8 +154,8 @@ fn parse_ids(list: &str, what: &str) -> Result<Vec<u32>> {
 impl SamplingArgs {
     /// `--interval`, validated.
     pub fn interval(&self) -> Result<Duration> {
-        if !self.interval.is_finite() || self.interval < MIN_INTERVAL {
-            bail!("--interval must be at least {MIN_INTERVAL} seconds");
+        if !(MIN_INTERVAL..=MAX_INTERVAL).contains(&self.interval) {
+            bail!("--interval must be from {MIN_INTERVAL} to {MAX_INTERVAL} seconds");
         }
         Ok(Duration::from_secs_f64(self.interval))
     }
@@ -140,13 +176,13 @@ impl SamplingArgs {
 
     /// Validates the options into the sampler's config and profile.py's header.
     pub fn sampler_config(&self) -> Result<(SamplerConfig, Header)> {
+        // As profile.py: a zero -F or -c is "not given", so 49 Hz.
         let rate = match (self.frequency, self.count) {
-            (_, Some(0)) => bail!("-c/--count must be a positive number of events"),
-            (_, Some(n)) => SampleRate::Period(n),
-            (Some(0), _) => bail!("-F/--frequency must be a positive number of Hertz"),
-            (Some(hz), _) => SampleRate::Frequency(hz),
-            (None, None) => SampleRate::Frequency(defaults::FREQUENCY),
+            (Some(hz), _) if hz > 0 => SampleRate::Frequency(hz),
+            (_, Some(n)) if n > 0 => SampleRate::Period(n),
+            _ => SampleRate::Frequency(defaults::FREQUENCY),
         };
+        check_rate(rate, max_sample_rate())?;
         if self.hash_storage_size == 0 {
             bail!("--hash-storage-size must be at least 1");
         }

@@ -60,17 +60,21 @@ pub struct LossReport {
 impl LossReport {
     /// Samples taken but not in the profile.
     pub fn lost(&self) -> u64 {
-        self.lost_hash_full + self.lost_in_flight
+        self.lost_hash_full.saturating_add(self.lost_in_flight)
     }
 
     /// Adds another interval's account to this one.
     pub fn add(&mut self, other: &LossReport) {
-        self.taken += other.taken;
-        self.counted += other.counted;
-        self.lost_hash_full += other.lost_hash_full;
-        self.lost_in_flight += other.lost_in_flight;
-        self.missing_stacks += other.missing_stacks;
-        self.missed_stack_samples += other.missed_stack_samples;
+        // Saturating: counts read from a file can be anything, and a total
+        // that wraps to a small number would be a lie.
+        self.taken = self.taken.saturating_add(other.taken);
+        self.counted = self.counted.saturating_add(other.counted);
+        self.lost_hash_full = self.lost_hash_full.saturating_add(other.lost_hash_full);
+        self.lost_in_flight = self.lost_in_flight.saturating_add(other.lost_in_flight);
+        self.missing_stacks = self.missing_stacks.saturating_add(other.missing_stacks);
+        self.missed_stack_samples = self
+            .missed_stack_samples
+            .saturating_add(other.missed_stack_samples);
         self.stack_collision |= other.stack_collision;
     }
 }
@@ -93,12 +97,15 @@ pub struct Profile {
 impl Profile {
     /// Total samples in the profile.
     pub fn samples(&self) -> u64 {
-        self.counts.values().sum()
+        self.counts
+            .values()
+            .fold(0u64, |sum, n| sum.saturating_add(*n))
     }
 
-    /// Adds `n` samples of `key`.
+    /// Adds `n` samples of `key` (saturating).
     pub fn add(&mut self, key: StackKey, n: u64) {
-        *self.counts.entry(key).or_insert(0) += n;
+        let c = self.counts.entry(key).or_insert(0);
+        *c = c.saturating_add(n);
     }
 
     /// Merges a later profile into this one: counts add up and the covered

@@ -120,7 +120,38 @@ fn next_record(data: &[u8], pos: &mut usize) -> Option<Result<Record>> {
     })())
 }
 
+/// An interval's counts must add up the way a run writes them: no sum
+/// overflows, and no more samples are counted or lost than were taken.
+/// Anything else is damage, reported like a bad checksum.
+fn check_counts(rec: &IntervalRec) -> Result<()> {
+    let l = &rec.loss;
+    let sum = rec
+        .samples
+        .iter()
+        .try_fold(0u64, |sum, s| sum.checked_add(s.count));
+    let lost = l.lost_hash_full.checked_add(l.lost_in_flight);
+    let fits = match (sum, lost) {
+        (Some(sum), Some(lost)) => {
+            sum <= l.counted
+                && l.counted.checked_add(lost).is_some_and(|t| t <= l.taken)
+                && l.missed_stack_samples <= l.counted
+        }
+        _ => false,
+    };
+    if !fits {
+        bail!(
+            "corrupt record (impossible counts: {} taken, {} counted, {} + {} lost)",
+            l.taken,
+            l.counted,
+            l.lost_hash_full,
+            l.lost_in_flight
+        );
+    }
+    Ok(())
+}
+
 fn profile(rec: IntervalRec, names: &mut Vec<Symbol>) -> Result<Profile> {
+    check_counts(&rec)?;
     names.extend(rec.new_strings.into_iter().map(Symbol::from));
     let name = |id: u32, names: &[Symbol]| -> Result<Symbol> {
         names
