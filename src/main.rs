@@ -1,15 +1,15 @@
 //! `profile`: parse the command line, run the pipeline, print any error once,
 //! on one line.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::Parser;
 
 use rs_profile::cli::{Action, Cli};
+use rs_profile::sampler::program;
 use rs_profile::{offline, pipeline};
-
-const BPF_SOURCE: &str = include_str!("../bpf/profile.bpf.c");
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -35,8 +35,14 @@ fn main() -> ExitCode {
         libbpf_rs::set_print(None);
     }
     let result = cli.into_action().and_then(|action| match action {
-        Action::PrintBpf => {
-            print!("{BPF_SOURCE}");
+        Action::PrintBpf(cfg) => {
+            // As profile.py: the header (unless -f), then the program.
+            let mut out = std::io::stdout().lock();
+            if let Some(h) = &cfg.header {
+                writeln!(out, "{}", h.line())?;
+            }
+            write!(out, "{}", program::source_with_options(&cfg.sampler))?;
+            out.flush()?;
             Ok(())
         }
         Action::Run(cfg) => pipeline::run(*cfg),

@@ -101,7 +101,13 @@ pub fn report(args: ReportArgs) -> Result<()> {
     let mut total = Profile::default();
     intervals.iter().for_each(|p| total.merge(p));
     let fmt = args.format.stack_format(true, true);
-    Report::new(BufWriter::new(std::io::stdout()), fmt, args.format.folded).finish(&total)
+    Report::new(
+        BufWriter::new(std::io::stdout()),
+        fmt,
+        args.format.folded,
+        args.format.text_style(),
+    )
+    .finish(&total)
 }
 
 /// `profile import`.

@@ -177,6 +177,7 @@ pub fn run(cfg: RunConfig) -> Result<()> {
             BufWriter::new(std::io::stdout()),
             cfg.format,
             cfg.folded,
+            cfg.text_style,
         )));
     }
     if let Some(path) = &cfg.output {
@@ -221,15 +222,22 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     let processing = start_processing(outputs, failed.clone(), rx)?;
 
     let sampled = sample(&mut sampler, &cfg, &stop, &failed, &tx);
+    let event = sampler.event().name();
     // Detach as soon as sampling ends: nothing stays attached after the run,
     // whatever happens next.
     drop(sampler);
+    if cfg.header.is_some() {
+        // profile.py's blank line between sampling and the stacks. Printed
+        // before the channel closes, so before the report starts.
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out).and_then(|()| out.flush());
+    }
     drop(tx);
     let (total, intervals, failures) = processing
         .join()
         .map_err(|_| anyhow!("the processing thread panicked"))?;
     if cfg.stats {
-        eprintln!("{}", crate::output::stats_line(&total, intervals));
+        eprintln!("{}", crate::output::stats_line(&total, intervals, event));
     }
     sampled?;
     if let Some((last, others)) = failures.split_last() {

@@ -17,18 +17,31 @@ use blazesym::symbolize::{Input, Symbolized};
 use blazesym::Pid;
 
 use crate::collector::{Interval, RawStack};
-use crate::profile::{Profile, Stack, StackKey, Symbol};
+use crate::profile::{Frame, FrameInfo, Profile, Stack, StackKey, Symbol};
 
 /// What an address with no symbol prints as (profile.py's word).
 pub const UNKNOWN: &str = "[unknown]";
 
+/// A frame's cache key: its address as walked, and whether it is the leaf
+/// (looked up as is) or a return address (looked up one byte earlier).
+type FrameAddr = (u64, bool);
+
+/// What blazesym said of one looked-up address.
+struct Resolved {
+    name: Symbol,
+    module: Option<Symbol>,
+    /// Offset of the looked-up address from the symbol's start.
+    offset: u64,
+}
+
 /// Symbolizes intervals; keeps its caches for the whole run.
 pub struct Symbolizer {
     inner: blazesym::symbolize::Symbolizer,
-    kernel: HashMap<u64, Symbol>,
-    user: HashMap<(u32, u64), Symbol>,
+    kernel: HashMap<FrameAddr, Frame>,
+    user: HashMap<(u32, FrameAddr), Frame>,
     names: HashSet<Symbol>,
     unknown: Symbol,
+    kernel_module: Symbol,
 }
 
 impl Default for Symbolizer {
@@ -51,6 +64,7 @@ impl Symbolizer {
             user: HashMap::new(),
             names: HashSet::new(),
             unknown: Symbol::from(UNKNOWN),
+            kernel_module: Symbol::from("kernel"),
         }
     }
 
@@ -64,8 +78,8 @@ impl Symbolizer {
         let _ = self.inner.cache(&Cache::Process(process));
     }
 
-    /// Symbolizes an interval into a profile, merging stacks that symbolize
-    /// the same.
+    /// Symbolizes an interval into a profile. Stacks stay apart by address;
+    /// outputs that print names only merge what prints the same.
     pub fn symbolize(&mut self, interval: &Interval) -> Profile {
         self.prefetch(interval);
         let mut profile = Profile {
@@ -100,36 +114,45 @@ impl Symbolizer {
                     .iter()
                     .enumerate()
                     .map(|(i, a)| {
-                        let a = lookup_addr(i, *a);
+                        let key = (*a, i == 0);
                         let hit = match pid {
-                            Some(pid) => self.user.get(&(pid, a)),
-                            None => self.kernel.get(&a),
+                            Some(pid) => self.user.get(&(pid, key)),
+                            None => self.kernel.get(&key),
                         };
-                        hit.cloned().unwrap_or_else(|| self.unknown.clone())
+                        hit.cloned().unwrap_or_else(|| self.unknown_frame(*a))
                     })
                     .collect(),
             ),
         }
     }
 
+    fn unknown_frame(&self, addr: u64) -> Frame {
+        Frame::new(FrameInfo {
+            name: self.unknown.clone(),
+            module: None,
+            offset: None,
+            addr: Some(addr),
+        })
+    }
+
     /// Symbolizes, in batches, every address of the interval not yet cached.
     fn prefetch(&mut self, interval: &Interval) {
-        let mut kernel: Vec<u64> = Vec::new();
-        let mut user: HashMap<u32, Vec<u64>> = HashMap::new();
+        let mut kernel: Vec<FrameAddr> = Vec::new();
+        let mut user: HashMap<u32, Vec<FrameAddr>> = HashMap::new();
         for s in &interval.samples {
             if let RawStack::Addrs(addrs) = &s.kernel {
                 for (i, a) in addrs.iter().enumerate() {
-                    let a = lookup_addr(i, *a);
-                    if !self.kernel.contains_key(&a) {
-                        kernel.push(a);
+                    let key = (*a, i == 0);
+                    if !self.kernel.contains_key(&key) {
+                        kernel.push(key);
                     }
                 }
             }
             if let RawStack::Addrs(addrs) = &s.user {
                 for (i, a) in addrs.iter().enumerate() {
-                    let a = lookup_addr(i, *a);
-                    if !self.user.contains_key(&(s.tgid, a)) {
-                        user.entry(s.tgid).or_default().push(a);
+                    let key = (*a, i == 0);
+                    if !self.user.contains_key(&(s.tgid, key)) {
+                        user.entry(s.tgid).or_default().push(key);
                     }
                 }
             }
@@ -137,62 +160,109 @@ impl Symbolizer {
         if !kernel.is_empty() {
             kernel.sort_unstable();
             kernel.dedup();
-            let names = self.resolve(&Source::Kernel(Kernel::default()), &kernel);
-            self.kernel.extend(kernel.into_iter().zip(names));
+            let resolved = self.resolve(&Source::Kernel(Kernel::default()), &kernel);
+            for (key, r) in kernel.into_iter().zip(resolved) {
+                let frame = self.frame(key, r, Some(self.kernel_module.clone()));
+                self.kernel.insert(key, frame);
+            }
         }
-        for (pid, mut addrs) in user {
-            addrs.sort_unstable();
-            addrs.dedup();
+        for (pid, mut keys) in user {
+            keys.sort_unstable();
+            keys.dedup();
             let mut process = Process::new(Pid::from(pid));
-            // Once the process is gone, /proc/PID/map_files is too: fall back
-            // to the paths its (cached) maps named.
-            process.map_files = Path::new(&format!("/proc/{pid}")).exists();
+            // Once the process is gone (or a zombie, whose /proc entry
+            // stays but whose mappings are gone), /proc/PID/map_files is
+            // too: fall back to the paths its (cached) maps named.
+            process.map_files = has_mappings(pid);
             process.debug_syms = true;
-            let names = self.resolve(&Source::Process(process), &addrs);
-            self.user
-                .extend(addrs.into_iter().map(|a| (pid, a)).zip(names));
+            let resolved = self.resolve(&Source::Process(process), &keys);
+            for (key, r) in keys.into_iter().zip(resolved) {
+                let frame = self.frame(key, r, None);
+                self.user.insert((pid, key), frame);
+            }
         }
     }
 
-    fn resolve(&mut self, src: &Source<'_>, addrs: &[u64]) -> Vec<Symbol> {
+    /// The frame for a walked address from what its lookup found.
+    fn frame(&self, (addr, leaf): FrameAddr, r: Option<Resolved>, module: Option<Symbol>) -> Frame {
+        match r {
+            Some(r) => Frame::new(FrameInfo {
+                name: r.name,
+                module: module.or(r.module),
+                // Printed from the walked address, as bcc prints it.
+                offset: Some(r.offset + addr - lookup_addr(leaf, addr)),
+                addr: Some(addr),
+            }),
+            None => self.unknown_frame(addr),
+        }
+    }
+
+    fn resolve(&mut self, src: &Source<'_>, keys: &[FrameAddr]) -> Vec<Option<Resolved>> {
+        let addrs: Vec<u64> = keys
+            .iter()
+            .map(|(a, leaf)| lookup_addr(*leaf, *a))
+            .collect();
         // One bad address (a frame-pointer walk through garbage can land in a
         // mapped data file) fails a whole batch: then go one by one, so only
         // that address is unknown.
-        let symbolized: Vec<Option<String>> = match self.inner.symbolize(src, Input::AbsAddr(addrs))
-        {
-            Ok(syms) => syms.into_iter().map(|s| name_of(&s)).collect(),
-            Err(_) => addrs
-                .iter()
-                .map(|a| {
-                    self.inner
-                        .symbolize_single(src, Input::AbsAddr(*a))
-                        .ok()
-                        .and_then(|s| name_of(&s))
-                })
-                .collect(),
-        };
-        symbolized
+        let found: Vec<Option<(String, Option<String>, u64)>> =
+            match self.inner.symbolize(src, Input::AbsAddr(&addrs)) {
+                Ok(syms) => syms.iter().map(found_of).collect(),
+                Err(_) => addrs
+                    .iter()
+                    .map(|a| {
+                        self.inner
+                            .symbolize_single(src, Input::AbsAddr(*a))
+                            .ok()
+                            .and_then(|s| found_of(&s))
+                    })
+                    .collect(),
+            };
+        found
             .into_iter()
-            .map(|name| match name {
-                Some(name) => intern(&mut self.names, &name),
-                None => self.unknown.clone(),
+            .map(|f| {
+                f.map(|(name, module, offset)| Resolved {
+                    name: intern(&mut self.names, &name),
+                    module: module.map(|m| intern(&mut self.names, &m)),
+                    offset,
+                })
             })
             .collect()
     }
 }
 
-fn name_of(s: &Symbolized<'_>) -> Option<String> {
+/// Name, module file name and offset of a symbolized address.
+fn found_of(s: &Symbolized<'_>) -> Option<(String, Option<String>, u64)> {
     match s {
-        Symbolized::Sym(sym) => Some(sym.name.to_string()),
+        Symbolized::Sym(sym) => {
+            let module = sym.module.as_ref().and_then(|m| {
+                Path::new(m)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            });
+            Some((sym.name.to_string(), module, sym.offset as u64))
+        }
         Symbolized::Unknown(_) => None,
     }
 }
 
+/// Whether a process still has its address space: it exists and is not a
+/// zombie (state `Z`) or dead (`X`).
+fn has_mappings(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
 /// Return addresses point after the call instruction, possibly into the next
-/// function: look up the address before them. The leaf (index 0) is the
-/// interrupted instruction itself.
-fn lookup_addr(index: usize, addr: u64) -> u64 {
-    if index == 0 {
+/// function: look up the address before them. The leaf is the interrupted
+/// instruction itself.
+fn lookup_addr(leaf: bool, addr: u64) -> u64 {
+    if leaf {
         addr
     } else {
         addr.saturating_sub(1)
@@ -213,6 +283,22 @@ mod tests {
     use super::*;
     use crate::collector::RawSample;
     use std::time::Duration;
+
+    #[test]
+    fn zombies_have_no_mappings() {
+        assert!(has_mappings(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        // Not reaped yet: a zombie once it has exited.
+        let pid = child.id();
+        let t = std::time::Instant::now();
+        while has_mappings(pid) && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        assert!(!has_mappings(pid));
+        child.wait().unwrap();
+        assert!(!has_mappings(pid));
+    }
 
     #[inline(never)]
     fn a_function_with_a_known_name() -> u64 {
@@ -251,5 +337,10 @@ mod tests {
             frames[0]
         );
         assert_eq!(&*frames[1], UNKNOWN);
+        let info = frames[0].info();
+        assert_eq!(info.addr, Some(addr));
+        assert_eq!(info.offset, Some(0), "the function's own start");
+        let module = info.module.as_deref().unwrap_or_default();
+        assert!(module.starts_with("rs_profile-"), "module {module:?}");
     }
 }

@@ -17,7 +17,7 @@ pub use self::offline::{ExportArgs, ImportArgs, RenderArgs, ReportArgs, TimeRang
 pub use self::sampling::{SamplingArgs, DEFAULT_INTERVAL, MIN_INTERVAL};
 use crate::output::feed::{self, FeedConfig};
 use crate::output::frames::FramesConfig;
-use crate::output::text::Header;
+use crate::output::text::{Header, TextStyle};
 use crate::output::StackFormat;
 use crate::sampler::SamplerConfig;
 
@@ -80,9 +80,26 @@ pub struct FormatArgs {
     /// Output folded format, one line per stack (for flame graphs).
     #[arg(short = 'f', long = "folded")]
     pub folded: bool,
+
+    /// Show raw addresses (multi-line output).
+    #[arg(short = 'A', long = "address")]
+    pub address: bool,
+
+    /// Print multi-line frames as bcc 0.26 did: names only, no +offset
+    /// [module]; -a then annotates kernel frames.
+    #[arg(long = "bcc-0.26")]
+    pub bcc_026: bool,
 }
 
 impl FormatArgs {
+    /// How multi-line output names frames.
+    pub fn text_style(&self) -> TextStyle {
+        TextStyle {
+            addresses: self.address,
+            names_only: self.bcc_026,
+        }
+    }
+
     /// The stack format, given which stacks were collected.
     pub fn stack_format(&self, user_stacks: bool, kernel_stacks: bool) -> StackFormat {
         StackFormat {
@@ -168,6 +185,8 @@ pub struct RunConfig {
     pub format: StackFormat,
     /// `-f`.
     pub folded: bool,
+    /// `-A`, `--bcc-0.26`.
+    pub text_style: TextStyle,
     /// Header line (default output only).
     pub header: Option<Header>,
     /// Length of one interval.
@@ -195,8 +214,8 @@ pub struct RunConfig {
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Action {
-    /// `--ebpf`.
-    PrintBpf,
+    /// `--ebpf`: the header and the program with the (validated) options.
+    PrintBpf(Box<RunConfig>),
     /// Sample (the live run, or `record`).
     Run(Box<RunConfig>),
     /// `render`.
@@ -223,6 +242,7 @@ impl Cli {
                 Ok(Action::Run(Box::new(RunConfig {
                     format: StackFormat::default(),
                     folded: false,
+                    text_style: TextStyle::default(),
                     header: None,
                     interval: r.sampling.interval()?,
                     duration: r.sampling.duration(),
@@ -241,7 +261,9 @@ impl Cli {
             Some(Command::Report(r)) => Ok(Action::Report(r)),
             Some(Command::Import(r)) => Ok(Action::Import(r)),
             Some(Command::Export(r)) => Ok(Action::Export(r)),
-            None if live.ebpf => Ok(Action::PrintBpf),
+            None if live.ebpf => live
+                .into_run_config()
+                .map(|c| Action::PrintBpf(Box::new(c))),
             None => live.into_run_config().map(|c| Action::Run(Box::new(c))),
         }
     }
@@ -295,6 +317,7 @@ impl LiveArgs {
             stats: self.sampling.stats,
             header: (!self.format.folded).then_some(header),
             folded: self.format.folded,
+            text_style: self.format.text_style(),
             format,
             frames,
             feed,
@@ -382,7 +405,7 @@ mod tests {
         assert_eq!(c.sampler.pids, vec![std::process::id()]);
         assert_eq!(
             c.header.unwrap().line(),
-            format!("Sampling at every 1000000 events of PID {me} by user stack for 5 secs.")
+            format!("Sampling at every 1000000 events of PID [{me}] by user stack for 5 secs.")
         );
         assert!(parse(&["-f"]).unwrap().header.is_none());
         let c = parse(&["-E"]).unwrap();

@@ -132,6 +132,27 @@ pub struct SamplingArgs {
     pub duration: Option<u64>,
 }
 
+/// A duration profile.py treats as "until Ctrl-C" (its default).
+pub const FOREVER: u64 = 99_999_999;
+
+/// What profile.py's header calls the target: `all threads`, or the parsed
+/// list as Python prints it (`PID [1, 2]`, `TID [5]`).
+fn header_threads(pids: &[u32], tids: &[u32]) -> String {
+    let list = |ids: &[u32]| {
+        ids.iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !pids.is_empty() {
+        format!("PID [{}]", list(pids))
+    } else if !tids.is_empty() {
+        format!("TID [{}]", list(tids))
+    } else {
+        "all threads".into()
+    }
+}
+
 /// Parses a comma-separated list of process or thread ids that must exist.
 fn parse_ids(list: &str, what: &str) -> Result<Vec<u32>> {
     let mut ids = Vec::new();
@@ -249,14 +270,16 @@ impl SamplingArgs {
                 SampleRate::Frequency(hz) => format!("{hz} Hertz"),
                 SampleRate::Period(n) => format!("every {n} events"),
             },
-            threads: self.target(),
+            threads: header_threads(&config.pids, &config.tids),
             stacks: match (self.user_stacks_only, self.kernel_stacks_only) {
                 (true, _) => "user".into(),
                 (_, true) => "kernel".into(),
                 _ => "user + kernel".into(),
             },
             cpu,
-            duration: self.duration,
+            // profile.py's default duration is 99999999: from there on it
+            // says "Hit Ctrl-C to end."
+            duration: self.duration.filter(|d| *d < FOREVER),
         };
         Ok((config, header))
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::output::folded::KERNEL_ANNOTATION;
-use crate::profile::{Profile, Stack, StackKey, Symbol};
+use crate::profile::{Frame, Profile, Stack, StackKey};
 
 /// Parses folded text as one interval of length `duration`.
 pub fn parse(text: &str, duration: Duration) -> Result<Profile> {
@@ -31,13 +31,13 @@ pub fn parse(text: &str, duration: Duration) -> Result<Profile> {
         let (mut user, mut kernel) = (Vec::new(), Vec::new());
         for f in frames.filter(|f| *f != "-" && !f.is_empty()) {
             match f.strip_suffix(KERNEL_ANNOTATION) {
-                Some(k) => kernel.push(Symbol::from(k)),
-                None => user.push(Symbol::from(f)),
+                Some(k) => kernel.push(Frame::from(k)),
+                None => user.push(Frame::from(f)),
             }
         }
         user.reverse();
         kernel.reverse();
-        let part = |v: Vec<Symbol>| {
+        let part = |v: Vec<Frame>| {
             if v.is_empty() {
                 Stack::Absent
             } else {
@@ -77,8 +77,8 @@ mod tests {
         assert_eq!(
             key.kernel,
             Stack::Frames(vec![
-                Symbol::from("read_zero"),
-                Symbol::from("entry_SYSCALL_64_after_hwframe")
+                Frame::from("read_zero"),
+                Frame::from("entry_SYSCALL_64_after_hwframe")
             ])
         );
         assert!(parse("no count here", Duration::ZERO).is_err());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::profile::{Profile, Stack, StackKey, Symbol};
+use crate::profile::{Frame, FrameInfo, Profile, Stack, StackKey, Symbol};
 
 /// x86-64 kernel addresses start here: frames at or above it are kernel frames.
 const KERNEL_START: u64 = 0xffff_8000_0000_0000;
@@ -53,7 +53,7 @@ pub fn parse(text: &str, interval: Duration) -> Result<Vec<Profile>> {
                 ..Default::default()
             });
         }
-        let part = |v: Vec<Symbol>| {
+        let part = |v: Vec<Frame>| {
             if v.is_empty() {
                 Stack::Absent
             } else {
@@ -102,22 +102,35 @@ fn header(line: &str) -> Option<(String, u32, f64)> {
 }
 
 /// `\t    ffffffff81000000 do_syscall_64+0x56 ([kernel.kallsyms])` ->
-/// (address, symbol without offset).
-fn frame_line(line: &str) -> (u64, Symbol) {
+/// (address, frame with its name, offset and module).
+fn frame_line(line: &str) -> (u64, Frame) {
     let line = line.trim();
     let (addr, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
     let addr = u64::from_str_radix(addr, 16).unwrap_or(0);
     let rest = rest.trim();
-    let sym = match rest.rfind(" (") {
-        Some(i) if rest.ends_with(')') => &rest[..i],
-        _ => rest,
+    let (sym, dso) = match rest.rfind(" (") {
+        Some(i) if rest.ends_with(')') => (&rest[..i], Some(&rest[i + 2..rest.len() - 1])),
+        _ => (rest, None),
     };
-    let sym = match sym.rfind("+0x") {
-        Some(i) => &sym[..i],
-        None => sym,
+    let (sym, offset) = match sym.rfind("+0x") {
+        Some(i) => (&sym[..i], u64::from_str_radix(&sym[i + 3..], 16).ok()),
+        None => (sym, None),
     };
     let sym = if sym.is_empty() { "[unknown]" } else { sym };
-    (addr, Symbol::from(sym))
+    let module = dso.filter(|d| *d != "[unknown]").map(|d| {
+        if d == "[kernel.kallsyms]" {
+            Symbol::from("kernel")
+        } else {
+            Symbol::from(d.rsplit('/').next().unwrap_or(d))
+        }
+    });
+    let frame = Frame::new(FrameInfo {
+        name: Symbol::from(sym),
+        module,
+        offset,
+        addr: Some(addr),
+    });
+    (addr, frame)
 }
 
 #[cfg(test)]
@@ -148,19 +161,16 @@ workload 4242 [001] 101.200000:   10101010 cpu-clock:ppp:
         let (k, _) = ps[0].counts.iter().next().unwrap();
         assert_eq!(k.comm, "workload");
         assert_eq!(k.pid, 4242);
-        assert_eq!(
-            k.user,
-            Stack::Frames(vec![
-                Symbol::from("alpha"),
-                Symbol::from("driver"),
-                Symbol::from("main")
-            ])
-        );
+        assert_eq!(k.user.names(), ["alpha", "driver", "main"]);
+        let Stack::Frames(f) = &k.user else { panic!() };
+        assert_eq!(f[0].info().module.as_deref(), Some("workload"));
+        assert_eq!(f[0].info().offset, Some(0x19));
+        assert_eq!(f[0].info().addr, Some(0x55d1c0001139));
         let (k, _) = ps[1].counts.iter().next().unwrap();
         assert_eq!(k.comm, "my worker");
         assert_eq!(k.pid, 4243);
-        assert_eq!(k.kernel, Stack::Frames(vec![Symbol::from("do_syscall_64")]));
-        assert_eq!(k.user, Stack::Frames(vec![Symbol::from("[unknown]")]));
+        assert_eq!(k.kernel.names(), ["do_syscall_64"]);
+        assert_eq!(k.user.names(), ["[unknown]"]);
         assert_eq!(ps[2].start, Duration::from_secs(1));
     }
 

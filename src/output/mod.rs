@@ -35,12 +35,18 @@ pub struct Report<W: Write> {
     out: W,
     fmt: StackFormat,
     folded: bool,
+    style: text::TextStyle,
 }
 
 impl<W: Write> Report<W> {
-    /// A report written to `out`, folded or multi-line.
-    pub fn new(out: W, fmt: StackFormat, folded: bool) -> Self {
-        Self { out, fmt, folded }
+    /// A report written to `out`, folded or multi-line (in `style`).
+    pub fn new(out: W, fmt: StackFormat, folded: bool, style: text::TextStyle) -> Self {
+        Self {
+            out,
+            fmt,
+            folded,
+            style,
+        }
     }
 }
 
@@ -50,13 +56,18 @@ impl<W: Write> Output for Report<W> {
     }
 
     fn finish(&mut self, total: &Profile) -> Result<()> {
-        if self.folded {
-            folded::write_folded(&mut self.out, total, &self.fmt)?;
+        let markers = if self.folded {
+            folded::write_folded(&mut self.out, total, &self.fmt)?
         } else {
-            text::write_text(&mut self.out, total, &self.fmt)?;
-        }
+            text::write_text(&mut self.out, total, &self.fmt, self.style)?
+        };
         self.out.flush()?;
-        text::print_warnings(&total.loss);
+        // As profile.py: one missed stack per marker printed.
+        let loss = crate::profile::LossReport {
+            missing_stacks: markers,
+            ..total.loss
+        };
+        text::print_warnings(&loss);
         Ok(())
     }
 }
@@ -85,11 +96,12 @@ impl Default for StackFormat {
     }
 }
 
-/// The `--stats` line: where every sample the BPF program took went.
-pub fn stats_line(total: &Profile, intervals: u64) -> String {
+/// The `--stats` line: where every sample the BPF program took went, and
+/// which event took them.
+pub fn stats_line(total: &Profile, intervals: u64, event: &str) -> String {
     let l = &total.loss;
     format!(
-        "stats: intervals {intervals}, samples taken {}, counted {}, lost {} (hash full {}, in flight {}), with missed stacks {}",
+        "stats: intervals {intervals}, samples taken {}, counted {}, lost {} (hash full {}, in flight {}), with missed stacks {}, event {event}",
         l.taken, l.counted, l.lost(), l.lost_hash_full, l.lost_in_flight, l.missed_stack_samples
     )
 }

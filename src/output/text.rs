@@ -1,18 +1,20 @@
 //! profile.py's default multi-line output: the header printed when sampling
 //! starts, the report at the end, and its warnings on stderr.
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::Write;
 
 use super::folded::{KERNEL_ANNOTATION, MISSED_KERNEL, MISSED_USER};
 use super::StackFormat;
-use crate::profile::{LossReport, Profile, Stack};
+use crate::profile::{Frame, LossReport, Profile, Stack, StackKey};
 
 /// What the header line describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// `49 Hertz` or `every 1000 events`.
     pub rate: String,
-    /// `all threads`, `PID 12,34` or `TID 5`.
+    /// `all threads`, `PID [12, 34]` or `TID [5]`.
     pub threads: String,
     /// `user + kernel`, `user` or `kernel`.
     pub stacks: String,
@@ -40,52 +42,113 @@ impl Header {
     }
 }
 
+/// How the multi-line output names frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TextStyle {
+    /// `-A`: each frame's address before it (`0x%016x` user, `0x%-16x`
+    /// kernel, as upstream prints them).
+    pub addresses: bool,
+    /// `--bcc-0.26`: names only, and `-a` annotates kernel frames, as bcc
+    /// 0.26 printed them. Otherwise frames are `sym+0xoff [module]`, as
+    /// upstream's newest profile.py prints them.
+    pub names_only: bool,
+}
+
 /// Writes a profile in the multi-line format, stacks by ascending count.
+/// Stacks that print the same lines are merged into one record (with
+/// offsets shown, the same function at two addresses prints differently).
+/// Returns how many `[Missed ... Stack]` markers were printed.
 pub fn write_text(
     out: &mut impl Write,
     profile: &Profile,
     fmt: &StackFormat,
-) -> std::io::Result<()> {
-    let mut buf = String::new();
-    for (key, n) in profile.sorted() {
-        buf.clear();
-        if fmt.kernel_stacks {
-            match &key.kernel {
-                Stack::Missed => line(&mut buf, MISSED_KERNEL, ""),
-                Stack::Frames(frames) => {
-                    let suffix = if fmt.annotations {
-                        KERNEL_ANNOTATION
-                    } else {
-                        ""
-                    };
-                    for f in frames {
-                        line(&mut buf, f, suffix);
-                    }
-                }
-                Stack::Absent => {}
-            }
-        }
-        if fmt.user_stacks {
-            let both =
-                matches!(key.user, Stack::Frames(_)) && matches!(key.kernel, Stack::Frames(_));
-            if fmt.delimited && both {
-                line(&mut buf, "--", "");
-            }
-            match &key.user {
-                Stack::Missed => line(&mut buf, MISSED_USER, ""),
-                Stack::Frames(frames) => {
-                    for f in frames {
-                        line(&mut buf, f, "");
-                    }
-                }
-                Stack::Absent => {}
-            }
-        }
-        buf.push_str(&format!("    {:<16} {} ({})\n", "-", key.comm, key.pid));
-        buf.push_str(&format!("        {n}\n\n"));
-        out.write_all(buf.as_bytes())?;
+    style: TextStyle,
+) -> std::io::Result<u64> {
+    let mut records: HashMap<String, (u64, u64)> = HashMap::new();
+    for (key, n) in &profile.counts {
+        let (text, markers) = record(key, fmt, style);
+        let e = records.entry(text).or_insert((0, markers));
+        e.0 = e.0.saturating_add(*n);
     }
-    Ok(())
+    let mut sorted: Vec<_> = records.into_iter().collect();
+    sorted.sort_by(|a, b| a.1 .0.cmp(&b.1 .0).then_with(|| a.0.cmp(&b.0)));
+    let mut markers = 0;
+    for (text, (n, m)) in sorted {
+        markers += m;
+        out.write_all(text.as_bytes())?;
+        writeln!(out, "        {n}\n")?;
+    }
+    Ok(markers)
+}
+
+/// One record's lines, without its count, and its number of markers.
+fn record(key: &StackKey, fmt: &StackFormat, style: TextStyle) -> (String, u64) {
+    let mut buf = String::new();
+    let mut markers = 0;
+    if fmt.kernel_stacks {
+        match &key.kernel {
+            Stack::Missed => {
+                markers += 1;
+                line(&mut buf, MISSED_KERNEL, "");
+            }
+            Stack::Frames(frames) => {
+                for f in frames {
+                    frame_line(&mut buf, f, true, fmt, style);
+                }
+            }
+            Stack::Absent => {}
+        }
+    }
+    if fmt.user_stacks {
+        let both = matches!(key.user, Stack::Frames(_)) && matches!(key.kernel, Stack::Frames(_));
+        if fmt.delimited && both && fmt.kernel_stacks {
+            line(&mut buf, "--", "");
+        }
+        match &key.user {
+            Stack::Missed => {
+                markers += 1;
+                line(&mut buf, MISSED_USER, "");
+            }
+            Stack::Frames(frames) => {
+                for f in frames {
+                    frame_line(&mut buf, f, false, fmt, style);
+                }
+            }
+            Stack::Absent => {}
+        }
+    }
+    let _ = writeln!(buf, "    {:<16} {} ({})", "-", key.comm, key.pid);
+    (buf, markers)
+}
+
+/// `    sym+0xoff [module]`, or with `-A` the address first.
+fn frame_line(buf: &mut String, f: &Frame, kernel: bool, fmt: &StackFormat, style: TextStyle) {
+    if style.names_only {
+        let suffix = if kernel && fmt.annotations {
+            KERNEL_ANNOTATION
+        } else {
+            ""
+        };
+        return line(buf, f, suffix);
+    }
+    buf.push_str("    ");
+    let info = f.info();
+    if style.addresses {
+        let addr = info.addr.unwrap_or(0);
+        if kernel {
+            let _ = write!(buf, "0x{addr:<16x} ");
+        } else {
+            let _ = write!(buf, "0x{addr:016x} ");
+        }
+    }
+    buf.push_str(&info.name);
+    if let Some(off) = info.offset {
+        let _ = write!(buf, "+0x{off:x}");
+    }
+    if let Some(m) = &info.module {
+        let _ = write!(buf, " [{m}]");
+    }
+    buf.push('\n');
 }
 
 fn line(buf: &mut String, frame: &str, suffix: &str) {
@@ -112,11 +175,74 @@ mod tests {
     #[test]
     fn golden_text() {
         let p = sample_profile();
-        for (name, fmt) in formats() {
-            let mut out = Vec::new();
-            write_text(&mut out, &p, &fmt).unwrap();
-            check_golden(&format!("text{name}.txt"), &out);
+        let styles = [
+            ("", TextStyle::default()),
+            (
+                "_-A",
+                TextStyle {
+                    addresses: true,
+                    names_only: false,
+                },
+            ),
+            (
+                "_bcc-0.26",
+                TextStyle {
+                    addresses: false,
+                    names_only: true,
+                },
+            ),
+        ];
+        for (style_name, style) in styles {
+            for (name, fmt) in formats() {
+                let mut out = Vec::new();
+                write_text(&mut out, &p, &fmt, style).unwrap();
+                check_golden(&format!("text{style_name}{name}.txt"), &out);
+            }
         }
+    }
+
+    #[test]
+    fn same_lines_merge_other_offsets_do_not() {
+        let at = |off: u64| {
+            Stack::Frames(vec![Frame::new(crate::profile::FrameInfo {
+                name: "burn".into(),
+                module: Some("wl".into()),
+                offset: Some(off),
+                addr: Some(0x1000 + off),
+            })])
+        };
+        let key = |user| StackKey {
+            comm: "wl".into(),
+            pid: 7,
+            user,
+            kernel: Stack::Absent,
+        };
+        let mut p = Profile::default();
+        p.add(key(at(0x30)), 2);
+        p.add(key(at(0x39)), 1);
+        let fmt = StackFormat {
+            kernel_stacks: false,
+            ..Default::default()
+        };
+        let text = |style| {
+            let mut out = Vec::new();
+            write_text(&mut out, &p, &fmt, style).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let t = text(TextStyle::default());
+        assert_eq!(t.matches("burn+0x").count(), 2, "{t}");
+        assert!(t.contains("    burn+0x30 [wl]\n"), "{t}");
+        let t = text(TextStyle {
+            addresses: true,
+            names_only: false,
+        });
+        assert!(t.contains("    0x0000000000001030 burn+0x30 [wl]\n"), "{t}");
+        // Names only: both print "burn", so one record of 3.
+        let t = text(TextStyle {
+            addresses: false,
+            names_only: true,
+        });
+        assert_eq!(t, "    burn\n    -                wl (7)\n        3\n\n");
     }
 
     #[test]
@@ -135,10 +261,10 @@ mod tests {
         h.duration = None;
         h.cpu = Some(1);
         h.rate = "every 1000 events".into();
-        h.threads = "PID 12,34".into();
+        h.threads = "PID [12, 34]".into();
         assert_eq!(
             h.line(),
-            "Sampling at every 1000 events of PID 12,34 by user + kernel stack on CPU#1... Hit Ctrl-C to end."
+            "Sampling at every 1000 events of PID [12, 34] by user + kernel stack on CPU#1... Hit Ctrl-C to end."
         );
     }
 

@@ -11,6 +11,82 @@ use std::time::Duration;
 /// A symbol name, shared between every stack that contains it.
 pub type Symbol = Arc<str>;
 
+/// What is known of one frame: its name, and, when known, the module it
+/// came from, its offset from the symbol's start and its address (as the
+/// stack walk gave it: a return address for every frame but the leaf).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FrameInfo {
+    /// Function name (demangled), or `[unknown]`.
+    pub name: Symbol,
+    /// The module: a binary's file name (`libc.so.6`), `kernel`, or None.
+    pub module: Option<Symbol>,
+    /// `address - symbol start`, when the address was symbolized.
+    pub offset: Option<u64>,
+    /// The address, when the frame came from a stack walk.
+    pub addr: Option<u64>,
+}
+
+/// One frame of a stack. Cheap to clone (shared), compared by content; it
+/// reads as its name (`&*frame` is the name), which is all that folded
+/// output and flame graphs use. Frames at different addresses of the same
+/// function are different frames: outputs that print names only merge them.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Frame(Arc<FrameInfo>);
+
+impl Frame {
+    /// A frame with all it is known by.
+    pub fn new(info: FrameInfo) -> Frame {
+        Frame(Arc::new(info))
+    }
+
+    /// A frame known only by name (folded input, tests).
+    pub fn named(name: impl Into<Symbol>) -> Frame {
+        Frame::new(FrameInfo {
+            name: name.into(),
+            module: None,
+            offset: None,
+            addr: None,
+        })
+    }
+
+    /// Everything known of the frame.
+    pub fn info(&self) -> &FrameInfo {
+        &self.0
+    }
+
+    /// The name as a shared symbol.
+    pub fn symbol(&self) -> &Symbol {
+        &self.0.name
+    }
+}
+
+impl std::ops::Deref for Frame {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0.name
+    }
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.name)?;
+        if let Some(off) = self.0.offset {
+            write!(f, "+{off:#x}")?;
+        }
+        if let Some(m) = &self.0.module {
+            write!(f, " [{m}]")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<&str> for Frame {
+    fn from(name: &str) -> Frame {
+        Frame::named(name)
+    }
+}
+
 /// One half (user or kernel) of a sampled stack.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Stack {
@@ -21,7 +97,17 @@ pub enum Stack {
     /// Printed as `[Missed User Stack]` / `[Missed Kernel Stack]`.
     Missed,
     /// Frames, leaf first.
-    Frames(Vec<Symbol>),
+    Frames(Vec<Frame>),
+}
+
+impl Stack {
+    /// The frames' names, leaf first (empty when absent or missed).
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Stack::Frames(f) => f.iter().map(|f| &**f).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// What identifies a line of output: who was sampled, and where.
@@ -140,7 +226,7 @@ mod tests {
         StackKey {
             comm: comm.into(),
             pid: 1,
-            user: Stack::Frames(user.iter().map(|s| Symbol::from(*s)).collect()),
+            user: Stack::Frames(user.iter().map(|s| Frame::from(*s)).collect()),
             kernel: Stack::Absent,
         }
     }

@@ -130,7 +130,7 @@ impl FrameModeState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{Stack, Symbol};
+    use crate::profile::{Frame, Stack};
     use std::time::Duration;
 
     fn interval(i: u64, f: &str, n: u64) -> Profile {
@@ -144,7 +144,7 @@ mod tests {
             StackKey {
                 comm: "w".into(),
                 pid: 1,
-                user: Stack::Frames(vec![Symbol::from(f)]),
+                user: Stack::Frames(vec![Frame::from(f)]),
                 kernel: Stack::Absent,
             },
             n,
@@ -204,7 +204,7 @@ mod tests {
         let by_leaf = |p: &Profile, leaf: &str| {
             p.counts
                 .iter()
-                .find(|(k, _)| k.user == Stack::Frames(vec![Symbol::from(leaf)]))
+                .find(|(k, _)| k.user == Stack::Frames(vec![Frame::from(leaf)]))
                 .map(|(_, n)| *n)
         };
         assert_eq!(by_leaf(&f, "a"), Some(20));

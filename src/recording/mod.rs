@@ -4,8 +4,11 @@
 //! Layout: an 8-byte magic and a u32 version, then records, each
 //! `[u32 length][u32 crc32][payload]` (little endian), the payload a
 //! deflate-compressed postcard encoding of a [`Record`]. The first record is
-//! the run's [`Meta`]; every other one is an interval. Frame names are
-//! interned: each interval record carries only the names not seen before.
+//! the run's [`Meta`]; every other one is an interval. Strings and frames
+//! are interned: each interval record carries only the strings (names,
+//! modules) and frames (name, module, offset, address) not seen before, and
+//! stacks are lists of frame ids. Version 1 files (frames were names only)
+//! still read.
 //!
 //! Append-only and crash-safe: each interval is one write, flushed and
 //! synced as it ends, so a recorder killed with -9 leaves a file whose whole
@@ -22,8 +25,10 @@ pub use writer::RecordWriter;
 
 /// First bytes of every recording.
 pub const MAGIC: &[u8; 8] = b"RSPROF\n\0";
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes.
+pub const VERSION: u32 = 2;
+/// The first version: frames were names only (stacks held string ids).
+pub const VERSION_NAMES_ONLY: u32 = 1;
 /// Largest record accepted, compressed or not: anything larger is corrupt.
 pub const MAX_RECORD: usize = 256 << 20;
 
@@ -50,7 +55,8 @@ pub struct Meta {
     pub started_unix_ns: u64,
 }
 
-/// One stack half in a record: names are indices into the string table.
+/// One stack half in a record: frames are indices into the frame table
+/// (into the string table in version 1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum StackRec {
     Absent,
@@ -78,13 +84,24 @@ struct LossRec {
     stack_collision: bool,
 }
 
+/// A frame: its name and module are string ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct FrameRec {
+    name: u32,
+    module: Option<u32>,
+    offset: Option<u64>,
+    addr: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct IntervalRec {
     index: u64,
     start_ns: u64,
     duration_ns: u64,
-    /// Names first used in this interval, appended to the string table.
+    /// Strings first used in this interval, appended to the string table.
     new_strings: Vec<String>,
+    /// Frames first used in this interval, appended to the frame table.
+    new_frames: Vec<FrameRec>,
     samples: Vec<SampleRec>,
     loss: LossRec,
 }
@@ -93,6 +110,24 @@ struct IntervalRec {
 enum Record {
     Meta(Meta),
     Interval(IntervalRec),
+}
+
+/// Version 1's interval: no frame table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct IntervalRecV1 {
+    index: u64,
+    start_ns: u64,
+    duration_ns: u64,
+    new_strings: Vec<String>,
+    samples: Vec<SampleRec>,
+    loss: LossRec,
+}
+
+/// Version 1's records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum RecordV1 {
+    Meta(Meta),
+    Interval(IntervalRecV1),
 }
 
 #[cfg(test)]

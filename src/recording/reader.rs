@@ -2,14 +2,16 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use flate2::read::DeflateDecoder;
 
-use super::{IntervalRec, Meta, Record, StackRec, MAGIC, MAX_RECORD, VERSION};
-use crate::profile::{LossReport, Profile, Stack, StackKey, Symbol};
+use super::{
+    FrameRec, IntervalRec, Meta, Record, RecordV1, StackRec, MAGIC, MAX_RECORD, VERSION,
+    VERSION_NAMES_ONLY,
+};
+use crate::profile::{Frame, FrameInfo, LossReport, Profile, Stack, StackKey, Symbol};
 
 /// A recording read back: what was whole, and where reading stopped early.
 #[derive(Debug, Clone, Default)]
@@ -40,24 +42,29 @@ pub fn parse(data: &[u8]) -> Result<Recording> {
         bail!("not an rs-profile recording (bad magic)");
     }
     let version = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
-    if version != VERSION {
-        bail!("recording version {version}; this build reads version {VERSION}");
+    if version != VERSION && version != VERSION_NAMES_ONLY {
+        bail!(
+            "recording version {version}; this build reads versions {VERSION_NAMES_ONLY} and {VERSION}"
+        );
     }
     let mut pos = 12;
+    let mut strings_seen = 0;
+    let mut next_record =
+        |data: &[u8], pos: &mut usize| next_record(data, pos, version, &mut strings_seen);
     let meta = match next_record(data, &mut pos) {
         Some(Ok(Record::Meta(meta))) => meta,
         Some(Ok(_)) => bail!("the first record at offset 12 is not the run's metadata"),
         Some(Err(e)) => bail!("{e}"),
         None => bail!("the file ends before the run's metadata"),
     };
-    let mut names: Vec<Symbol> = Vec::new();
+    let mut tables = Tables::default();
     let mut intervals = Vec::new();
     let mut damage = None;
     loop {
         let at = pos;
         match next_record(data, &mut pos) {
             None => break,
-            Some(Ok(Record::Interval(rec))) => match profile(rec, &mut names) {
+            Some(Ok(Record::Interval(rec))) => match profile(rec, &mut tables) {
                 Ok(p) => intervals.push(p),
                 Err(e) => {
                     damage = Some(format!("{e} at offset {at} (interval {})", intervals.len()));
@@ -86,7 +93,13 @@ pub fn parse(data: &[u8]) -> Result<Recording> {
 }
 
 /// The record at `*pos`, advancing past it; None at a clean end of file.
-fn next_record(data: &[u8], pos: &mut usize) -> Option<Result<Record>> {
+/// Version 1 records are converted: each string is also a frame (a name).
+fn next_record(
+    data: &[u8],
+    pos: &mut usize,
+    version: u32,
+    strings_seen: &mut u32,
+) -> Option<Result<Record>> {
     let rest = &data[*pos..];
     if rest.is_empty() {
         return None;
@@ -114,10 +127,50 @@ fn next_record(data: &[u8], pos: &mut usize) -> Option<Result<Record>> {
         if raw.len() > MAX_RECORD {
             bail!("corrupt record (too large)");
         }
-        let rec = postcard::from_bytes(&raw).context("corrupt record (bad encoding)")?;
+        let rec = if version == VERSION_NAMES_ONLY {
+            let old: RecordV1 =
+                postcard::from_bytes(&raw).context("corrupt record (bad encoding)")?;
+            upgrade(old, strings_seen)
+        } else {
+            postcard::from_bytes(&raw).context("corrupt record (bad encoding)")?
+        };
         *pos += 8 + len;
         Ok(rec)
     })())
+}
+
+/// A version 1 record as a version 2 one: string N is also frame N.
+fn upgrade(old: RecordV1, strings_seen: &mut u32) -> Record {
+    match old {
+        RecordV1::Meta(m) => Record::Meta(m),
+        RecordV1::Interval(r) => {
+            let first = *strings_seen;
+            *strings_seen = first.saturating_add(r.new_strings.len() as u32);
+            Record::Interval(IntervalRec {
+                index: r.index,
+                start_ns: r.start_ns,
+                duration_ns: r.duration_ns,
+                new_frames: (first..*strings_seen)
+                    .map(|name| FrameRec {
+                        name,
+                        module: None,
+                        offset: None,
+                        addr: None,
+                    })
+                    .collect(),
+                new_strings: r.new_strings,
+                samples: r.samples,
+                loss: r.loss,
+            })
+        }
+    }
+}
+
+/// The string and frame tables, growing as intervals are read.
+#[derive(Default)]
+struct Tables {
+    strings: Vec<Symbol>,
+    frames: Vec<Frame>,
 }
 
 /// An interval's counts must add up the way a run writes them: no sum
@@ -150,22 +203,37 @@ fn check_counts(rec: &IntervalRec) -> Result<()> {
     Ok(())
 }
 
-fn profile(rec: IntervalRec, names: &mut Vec<Symbol>) -> Result<Profile> {
+fn profile(rec: IntervalRec, t: &mut Tables) -> Result<Profile> {
     check_counts(&rec)?;
-    names.extend(rec.new_strings.into_iter().map(Symbol::from));
-    let name = |id: u32, names: &[Symbol]| -> Result<Symbol> {
-        names
+    t.strings
+        .extend(rec.new_strings.into_iter().map(Symbol::from));
+    let string = |id: u32, t: &Tables| -> Result<Symbol> {
+        t.strings
             .get(id as usize)
             .cloned()
-            .with_context(|| format!("corrupt record (unknown name {id})"))
+            .with_context(|| format!("corrupt record (unknown string {id})"))
     };
-    let stack = |s: StackRec, names: &[Symbol]| -> Result<Stack> {
+    for f in rec.new_frames {
+        let frame = Frame::new(FrameInfo {
+            name: string(f.name, t)?,
+            module: f.module.map(|m| string(m, t)).transpose()?,
+            offset: f.offset,
+            addr: f.addr,
+        });
+        t.frames.push(frame);
+    }
+    let stack = |s: StackRec, t: &Tables| -> Result<Stack> {
         Ok(match s {
             StackRec::Absent => Stack::Absent,
             StackRec::Missed => Stack::Missed,
             StackRec::Frames(ids) => Stack::Frames(
                 ids.into_iter()
-                    .map(|id| name(id, names))
+                    .map(|id| {
+                        t.frames
+                            .get(id as usize)
+                            .cloned()
+                            .with_context(|| format!("corrupt record (unknown frame {id})"))
+                    })
                     .collect::<Result<_>>()?,
             ),
         })
@@ -186,13 +254,13 @@ fn profile(rec: IntervalRec, names: &mut Vec<Symbol>) -> Result<Profile> {
         ..Default::default()
     };
     for s in rec.samples {
-        let comm: Arc<str> = name(s.comm, names)?;
+        let comm = string(s.comm, t)?;
         p.add(
             StackKey {
                 comm: comm.to_string(),
                 pid: s.pid,
-                user: stack(s.user, names)?,
-                kernel: stack(s.kernel, names)?,
+                user: stack(s.user, t)?,
+                kernel: stack(s.kernel, t)?,
             },
             s.count,
         );

@@ -160,3 +160,97 @@ fn impossible_counts_are_damage() {
     assert!(rec.intervals.is_empty());
     assert!(rec.damage.unwrap().contains("impossible counts"));
 }
+
+/// One record framed as the writer frames it.
+fn framed<T: serde::Serialize>(rec: &T) -> Vec<u8> {
+    use std::io::Write;
+    let raw = postcard::to_stdvec(rec).unwrap();
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&raw).unwrap();
+    let payload = enc.finish().unwrap();
+    let mut buf = (payload.len() as u32).to_le_bytes().to_vec();
+    buf.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    buf.extend_from_slice(&payload);
+    buf
+}
+
+#[test]
+fn version_1_files_still_read() {
+    use super::{IntervalRecV1, LossRec, RecordV1, SampleRec, StackRec, MAGIC};
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend(framed(&RecordV1::Meta(Meta {
+        target: "PID 7".into(),
+        ..Default::default()
+    })));
+    let interval = |index: u64, new: &[&str], stack: Vec<u32>| {
+        RecordV1::Interval(IntervalRecV1 {
+            index,
+            start_ns: index * 1_000_000_000,
+            duration_ns: 1_000_000_000,
+            new_strings: new.iter().map(|s| s.to_string()).collect(),
+            samples: vec![SampleRec {
+                comm: 0,
+                pid: 7,
+                user: StackRec::Frames(stack),
+                kernel: StackRec::Absent,
+                count: 3,
+            }],
+            loss: LossRec {
+                taken: 3,
+                counted: 3,
+                ..Default::default()
+            },
+        })
+    };
+    // Strings: 0 comm, 1 leaf, 2 main; then 3 other leaf.
+    bytes.extend(framed(&interval(0, &["wl", "burn", "main"], vec![1, 2])));
+    bytes.extend(framed(&interval(1, &["spin"], vec![3, 2])));
+    let rec = parse(&bytes).unwrap();
+    assert!(rec.damage.is_none(), "{:?}", rec.damage);
+    assert_eq!(rec.meta.target, "PID 7");
+    let names: Vec<Vec<String>> = rec
+        .intervals
+        .iter()
+        .map(|p| {
+            let (k, _) = p.counts.iter().next().unwrap();
+            assert_eq!(k.comm, "wl");
+            k.user.names().iter().map(|s| s.to_string()).collect()
+        })
+        .collect();
+    assert_eq!(names, vec![vec!["burn", "main"], vec!["spin", "main"]]);
+}
+
+#[test]
+fn frames_keep_module_offset_and_address() {
+    use crate::profile::{Frame, FrameInfo, Stack, StackKey};
+    let frame = Frame::new(FrameInfo {
+        name: "burn".into(),
+        module: Some("wl".into()),
+        offset: Some(0x30),
+        addr: Some(0x5555_0000_1130),
+    });
+    let mut p = Profile {
+        duration: Duration::from_secs(1),
+        ..Default::default()
+    };
+    p.add(
+        StackKey {
+            comm: "wl".into(),
+            pid: 1,
+            user: Stack::Frames(vec![frame.clone(), Frame::from("main")]),
+            kernel: Stack::Absent,
+        },
+        2,
+    );
+    p.loss.taken = 2;
+    p.loss.counted = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.rsprof");
+    let mut w =
+        RecordWriter::create(&Target::resolve(&path, false).unwrap(), &Meta::default()).unwrap();
+    w.write_interval(&p).unwrap();
+    w.write_interval(&p).unwrap();
+    let rec = parse(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(rec.intervals, vec![p.clone(), p]);
+}

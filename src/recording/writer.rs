@@ -6,16 +6,24 @@ use std::io::Write;
 use anyhow::{Context, Result};
 use flate2::write::DeflateEncoder;
 
-use super::{IntervalRec, LossRec, Meta, Record, SampleRec, StackRec, MAGIC, VERSION};
+use super::{FrameRec, IntervalRec, LossRec, Meta, Record, SampleRec, StackRec, MAGIC, VERSION};
 use crate::output::Output;
-use crate::profile::{Profile, Stack};
+use crate::profile::{Frame, Profile, Stack};
 use crate::safe_file::{create_streaming, StreamSink, Target};
+
+/// Strings and frames an interval uses for the first time.
+#[derive(Default)]
+struct New {
+    strings: Vec<String>,
+    frames: Vec<FrameRec>,
+}
 
 /// An [`Output`] that appends every interval to a recording file.
 pub struct RecordWriter {
     sink: Box<dyn StreamSink>,
     target: Target,
     ids: HashMap<String, u32>,
+    frames: HashMap<Frame, u32>,
 }
 
 impl RecordWriter {
@@ -29,6 +37,7 @@ impl RecordWriter {
             sink,
             target: target.clone(),
             ids: HashMap::new(),
+            frames: HashMap::new(),
         };
         let mut head = MAGIC.to_vec();
         head.extend_from_slice(&VERSION.to_le_bytes());
@@ -47,20 +56,40 @@ impl RecordWriter {
         id
     }
 
-    fn stack(&mut self, stack: &Stack, new: &mut Vec<String>) -> StackRec {
+    fn frame(&mut self, frame: &Frame, new: &mut New) -> u32 {
+        if let Some(id) = self.frames.get(frame) {
+            return *id;
+        }
+        let info = frame.info();
+        let rec = FrameRec {
+            name: self.intern(&info.name, &mut new.strings),
+            module: info
+                .module
+                .as_ref()
+                .map(|m| self.intern(m, &mut new.strings)),
+            offset: info.offset,
+            addr: info.addr,
+        };
+        let id = self.frames.len() as u32;
+        self.frames.insert(frame.clone(), id);
+        new.frames.push(rec);
+        id
+    }
+
+    fn stack(&mut self, stack: &Stack, new: &mut New) -> StackRec {
         match stack {
             Stack::Absent => StackRec::Absent,
             Stack::Missed => StackRec::Missed,
-            Stack::Frames(f) => StackRec::Frames(f.iter().map(|s| self.intern(s, new)).collect()),
+            Stack::Frames(f) => StackRec::Frames(f.iter().map(|s| self.frame(s, new)).collect()),
         }
     }
 
     /// Appends one interval, flushed and synced before returning.
     pub fn write_interval(&mut self, p: &Profile) -> Result<()> {
-        let mut new = Vec::new();
+        let mut new = New::default();
         let mut samples = Vec::with_capacity(p.counts.len());
         for (key, count) in p.sorted() {
-            let comm = self.intern(&key.comm, &mut new);
+            let comm = self.intern(&key.comm, &mut new.strings);
             let user = self.stack(&key.user, &mut new);
             let kernel = self.stack(&key.kernel, &mut new);
             samples.push(SampleRec {
@@ -76,7 +105,8 @@ impl RecordWriter {
             index: p.index,
             start_ns: p.start.as_nanos() as u64,
             duration_ns: p.duration.as_nanos() as u64,
-            new_strings: new,
+            new_strings: new.strings,
+            new_frames: new.frames,
             samples,
             loss: LossRec {
                 taken: l.taken,

@@ -7,6 +7,7 @@
 
 mod drain;
 pub mod perf_event;
+pub mod program;
 mod skel;
 
 use std::fs;
@@ -21,7 +22,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, MapType, OpenMapMut, RingBuffer};
 
 pub use drain::{RawBatch, RawEntry, SampleStats};
-pub use perf_event::SampleRate;
+pub use perf_event::{SampleEvent, SampleRate};
 use skel::{ProfileSkel, ProfileSkelBuilder};
 
 /// Defaults shared with the command line, so `--help` and behaviour agree.
@@ -104,6 +105,7 @@ pub struct Sampler {
     cpus: Vec<u32>,
     new_tgids: Option<(RingBuffer<'static>, mpsc::Receiver<u32>)>,
     zero_stats: Vec<Vec<u8>>,
+    event: SampleEvent,
 }
 
 impl Sampler {
@@ -208,9 +210,11 @@ impl Sampler {
             generation: 0,
             cpus: cpus.clone(),
             new_tgids: Some((ringbuf, rx)),
+            event: SampleEvent::CpuClock,
         };
         for cpu in cpus {
-            let fd = perf_event::open_cpu_clock(cpu, cfg.rate)?;
+            let (fd, event) = perf_event::open_sampling_event(cpu, cfg.rate)?;
+            sampler.event = event;
             let link = sampler
                 .skel
                 .progs
@@ -225,6 +229,12 @@ impl Sampler {
             sampler.links.push(link);
         }
         Ok(sampler)
+    }
+
+    /// The event that drives sampling (cpu-cycles where the CPU counts
+    /// them, else cpu-clock).
+    pub fn event(&self) -> SampleEvent {
+        self.event
     }
 
     /// The CPUs being sampled.

@@ -1,4 +1,5 @@
-//! Opens one CPU-clock perf event per profiled CPU. The BPF program is
+//! Opens one sampling perf event per profiled CPU (cpu-cycles, else
+//! cpu-clock). The BPF program is
 //! attached to each; the event's fd is handed over raw because the perf link
 //! takes ownership of it (closing it ourselves would double-close).
 
@@ -13,16 +14,60 @@ use perf_event_open_sys as sys;
 pub enum SampleRate {
     /// Samples per second per CPU (`-F`).
     Frequency(u64),
-    /// One sample every N CPU-clock events (nanoseconds) (`-c`).
+    /// One sample every N events (`-c`): cycles, or nanoseconds of CPU clock.
     Period(u64),
 }
 
-/// Opens a CPU-clock sampling event on `cpu` for every task and returns its fd.
-pub fn open_cpu_clock(cpu: u32, rate: SampleRate) -> Result<i32> {
+/// The event that drives sampling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleEvent {
+    /// PERF_COUNT_HW_CPU_CYCLES: what upstream profile.py tries first.
+    CpuCycles,
+    /// PERF_COUNT_SW_CPU_CLOCK: the fallback where there is no PMU (VMs).
+    CpuClock,
+}
+
+impl SampleEvent {
+    /// perf's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SampleEvent::CpuCycles => "cpu-cycles",
+            SampleEvent::CpuClock => "cpu-clock",
+        }
+    }
+}
+
+/// Opens the sampling event on `cpu` for every task, as upstream profile.py
+/// does: cpu-cycles where the hardware counts them, else cpu-clock. Returns
+/// the fd and which event it is.
+pub fn open_sampling_event(cpu: u32, rate: SampleRate) -> Result<(i32, SampleEvent)> {
+    match open_event(cpu, rate, SampleEvent::CpuCycles) {
+        Ok(fd) => Ok((fd, SampleEvent::CpuCycles)),
+        // No PMU, or one that does not count cycles (ENOENT, EOPNOTSUPP,
+        // ENODEV, EINVAL): fall back. Permission errors are the same for
+        // both, so the fallback reports them.
+        Err(_) => open_event(cpu, rate, SampleEvent::CpuClock)
+            .map(|fd| (fd, SampleEvent::CpuClock))
+            .map_err(|err| describe(err, cpu)),
+    }
+}
+
+/// Opens `event` on `cpu`, or the OS error.
+fn open_event(cpu: u32, rate: SampleRate, event: SampleEvent) -> io::Result<i32> {
+    let (type_, config) = match event {
+        SampleEvent::CpuCycles => (
+            sys::bindings::PERF_TYPE_HARDWARE,
+            sys::bindings::PERF_COUNT_HW_CPU_CYCLES as u64,
+        ),
+        SampleEvent::CpuClock => (
+            sys::bindings::PERF_TYPE_SOFTWARE,
+            sys::bindings::PERF_COUNT_SW_CPU_CLOCK as u64,
+        ),
+    };
     let mut attr = sys::bindings::perf_event_attr {
-        type_: sys::bindings::PERF_TYPE_SOFTWARE,
+        type_,
         size: std::mem::size_of::<sys::bindings::perf_event_attr>() as u32,
-        config: sys::bindings::PERF_COUNT_SW_CPU_CLOCK as u64,
+        config,
         ..Default::default()
     };
     match rate {
@@ -43,19 +88,22 @@ pub fn open_cpu_clock(cpu: u32, rate: SampleRate) -> Result<i32> {
         )
     };
     if fd < 0 {
-        let err = io::Error::last_os_error();
-        let hint = match err.raw_os_error() {
-            Some(libc::EACCES) | Some(libc::EPERM) => {
-                "; run as root or grant CAP_PERFMON (see /proc/sys/kernel/perf_event_paranoid)"
-            }
-            Some(libc::EINVAL) => {
-                "; the sampling frequency may exceed kernel.perf_event_max_sample_rate"
-            }
-            _ => "",
-        };
-        bail!("failed to open a CPU-clock perf event on CPU {cpu}: {err}{hint}");
+        return Err(io::Error::last_os_error());
     }
     Ok(fd)
+}
+
+fn describe(err: io::Error, cpu: u32) -> anyhow::Error {
+    let hint = match err.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            "; run as root or grant CAP_PERFMON (see /proc/sys/kernel/perf_event_paranoid)"
+        }
+        Some(libc::EINVAL) => {
+            "; the sampling frequency may exceed kernel.perf_event_max_sample_rate"
+        }
+        _ => "",
+    };
+    anyhow::anyhow!("failed to open a perf event on CPU {cpu}: {err}{hint}")
 }
 
 /// The online CPUs, from /sys/devices/system/cpu/online (e.g. "0-3,5").

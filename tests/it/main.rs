@@ -8,5 +8,6 @@ mod feed;
 mod filters;
 mod frames;
 mod hardening;
+mod parity;
 mod recording;
 mod sampler;

@@ -184,6 +184,8 @@ impl FeedOutput {
         let listener =
             TcpListener::bind(addr).map_err(|e| anyhow!("cannot listen on {addr}: {e}"))?;
         listener.set_nonblocking(true)?;
+        // `-R 0` lets the kernel pick: say the port actually bound.
+        let port = listener.local_addr().map_or(cfg.port, |a| a.port());
         let prefix = if cfg.path.ends_with('/') {
             cfg.path.clone()
         } else {
@@ -223,7 +225,7 @@ impl FeedOutput {
             IpAddr::V6(ip) => format!("[{ip}]"),
             IpAddr::V4(ip) => ip.to_string(),
         };
-        let url = format!("http://{host}:{}{prefix}", cfg.port);
+        let url = format!("http://{host}:{port}{prefix}");
         eprintln!("live flame graph at {url}");
         Ok(FeedOutput {
             maker: FrameMaker::new(cfg.mode, cfg.canvas, cfg.format, cfg.target, 0),

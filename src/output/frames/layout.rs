@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn cutting_keeps_the_root_side_and_merges() {
-        use crate::profile::{Stack, StackKey, Symbol};
+        use crate::profile::{Frame, Stack, StackKey};
         let mut p = Profile::default();
         for leaf in ["x", "y"] {
             p.add(
@@ -238,9 +238,9 @@ mod tests {
                     comm: "c".into(),
                     pid: 1,
                     user: Stack::Frames(vec![
-                        Symbol::from(leaf),
-                        Symbol::from("b"),
-                        Symbol::from("a"),
+                        Frame::from(leaf),
+                        Frame::from("b"),
+                        Frame::from("a"),
                     ]),
                     kernel: Stack::Absent,
                 },
