@@ -12,16 +12,19 @@ apt-get update -qq
 # build the vendored libbpf. Tests: linux-perf (reference profiles), bpftool
 # (pinned filter maps), util-linux (taskset, unshare, setpriv). Video:
 # ffmpeg. Frames: a monospace font. Benchmarks: bpftrace, python3. The live
-# page's browser test: chromium, driven by playwright-core from npm.
+# page's browser test: chromium, driven by playwright-core from npm. Export
+# checks: golang-go (go tool pprof), and speedscope's schema with ajv (npm).
 apt-get install -y -qq --no-install-recommends \
     clang llvm libelf-dev zlib1g-dev pkg-config make gcc \
     linux-perf bpftool bpftrace util-linux ffmpeg fonts-dejavu-core python3 \
-    chromium ca-certificates >/dev/null
+    chromium ca-certificates golang-go >/dev/null
 if ! command -v npm >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
 here=$(cd "$(dirname "$0")/.." && pwd)
-if [ ! -d "$here/tests/browser/node_modules/playwright-core" ]; then
+if [ ! -d "$here/tests/browser/node_modules/playwright-core" ] \
+    || [ ! -d "$here/tests/browser/node_modules/speedscope" ] \
+    || [ ! -d "$here/tests/browser/node_modules/ajv" ]; then
     npm install --prefix "$here/tests/browser" --no-audit --no-fund --silent
 fi
 if ! command -v cargo >/dev/null 2>&1; then

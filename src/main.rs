@@ -50,6 +50,18 @@ fn main() -> ExitCode {
         Action::Report(args) => offline::report(args),
         Action::Import(args) => offline::import(args),
         Action::Export(args) => offline::export(args),
+        // Generated into memory first: clap_complete panics on a write
+        // error, and `profile completions bash | head` closes the pipe.
+        Action::Completions(shell) => {
+            let mut buf = Vec::new();
+            Cli::completions(shell, &mut buf);
+            write_stdout(&buf)
+        }
+        Action::Man => {
+            let mut buf = Vec::new();
+            Cli::man(&mut buf)?;
+            write_stdout(&buf)
+        }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -60,4 +72,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    Ok(out.flush()?)
 }

@@ -110,48 +110,88 @@ pub fn report(args: ReportArgs) -> Result<()> {
     .finish(&total)
 }
 
-/// `profile import`.
+/// `profile import`: each interval is written to the recording as soon as
+/// the input has moved past it.
 pub fn import(args: ImportArgs) -> Result<()> {
-    if !args.interval.is_finite() || args.interval < crate::cli::MIN_INTERVAL {
+    if !(crate::cli::MIN_INTERVAL..=crate::cli::MAX_INTERVAL).contains(&args.interval) {
         bail!(
-            "--interval must be at least {} seconds",
-            crate::cli::MIN_INTERVAL
+            "--interval must be from {} to {} seconds",
+            crate::cli::MIN_INTERVAL,
+            crate::cli::MAX_INTERVAL
         );
     }
-    let intervals =
-        crate::import::import_files(&args.inputs, Duration::from_secs_f64(args.interval))?;
+    let target = Target::resolve(&args.output, args.overwrite)?;
+    let interval = Duration::from_secs_f64(args.interval);
     let names: Vec<String> = args
         .inputs
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    let meta = Meta {
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        command_line: std::env::args().collect::<Vec<_>>().join(" "),
-        target: format!("imported from {}", names.join(", ")),
-        interval_ns: Duration::from_secs_f64(args.interval).as_nanos() as u64,
-        ..Default::default()
+    let mut sink = RecordingSink {
+        target: &target,
+        meta: Meta {
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            command_line: std::env::args().collect::<Vec<_>>().join(" "),
+            target: format!("imported from {}", names.join(", ")),
+            interval_ns: interval.as_nanos() as u64,
+            ..Default::default()
+        },
+        writer: None,
     };
-    let target = Target::resolve(&args.output, args.overwrite)?;
-    let mut w = RecordWriter::create(&target, &meta)?;
-    let mut samples = 0;
-    for p in &intervals {
-        w.write_interval(p)?;
-        samples += p.samples();
+    let opts = crate::import::perf_script::Options {
+        event_filter: args.event_filter.clone(),
+        weight: args.weight,
+    };
+    let report = crate::import::import_inputs(&args.inputs, interval, &opts, &mut sink)?;
+    for n in &report.notes {
+        eprintln!("profile: {n}");
     }
     eprintln!(
-        "imported {} intervals, {samples} samples into {}",
-        intervals.len(),
-        args.output.display()
+        "imported {} intervals, {} samples into {}",
+        report.intervals,
+        report.samples,
+        target.display()
     );
     Ok(())
+}
+
+/// Writes imported intervals to a recording, created once the capture's
+/// period is known (it goes in the recording's metadata).
+struct RecordingSink<'a> {
+    target: &'a Target,
+    meta: Meta,
+    writer: Option<RecordWriter>,
+}
+
+impl crate::import::ImportSink for RecordingSink<'_> {
+    fn begin(&mut self, info: &crate::import::CaptureInfo) -> Result<()> {
+        self.meta.period = info.period;
+        if let Some(ev) = &info.event {
+            self.meta.target = format!("{} ({ev})", self.meta.target);
+        }
+        self.writer = Some(RecordWriter::create(self.target, &self.meta)?);
+        Ok(())
+    }
+
+    fn interval(&mut self, p: Profile) -> Result<()> {
+        match &mut self.writer {
+            Some(w) => w.write_interval(&p),
+            None => bail!("an interval before the recording was created"),
+        }
+    }
 }
 
 /// `profile export`.
 pub fn export(args: ExportArgs) -> Result<()> {
     let target = Target::resolve(&args.output, args.overwrite)?;
     let (rec, intervals) = load(&args.recording, &args.range)?;
-    crate::export::write(&target, args.format, &rec.meta, &intervals, args.merge)?;
+    let opts = crate::export::ExportOptions {
+        merge: args.merge,
+        pprof: crate::export::pprof::PprofOptions {
+            comm_frame: args.pprof_comm_frame,
+        },
+    };
+    crate::export::write(&target, args.format, &rec.meta, &intervals, opts)?;
     eprintln!(
         "exported {} intervals to {}",
         intervals.len(),

@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use self::frames::FrameOptions;
 pub use self::offline::{ExportArgs, ImportArgs, RenderArgs, ReportArgs, TimeRange};
-pub use self::sampling::{SamplingArgs, DEFAULT_INTERVAL, MIN_INTERVAL};
+pub use self::sampling::{SamplingArgs, DEFAULT_INTERVAL, MAX_INTERVAL, MIN_INTERVAL};
 use crate::output::feed::{self, FeedConfig};
 use crate::output::frames::FramesConfig;
 use crate::output::text::{Header, TextStyle};
@@ -64,6 +64,13 @@ enum Command {
     Import(ImportArgs),
     /// Export a recording as pprof, speedscope or folded.
     Export(ExportArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), for `man -l -` or /usr/local/share/man/man1.
+    Man,
 }
 
 /// profile.py's stack formatting options.
@@ -226,6 +233,10 @@ pub enum Action {
     Import(ImportArgs),
     /// `export`.
     Export(ExportArgs),
+    /// `completions SHELL`.
+    Completions(clap_complete::Shell),
+    /// `man`.
+    Man,
 }
 
 fn command_line() -> String {
@@ -233,6 +244,17 @@ fn command_line() -> String {
 }
 
 impl Cli {
+    /// Writes `shell`'s completion script for `profile`.
+    pub fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut cmd, "profile", out);
+    }
+
+    /// Writes the man page (roff).
+    pub fn man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(out)
+    }
+
     /// Validates the options and turns them into an [`Action`].
     pub fn into_action(self) -> Result<Action> {
         let live = self.live;
@@ -261,6 +283,8 @@ impl Cli {
             Some(Command::Report(r)) => Ok(Action::Report(r)),
             Some(Command::Import(r)) => Ok(Action::Import(r)),
             Some(Command::Export(r)) => Ok(Action::Export(r)),
+            Some(Command::Completions { shell }) => Ok(Action::Completions(shell)),
+            Some(Command::Man) => Ok(Action::Man),
             None if live.ebpf => live
                 .into_run_config()
                 .map(|c| Action::PrintBpf(Box::new(c))),
@@ -344,6 +368,31 @@ mod tests {
             Action::Run(c) => Ok(*c),
             other => bail!("not a run: {other:?}"),
         }
+    }
+
+    #[test]
+    fn completions_and_man_page_name_the_options() {
+        let mut bash = Vec::new();
+        Cli::completions(clap_complete::Shell::Bash, &mut bash);
+        let bash = String::from_utf8(bash).unwrap();
+        for opt in [
+            "--frequency",
+            "--frame-pattern",
+            "--bcc-0.26",
+            "record",
+            "import",
+        ] {
+            assert!(bash.contains(opt), "{opt} missing from bash completions");
+        }
+        let mut man = Vec::new();
+        Cli::man(&mut man).unwrap();
+        let man = String::from_utf8(man).unwrap();
+        assert!(
+            man.starts_with(".ie") || man.contains(".TH profile"),
+            "{}",
+            &man[..200]
+        );
+        assert!(man.contains("frequency"));
     }
 
     #[test]

@@ -92,7 +92,8 @@ pub struct ReportArgs {
 /// `profile import`.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// `perf script` output (of `perf record -g`), or folded files (each one interval).
+    /// `perf script` output (of `perf record`, with or without -g), or folded
+    /// files (each one interval); `-` reads standard input.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
 
@@ -107,6 +108,14 @@ pub struct ImportArgs {
     /// Replace the output file if it exists.
     #[arg(long)]
     pub overwrite: bool,
+
+    /// perf script: import this event only (default: the first in the file).
+    #[arg(long, value_name = "EVENT")]
+    pub event_filter: Option<String>,
+
+    /// perf script: what a sample counts for: 1 (samples) or its period.
+    #[arg(long, value_name = "WEIGHT", default_value = "samples")]
+    pub weight: crate::import::perf_script::Weight,
 }
 
 /// `profile export`.
@@ -133,6 +142,11 @@ pub struct ExportArgs {
     /// speedscope: one merged profile instead of one per interval.
     #[arg(long)]
     pub merge: bool,
+
+    /// pprof: also push the process name as a root frame (as folded output
+    /// shows it); by default it is only the `comm` label.
+    #[arg(long)]
+    pub pprof_comm_frame: bool,
 }
 
 #[cfg(test)]

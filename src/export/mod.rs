@@ -62,18 +62,41 @@ impl ExportFormat {
     }
 }
 
-/// Writes `intervals` to `target` in `format`. `merge` makes speedscope one
-/// profile instead of one per interval.
+/// How exports are shaped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// speedscope: one merged profile instead of one per interval.
+    pub merge: bool,
+    /// pprof's options.
+    pub pprof: pprof::PprofOptions,
+}
+
+/// The sampling period in nanoseconds: from the run's rate, or, when the
+/// recording does not say (imported folded files), the time covered spread
+/// over the samples, so that time-based views never show zero.
+pub(crate) fn period_nanos(meta: &Meta, intervals: &[Profile]) -> i64 {
+    match (meta.frequency, meta.period) {
+        (Some(hz), _) if hz > 0 => 1_000_000_000 / hz as i64,
+        (_, Some(n)) if n > 0 => i64::try_from(n).unwrap_or(i64::MAX),
+        _ => {
+            let nanos: u128 = intervals.iter().map(|p| p.duration.as_nanos()).sum();
+            let samples: u64 = intervals.iter().map(Profile::samples).sum();
+            (nanos / u128::from(samples.max(1))).clamp(1, i64::MAX as u128) as i64
+        }
+    }
+}
+
+/// Writes `intervals` to `target` in `format`.
 pub fn write(
     target: &Target,
     format: ExportFormat,
     meta: &Meta,
     intervals: &[Profile],
-    merge: bool,
+    opts: ExportOptions,
 ) -> Result<()> {
     let bytes = match format {
-        ExportFormat::Pprof => pprof::encode(meta, intervals)?,
-        ExportFormat::Speedscope => speedscope::encode(meta, intervals, merge)?,
+        ExportFormat::Pprof => pprof::encode(meta, intervals, opts.pprof)?,
+        ExportFormat::Speedscope => speedscope::encode(meta, intervals, opts.merge)?,
         ExportFormat::Folded => {
             let mut total = Profile::default();
             intervals.iter().for_each(|p| total.merge(p));
@@ -131,7 +154,7 @@ impl Output for ExportOutput {
             self.format,
             &self.meta,
             &self.intervals,
-            false,
+            ExportOptions::default(),
         )
     }
 }

@@ -9,9 +9,8 @@ use anyhow::Result;
 use flate2::write::GzEncoder;
 use prost::Message;
 
-use crate::output::folded::{for_each_frame, FrameKind};
-use crate::output::StackFormat;
-use crate::profile::Profile;
+use crate::output::folded::{MISSED_KERNEL, MISSED_USER};
+use crate::profile::{Frame, Profile, Stack, StackKey, Symbol};
 use crate::recording::Meta;
 
 /// profile.proto's `Profile` (the fields rs-profile fills).
@@ -22,6 +21,8 @@ pub struct PprofProfile {
     pub sample_type: Vec<ValueType>,
     #[prost(message, repeated, tag = "2")]
     pub sample: Vec<Sample>,
+    #[prost(message, repeated, tag = "3")]
+    pub mapping: Vec<Mapping>,
     #[prost(message, repeated, tag = "4")]
     pub location: Vec<Location>,
     #[prost(message, repeated, tag = "5")]
@@ -74,12 +75,36 @@ pub struct Label {
     pub num_unit: i64,
 }
 
+/// profile.proto's `Mapping`.
+#[allow(missing_docs)]
+#[derive(Clone, PartialEq, Message)]
+pub struct Mapping {
+    #[prost(uint64, tag = "1")]
+    pub id: u64,
+    #[prost(uint64, tag = "2")]
+    pub memory_start: u64,
+    #[prost(uint64, tag = "3")]
+    pub memory_limit: u64,
+    #[prost(uint64, tag = "4")]
+    pub file_offset: u64,
+    #[prost(int64, tag = "5")]
+    pub filename: i64,
+    #[prost(int64, tag = "6")]
+    pub build_id: i64,
+    #[prost(bool, tag = "7")]
+    pub has_functions: bool,
+}
+
 /// profile.proto's `Location`.
 #[allow(missing_docs)]
 #[derive(Clone, PartialEq, Message)]
 pub struct Location {
     #[prost(uint64, tag = "1")]
     pub id: u64,
+    #[prost(uint64, tag = "2")]
+    pub mapping_id: u64,
+    #[prost(uint64, tag = "3")]
+    pub address: u64,
     #[prost(message, repeated, tag = "4")]
     pub line: Vec<Line>,
 }
@@ -90,6 +115,8 @@ pub struct Location {
 pub struct Line {
     #[prost(uint64, tag = "1")]
     pub function_id: u64,
+    #[prost(int64, tag = "2")]
+    pub line: i64,
 }
 
 /// profile.proto's `Function`.
@@ -102,6 +129,16 @@ pub struct Function {
     pub name: i64,
     #[prost(int64, tag = "3")]
     pub system_name: i64,
+    #[prost(int64, tag = "4")]
+    pub filename: i64,
+}
+
+/// How the pprof export is shaped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PprofOptions {
+    /// Also push the process name as a root frame (a fake function), as
+    /// folded output shows it; off by default: it is the `comm` label.
+    pub comm_frame: bool,
 }
 
 #[derive(Default)]
@@ -109,6 +146,9 @@ struct Builder {
     profile: PprofProfile,
     strings: HashMap<String, i64>,
     functions: HashMap<String, u64>,
+    locations: HashMap<Frame, u64>,
+    /// Per module: mapping id and the lowest and highest address seen.
+    mappings: HashMap<Symbol, (u64, u64, u64)>,
 }
 
 impl Builder {
@@ -122,46 +162,117 @@ impl Builder {
         i
     }
 
-    /// One function and one location per name: we keep names, not addresses.
-    fn location(&mut self, name: &str) -> u64 {
+    fn function(&mut self, name: &str) -> u64 {
         if let Some(id) = self.functions.get(name) {
             return *id;
         }
-        let id = self.functions.len() as u64 + 1;
+        let id = self.profile.function.len() as u64 + 1;
         let n = self.string(name);
         self.profile.function.push(Function {
             id,
             name: n,
             system_name: n,
-        });
-        self.profile.location.push(Location {
-            id,
-            line: vec![Line { function_id: id }],
+            filename: 0,
         });
         self.functions.insert(name.to_string(), id);
         id
     }
+
+    fn mapping(&mut self, module: &Symbol, addr: Option<u64>) -> u64 {
+        let next = self.mappings.len() as u64 + 1;
+        let e = self
+            .mappings
+            .entry(module.clone())
+            .or_insert((next, u64::MAX, 0));
+        if let Some(a) = addr {
+            e.1 = e.1.min(a);
+            e.2 = e.2.max(a);
+        }
+        e.0
+    }
+
+    /// One location per distinct frame (address, name, module): pprof
+    /// locations are addresses, each with the function it is in.
+    fn location(&mut self, frame: &Frame) -> u64 {
+        if let Some(id) = self.locations.get(frame) {
+            return *id;
+        }
+        let info = frame.info();
+        let id = self.profile.location.len() as u64 + 1;
+        let mapping_id = match &info.module {
+            Some(m) => self.mapping(m, info.addr),
+            None => 0,
+        };
+        let function_id = self.function(&info.name);
+        self.profile.location.push(Location {
+            id,
+            mapping_id,
+            address: info.addr.unwrap_or(0),
+            line: vec![Line {
+                function_id,
+                line: 0,
+            }],
+        });
+        self.locations.insert(frame.clone(), id);
+        id
+    }
+
+    /// The mappings, by id, covering the addresses seen in each module.
+    fn finish_mappings(&mut self) {
+        let mut ms: Vec<(Symbol, (u64, u64, u64))> = self.mappings.drain().collect();
+        ms.sort_by_key(|(_, (id, _, _))| *id);
+        for (module, (id, lo, hi)) in ms {
+            let filename = self.string(&module);
+            let (memory_start, memory_limit) = if lo <= hi { (lo, hi + 1) } else { (0, 0) };
+            self.profile.mapping.push(Mapping {
+                id,
+                memory_start,
+                memory_limit,
+                file_offset: 0,
+                filename,
+                build_id: 0,
+                has_functions: true,
+            });
+        }
+    }
 }
 
-/// Encodes the intervals as one gzipped pprof profile. Each sample carries
-/// its interval's start as a label, so a time range can still be told apart.
-pub fn encode(meta: &Meta, intervals: &[Profile]) -> Result<Vec<u8>> {
+/// A sample's frames leaf first, as pprof lists them: kernel leaf..root,
+/// then user leaf..root (missed stacks as their placeholders), then the
+/// comm if asked.
+fn leaf_first(key: &StackKey, comm_frame: bool) -> Vec<Frame> {
+    let mut v = Vec::new();
+    let mut half = |s: &Stack, missed: &str| match s {
+        Stack::Frames(f) => v.extend(f.iter().cloned()),
+        Stack::Missed => v.push(Frame::from(missed)),
+        Stack::Absent => {}
+    };
+    half(&key.kernel, MISSED_KERNEL);
+    half(&key.user, MISSED_USER);
+    if comm_frame {
+        v.push(Frame::from(key.comm.as_str()));
+    }
+    v
+}
+
+/// Encodes the intervals as one gzipped pprof profile, labelled the way
+/// Pyroscope and Parca keep labels (string values): `comm`, `thread` (the
+/// thread's name, which is what comm is), `pid` and `interval_start`
+/// (seconds from the start of the run).
+pub fn encode(meta: &Meta, intervals: &[Profile], opts: PprofOptions) -> Result<Vec<u8>> {
     let mut b = Builder::default();
     b.string("");
     let samples = b.string("samples");
     let count = b.string("count");
     let cpu = b.string("cpu");
     let nanos = b.string("nanoseconds");
-    let (k_comm, k_pid, k_start) = (
+    let keys = [
         b.string("comm"),
+        b.string("thread"),
         b.string("pid"),
         b.string("interval_start"),
-    );
-    let period = match (meta.frequency, meta.period) {
-        (Some(hz), _) if hz > 0 => 1_000_000_000 / hz as i64,
-        (_, Some(n)) => n as i64,
-        _ => 0,
-    };
+    ];
+    let period = super::period_nanos(meta, intervals);
     b.profile.sample_type = vec![
         ValueType {
             r#type: samples,
@@ -177,50 +288,48 @@ pub fn encode(meta: &Meta, intervals: &[Profile]) -> Result<Vec<u8>> {
         unit: nanos,
     });
     b.profile.period = period;
-    let fmt = StackFormat::default();
     for p in intervals {
+        let start = b.string(&format!("{:.3}", p.start.as_secs_f64()));
         for (key, n) in p.sorted() {
-            let mut names: Vec<String> = Vec::new();
-            for_each_frame(key, &fmt, |name, kind| {
-                if kind != FrameKind::Delimiter {
-                    names.push(name.to_string());
-                }
-            });
-            // pprof lists locations leaf first.
-            let location_id = names.iter().rev().map(|n| b.location(n)).collect();
+            let location_id = leaf_first(key, opts.comm_frame)
+                .iter()
+                .map(|f| b.location(f))
+                .collect();
             let comm = b.string(&key.comm);
+            let pid = b.string(&key.pid.to_string());
+            let label = [comm, comm, pid, start]
+                .iter()
+                .zip(keys)
+                .map(|(&str, key)| Label {
+                    key,
+                    str,
+                    num: 0,
+                    num_unit: 0,
+                })
+                .collect();
             b.profile.sample.push(Sample {
                 location_id,
-                value: vec![n as i64, n as i64 * period],
-                label: vec![
-                    Label {
-                        key: k_comm,
-                        str: comm,
-                        num: 0,
-                        num_unit: 0,
-                    },
-                    Label {
-                        key: k_pid,
-                        str: 0,
-                        num: key.pid as i64,
-                        num_unit: 0,
-                    },
-                    Label {
-                        key: k_start,
-                        str: 0,
-                        num: p.start.as_nanos() as i64,
-                        num_unit: nanos,
-                    },
-                ],
+                value: vec![n as i64, (n as i64).saturating_mul(period)],
+                label,
             });
         }
     }
-    if let (Some(first), Some(last)) = (intervals.first(), intervals.last()) {
-        b.profile.time_nanos = meta.started_unix_ns as i64 + first.start.as_nanos() as i64;
-        b.profile.duration_nanos = (last.start + last.duration)
-            .saturating_sub(first.start)
-            .as_nanos() as i64;
-    }
+    b.finish_mappings();
+    let (first, last) = (intervals.first(), intervals.last());
+    let start_ns = first.map_or(0, |p| p.start.as_nanos() as i64);
+    // Wall time of the first interval; unknown for imports, where the time
+    // of the export stands in (pprof consumers expect one).
+    b.profile.time_nanos = if meta.started_unix_ns > 0 {
+        meta.started_unix_ns as i64 + start_ns
+    } else {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64)
+    };
+    b.profile.duration_nanos = match (first, last) {
+        (Some(f), Some(l)) => (l.start + l.duration).saturating_sub(f.start).as_nanos() as i64,
+        _ => 0,
+    };
     let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&b.profile.encode_to_vec())?;
     Ok(gz.finish()?)
@@ -232,33 +341,83 @@ mod tests {
     use crate::output::test_data::sample_profile;
     use std::io::Read;
 
-    #[test]
-    fn decodes_back_with_the_right_stacks() {
-        let p = sample_profile();
-        let meta = Meta {
-            frequency: Some(49),
-            ..Default::default()
-        };
-        let gz = encode(&meta, std::slice::from_ref(&p)).unwrap();
+    fn decode(gz: &[u8]) -> PprofProfile {
         let mut raw = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
+        flate2::read::GzDecoder::new(gz)
             .read_to_end(&mut raw)
             .unwrap();
-        let d = PprofProfile::decode(&raw[..]).unwrap();
+        PprofProfile::decode(&raw[..]).unwrap()
+    }
+
+    #[test]
+    fn decodes_back_with_the_right_stacks() {
+        let mut p = sample_profile();
+        p.duration = std::time::Duration::from_secs(2);
+        let meta = Meta {
+            frequency: Some(49),
+            started_unix_ns: 1_700_000_000_000_000_000,
+            ..Default::default()
+        };
+        let d = decode(&encode(&meta, std::slice::from_ref(&p), PprofOptions::default()).unwrap());
         assert_eq!(d.string_table[0], "");
         assert_eq!(d.period, 1_000_000_000 / 49);
+        assert_eq!(d.time_nanos, 1_700_000_000_000_000_000);
+        assert_eq!(d.duration_nanos, 2_000_000_000);
         let total: i64 = d.sample.iter().map(|s| s.value[0]).sum();
         assert_eq!(total as u64, p.samples());
-        // The 70-sample stack: leaf read_zero first, comm dd last.
         let s = d.sample.iter().find(|s| s.value[0] == 70).unwrap();
-        let name = |loc: u64| {
-            let f = &d.function[(loc - 1) as usize];
-            d.string_table[f.name as usize].clone()
-        };
+        let str = |i: i64| d.string_table[i as usize].clone();
+        let loc = |id: u64| &d.location[(id - 1) as usize];
+        let name = |id: u64| str(d.function[(loc(id).line[0].function_id - 1) as usize].name);
         let names: Vec<String> = s.location_id.iter().map(|l| name(*l)).collect();
+        // Leaf first; no fake "dd" function at the root.
         assert_eq!(names.first().unwrap(), "read_zero");
-        assert_eq!(names.last().unwrap(), "dd");
-        assert!(names.contains(&"__read".to_string()));
+        assert_eq!(names.last().unwrap(), "__read");
+        assert!(!names.contains(&"dd".to_string()));
         assert_eq!(s.value[1], 70 * (1_000_000_000 / 49));
+        // Addresses and mappings.
+        let leaf = loc(s.location_id[0]);
+        assert!(leaf.address >= 0xffff_ffff_8100_0000);
+        let m = &d.mapping[(leaf.mapping_id - 1) as usize];
+        assert_eq!(str(m.filename), "kernel");
+        assert!(m.memory_start <= leaf.address && leaf.address < m.memory_limit);
+        // String labels only: Pyroscope drops numeric ones.
+        let labels: Vec<(String, String)> = s
+            .label
+            .iter()
+            .map(|l| {
+                assert_eq!(l.num, 0);
+                (str(l.key), str(l.str))
+            })
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("comm".into(), "dd".into()),
+                ("thread".into(), "dd".into()),
+                ("pid".into(), "28401".into()),
+                ("interval_start".into(), "0.000".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn comm_frame_on_request_and_a_period_for_imports() {
+        let p = sample_profile();
+        let d = decode(
+            &encode(
+                &Meta::default(),
+                std::slice::from_ref(&p),
+                PprofOptions { comm_frame: true },
+            )
+            .unwrap(),
+        );
+        // No rate in the metadata: the period is the time spread over samples.
+        assert!(d.period > 0);
+        assert!(d.time_nanos > 0);
+        let s = d.sample.iter().find(|s| s.value[0] == 70).unwrap();
+        let last = &d.location[(*s.location_id.last().unwrap() - 1) as usize];
+        let f = &d.function[(last.line[0].function_id - 1) as usize];
+        assert_eq!(d.string_table[f.name as usize], "dd");
     }
 }

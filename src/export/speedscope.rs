@@ -1,14 +1,15 @@
 //! speedscope's file format (https://www.speedscope.app/file-format-schema.json):
-//! "sampled" profiles, one per interval or one merged.
+//! "sampled" profiles, one per interval or one merged, weighed in
+//! nanoseconds of CPU time (samples x the sampling period), so speedscope
+//! shows time, not counts. Frames carry their module as `file` where known.
 
 use std::collections::HashMap;
 
 use anyhow::Result;
 use serde_json::{json, Value};
 
-use crate::output::folded::{for_each_frame, FrameKind};
-use crate::output::StackFormat;
-use crate::profile::Profile;
+use crate::output::folded::{MISSED_KERNEL, MISSED_USER};
+use crate::profile::{Profile, Stack, Symbol};
 use crate::recording::Meta;
 
 /// speedscope's schema URL, which it checks.
@@ -16,14 +17,19 @@ pub const SCHEMA: &str = "https://www.speedscope.app/file-format-schema.json";
 
 /// Encodes the intervals as speedscope JSON.
 pub fn encode(meta: &Meta, intervals: &[Profile], merge: bool) -> Result<Vec<u8>> {
+    let period = u64::try_from(super::period_nanos(meta, intervals)).unwrap_or(1);
     let mut frames: Vec<Value> = Vec::new();
-    let mut ids: HashMap<String, usize> = HashMap::new();
-    let mut frame_id = |name: &str| -> usize {
-        if let Some(i) = ids.get(name) {
+    let mut ids: HashMap<(Symbol, Option<Symbol>), usize> = HashMap::new();
+    let mut frame_id = |name: &Symbol, module: &Option<Symbol>| -> usize {
+        let key = (name.clone(), module.clone());
+        if let Some(i) = ids.get(&key) {
             return *i;
         }
-        frames.push(json!({ "name": name }));
-        ids.insert(name.to_string(), frames.len() - 1);
+        frames.push(match module {
+            Some(m) => json!({ "name": &**name, "file": &**m }),
+            None => json!({ "name": &**name }),
+        });
+        ids.insert(key, frames.len() - 1);
         frames.len() - 1
     };
     let merged;
@@ -35,28 +41,36 @@ pub fn encode(meta: &Meta, intervals: &[Profile], merge: bool) -> Result<Vec<u8>
     } else {
         intervals.iter().collect()
     };
-    let fmt = StackFormat::default();
     let mut profiles = Vec::new();
     for p in groups {
         let mut samples = Vec::new();
         let mut weights = Vec::new();
+        let mut total = 0u64;
         for (key, n) in p.sorted() {
-            let mut stack = Vec::new();
-            for_each_frame(key, &fmt, |name, kind| {
-                if kind != FrameKind::Delimiter {
-                    stack.push(frame_id(name));
+            // Root first: comm, user root..leaf, kernel root..leaf.
+            let mut stack = vec![frame_id(&Symbol::from(key.comm.as_str()), &None)];
+            for (half, missed) in [(&key.user, MISSED_USER), (&key.kernel, MISSED_KERNEL)] {
+                match half {
+                    Stack::Frames(f) => stack.extend(f.iter().rev().map(|f| {
+                        let i = f.info();
+                        frame_id(&i.name, &i.module)
+                    })),
+                    Stack::Missed => stack.push(frame_id(&Symbol::from(missed), &None)),
+                    Stack::Absent => {}
                 }
-            });
+            }
+            let w = n.saturating_mul(period);
+            total = total.saturating_add(w);
             samples.push(stack);
-            weights.push(n);
+            weights.push(w);
         }
         let end = (p.start + p.duration).as_secs_f64();
         profiles.push(json!({
             "type": "sampled",
             "name": format!("{} {:.2}s-{:.2}s", meta.target, p.start.as_secs_f64(), end),
-            "unit": "none",
+            "unit": "nanoseconds",
             "startValue": 0,
-            "endValue": p.samples(),
+            "endValue": total,
             "samples": samples,
             "weights": weights,
         }));
@@ -83,11 +97,18 @@ mod tests {
         a.duration = std::time::Duration::from_secs(1);
         let mut b = a.clone();
         b.start = std::time::Duration::from_secs(1);
-        let bytes = encode(&Meta::default(), &[a.clone(), b], false).unwrap();
+        let meta = Meta {
+            frequency: Some(100),
+            ..Default::default()
+        };
+        let bytes = encode(&meta, &[a.clone(), b], false).unwrap();
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["$schema"], SCHEMA);
         let frames = v["shared"]["frames"].as_array().unwrap();
         assert!(frames.iter().all(|f| f["name"].is_string()));
+        assert!(frames
+            .iter()
+            .any(|f| f["name"] == "__read" && f["file"] == "libc.so.6"));
         let profiles = v["profiles"].as_array().unwrap();
         assert_eq!(profiles.len(), 2);
         for p in profiles {
@@ -107,6 +128,9 @@ mod tests {
             assert_eq!(samples.len(), weights.len());
             let total: u64 = weights.iter().map(|w| w.as_u64().unwrap()).sum();
             assert_eq!(p["endValue"].as_u64().unwrap(), total);
+            // Time: samples x 10 ms at 100 Hz.
+            assert_eq!(p["unit"], "nanoseconds");
+            assert_eq!(total, a.samples() * 10_000_000);
             for s in samples {
                 for i in s.as_array().unwrap() {
                     assert!((i.as_u64().unwrap() as usize) < frames.len());

@@ -16,48 +16,54 @@ pub fn parse(text: &str, duration: Duration) -> Result<Profile> {
         ..Default::default()
     };
     for (i, line) in text.lines().enumerate() {
-        let line = line.trim_end();
-        if line.is_empty() {
-            continue;
-        }
-        let Some((stack, count)) = line.rsplit_once(' ') else {
-            bail!("line {}: no count: {line:?}", i + 1);
-        };
-        let Ok(count) = count.parse::<u64>() else {
-            bail!("line {}: bad count {count:?}", i + 1);
-        };
-        let mut frames = stack.split(';');
-        let comm = frames.next().unwrap_or_default().to_string();
-        let (mut user, mut kernel) = (Vec::new(), Vec::new());
-        for f in frames.filter(|f| *f != "-" && !f.is_empty()) {
-            match f.strip_suffix(KERNEL_ANNOTATION) {
-                Some(k) => kernel.push(Frame::from(k)),
-                None => user.push(Frame::from(f)),
-            }
-        }
-        user.reverse();
-        kernel.reverse();
-        let part = |v: Vec<Frame>| {
-            if v.is_empty() {
-                Stack::Absent
-            } else {
-                Stack::Frames(v)
-            }
-        };
-        p.add(
-            StackKey {
-                comm,
-                pid: 0,
-                user: part(user),
-                kernel: part(kernel),
-            },
-            count,
-        );
+        add_line(&mut p, line, i as u64 + 1)?;
     }
-    let n = p.samples();
-    p.loss.taken = n;
-    p.loss.counted = n;
     Ok(p)
+}
+
+/// Adds one folded line (`comm;frame;...;leaf count`) to `p`: its counts,
+/// and as many samples taken and counted. Blank lines are skipped.
+pub fn add_line(p: &mut Profile, line: &str, line_no: u64) -> Result<()> {
+    let line = line.trim_end();
+    if line.is_empty() {
+        return Ok(());
+    }
+    let Some((stack, count)) = line.rsplit_once(' ') else {
+        bail!("line {line_no}: no count: {line:?}");
+    };
+    let Ok(count) = count.parse::<u64>() else {
+        bail!("line {line_no}: bad count {count:?}");
+    };
+    let mut frames = stack.split(';');
+    let comm = frames.next().unwrap_or_default().to_string();
+    let (mut user, mut kernel) = (Vec::new(), Vec::new());
+    for f in frames.filter(|f| *f != "-" && !f.is_empty()) {
+        match f.strip_suffix(KERNEL_ANNOTATION) {
+            Some(k) => kernel.push(Frame::from(k)),
+            None => user.push(Frame::from(f)),
+        }
+    }
+    user.reverse();
+    kernel.reverse();
+    let part = |v: Vec<Frame>| {
+        if v.is_empty() {
+            Stack::Absent
+        } else {
+            Stack::Frames(v)
+        }
+    };
+    p.add(
+        StackKey {
+            comm,
+            pid: 0,
+            user: part(user),
+            kernel: part(kernel),
+        },
+        count,
+    );
+    p.loss.taken = p.loss.taken.saturating_add(count);
+    p.loss.counted = p.loss.counted.saturating_add(count);
+    Ok(())
 }
 
 #[cfg(test)]

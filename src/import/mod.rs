@@ -1,48 +1,203 @@
 //! Imports other tools' profiles as interval profiles, so they reach the same
 //! outputs as a live run: `perf script` text (cut into intervals by
-//! timestamp) and folded files (one interval each).
+//! timestamp) and folded files (one interval each). Inputs are read line by
+//! line and each interval is handed on as soon as it is complete, so memory
+//! stays bounded by one interval whatever the input's length. `-` is
+//! standard input.
 
 pub mod folded;
 pub mod perf_script;
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
+use self::perf_script::{Options, PerfScriptReader, Summary};
 use crate::profile::Profile;
 
-/// Whether text looks like `perf script` output (indented frame lines)
-/// rather than folded lines.
-pub fn is_perf_script(text: &str) -> bool {
-    text.lines()
-        .take(200)
-        .any(|l| l.starts_with('\t') || (l.starts_with("  ") && !l.trim().is_empty()))
+/// Lines looked at to tell `perf script` text from folded lines.
+const SNIFF_LINES: usize = 200;
+
+/// Whether lines look like `perf script` output (indented frame lines, or
+/// an event line with a timestamp) rather than folded lines.
+pub fn is_perf_script(lines: &[String]) -> bool {
+    lines.iter().any(|l| {
+        l.starts_with('\t')
+            || (l.starts_with("  ") && !l.trim().is_empty())
+            || l.split_whitespace().any(|w| {
+                w.strip_suffix(':')
+                    .is_some_and(|t| t.contains('.') && t.parse::<f64>().is_ok())
+            })
+    })
 }
 
-/// Reads every input in order into consecutive intervals.
-pub fn import_files(
+/// What importing every input saw: intervals and samples handed on, and
+/// what perf script inputs left out.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    /// Intervals handed on.
+    pub intervals: u64,
+    /// Samples (or periods, with `--weight period`) handed on.
+    pub samples: u64,
+    /// One line per input worth a message (left-out events, no timestamps).
+    pub notes: Vec<String>,
+}
+
+/// What the first input says about how it was sampled, known before its
+/// first interval.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CaptureInfo {
+    /// The event imported (perf script).
+    pub event: Option<String>,
+    /// Its sample period (perf script's period field: nanoseconds for
+    /// cpu-clock, events otherwise).
+    pub period: Option<u64>,
+}
+
+/// Where imported intervals go.
+pub trait ImportSink {
+    /// Called once, before the first interval.
+    fn begin(&mut self, info: &CaptureInfo) -> Result<()>;
+    /// Called with each interval as soon as it is complete, in order.
+    fn interval(&mut self, p: Profile) -> Result<()>;
+}
+
+/// Reads every input in order into consecutive intervals, handing each to
+/// `sink` as soon as it is complete.
+pub fn import_inputs(
     inputs: &[impl AsRef<Path>],
-    interval: std::time::Duration,
-) -> Result<Vec<Profile>> {
-    let mut out: Vec<Profile> = Vec::new();
+    interval: Duration,
+    opts: &Options,
+    sink_out: &mut dyn ImportSink,
+) -> Result<ImportReport> {
+    let mut report = ImportReport::default();
+    let mut begun = false;
+    let mut next_start = Duration::ZERO;
     for input in inputs {
         let path = input.as_ref();
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let text = String::from_utf8_lossy(&bytes);
-        let start = out.last().map(|p| p.start + p.duration).unwrap_or_default();
-        let mut profiles = if is_perf_script(&text) {
-            perf_script::parse(&text, interval)
-                .with_context(|| format!("{}: not usable perf script output", path.display()))?
+        let name = if path.as_os_str() == "-" {
+            "standard input".to_string()
         } else {
-            vec![folded::parse(&text, interval)
-                .with_context(|| format!("{}: not usable folded input", path.display()))?]
+            path.display().to_string()
         };
-        for p in &mut profiles {
-            p.index += out.len() as u64;
-            p.start += start;
+        let reader: Box<dyn Read> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(std::fs::File::open(path).with_context(|| format!("cannot read {name}"))?)
+        };
+        let mut lines = LossyLines::new(BufReader::with_capacity(1 << 16, reader));
+        let read_err = || format!("cannot read {name}");
+        let mut head = Vec::new();
+        while head.len() < SNIFF_LINES {
+            match lines.next_line().with_context(read_err)? {
+                Some(l) => head.push(l),
+                None => break,
+            }
         }
-        out.extend(profiles);
+        if !begun {
+            begun = true;
+            let info = if is_perf_script(&head) {
+                perf_script::sniff(&head, opts)
+            } else {
+                CaptureInfo::default()
+            };
+            sink_out.begin(&info)?;
+        }
+        let first_index = report.intervals;
+        // What this input handed on.
+        let (mut intervals, mut samples, mut end) = (0u64, 0u64, next_start);
+        let mut sink = |p: Profile| -> Result<()> {
+            intervals += 1;
+            samples = samples.saturating_add(p.samples());
+            end = p.start + p.duration;
+            sink_out.interval(p)
+        };
+        if is_perf_script(&head) {
+            let what = || format!("{name}: not usable perf script output");
+            let mut r =
+                PerfScriptReader::new(opts.clone(), interval, first_index, next_start, &mut sink)?;
+            for l in &head {
+                r.line(l).with_context(what)?;
+            }
+            while let Some(l) = lines.next_line().with_context(read_err)? {
+                r.line(&l).with_context(what)?;
+            }
+            let summary = r.finish().with_context(what)?;
+            note(&mut report.notes, &name, &summary);
+        } else {
+            let what = || format!("{name}: not usable folded input");
+            let mut p = Profile {
+                index: first_index,
+                start: next_start,
+                duration: interval,
+                ..Default::default()
+            };
+            let mut n = 0u64;
+            for l in &head {
+                n += 1;
+                folded::add_line(&mut p, l, n).with_context(what)?;
+            }
+            while let Some(l) = lines.next_line().with_context(read_err)? {
+                n += 1;
+                folded::add_line(&mut p, &l, n).with_context(what)?;
+            }
+            if !p.counts.is_empty() {
+                sink(p)?;
+            }
+        }
+        if intervals == 0 {
+            bail!("{name}: no samples found");
+        }
+        report.intervals += intervals;
+        report.samples = report.samples.saturating_add(samples);
+        next_start = end;
     }
-    Ok(out)
+    Ok(report)
+}
+
+/// The messages an input's summary is worth.
+fn note(notes: &mut Vec<String>, name: &str, s: &Summary) {
+    if s.other_events > 0 {
+        notes.push(format!(
+            "{name}: imported {} events only (the first in the file; --event-filter picks another); left out {} samples of {}",
+            s.event.as_deref().unwrap_or("?"),
+            s.other_events,
+            s.other_event_names.join(", ")
+        ));
+    }
+    if s.untimed > 0 {
+        notes.push(format!(
+            "{name}: {} samples have no timestamp (perf script -F without time); they are all in one interval",
+            s.untimed
+        ));
+    }
+}
+
+/// Lines of a reader, with invalid UTF-8 replaced (perf prints symbol names
+/// as the binaries spell them), and one buffer reused for every line.
+struct LossyLines<R> {
+    inner: R,
+    buf: Vec<u8>,
+}
+
+impl<R: BufRead> LossyLines<R> {
+    fn new(inner: R) -> Self {
+        LossyLines {
+            inner,
+            buf: Vec::new(),
+        }
+    }
+
+    fn next_line(&mut self) -> std::io::Result<Option<String>> {
+        self.buf.clear();
+        if self.inner.read_until(b'\n', &mut self.buf)? == 0 {
+            return Ok(None);
+        }
+        while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
+            self.buf.pop();
+        }
+        Ok(Some(String::from_utf8_lossy(&self.buf).into_owned()))
+    }
 }

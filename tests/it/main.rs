@@ -8,6 +8,7 @@ mod feed;
 mod filters;
 mod frames;
 mod hardening;
+mod interop;
 mod parity;
 mod recording;
 mod sampler;

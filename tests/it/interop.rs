@@ -1,0 +1,297 @@
+//! Interop with the tools users already have (issue 14): real `perf script`
+//! captures made here, pprof read by `go tool pprof`, speedscope checked
+//! against speedscope's own schema, completions and the man page.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::common::{profile, require_bpf, Workload, COMM};
+
+/// Whether an external tool is here; where CI requires every check, its
+/// absence fails the test instead of skipping it.
+fn tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let required = std::env::var_os("RS_PROFILE_REQUIRE_BPF").is_some()
+        || std::env::var("CI").is_ok_and(|v| v == "true");
+    if !found {
+        assert!(
+            !required,
+            "{name} is required here (scripts/install-deps.sh installs it)"
+        );
+        eprintln!("{name} not found, skipping");
+    }
+    found
+}
+
+fn perf_script(dir: &Path, name: &str, record: &[&str]) -> PathBuf {
+    let data = dir.join(format!("{name}.data"));
+    let st = Command::new("perf")
+        .arg("record")
+        .args(["-q", "-o"])
+        .arg(&data)
+        .args(record)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("perf (linux-perf) is needed");
+    assert!(st.success(), "perf record {record:?}");
+    let out = Command::new("perf")
+        .args(["script", "-i"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let script = dir.join(format!("{name}.script"));
+    fs::write(&script, &out.stdout).unwrap();
+    script
+}
+
+/// Event lines of one event in a perf script file (perf pads the comm, so
+/// they may be indented too; frame lines never hold ` EVENT:`).
+fn event_lines(script: &Path, event: &str) -> u64 {
+    fs::read_to_string(script)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&format!(" {event}:")))
+        .count() as u64
+}
+
+fn import(inputs: &[&Path], out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["import".to_string()];
+    args.extend(inputs.iter().map(|p| p.display().to_string()));
+    args.extend(["-o".into(), out.display().to_string(), "--overwrite".into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    profile(&refs)
+}
+
+fn report_folded(rec: &Path) -> String {
+    let out = profile(&["report", rec.to_str().unwrap(), "-f"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn total(folded: &str) -> u64 {
+    folded
+        .lines()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn real_perf_captures_import_whole() {
+    require_bpf!();
+    let dir = tempfile::tempdir().unwrap();
+    let w = Workload::start("mix", 30.0, &[]);
+    let pid = w.pid.to_string();
+
+    // Whole system with call chains: tasks perf has no COMM for and all.
+    let all = perf_script(
+        dir.path(),
+        "all",
+        &["-a", "-g", "-F", "499", "--", "sleep", "2"],
+    );
+    let rec = dir.path().join("all.rsprof");
+    let out = import(&[&all], &rec, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let folded = report_folded(&rec);
+    assert_eq!(total(&folded), event_lines(&all, "cpu-clock"));
+    assert!(folded.contains(&format!("{COMM};")), "{folded}");
+    assert!(folded.contains(";alpha "), "{folded}");
+
+    // No call chains: the one frame is on the event line.
+    let flat = perf_script(
+        dir.path(),
+        "flat",
+        &["-F", "499", "-p", &pid, "--", "sleep", "1"],
+    );
+    let out = import(&[&flat], &rec, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let folded = report_folded(&rec);
+    let n = event_lines(&flat, "cpu-clock");
+    assert!(n > 100, "{n} samples");
+    assert_eq!(total(&folded), n);
+    let hot: u64 = folded
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!("{COMM};alpha ")) || l.starts_with(&format!("{COMM};beta "))
+        })
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    assert!(hot * 10 >= n * 9, "{folded}");
+
+    // Two events: the first only, and a message saying so.
+    let two = perf_script(
+        dir.path(),
+        "two",
+        &[
+            "-e",
+            "cpu-clock",
+            "-e",
+            "task-clock",
+            "-g",
+            "-p",
+            &pid,
+            "--",
+            "sleep",
+            "1",
+        ],
+    );
+    let out = import(&[&two], &rec, &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("imported cpu-clock events only"), "{err}");
+    assert!(err.contains("task-clock"), "{err}");
+    assert_eq!(total(&report_folded(&rec)), event_lines(&two, "cpu-clock"));
+    let out = import(&[&two], &rec, &["--event-filter", "task-clock"]);
+    assert!(out.status.success());
+    assert_eq!(total(&report_folded(&rec)), event_lines(&two, "task-clock"));
+
+    // Standard input, streamed.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_profile"))
+        .args(["import", "-", "-o", rec.to_str().unwrap(), "--overwrite"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&fs::read(&all).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(total(&report_folded(&rec)), event_lines(&all, "cpu-clock"));
+
+    // Exports of a real capture, read by the consumers' own tools.
+    exports_read_back(dir.path(), &rec);
+}
+
+fn exports_read_back(dir: &Path, rec: &Path) {
+    let pb = dir.join("all.pb.gz");
+    let out = profile(&[
+        "export",
+        rec.to_str().unwrap(),
+        "--format",
+        "pprof",
+        "-o",
+        pb.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if tool("go") {
+        let pprof = |flag: &str| {
+            let out = Command::new("go")
+                .args(["tool", "pprof", flag])
+                .arg(&pb)
+                .env("HOME", dir)
+                .env("PPROF_TMPDIR", dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let raw = pprof("-raw");
+        assert!(raw.contains("alpha"), "{raw}");
+        // Mappings with their files, and locations with addresses.
+        assert!(raw.contains("Mappings"), "{raw}");
+        assert!(raw.contains("workload"), "{raw}");
+        let tags = pprof("-tags");
+        for label in ["comm", "pid", "thread", "interval_start"] {
+            assert!(tags.contains(label), "{label} missing: {tags}");
+        }
+        let traces = pprof("-traces");
+        assert!(traces.contains("alpha"), "{traces}");
+        // A real duration: not "0 s".
+        let top = pprof("-top");
+        assert!(
+            !top.contains("Duration: 0,") && top.contains("Duration:"),
+            "{top}"
+        );
+    }
+    let ss = dir.join("all.speedscope.json");
+    let out = profile(&[
+        "export",
+        rec.to_str().unwrap(),
+        "--format",
+        "speedscope",
+        "-o",
+        ss.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    if tool("node") {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/validate-speedscope.mjs");
+        let out = Command::new("node").arg(&script).arg(&ss).output().unwrap();
+        assert!(
+            out.status.success(),
+            "speedscope schema: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn completions_and_man_page() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = profile(&["completions", shell]);
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("frame-pattern"), "{shell}");
+    }
+    let out = profile(&["man"]);
+    assert!(out.status.success());
+    let man = String::from_utf8(out.stdout).unwrap();
+    assert!(man.contains(".TH profile 1"), "{man}");
+    if tool("man") {
+        let mut child = Command::new("man")
+            .args(["-l", "-"])
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "100")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(man.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("--frequency"), "{text}");
+    }
+}
