@@ -13,7 +13,9 @@ fn main() {
         .join("profile.skel.rs");
     SkeletonBuilder::new()
         .source(SRC)
-        .clang_args(["-Ibpf", "-Wall"])
+        // -mcpu=v3: atomic fetch-and-add with a result (address-space
+        // numbers); every kernel with the BTF we require runs v3 programs.
+        .clang_args(["-Ibpf", "-Wall", "-mcpu=v3"])
         .build_and_generate(&out)
         .unwrap_or_else(|err| panic!("failed to build the BPF sampler {SRC}: {err:#}"));
     println!("cargo:rerun-if-changed={SRC}");

@@ -10,6 +10,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "profile.h"
 
 #define EEXIST 17
@@ -98,37 +99,89 @@ static __always_inline bool in_set(void *sets, __u64 id)
 	return set && bpf_map_lookup_elem(set, &id);
 }
 
-/* Processes already announced to user space on `new_tgids`, so it can cache
- * their memory maps while they live (an exited process can't be symbolized). */
+/* Address spaces: tgid -> the number of its current one. A process that
+ * execs, or a new process (which may reuse a pid), gets the next number;
+ * one that ran before profiling started has none (0). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, __u32);
-	__type(value, __u8);
+	__type(value, __u32);
+	__uint(max_entries, 65536);
+} proc_gens SEC(".maps");
+
+/* The last address-space number given out. */
+__u32 last_aspace = 0;
+
+/* Address spaces (tgid << 32 | aspace) already announced to user space on
+ * `new_tgids`, so it reads their memory maps while they live (an exited
+ * process can't be read). The value is when it was first announced; it is
+ * announced once more (REANNOUNCED set) when sampled again REANNOUNCE_NS
+ * later: a new process's first sample often comes while the dynamic linker
+ * is still mapping its libraries. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u64);
+	__type(value, __u64);
 	__uint(max_entries, 16384);
 } seen_tgids SEC(".maps");
+
+#define REANNOUNCED (1ULL << 63)
+#define REANNOUNCE_NS (10ULL * 1000 * 1000)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 64 * 1024);
 } new_tgids SEC(".maps");
 
-/* Puts stack_key into BTF so the skeleton generates it for user space. */
+/* Puts stack_key and process_seen into BTF so the skeleton generates them. */
 struct stack_key _stack_key = {};
+struct process_seen _process_seen = {};
 
-static __always_inline void announce(__u32 tgid)
+static __always_inline void announce(__u32 tgid, __u32 aspace)
 {
-	__u8 one = 1;
-	__u32 *slot;
+	__u64 id = ((__u64)tgid << 32) | aspace;
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *first = bpf_map_lookup_elem(&seen_tgids, &id);
+	struct process_seen *slot;
 
-	if (bpf_map_lookup_elem(&seen_tgids, &tgid))
+	if (first) {
+		if (*first & REANNOUNCED || now - *first < REANNOUNCE_NS)
+			return;
+		*first |= REANNOUNCED;
+	} else if (bpf_map_update_elem(&seen_tgids, &id, &now, BPF_NOEXIST)) {
 		return;
-	if (bpf_map_update_elem(&seen_tgids, &tgid, &one, BPF_NOEXIST))
-		return;
+	}
 	slot = bpf_ringbuf_reserve(&new_tgids, sizeof(*slot), 0);
 	if (!slot)
 		return;
-	*slot = tgid;
+	slot->tgid = tgid;
+	slot->aspace = aspace;
 	bpf_ringbuf_submit(slot, 0);
+}
+
+static __always_inline void new_aspace(__u32 tgid)
+{
+	__u32 n = __sync_fetch_and_add(&last_aspace, 1) + 1;
+
+	bpf_map_update_elem(&proc_gens, &tgid, &n, BPF_ANY);
+}
+
+/* exec replaces the address space, keeping the pid. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	new_aspace(BPF_CORE_READ(p, tgid));
+	return 0;
+}
+
+/* A new process (not a thread) has an address space of its own, and may
+ * have a pid an earlier process had. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	if (BPF_CORE_READ(child, pid) == BPF_CORE_READ(child, tgid))
+		new_aspace(BPF_CORE_READ(child, tgid));
+	return 0;
 }
 
 static __always_inline void note_stack_error(__s32 id, __u64 *collision, __u64 *nomem)
@@ -141,7 +194,8 @@ static __always_inline void note_stack_error(__s32 id, __u64 *collision, __u64 *
 		(*nomem)++;
 }
 
-static __always_inline int sample(void *ctx, void *counts, void *stacks, __u32 gen)
+static __always_inline int sample(void *ctx, void *counts, void *stacks, __u32 gen,
+				  __u32 aspace)
 {
 	struct sample_stats *st;
 	struct stack_key key = {};
@@ -163,6 +217,7 @@ static __always_inline int sample(void *ctx, void *counts, void *stacks, __u32 g
 	note_stack_error(key.kernel_stack_id, &st->kernel_stack_collision, &st->kernel_stack_nomem);
 
 	key.tgid = bpf_get_current_pid_tgid() >> 32;
+	key.aspace = aspace;
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
 
 	val = bpf_map_lookup_elem(counts, &key);
@@ -195,7 +250,7 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	__u32 tgid = id >> 32;
 	__u32 tid = (__u32)id;
-	__u32 gen;
+	__u32 gen, aspace, *aspace_num;
 
 	if (!cfg.include_idle && tgid == 0)
 		return 0;
@@ -215,13 +270,15 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 			return 0;
 	}
 
+	aspace_num = bpf_map_lookup_elem(&proc_gens, &tgid);
+	aspace = aspace_num ? *aspace_num : 0;
 	if (tgid != 0)
-		announce(tgid);
+		announce(tgid, aspace);
 
 	gen = generation & 1;
 	if (gen)
-		return sample(ctx, &counts1, &stacks1, 1);
-	return sample(ctx, &counts0, &stacks0, 0);
+		return sample(ctx, &counts1, &stacks1, 1, aspace);
+	return sample(ctx, &counts0, &stacks0, 0, aspace);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -21,6 +21,11 @@ enum profile_consts {
  * sampled-IP artifact (see shared/notes/profile-py-output/README.md). */
 struct stack_key {
 	__u32 tgid;
+	/* Which address space of the process: 0 for one that ran before
+	 * profiling started, else a number given at its exec or fork (see
+	 * proc_gens), so that samples before and after an exec, or of a reused
+	 * pid, are never symbolized with the wrong binary. */
+	__u32 aspace;
 	/* >= 0: id in this generation's stack map; < 0: -errno from
 	 * bpf_get_stackid (-EFAULT: no such stack, -EEXIST: collision,
 	 * -ENOMEM: stack map full), or -ENOENT when not collected (-U / -K). */
@@ -40,6 +45,12 @@ struct sample_stats {
 	__u64 user_stack_nomem;      /* -ENOMEM and other errors but -EFAULT */
 	__u64 kernel_stack_collision;
 	__u64 kernel_stack_nomem;
+};
+
+/* What `new_tgids` announces: an address space seen for the first time. */
+struct process_seen {
+	__u32 tgid;
+	__u32 aspace;
 };
 
 /* Filters, written into .rodata before load. */

@@ -31,6 +31,8 @@ pub enum RawStack {
 pub struct RawSample {
     /// Process id.
     pub tgid: u32,
+    /// Which of its address spaces (see [`crate::process::AspaceId`]).
+    pub aspace: u32,
     /// Thread name.
     pub comm: String,
     /// User stack.
@@ -98,6 +100,7 @@ pub fn collect(batch: &RawBatch, index: u64, start: Duration, duration: Duration
         loss.counted += e.count;
         samples.push(RawSample {
             tgid: e.tgid,
+            aspace: e.aspace,
             comm: e.comm.clone(),
             user,
             kernel,
@@ -126,6 +129,7 @@ mod tests {
     fn entry(u: i32, k: i32, count: u64) -> RawEntry {
         RawEntry {
             tgid: 7,
+            aspace: 0,
             comm: "w".into(),
             user_stack_id: u,
             kernel_stack_id: k,

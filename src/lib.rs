@@ -13,6 +13,7 @@ pub mod import;
 pub mod offline;
 pub mod output;
 pub mod pipeline;
+pub mod process;
 pub mod profile;
 pub mod recording;
 pub mod safe_file;

@@ -24,20 +24,22 @@ use crate::export::{ExportFormat, ExportOutput};
 use crate::output::feed::FeedOutput;
 use crate::output::frames::FramesOutput;
 use crate::output::{Output, Report};
+use crate::process::AspaceId;
 use crate::profile::Profile;
 use crate::recording::{Meta, RecordWriter};
 use crate::safe_file::Target;
 use crate::sampler::SampleRate;
 use crate::sampler::Sampler;
-use crate::symbolizer::Symbolizer;
+use crate::symbolizer::{Symbolizer, SymbolizerStats};
 
 /// Longest the sampling loop sleeps between looks at the clock and the stop flag.
 const TICK: Duration = Duration::from_millis(100);
 
 /// What the sampling thread hands the processing thread.
 enum Work {
-    /// Processes seen for the first time: cache their maps now.
-    NewProcesses(Vec<u32>),
+    /// Address spaces sampled for the first time, with their maps as read
+    /// on the sampling thread as soon as they were announced.
+    NewProcesses(Vec<(AspaceId, Option<String>)>),
     /// An interval to symbolize and output.
     Interval(Interval),
 }
@@ -98,8 +100,9 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// What the processing thread hands back: the run's total, the number of
-/// intervals, and each failed output's one-line error.
-type Processed = (Profile, u64, Vec<String>);
+/// intervals, each failed output's one-line error, and what symbolizing
+/// cost.
+type Processed = (Profile, u64, Vec<String>, SymbolizerStats);
 
 /// The processing thread: symbolizer and outputs. It never stops early: an
 /// output that fails is dropped and `failed` set, so the sampling side ends
@@ -122,9 +125,9 @@ fn start_processing(
             let mut intervals = 0;
             for work in rx {
                 match work {
-                    Work::NewProcesses(pids) => {
-                        for pid in pids {
-                            symbolizer.remember_process(pid);
+                    Work::NewProcesses(seen) => {
+                        for (id, maps) in seen {
+                            symbolizer.remember_process(id, maps.as_deref());
                         }
                     }
                     Work::Interval(interval) => {
@@ -136,7 +139,7 @@ fn start_processing(
                 }
             }
             set.each(|out| out.finish(&total));
-            (total, intervals, set.failures)
+            (total, intervals, set.failures, symbolizer.stats())
         })
         .context("failed to start the processing thread")
 }
@@ -233,11 +236,15 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         let _ = writeln!(out).and_then(|()| out.flush());
     }
     drop(tx);
-    let (total, intervals, failures) = processing
+    let (total, intervals, failures, symbols) = processing
         .join()
         .map_err(|_| anyhow!("the processing thread panicked"))?;
     if cfg.stats {
         eprintln!("{}", crate::output::stats_line(&total, intervals, event));
+        eprintln!(
+            "stats: symbols: {} file offsets looked up in {} files, {} addresses through live processes, {} kernel addresses",
+            symbols.file_lookups, symbols.files, symbols.process_lookups, symbols.kernel_lookups
+        );
     }
     sampled?;
     if let Some((last, others)) = failures.split_last() {
@@ -302,9 +309,18 @@ fn sample(
         }
         let until = deadline.map_or(next_cut, |d| d.min(next_cut));
         let wait = until.saturating_duration_since(Instant::now()).min(TICK);
-        let pids = sampler.poll_new_processes(wait)?;
-        if !pids.is_empty() {
-            send(Work::NewProcesses(pids))?;
+        let seen = sampler.poll_new_processes(wait)?;
+        if !seen.is_empty() {
+            // Read now: a short-lived process may be gone by the time the
+            // processing thread gets to it.
+            let with_maps = seen
+                .into_iter()
+                .map(|id| {
+                    let maps = std::fs::read_to_string(format!("/proc/{}/maps", id.pid)).ok();
+                    (id, maps)
+                })
+                .collect();
+            send(Work::NewProcesses(with_maps))?;
         }
     }
 }

@@ -1,53 +1,96 @@
-//! The symbolizer: turns an [`Interval`]'s addresses into names with blazesym
-//! (kallsyms for the kernel; ELF symbols, DWARF and perf-PID.map for user
-//! space; Rust and C++ demangled) and merges equal symbolic stacks.
+//! The symbolizer: turns an [`Interval`]'s addresses into frames with
+//! blazesym (kallsyms for the kernel; ELF symbols and DWARF for files; the
+//! process's perf map for JIT code; Rust and C++ demangled).
 //!
-//! Every address is symbolized once per run: results are cached per
-//! (process, address), so an hour-long run costs per interval what a minute
-//! does. A process's memory maps are cached as soon as the sampler first sees
-//! it ([`Symbolizer::remember_process`]), so it is still symbolized after it
-//! exits.
+//! User addresses go through the [`ProcessModel`]: the address space the
+//! sample was taken in says which file and file offset an address is, and
+//! symbols are cached per file (device and inode), so a library mapped by
+//! fifty processes is read and symbolized once, and a process that exec'd
+//! is never named from its old binary. An address in a file with no symbol
+//! for it keeps the file as its module (`[unknown]` in `libfoo.so`, drawn
+//! `[libfoo.so]`).
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use blazesym::symbolize::cache::{self, Cache};
-use blazesym::symbolize::source::{Kernel, Process, Source};
+use blazesym::symbolize::source::{Elf, Kernel, Process, Source};
 use blazesym::symbolize::{Input, Symbolized};
 use blazesym::Pid;
 
 use crate::collector::{Interval, RawStack};
+use crate::process::{AspaceId, FileId, Place, ProcessModel};
 use crate::profile::{Frame, FrameInfo, Profile, Stack, StackKey, Symbol};
 
 /// What an address with no symbol prints as (profile.py's word).
 pub const UNKNOWN: &str = "[unknown]";
+
+/// File offsets whose symbols are kept, over all files, before the caches
+/// are emptied (they refill from blazesym's own file cache).
+const MAX_CACHED_OFFSETS: usize = 1 << 20;
 
 /// A frame's cache key: its address as walked, and whether it is the leaf
 /// (looked up as is) or a return address (looked up one byte earlier).
 type FrameAddr = (u64, bool);
 
 /// What blazesym said of one looked-up address.
+#[derive(Clone)]
 struct Resolved {
     name: Symbol,
-    module: Option<Symbol>,
     /// Offset of the looked-up address from the symbol's start.
     offset: u64,
+}
+
+/// One file's symbols, by file offset.
+#[derive(Default)]
+struct FileSyms {
+    /// How the file is opened, decided at its first use.
+    open: Option<PathBuf>,
+    syms: HashMap<u64, Option<Resolved>>,
+}
+
+/// How much symbolization cost, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SymbolizerStats {
+    /// File offsets looked up in ELF files.
+    pub file_lookups: u64,
+    /// Distinct files opened.
+    pub files: u64,
+    /// Addresses looked up through a live process (JIT perf maps, vDSO).
+    pub process_lookups: u64,
+    /// Kernel addresses looked up.
+    pub kernel_lookups: u64,
 }
 
 /// Symbolizes intervals; keeps its caches for the whole run.
 pub struct Symbolizer {
     inner: blazesym::symbolize::Symbolizer,
+    model: ProcessModel,
     kernel: HashMap<FrameAddr, Frame>,
-    user: HashMap<(u32, FrameAddr), Frame>,
+    /// Frames of each address space, by walked address.
+    user: HashMap<AspaceId, HashMap<FrameAddr, Frame>>,
+    files: HashMap<FileId, FileSyms>,
+    cached_offsets: usize,
     names: HashSet<Symbol>,
     unknown: Symbol,
     kernel_module: Symbol,
+    stats: SymbolizerStats,
 }
 
 impl Default for Symbolizer {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// Where a user frame's name comes from, before lookups.
+enum Pending {
+    File {
+        file: FileId,
+        lookup_offset: u64,
+        module: Symbol,
+    },
+    Live(Option<Symbol>),
+    Unknown(Option<Symbol>),
 }
 
 impl Symbolizer {
@@ -60,22 +103,27 @@ impl Symbolizer {
             .build();
         Symbolizer {
             inner,
+            model: ProcessModel::new(),
             kernel: HashMap::new(),
             user: HashMap::new(),
+            files: HashMap::new(),
+            cached_offsets: 0,
             names: HashSet::new(),
             unknown: Symbol::from(UNKNOWN),
             kernel_module: Symbol::from("kernel"),
+            stats: SymbolizerStats::default(),
         }
     }
 
-    /// Caches a live process's memory maps (and perf map, if it has one) so
-    /// its addresses can be symbolized after it exits. Best effort: a process
-    /// already gone is simply not cached.
-    pub fn remember_process(&mut self, pid: u32) {
-        let perf_map = Path::new(&format!("/tmp/perf-{pid}.map")).exists();
-        let mut process = cache::Process::new(Pid::from(pid));
-        process.cache_perf_map = perf_map;
-        let _ = self.inner.cache(&Cache::Process(process));
+    /// An address space the sampler saw for the first time, with its maps
+    /// as read then (None if the process was gone already).
+    pub fn remember_process(&mut self, id: AspaceId, maps: Option<&str>) {
+        self.model.seen(id, maps);
+    }
+
+    /// What symbolization has cost so far.
+    pub fn stats(&self) -> SymbolizerStats {
+        self.stats
     }
 
     /// Symbolizes an interval into a profile. Stacks stay apart by address;
@@ -90,7 +138,11 @@ impl Symbolizer {
             ..Default::default()
         };
         for s in &interval.samples {
-            let user = self.stack(&s.user, Some(s.tgid));
+            let id = AspaceId {
+                pid: s.tgid,
+                aspace: s.aspace,
+            };
+            let user = self.stack(&s.user, Some(id));
             let kernel = self.stack(&s.kernel, None);
             profile.add(
                 StackKey {
@@ -102,10 +154,13 @@ impl Symbolizer {
                 s.count,
             );
         }
+        self.model.end_interval();
+        let model = &self.model;
+        self.user.retain(|id, _| model.holds(*id));
         profile
     }
 
-    fn stack(&self, raw: &RawStack, pid: Option<u32>) -> Stack {
+    fn stack(&self, raw: &RawStack, id: Option<AspaceId>) -> Stack {
         match raw {
             RawStack::Absent => Stack::Absent,
             RawStack::Missed => Stack::Missed,
@@ -115,21 +170,21 @@ impl Symbolizer {
                     .enumerate()
                     .map(|(i, a)| {
                         let key = (*a, i == 0);
-                        let hit = match pid {
-                            Some(pid) => self.user.get(&(pid, key)),
+                        let hit = match id {
+                            Some(id) => self.user.get(&id).and_then(|m| m.get(&key)),
                             None => self.kernel.get(&key),
                         };
-                        hit.cloned().unwrap_or_else(|| self.unknown_frame(*a))
+                        hit.cloned().unwrap_or_else(|| self.unknown_frame(*a, None))
                     })
                     .collect(),
             ),
         }
     }
 
-    fn unknown_frame(&self, addr: u64) -> Frame {
+    fn unknown_frame(&self, addr: u64, module: Option<Symbol>) -> Frame {
         Frame::new(FrameInfo {
             name: self.unknown.clone(),
-            module: None,
+            module,
             offset: None,
             addr: Some(addr),
         })
@@ -138,7 +193,7 @@ impl Symbolizer {
     /// Symbolizes, in batches, every address of the interval not yet cached.
     fn prefetch(&mut self, interval: &Interval) {
         let mut kernel: Vec<FrameAddr> = Vec::new();
-        let mut user: HashMap<u32, Vec<FrameAddr>> = HashMap::new();
+        let mut user: Vec<(AspaceId, FrameAddr)> = Vec::new();
         for s in &interval.samples {
             if let RawStack::Addrs(addrs) = &s.kernel {
                 for (i, a) in addrs.iter().enumerate() {
@@ -149,10 +204,15 @@ impl Symbolizer {
                 }
             }
             if let RawStack::Addrs(addrs) = &s.user {
+                let id = AspaceId {
+                    pid: s.tgid,
+                    aspace: s.aspace,
+                };
+                let known = self.user.get(&id);
                 for (i, a) in addrs.iter().enumerate() {
                     let key = (*a, i == 0);
-                    if !self.user.contains_key(&(s.tgid, key)) {
-                        user.entry(s.tgid).or_default().push(key);
+                    if known.is_none_or(|m| !m.contains_key(&key)) {
+                        user.push((id, key));
                     }
                 }
             }
@@ -160,25 +220,166 @@ impl Symbolizer {
         if !kernel.is_empty() {
             kernel.sort_unstable();
             kernel.dedup();
-            let resolved = self.resolve(&Source::Kernel(Kernel::default()), &kernel);
+            self.stats.kernel_lookups += kernel.len() as u64;
+            let addrs: Vec<u64> = kernel.iter().map(|(a, l)| lookup_addr(*l, *a)).collect();
+            let resolved = self.resolve(&Source::Kernel(Kernel::default()), Input::AbsAddr(&addrs));
             for (key, r) in kernel.into_iter().zip(resolved) {
                 let frame = self.frame(key, r, Some(self.kernel_module.clone()));
                 self.kernel.insert(key, frame);
             }
         }
-        for (pid, mut keys) in user {
-            keys.sort_unstable();
-            keys.dedup();
+        if !user.is_empty() {
+            user.sort_unstable();
+            user.dedup();
+            self.prefetch_user(user);
+        }
+    }
+
+    /// Places each user address in its address space, looks up what is not
+    /// cached per file (or per live process for JIT code), and caches the
+    /// frames per address space.
+    fn prefetch_user(&mut self, user: Vec<(AspaceId, FrameAddr)>) {
+        let mut pending = Vec::with_capacity(user.len());
+        let mut by_file: HashMap<FileId, (Vec<u64>, String, Option<PathBuf>)> = HashMap::new();
+        let mut by_process: HashMap<u32, Vec<u64>> = HashMap::new();
+        for (id, (addr, leaf)) in &user {
+            let lookup = lookup_addr(*leaf, *addr);
+            let p = match self.model.place(*id, lookup) {
+                Place::File {
+                    file,
+                    offset,
+                    path,
+                    live_path,
+                } => {
+                    let module = module_name(&mut self.names, &path);
+                    let cached = self
+                        .files
+                        .get(&file)
+                        .is_some_and(|f| f.syms.contains_key(&offset));
+                    if !cached {
+                        let e = by_file
+                            .entry(file)
+                            .or_insert_with(|| (Vec::new(), path.clone(), None));
+                        e.0.push(offset);
+                        if e.2.is_none() {
+                            e.2 = live_path;
+                        }
+                    }
+                    Pending::File {
+                        file,
+                        lookup_offset: offset,
+                        module,
+                    }
+                }
+                Place::Anon { name, live } => {
+                    // JIT code with no entry in the perf map keeps the map
+                    // as its module (drawn `[perf-PID.map]`, as perf does).
+                    let name = name.or_else(|| {
+                        let map = format!("perf-{}.map", id.pid);
+                        Path::new("/tmp").join(&map).exists().then_some(map)
+                    });
+                    let module = name.map(|n| intern(&mut self.names, &n));
+                    if live {
+                        by_process.entry(id.pid).or_default().push(lookup);
+                        Pending::Live(module)
+                    } else {
+                        Pending::Unknown(module)
+                    }
+                }
+                Place::Unmapped => Pending::Unknown(None),
+            };
+            pending.push(p);
+        }
+        for (file, (mut offsets, path, live_path)) in by_file {
+            offsets.sort_unstable();
+            offsets.dedup();
+            self.lookup_file(file, &offsets, &path, live_path);
+        }
+        let mut live: HashMap<(u32, u64), Option<Resolved>> = HashMap::new();
+        for (pid, mut addrs) in by_process {
+            addrs.sort_unstable();
+            addrs.dedup();
+            self.stats.process_lookups += addrs.len() as u64;
             let mut process = Process::new(Pid::from(pid));
-            // Once the process is gone (or a zombie, whose /proc entry
-            // stays but whose mappings are gone), /proc/PID/map_files is
-            // too: fall back to the paths its (cached) maps named.
-            process.map_files = has_mappings(pid);
-            process.debug_syms = true;
-            let resolved = self.resolve(&Source::Process(process), &keys);
-            for (key, r) in keys.into_iter().zip(resolved) {
-                let frame = self.frame(key, r, None);
-                self.user.insert((pid, key), frame);
+            process.perf_map = true;
+            process.map_files = true;
+            let resolved = self.resolve(&Source::Process(process), Input::AbsAddr(&addrs));
+            live.extend(addrs.into_iter().map(|a| (pid, a)).zip(resolved));
+        }
+        for ((id, key), p) in user.into_iter().zip(pending) {
+            let (addr, leaf) = key;
+            let frame = match p {
+                Pending::File {
+                    file,
+                    lookup_offset,
+                    module,
+                } => {
+                    let r = self
+                        .files
+                        .get(&file)
+                        .and_then(|f| f.syms.get(&lookup_offset))
+                        .cloned()
+                        .flatten();
+                    match r {
+                        Some(r) => self.frame(key, Some(r), Some(module)),
+                        None => self.unknown_frame(addr, Some(module)),
+                    }
+                }
+                Pending::Live(module) => {
+                    let r = live
+                        .get(&(id.pid, lookup_addr(leaf, addr)))
+                        .cloned()
+                        .flatten();
+                    match r {
+                        Some(r) => self.frame(key, Some(r), module),
+                        None => self.unknown_frame(addr, module),
+                    }
+                }
+                Pending::Unknown(module) => self.unknown_frame(addr, module),
+            };
+            self.user.entry(id).or_default().insert(key, frame);
+        }
+    }
+
+    /// Looks up file offsets in one file and caches what is found.
+    fn lookup_file(
+        &mut self,
+        file: FileId,
+        offsets: &[u64],
+        path: &str,
+        live_path: Option<PathBuf>,
+    ) {
+        if self.cached_offsets > MAX_CACHED_OFFSETS {
+            for f in self.files.values_mut() {
+                f.syms.clear();
+            }
+            self.cached_offsets = 0;
+        }
+        let entry = self.files.entry(file).or_default();
+        if entry.open.is_none() {
+            // The path itself when it still is this file (shared by every
+            // process, and by blazesym's file cache); else the process's own
+            // view of it (deleted, replaced, or in a container).
+            entry.open = if same_file(Path::new(path), file) {
+                Some(PathBuf::from(path))
+            } else {
+                live_path
+            };
+            if entry.open.is_some() {
+                self.stats.files += 1;
+            }
+        }
+        let resolved = match entry.open.clone() {
+            Some(open) => {
+                self.stats.file_lookups += offsets.len() as u64;
+                self.resolve(&Source::Elf(Elf::new(open)), Input::FileOffset(offsets))
+            }
+            None => vec![None; offsets.len()],
+        };
+        let entry = self.files.entry(file).or_default();
+        for (off, r) in offsets.iter().zip(resolved) {
+            if entry.syms.insert(*off, r).is_none() {
+                self.cached_offsets += 1;
             }
         }
     }
@@ -188,42 +389,43 @@ impl Symbolizer {
         match r {
             Some(r) => Frame::new(FrameInfo {
                 name: r.name,
-                module: module.or(r.module),
+                module,
                 // Printed from the walked address, as bcc prints it.
                 offset: Some(r.offset + addr - lookup_addr(leaf, addr)),
                 addr: Some(addr),
             }),
-            None => self.unknown_frame(addr),
+            None => self.unknown_frame(addr, module),
         }
     }
 
-    fn resolve(&mut self, src: &Source<'_>, keys: &[FrameAddr]) -> Vec<Option<Resolved>> {
-        let addrs: Vec<u64> = keys
-            .iter()
-            .map(|(a, leaf)| lookup_addr(*leaf, *a))
-            .collect();
+    fn resolve(&mut self, src: &Source<'_>, input: Input<&[u64]>) -> Vec<Option<Resolved>> {
+        let n = match input {
+            Input::AbsAddr(a) | Input::VirtOffset(a) | Input::FileOffset(a) => a.len(),
+        };
         // One bad address (a frame-pointer walk through garbage can land in a
         // mapped data file) fails a whole batch: then go one by one, so only
         // that address is unknown.
-        let found: Vec<Option<(String, Option<String>, u64)>> =
-            match self.inner.symbolize(src, Input::AbsAddr(&addrs)) {
-                Ok(syms) => syms.iter().map(found_of).collect(),
-                Err(_) => addrs
-                    .iter()
-                    .map(|a| {
-                        self.inner
-                            .symbolize_single(src, Input::AbsAddr(*a))
-                            .ok()
-                            .and_then(|s| found_of(&s))
-                    })
-                    .collect(),
-            };
+        let found: Vec<Option<(String, u64)>> = match self.inner.symbolize(src, input) {
+            Ok(syms) => syms.iter().map(found_of).collect(),
+            Err(_) => (0..n)
+                .map(|i| {
+                    let one = match input {
+                        Input::AbsAddr(a) => Input::AbsAddr(a[i]),
+                        Input::VirtOffset(a) => Input::VirtOffset(a[i]),
+                        Input::FileOffset(a) => Input::FileOffset(a[i]),
+                    };
+                    self.inner
+                        .symbolize_single(src, one)
+                        .ok()
+                        .and_then(|s| found_of(&s))
+                })
+                .collect(),
+        };
         found
             .into_iter()
             .map(|f| {
-                f.map(|(name, module, offset)| Resolved {
+                f.map(|(name, offset)| Resolved {
                     name: intern(&mut self.names, &name),
-                    module: module.map(|m| intern(&mut self.names, &m)),
                     offset,
                 })
             })
@@ -231,24 +433,33 @@ impl Symbolizer {
     }
 }
 
-/// Name, module file name and offset of a symbolized address.
-fn found_of(s: &Symbolized<'_>) -> Option<(String, Option<String>, u64)> {
+/// The module a path names: its file name.
+fn module_name(names: &mut HashSet<Symbol>, path: &str) -> Symbol {
+    intern(names, path.rsplit('/').next().unwrap_or(path))
+}
+
+/// Whether `path` is the file `id` (same device and inode).
+fn same_file(path: &Path, id: FileId) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).is_ok_and(|m| {
+        let dev = m.dev();
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+        m.ino() == id.inode && (major as u32, minor as u32) == id.dev
+    })
+}
+
+/// Name and offset of a symbolized address.
+fn found_of(s: &Symbolized<'_>) -> Option<(String, u64)> {
     match s {
-        Symbolized::Sym(sym) => {
-            let module = sym.module.as_ref().and_then(|m| {
-                Path::new(m)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-            });
-            Some((sym.name.to_string(), module, sym.offset as u64))
-        }
+        Symbolized::Sym(sym) => Some((sym.name.to_string(), sym.offset as u64)),
         Symbolized::Unknown(_) => None,
     }
 }
 
 /// Whether a process still has its address space: it exists and is not a
 /// zombie (state `Z`) or dead (`X`).
-fn has_mappings(pid: u32) -> bool {
+pub fn has_mappings(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| {
@@ -315,6 +526,7 @@ mod tests {
             duration: Duration::from_secs(1),
             samples: vec![RawSample {
                 tgid: pid,
+                aspace: 0,
                 comm: "t".into(),
                 // A leaf address: looked up as is.
                 user: RawStack::Addrs(vec![addr, 1]),
@@ -324,7 +536,8 @@ mod tests {
             loss: Default::default(),
         };
         let mut s = Symbolizer::new();
-        s.remember_process(pid);
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        s.remember_process(AspaceId { pid, aspace: 0 }, Some(&maps));
         let p = s.symbolize(&interval);
         let (key, n) = p.counts.iter().next().unwrap();
         assert_eq!(*n, 3);
@@ -342,5 +555,13 @@ mod tests {
         assert_eq!(info.offset, Some(0), "the function's own start");
         let module = info.module.as_deref().unwrap_or_default();
         assert!(module.starts_with("rs_profile-"), "module {module:?}");
+        // The second address is in no mapping: unknown, with no module.
+        assert_eq!(frames[1].info().module, None);
+        // Looked up once per file offset, through the file.
+        assert_eq!(s.stats().file_lookups, 1);
+        assert_eq!(s.stats().files, 1);
+        let again = s.symbolize(&interval);
+        assert_eq!(again, p);
+        assert_eq!(s.stats().file_lookups, 1, "cached per file");
     }
 }

@@ -199,11 +199,15 @@ impl Builder {
         }
         let info = frame.info();
         let id = self.profile.location.len() as u64 + 1;
-        let mapping_id = match &info.module {
-            Some(m) => self.mapping(m, info.addr),
-            None => 0,
-        };
-        let function_id = self.function(&info.name);
+        // Every location has a mapping: Pyroscope's Normalize() indexes
+        // mapping[mapping_id - 1] for each location, so id 0 (none) would
+        // break it. Frames of no known module share an "[unknown]" one.
+        let module = info
+            .module
+            .clone()
+            .unwrap_or_else(|| Symbol::from("[unknown]"));
+        let mapping_id = self.mapping(&module, info.addr);
+        let function_id = self.function(&frame.display_name());
         self.profile.location.push(Location {
             id,
             mapping_id,
@@ -381,6 +385,15 @@ mod tests {
         let m = &d.mapping[(leaf.mapping_id - 1) as usize];
         assert_eq!(str(m.filename), "kernel");
         assert!(m.memory_start <= leaf.address && leaf.address < m.memory_limit);
+        // Mappings by id, one for every location (Pyroscope's Normalize()
+        // indexes mapping[mapping_id - 1]).
+        for (i, m) in d.mapping.iter().enumerate() {
+            assert_eq!(m.id, i as u64 + 1);
+        }
+        assert!(d
+            .location
+            .iter()
+            .all(|l| l.mapping_id >= 1 && l.mapping_id <= d.mapping.len() as u64));
         // String labels only: Pyroscope drops numeric ones.
         let labels: Vec<(String, String)> = s
             .label

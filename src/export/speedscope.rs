@@ -52,8 +52,8 @@ pub fn encode(meta: &Meta, intervals: &[Profile], merge: bool) -> Result<Vec<u8>
             for (half, missed) in [(&key.user, MISSED_USER), (&key.kernel, MISSED_KERNEL)] {
                 match half {
                     Stack::Frames(f) => stack.extend(f.iter().rev().map(|f| {
-                        let i = f.info();
-                        frame_id(&i.name, &i.module)
+                        let name = Symbol::from(f.display_name());
+                        frame_id(&name, &f.info().module)
                     })),
                     Stack::Missed => stack.push(frame_id(&Symbol::from(missed), &None)),
                     Stack::Absent => {}

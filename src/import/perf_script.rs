@@ -9,7 +9,7 @@
 //!   event line itself;
 //! - only one event is imported: the first one seen unless `--event-filter`
 //!   names another (mixing cycles with instructions would be nonsense);
-//! - `[unknown]` frames are named after their DSO (`[libfoo.so]`), symbol
+//! - `[unknown]` frames keep their DSO (drawn `[libfoo.so]`), symbol
 //!   offsets and argument lists are dropped, `;` becomes `:`;
 //! - tasks perf has no COMM for (`:-1 -1`) are kept, `(deleted)` mappings
 //!   keep their path, `-F +srcline` lines are skipped;
@@ -405,14 +405,9 @@ fn push_frame(p: &mut Pending, line: &str) {
         None => addr >= KERNEL_START,
     };
     let base = |d: &str| d.rsplit('/').next().unwrap_or(d).to_string();
+    // An unknown symbol keeps its DSO as module: outputs draw it `[dso]`.
     let name = if raw.is_empty() || raw == "[unknown]" {
-        match dso_known {
-            Some(d) => format!(
-                "[{}]",
-                base(d).trim_start_matches('[').trim_end_matches(']')
-            ),
-            None => "[unknown]".to_string(),
-        }
+        "[unknown]".to_string()
     } else {
         tidy(raw)
     };

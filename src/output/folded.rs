@@ -37,7 +37,10 @@ pub fn for_each_frame(key: &StackKey, fmt: &StackFormat, mut f: impl FnMut(&str,
     if fmt.user_stacks {
         match &key.user {
             Stack::Missed => f(MISSED_USER, FrameKind::User),
-            Stack::Frames(frames) => frames.iter().rev().for_each(|s| f(s, FrameKind::User)),
+            Stack::Frames(frames) => frames
+                .iter()
+                .rev()
+                .for_each(|s| f(&s.display_name(), FrameKind::User)),
             Stack::Absent => {}
         }
     }
@@ -48,7 +51,10 @@ pub fn for_each_frame(key: &StackKey, fmt: &StackFormat, mut f: impl FnMut(&str,
         }
         match &key.kernel {
             Stack::Missed => f(MISSED_KERNEL, FrameKind::Kernel),
-            Stack::Frames(frames) => frames.iter().rev().for_each(|s| f(s, FrameKind::Kernel)),
+            Stack::Frames(frames) => frames
+                .iter()
+                .rev()
+                .for_each(|s| f(&s.display_name(), FrameKind::Kernel)),
             Stack::Absent => {}
         }
     }

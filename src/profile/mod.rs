@@ -58,6 +58,22 @@ impl Frame {
     pub fn symbol(&self) -> &Symbol {
         &self.0.name
     }
+
+    /// The name flame graphs and folded lines show: a frame with no symbol
+    /// in a known module is drawn as its module (`[libfoo.so]`), as perf
+    /// and inferno draw it; any other frame as its name.
+    pub fn display_name(&self) -> std::borrow::Cow<'_, str> {
+        match &self.0.module {
+            Some(m) if &*self.0.name == "[unknown]" => {
+                if m.starts_with('[') {
+                    std::borrow::Cow::Borrowed(m)
+                } else {
+                    std::borrow::Cow::Owned(format!("[{m}]"))
+                }
+            }
+            _ => std::borrow::Cow::Borrowed(&self.0.name),
+        }
+    }
 }
 
 impl std::ops::Deref for Frame {
@@ -105,6 +121,14 @@ impl Stack {
     pub fn names(&self) -> Vec<&str> {
         match self {
             Stack::Frames(f) => f.iter().map(|f| &**f).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The frames' display names ([`Frame::display_name`]), leaf first.
+    pub fn display_names(&self) -> Vec<String> {
+        match self {
+            Stack::Frames(f) => f.iter().map(|f| f.display_name().into_owned()).collect(),
             _ => Vec::new(),
         }
     }

@@ -15,6 +15,8 @@ use super::skel::types;
 pub struct RawEntry {
     /// Process (thread group) id.
     pub tgid: u32,
+    /// Which address space of the process (see bpf/profile.h).
+    pub aspace: u32,
     /// Thread name at the time of the sample.
     pub comm: String,
     /// Stack id, or -errno (see bpf/profile.h).
@@ -142,6 +144,7 @@ fn entry(key: &[u8], value: &[u8]) -> RawEntry {
         .collect();
     RawEntry {
         tgid: k.tgid,
+        aspace: k.aspace,
         comm: String::from_utf8_lossy(&comm).into_owned(),
         user_stack_id: k.user_stack_id,
         kernel_stack_id: k.kernel_stack_id,
@@ -217,7 +220,7 @@ mod tests {
 
     #[test]
     fn generated_key_matches_the_c_layout() {
-        // tgid + two stack ids + comm[16], no padding.
-        assert_eq!(std::mem::size_of::<types::stack_key>(), 4 + 4 + 4 + 16);
+        // tgid + aspace + two stack ids + comm[16], no padding.
+        assert_eq!(std::mem::size_of::<types::stack_key>(), 4 + 4 + 4 + 4 + 16);
     }
 }

@@ -22,8 +22,11 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, MapType, OpenMapMut, RingBuffer};
 
 pub use drain::{RawBatch, RawEntry, SampleStats};
+
 pub use perf_event::{SampleEvent, SampleRate};
-use skel::{ProfileSkel, ProfileSkelBuilder};
+use skel::{types, ProfileSkel, ProfileSkelBuilder};
+
+use crate::process::AspaceId;
 
 /// Defaults shared with the command line, so `--help` and behaviour agree.
 pub mod defaults {
@@ -103,7 +106,7 @@ pub struct Sampler {
     skel: ProfileSkel<'static>,
     generation: u32,
     cpus: Vec<u32>,
-    new_tgids: Option<(RingBuffer<'static>, mpsc::Receiver<u32>)>,
+    new_tgids: Option<(RingBuffer<'static>, mpsc::Receiver<AspaceId>)>,
     zero_stats: Vec<Vec<u8>>,
     event: SampleEvent,
 }
@@ -192,8 +195,12 @@ impl Sampler {
         let mut builder = libbpf_rs::RingBufferBuilder::new();
         builder
             .add(&skel.maps.new_tgids, move |data: &[u8]| {
-                if let Ok(bytes) = <[u8; 4]>::try_from(&data[..4.min(data.len())]) {
-                    let _ = tx.send(u32::from_ne_bytes(bytes));
+                let mut seen = types::process_seen::default();
+                if plain::copy_from_bytes(&mut seen, data).is_ok() {
+                    let _ = tx.send(AspaceId {
+                        pid: seen.tgid,
+                        aspace: seen.aspace,
+                    });
                 }
                 0
             })
@@ -242,9 +249,9 @@ impl Sampler {
         &self.cpus
     }
 
-    /// Waits up to `timeout` for processes seen for the first time and returns
-    /// their tgids, so their memory maps can be cached while they live.
-    pub fn poll_new_processes(&mut self, timeout: Duration) -> Result<Vec<u32>> {
+    /// Waits up to `timeout` for address spaces seen for the first time and
+    /// returns them, so their memory maps can be read while they live.
+    pub fn poll_new_processes(&mut self, timeout: Duration) -> Result<Vec<AspaceId>> {
         let Some((ringbuf, rx)) = &self.new_tgids else {
             std::thread::sleep(timeout);
             return Ok(Vec::new());

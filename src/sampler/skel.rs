@@ -12,3 +12,5 @@ include!(concat!(env!("OUT_DIR"), "/profile.skel.rs"));
 unsafe impl plain::Plain for types::stack_key {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::sample_stats {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::process_seen {}

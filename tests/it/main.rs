@@ -10,5 +10,6 @@ mod frames;
 mod hardening;
 mod interop;
 mod parity;
+mod process;
 mod recording;
 mod sampler;

@@ -33,9 +33,9 @@ fn lines(ps: &[Profile]) -> Vec<String> {
         .iter()
         .flat_map(|p| p.counts.iter())
         .map(|(k, n)| {
-            let mut f: Vec<&str> = vec![&k.comm];
-            f.extend(k.user.names().iter().rev());
-            f.extend(k.kernel.names().iter().rev());
+            let mut f: Vec<String> = vec![k.comm.clone()];
+            f.extend(k.user.display_names().into_iter().rev());
+            f.extend(k.kernel.display_names().into_iter().rev());
             format!("{} {n}", f.join(";"))
         })
         .collect();

@@ -1,0 +1,265 @@
+//! The process model: which binary each sampled address belonged to when
+//! the sample was taken.
+//!
+//! The BPF program numbers address spaces (bpf/profile.h): a process that
+//! execs, and every new process (which may reuse an old pid), gets a new
+//! number, and each sample carries its process's number. An address space
+//! is announced the first time it is sampled, and its `/proc/PID/maps` is
+//! read then, on the sampling thread; while it is the process's current one
+//! and the process lives, a miss (a library loaded since, JIT code) reads the
+//! maps again, at most once per interval. So samples before and after an
+//! exec, or of two processes that shared a pid, are looked up in their own
+//! maps.
+//!
+//! What a lookup gives is a file identity (device and inode) and a file
+//! offset: symbols are then a property of the file, shared by every process
+//! that maps it (see [`crate::symbolizer`]). Address spaces unused for a
+//! while are released, so a long run with process churn stays bounded.
+
+pub mod maps;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use self::maps::Mapping;
+
+/// An address space: a process and which of its address spaces (0: the one
+/// it had when profiling started).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AspaceId {
+    /// The process id (tgid), as the profiler's pid namespace sees it.
+    pub pid: u32,
+    /// The address space's number.
+    pub aspace: u32,
+}
+
+/// A file's identity, whatever path reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FileId {
+    /// Device (major, minor).
+    pub dev: (u32, u32),
+    /// Inode.
+    pub inode: u64,
+}
+
+/// Where a user address comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// A file's code.
+    File {
+        /// Which file.
+        file: FileId,
+        /// The address's offset in the file.
+        offset: u64,
+        /// Its path as the process sees it.
+        path: String,
+        /// A path that reaches this very file while the process lives
+        /// (`/proc/PID/map_files/...`), also when it was deleted, replaced
+        /// or is in another mount namespace (a container).
+        live_path: Option<PathBuf>,
+    },
+    /// Memory that is no file's: JIT code (named by a perf map while the
+    /// process lives), the vDSO, the heap. `name` is the pseudo name
+    /// (`[vdso]`) if it has one.
+    Anon {
+        /// `[vdso]`, `[heap]`, or None.
+        name: Option<String>,
+        /// The process lives and this is its current address space, so it
+        /// can still be asked (its perf map, its vDSO).
+        live: bool,
+    },
+    /// No mapping holds the address, or the address space was never read.
+    Unmapped,
+}
+
+/// Intervals an address space is kept after it was last sampled.
+const KEEP_INTERVALS: u64 = 30;
+
+struct Space {
+    maps: Vec<Mapping>,
+    /// Interval it was last looked up in.
+    last_used: u64,
+    /// Interval its maps were last read in.
+    read_in: Option<u64>,
+}
+
+/// Every address space sampled recently, and each process's current one.
+#[derive(Default)]
+pub struct ProcessModel {
+    spaces: HashMap<AspaceId, Space>,
+    current: HashMap<u32, u32>,
+    interval: u64,
+}
+
+impl ProcessModel {
+    /// An empty model.
+    pub fn new() -> ProcessModel {
+        ProcessModel::default()
+    }
+
+    /// An address space sampled for the first time, with its maps as read
+    /// when it was announced (None if the process was gone already).
+    pub fn seen(&mut self, id: AspaceId, maps_text: Option<&str>) {
+        let cur = self.current.entry(id.pid).or_insert(id.aspace);
+        if id.aspace >= *cur {
+            *cur = id.aspace;
+        }
+        let maps = maps_text.map(maps::parse).unwrap_or_default();
+        let read_in = maps_text.map(|_| self.interval);
+        let space = self.spaces.entry(id).or_insert(Space {
+            maps: Vec::new(),
+            last_used: self.interval,
+            read_in: None,
+        });
+        if !maps.is_empty() {
+            space.maps = maps;
+            space.read_in = read_in;
+        }
+    }
+
+    /// Whether `id` is its process's current address space and the process
+    /// still runs: only then do `/proc/PID/*` describe it.
+    fn live(&self, id: AspaceId) -> bool {
+        self.current.get(&id.pid).is_none_or(|c| *c == id.aspace)
+            && crate::symbolizer::has_mappings(id.pid)
+    }
+
+    /// Where `addr` of `id` comes from.
+    pub fn place(&mut self, id: AspaceId, addr: u64) -> Place {
+        let interval = self.interval;
+        let found = self.lookup(id, addr);
+        if found.is_none() && self.live(id) {
+            // Not read yet, or a library mapped (dlopen) since: read again,
+            // at most once per interval.
+            let fresh = self
+                .spaces
+                .get(&id)
+                .is_none_or(|s| s.read_in != Some(interval));
+            if fresh {
+                let text = std::fs::read_to_string(format!("/proc/{}/maps", id.pid)).ok();
+                self.seen(id, text.as_deref());
+                if let Some(s) = self.spaces.get_mut(&id) {
+                    s.read_in = Some(interval);
+                }
+            }
+        }
+        let live = self.live(id);
+        let Some(space) = self.spaces.get_mut(&id) else {
+            return Place::Unmapped;
+        };
+        space.last_used = interval;
+        let Some(m) = maps::find(&space.maps, addr) else {
+            return Place::Unmapped;
+        };
+        if !m.is_file() {
+            return Place::Anon {
+                name: m.path.clone(),
+                live,
+            };
+        }
+        Place::File {
+            file: FileId {
+                dev: m.dev,
+                inode: m.inode,
+            },
+            offset: m.file_offset(addr),
+            path: m.path.clone().unwrap_or_default(),
+            live_path: live.then(|| {
+                PathBuf::from(format!(
+                    "/proc/{}/map_files/{:x}-{:x}",
+                    id.pid, m.start, m.end
+                ))
+            }),
+        }
+    }
+
+    fn lookup(&self, id: AspaceId, addr: u64) -> Option<&Mapping> {
+        maps::find(&self.spaces.get(&id)?.maps, addr)
+    }
+
+    /// Ends an interval: address spaces not sampled for a while (their
+    /// process exited, or exec'd) are released.
+    pub fn end_interval(&mut self) {
+        self.interval += 1;
+        let now = self.interval;
+        self.spaces
+            .retain(|_, s| now.saturating_sub(s.last_used) <= KEEP_INTERVALS);
+        let spaces = &self.spaces;
+        self.current.retain(|pid, aspace| {
+            spaces.contains_key(&AspaceId {
+                pid: *pid,
+                aspace: *aspace,
+            })
+        });
+    }
+
+    /// Whether `id` is still held (sampled recently).
+    pub fn holds(&self, id: AspaceId) -> bool {
+        self.spaces.contains_key(&id)
+    }
+
+    /// Address spaces held.
+    pub fn len(&self) -> usize {
+        self.spaces.len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.spaces.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "\
+5598a0000000-5598a0010000 r-xp 00001000 fd:01 131 /usr/bin/xz
+";
+    const B: &str = "\
+5598a0000000-5598a0010000 r-xp 00000000 fd:01 999 /usr/bin/gzip
+";
+
+    #[test]
+    fn each_address_space_keeps_its_own_maps() {
+        let mut m = ProcessModel::new();
+        // A pid that does not exist: nothing is read from /proc.
+        let pid = u32::MAX - 7;
+        let before = AspaceId { pid, aspace: 0 };
+        let after = AspaceId { pid, aspace: 5 };
+        m.seen(before, Some(A));
+        m.seen(after, Some(B));
+        let name = |p: Place| match p {
+            Place::File { path, offset, .. } => (path, offset),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            name(m.place(before, 0x5598a0000010)),
+            ("/usr/bin/xz".into(), 0x1010)
+        );
+        assert_eq!(
+            name(m.place(after, 0x5598a0000010)),
+            ("/usr/bin/gzip".into(), 0x10)
+        );
+        assert_eq!(m.place(after, 0x10), Place::Unmapped);
+        assert_eq!(
+            m.place(AspaceId { pid, aspace: 9 }, 0x5598a0000010),
+            Place::Unmapped
+        );
+    }
+
+    #[test]
+    fn unused_spaces_are_released() {
+        let mut m = ProcessModel::new();
+        let id = |pid| AspaceId { pid, aspace: 0 };
+        for pid in 0..100 {
+            m.seen(id(u32::MAX - pid), Some(A));
+        }
+        for _ in 0..KEEP_INTERVALS {
+            m.place(id(u32::MAX), 0x5598a0000010);
+            m.end_interval();
+        }
+        m.end_interval();
+        assert_eq!(m.len(), 1, "only the one still sampled stays");
+    }
+}

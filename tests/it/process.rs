@@ -1,0 +1,289 @@
+//! The process model (issue 10): samples are named from the binary that was
+//! mapped when they were taken, across exec, pid reuse and process churn,
+//! and a file is symbolized once however many processes map it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::common::{folded, profile, require_bpf};
+
+/// Builds a C file from tests/workloads once, with frame pointers.
+fn build(name: &str, extra: &[&str]) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/workloads/{name}.c"));
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("proc-{name}"));
+    let st = Command::new("clang")
+        .args(["-O0", "-fno-omit-frame-pointer", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .args(extra)
+        .status()
+        .expect("clang is needed");
+    assert!(st.success());
+    out
+}
+
+fn wl() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build("wl", &[]))
+}
+
+fn exec_after() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| build("exec_after", &[]))
+}
+
+/// Starts a command that prints `pid=P` first; returns it and P.
+fn start(cmd: &mut Command) -> (Child, u32) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    // Keep reading: a closed pipe would kill it (SIGPIPE) on its next write,
+    // as wl's own "pid=" line after an exec.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let pid = line.trim().strip_prefix("pid=").unwrap().parse().unwrap();
+    (child, pid)
+}
+
+/// Of `comm`'s samples with a user stack (`-U` output; a missed stack is
+/// reported as such, not named): the share named correctly (no frame left
+/// a bare `[unknown]`, and the stack reaches `main`), and how many there
+/// were.
+fn named_share(text: &str, comm: &str) -> (f64, u64) {
+    let lines = folded(text);
+    let mine: Vec<_> = lines
+        .iter()
+        .filter(|(s, _)| s.split(';').next() == Some(comm) && !s.contains("[Missed User Stack]"))
+        .collect();
+    let total: u64 = mine.iter().map(|(_, n)| n).sum();
+    let named: u64 = mine
+        .iter()
+        .filter(|(s, _)| s.contains(";main;") && !s.split(';').any(|f| f == "[unknown]"))
+        .map(|(_, n)| n)
+        .sum();
+    (named as f64 / total.max(1) as f64, total)
+}
+
+/// Of `comm`'s samples, the share with a bare `[unknown]` frame (no
+/// module either).
+fn unknown_share(text: &str, comm: &str) -> (f64, u64) {
+    let lines = folded(text);
+    let mine: Vec<_> = lines
+        .iter()
+        .filter(|(s, _)| s.split(';').next() == Some(comm))
+        .collect();
+    let total: u64 = mine.iter().map(|(_, n)| n).sum();
+    let unknown: u64 = mine
+        .iter()
+        .filter(|(s, _)| s.split(';').any(|f| f == "[unknown]"))
+        .map(|(_, n)| n)
+        .sum();
+    (unknown as f64 / total.max(1) as f64, total)
+}
+
+#[test]
+fn exec_starts_a_new_address_space() {
+    require_bpf!();
+    // Spins in its own binary for 1.5 s, then execs wl, keeping its pid.
+    let (mut child, pid) = start(Command::new(exec_after()).arg("1.5").arg(wl()).arg("3"));
+    let out = profile(&["-f", "-U", "-p", &pid.to_string(), "4"]);
+    let _ = child.wait();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("proc-exec_after;"),
+        "no samples before the exec:\n{text}"
+    );
+    let (share, n) = named_share(&text, "proc-wl");
+    assert!(n > 50, "{n} samples after the exec:\n{text}");
+    assert!(
+        share >= 0.99,
+        "{share} of {n} named after the exec:\n{text}"
+    );
+}
+
+#[test]
+fn a_reused_pid_is_a_new_process() {
+    require_bpf!();
+    // The first process with the pid: exec_after spinning (it would exec wl
+    // after 60 s; it is killed long before).
+    let (mut first, pid) = start(Command::new(exec_after()).arg("60").arg("/bin/true"));
+    let prof = Command::new(env!("CARGO_BIN_EXE_profile"))
+        .args(["-f", "-U", "-p", &pid.to_string(), "4"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The next process gets the same pid: wl.
+    let mut second = None;
+    for _ in 0..20 {
+        std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()).unwrap();
+        let (child, p) = start(Command::new(wl()).arg("2"));
+        if p == pid {
+            second = Some(child);
+            break;
+        }
+        let mut c = child;
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let mut second = second.expect("pid reuse through ns_last_pid");
+    let out = prof.wait_with_output().unwrap();
+    let _ = second.wait();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("proc-exec_after;"), "{text}");
+    let (share, n) = named_share(&text, "proc-wl");
+    assert!(n > 20, "{n} samples of the second process:\n{text}");
+    assert!(share >= 0.99, "{share} of {n} named:\n{text}");
+}
+
+#[test]
+fn short_lived_processes_are_named() {
+    require_bpf!();
+    // About 50 processes a second, each burning ~40 ms in wl.
+    let wl = wl().to_path_buf();
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let spawner = std::thread::spawn(move || {
+        let mut n = 0;
+        while Instant::now() < deadline {
+            let mut c = Command::new(&wl)
+                .arg("0.04")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+            let _ = c.wait();
+            n += 1;
+        }
+        n
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let out = profile(&["-f", "-F", "199", "3"]);
+    let spawned = spawner.join().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(spawned > 50, "{spawned} processes");
+    // Their start-up (execve, the dynamic linker) is part of them: it must
+    // be named too, or at least keep its module.
+    let (unknown, n) = unknown_share(&text, "proc-wl");
+    assert!(n > 100, "{n} samples of short-lived processes:\n{text}");
+    assert!(unknown <= 0.01, "{unknown} of {n} [unknown]:\n{text}");
+}
+
+#[test]
+fn fifty_processes_of_one_binary_symbolize_it_once() {
+    require_bpf!();
+    let mut kids: Vec<Child> = (0..50)
+        .map(|_| {
+            Command::new(wl())
+                .arg("4")
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let out = profile(&["-f", "-U", "-F", "499", "--stats", "2"]);
+    for k in &mut kids {
+        let _ = k.kill();
+        let _ = k.wait();
+    }
+    let text = String::from_utf8(out.stdout).unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    let (share, n) = named_share(&text, "proc-wl");
+    assert!(n > 500 && share >= 0.99, "{share} of {n}:\n{text}");
+    // stats: symbols: N file offsets looked up in M files, ...
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("stats: symbols: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let offsets: u64 = words[2].parse().unwrap();
+    // wl's hot code is a handful of offsets (burn's loop, three leaves,
+    // spin_outer, main, libc's start): looked up once for all fifty
+    // processes, not fifty times. The rest of the system adds some.
+    let wl_offsets = 12;
+    assert!(
+        offsets < 50 * wl_offsets,
+        "{offsets} file offsets looked up for 50 processes of one binary: {line}"
+    );
+}
+
+#[test]
+fn unknown_frames_keep_their_module() {
+    require_bpf!();
+    // wl without its symbol table: its frames have no names, but their file.
+    let stripped = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wl_stripped");
+    let st = Command::new("strip")
+        .arg("-s")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(wl())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (mut child, pid) = start(Command::new(&stripped).arg("3"));
+    let out = profile(&["-f", "-p", &pid.to_string(), "2"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines = folded(&text);
+    let total: u64 = lines.iter().map(|(_, n)| n).sum();
+    let with_module: u64 = lines
+        .iter()
+        .filter(|(s, _)| s.contains(";[wl_stripped]"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(total > 50, "{text}");
+    assert!(
+        with_module * 100 >= total * 99,
+        "{with_module} of {total}:\n{text}"
+    );
+    assert_eq!(unknown_share(&text, "wl_stripped").0, 0.0, "{text}");
+}
+
+#[test]
+fn jit_code_compiled_after_the_start_is_named() {
+    require_bpf!();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/late_jit.js");
+    let Ok(mut cmd) = which_node() else {
+        return;
+    };
+    let (mut child, pid) = start(cmd.arg("--perf-basic-prof").arg(&script));
+    let out = profile(&["-f", "-U", "-p", &pid.to_string(), "4"]);
+    let _ = child.wait();
+    let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines = folded(&text);
+    let late: u64 = lines
+        .iter()
+        .filter(|(s, _)| s.contains(";JS:*spin_late_fib ") || s.contains(";JS:~spin_late_fib "))
+        .map(|(_, n)| n)
+        .sum();
+    let (unknown, n) = unknown_share(&text, "node");
+    assert!(
+        late > 40,
+        "{late} samples in the late function of {n}:\n{text}"
+    );
+    assert!(unknown <= 0.02, "{unknown} of {n} [unknown]:\n{text}");
+}
+
+/// node, or why not: required where CI requires every check.
+fn which_node() -> Result<Command, ()> {
+    let found = Command::new("node").arg("--version").output().is_ok();
+    let required = std::env::var_os("RS_PROFILE_REQUIRE_BPF").is_some()
+        || std::env::var("CI").is_ok_and(|v| v == "true");
+    match (found, required) {
+        (true, _) => Ok(Command::new("node")),
+        (false, true) => panic!("node is required here (scripts/install-deps.sh installs it)"),
+        (false, false) => {
+            eprintln!("node not found, skipping");
+            Err(())
+        }
+    }
+}
