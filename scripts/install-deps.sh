@@ -17,7 +17,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     clang llvm libelf-dev zlib1g-dev pkg-config make gcc \
     linux-perf bpftool bpftrace util-linux ffmpeg fonts-dejavu-core python3 \
-    chromium ca-certificates golang-go >/dev/null
+    chromium ca-certificates golang-go time bc >/dev/null
 if ! command -v npm >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi

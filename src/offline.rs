@@ -87,7 +87,7 @@ pub fn render(args: RenderArgs) -> Result<()> {
     for p in &intervals {
         frames.interval(p)?;
     }
-    frames.finish(&Profile::default())?;
+    frames.finish(&crate::profile::LossReport::default())?;
     eprintln!(
         "rendered {} frames from {used} of the recording's {whole} whole intervals",
         intervals.len()
@@ -98,16 +98,19 @@ pub fn render(args: RenderArgs) -> Result<()> {
 /// `profile report`.
 pub fn report(args: ReportArgs) -> Result<()> {
     let (_, intervals) = load(&args.recording, &args.range)?;
-    let mut total = Profile::default();
-    intervals.iter().for_each(|p| total.merge(p));
     let fmt = args.format.stack_format(true, true);
-    Report::new(
+    let mut report = Report::new(
         BufWriter::new(std::io::stdout()),
         fmt,
         args.format.folded,
         args.format.text_style(),
-    )
-    .finish(&total)
+    );
+    let mut loss = crate::profile::LossReport::default();
+    for p in &intervals {
+        report.interval(p)?;
+        loss.add(&p.loss);
+    }
+    report.finish(&loss)
 }
 
 /// `profile import`: each interval is written to the recording as soon as

@@ -25,7 +25,7 @@ use crate::output::feed::FeedOutput;
 use crate::output::frames::FramesOutput;
 use crate::output::{Output, Report};
 use crate::process::AspaceId;
-use crate::profile::Profile;
+use crate::profile::LossReport;
 use crate::recording::{Meta, RecordWriter};
 use crate::safe_file::Target;
 use crate::sampler::SampleRate;
@@ -99,10 +99,10 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// What the processing thread hands back: the run's total, the number of
-/// intervals, each failed output's one-line error, and what symbolizing
-/// cost.
-type Processed = (Profile, u64, Vec<String>, SymbolizerStats);
+/// What the processing thread hands back: the run's sample accounting, the
+/// number of intervals, each failed output's one-line error, and what
+/// symbolizing cost.
+type Processed = (LossReport, u64, Vec<String>, SymbolizerStats);
 
 /// The processing thread: symbolizer and outputs. It never stops early: an
 /// output that fails is dropped and `failed` set, so the sampling side ends
@@ -121,7 +121,9 @@ fn start_processing(
                 failed,
             };
             let mut symbolizer = Symbolizer::new();
-            let mut total = Profile::default();
+            // Only the accounting is kept for the whole run: each output
+            // keeps what it needs of each interval.
+            let mut loss = LossReport::default();
             let mut intervals = 0;
             for work in rx {
                 match work {
@@ -133,13 +135,13 @@ fn start_processing(
                     Work::Interval(interval) => {
                         let profile = symbolizer.symbolize(&interval);
                         set.each(|out| out.interval(&profile));
-                        total.merge(&profile);
+                        loss.add(&profile.loss);
                         intervals += 1;
                     }
                 }
             }
-            set.each(|out| out.finish(&total));
-            (total, intervals, set.failures, symbolizer.stats())
+            set.each(|out| out.finish(&loss));
+            (loss, intervals, set.failures, symbolizer.stats())
         })
         .context("failed to start the processing thread")
 }
@@ -236,11 +238,11 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         let _ = writeln!(out).and_then(|()| out.flush());
     }
     drop(tx);
-    let (total, intervals, failures, symbols) = processing
+    let (loss, intervals, failures, symbols) = processing
         .join()
         .map_err(|_| anyhow!("the processing thread panicked"))?;
     if cfg.stats {
-        eprintln!("{}", crate::output::stats_line(&total, intervals, event));
+        eprintln!("{}", crate::output::stats_line(&loss, intervals, event));
         eprintln!(
             "stats: symbols: {} file offsets looked up in {} files, {} addresses through live processes, {} kernel addresses",
             symbols.file_lookups, symbols.files, symbols.process_lookups, symbols.kernel_lookups

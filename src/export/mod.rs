@@ -148,7 +148,7 @@ impl Output for ExportOutput {
         Ok(())
     }
 
-    fn finish(&mut self, _total: &Profile) -> Result<()> {
+    fn finish(&mut self, _loss: &crate::profile::LossReport) -> Result<()> {
         write(
             &self.target,
             self.format,

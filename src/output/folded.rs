@@ -2,11 +2,9 @@
 //! `comm;user root..leaf;[-;]kernel root..leaf count`, the input of
 //! flamegraph.pl and inferno. Also used to feed the flame-graph renderers.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::io::Write;
 
-use super::StackFormat;
+use super::{PrintedLines, StackFormat};
 use crate::profile::{Profile, Stack, StackKey};
 
 /// Placeholder for a lost user stack.
@@ -76,35 +74,32 @@ pub fn folded_stack(key: &StackKey, fmt: &StackFormat) -> String {
     line
 }
 
-/// Writes a profile in folded format, stacks by ascending count (ties by
-/// line). Stacks that fold to the same line (the same functions at other
-/// addresses, or other pids of one comm) are merged into one line, as
-/// flame-graph tools would merge them anyway. Returns how many
+/// Adds a profile's stacks to `lines` as folded lines. Stacks that fold to
+/// the same line (the same functions at other addresses, or other pids of
+/// one comm) are one line, as flame-graph tools would merge them anyway.
+pub fn add_lines(lines: &mut PrintedLines, profile: &Profile, fmt: &StackFormat) {
+    for (key, n) in &profile.counts {
+        let markers = u64::from(fmt.user_stacks && key.user == Stack::Missed)
+            + u64::from(fmt.kernel_stacks && key.kernel == Stack::Missed);
+        lines.add(folded_stack(key, fmt), *n, markers);
+    }
+}
+
+/// Writes folded lines, by ascending count (ties by line); returns how many
 /// `[Missed ... Stack]` markers were printed.
+pub fn write_lines(out: &mut impl Write, lines: &PrintedLines) -> std::io::Result<u64> {
+    lines.write(out, |n| format!(" {n}\n"))
+}
+
+/// Writes a profile in folded format (see [`add_lines`], [`write_lines`]).
 pub fn write_folded(
     out: &mut impl Write,
     profile: &Profile,
     fmt: &StackFormat,
 ) -> std::io::Result<u64> {
-    let mut lines: HashMap<String, (u64, u64)> = HashMap::new();
-    for (key, n) in &profile.counts {
-        let markers = u64::from(fmt.user_stacks && key.user == Stack::Missed)
-            + u64::from(fmt.kernel_stacks && key.kernel == Stack::Missed);
-        let e = lines.entry(folded_stack(key, fmt)).or_insert((0, markers));
-        e.0 = e.0.saturating_add(*n);
-    }
-    let mut sorted: Vec<_> = lines.into_iter().collect();
-    sorted.sort_by(|a, b| a.1 .0.cmp(&b.1 .0).then_with(|| a.0.cmp(&b.0)));
-    let mut buf = String::new();
-    let mut markers = 0;
-    for (line, (n, m)) in sorted {
-        markers += m;
-        buf.clear();
-        buf.push_str(&line);
-        let _ = writeln!(buf, " {n}");
-        out.write_all(buf.as_bytes())?;
-    }
-    Ok(markers)
+    let mut lines = PrintedLines::default();
+    add_lines(&mut lines, profile, fmt);
+    write_lines(out, &lines)
 }
 
 #[cfg(test)]

@@ -6,11 +6,12 @@ pub mod folded;
 pub mod frames;
 pub mod text;
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::Result;
 
-use crate::profile::Profile;
+use crate::profile::{LossReport, Profile};
 
 /// A consumer of profiles, fed by the pipeline.
 pub trait Output {
@@ -23,19 +24,56 @@ pub trait Output {
         Ok(())
     }
 
-    /// Called once at the end with every interval merged.
-    fn finish(&mut self, _total: &Profile) -> Result<()> {
+    /// Called once at the end, with the run's sample accounting.
+    fn finish(&mut self, _loss: &LossReport) -> Result<()> {
         Ok(())
     }
 }
 
+/// Lines (folded) or records (multi-line) as they will be printed, with
+/// their counts: what the end-of-run report needs and no more. Stacks that
+/// print the same are one entry, so a long run with process churn holds its
+/// distinct printed lines, not every address-level stack of every interval.
+#[derive(Debug, Default)]
+pub struct PrintedLines {
+    /// Text -> (count, `[Missed ... Stack]` markers in it).
+    lines: HashMap<String, (u64, u64)>,
+}
+
+impl PrintedLines {
+    /// Adds `n` samples of a printed line with `markers` markers.
+    pub fn add(&mut self, text: String, n: u64, markers: u64) {
+        let e = self.lines.entry(text).or_insert((0, markers));
+        e.0 = e.0.saturating_add(n);
+    }
+
+    /// Writes every entry by ascending count (ties by text), each followed
+    /// by `tail(count)`; returns the markers printed.
+    pub fn write(
+        &self,
+        out: &mut impl Write,
+        tail: impl Fn(u64) -> String,
+    ) -> std::io::Result<u64> {
+        let mut sorted: Vec<_> = self.lines.iter().collect();
+        sorted.sort_by(|a, b| a.1 .0.cmp(&b.1 .0).then_with(|| a.0.cmp(b.0)));
+        let mut markers = 0;
+        for (text, (n, m)) in sorted {
+            markers += m;
+            out.write_all(text.as_bytes())?;
+            out.write_all(tail(*n).as_bytes())?;
+        }
+        Ok(markers)
+    }
+}
+
 /// The end-of-run report in profile.py's multi-line or folded (`-f`) format,
-/// with its warnings on stderr.
+/// with its warnings on stderr. Each interval is added as it ends.
 pub struct Report<W: Write> {
     out: W,
     fmt: StackFormat,
     folded: bool,
     style: text::TextStyle,
+    lines: PrintedLines,
 }
 
 impl<W: Write> Report<W> {
@@ -46,6 +84,7 @@ impl<W: Write> Report<W> {
             fmt,
             folded,
             style,
+            lines: PrintedLines::default(),
         }
     }
 }
@@ -55,17 +94,26 @@ impl<W: Write> Output for Report<W> {
         "the report on standard output".into()
     }
 
-    fn finish(&mut self, total: &Profile) -> Result<()> {
-        let markers = if self.folded {
-            folded::write_folded(&mut self.out, total, &self.fmt)?
+    fn interval(&mut self, profile: &Profile) -> Result<()> {
+        if self.folded {
+            folded::add_lines(&mut self.lines, profile, &self.fmt);
         } else {
-            text::write_text(&mut self.out, total, &self.fmt, self.style)?
+            text::add_records(&mut self.lines, profile, &self.fmt, self.style);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, loss: &LossReport) -> Result<()> {
+        let markers = if self.folded {
+            folded::write_lines(&mut self.out, &self.lines)?
+        } else {
+            text::write_records(&mut self.out, &self.lines)?
         };
         self.out.flush()?;
         // As profile.py: one missed stack per marker printed.
-        let loss = crate::profile::LossReport {
+        let loss = LossReport {
             missing_stacks: markers,
-            ..total.loss
+            ..*loss
         };
         text::print_warnings(&loss);
         Ok(())
@@ -98,8 +146,7 @@ impl Default for StackFormat {
 
 /// The `--stats` line: where every sample the BPF program took went, and
 /// which event took them.
-pub fn stats_line(total: &Profile, intervals: u64, event: &str) -> String {
-    let l = &total.loss;
+pub fn stats_line(l: &LossReport, intervals: u64, event: &str) -> String {
     format!(
         "stats: intervals {intervals}, samples taken {}, counted {}, lost {} (hash full {}, in flight {}), with missed stacks {}, event {event}",
         l.taken, l.counted, l.lost(), l.lost_hash_full, l.lost_in_flight, l.missed_stack_samples

@@ -1,12 +1,11 @@
 //! profile.py's default multi-line output: the header printed when sampling
 //! starts, the report at the end, and its warnings on stderr.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write;
 
 use super::folded::{KERNEL_ANNOTATION, MISSED_KERNEL, MISSED_USER};
-use super::StackFormat;
+use super::{PrintedLines, StackFormat};
 use crate::profile::{Frame, LossReport, Profile, Stack, StackKey};
 
 /// What the header line describes.
@@ -54,31 +53,38 @@ pub struct TextStyle {
     pub names_only: bool,
 }
 
-/// Writes a profile in the multi-line format, stacks by ascending count.
-/// Stacks that print the same lines are merged into one record (with
-/// offsets shown, the same function at two addresses prints differently).
-/// Returns how many `[Missed ... Stack]` markers were printed.
+/// Adds a profile's stacks to `lines` as multi-line records (without their
+/// count). Stacks that print the same lines are one record (with offsets
+/// shown, the same function at two addresses prints differently).
+pub fn add_records(
+    lines: &mut PrintedLines,
+    profile: &Profile,
+    fmt: &StackFormat,
+    style: TextStyle,
+) {
+    for (key, n) in &profile.counts {
+        let (text, markers) = record(key, fmt, style);
+        lines.add(text, *n, markers);
+    }
+}
+
+/// Writes records, by ascending count, each with its count line and a blank
+/// line; returns how many `[Missed ... Stack]` markers were printed.
+pub fn write_records(out: &mut impl Write, lines: &PrintedLines) -> std::io::Result<u64> {
+    lines.write(out, |n| format!("        {n}\n\n"))
+}
+
+/// Writes a profile in the multi-line format (see [`add_records`],
+/// [`write_records`]).
 pub fn write_text(
     out: &mut impl Write,
     profile: &Profile,
     fmt: &StackFormat,
     style: TextStyle,
 ) -> std::io::Result<u64> {
-    let mut records: HashMap<String, (u64, u64)> = HashMap::new();
-    for (key, n) in &profile.counts {
-        let (text, markers) = record(key, fmt, style);
-        let e = records.entry(text).or_insert((0, markers));
-        e.0 = e.0.saturating_add(*n);
-    }
-    let mut sorted: Vec<_> = records.into_iter().collect();
-    sorted.sort_by(|a, b| a.1 .0.cmp(&b.1 .0).then_with(|| a.0.cmp(&b.0)));
-    let mut markers = 0;
-    for (text, (n, m)) in sorted {
-        markers += m;
-        out.write_all(text.as_bytes())?;
-        writeln!(out, "        {n}\n")?;
-    }
-    Ok(markers)
+    let mut lines = PrintedLines::default();
+    add_records(&mut lines, profile, fmt, style);
+    write_records(out, &lines)
 }
 
 /// One record's lines, without its count, and its number of markers.

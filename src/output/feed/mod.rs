@@ -282,7 +282,7 @@ impl Output for FeedOutput {
         Ok(())
     }
 
-    fn finish(&mut self, _total: &Profile) -> Result<()> {
+    fn finish(&mut self, _loss: &crate::profile::LossReport) -> Result<()> {
         // Closes every connection and stops the server.
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(Duration::from_secs(1));

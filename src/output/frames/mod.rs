@@ -274,7 +274,7 @@ impl Output for FramesOutput {
         self.pump()
     }
 
-    fn finish(&mut self, _total: &Profile) -> Result<()> {
+    fn finish(&mut self, _loss: &crate::profile::LossReport) -> Result<()> {
         let total = self.submitted;
         let bar = (std::io::stderr().is_terminal() && self.done.load(Ordering::SeqCst) < total)
             .then(|| {
