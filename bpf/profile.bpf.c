@@ -195,7 +195,7 @@ static __always_inline void note_stack_error(__s32 id, __u64 *collision, __u64 *
 }
 
 static __always_inline int sample(void *ctx, void *counts, void *stacks, __u32 gen,
-				  __u32 aspace)
+				  __u32 tgid, __u32 aspace)
 {
 	struct sample_stats *st;
 	struct stack_key key = {};
@@ -216,7 +216,7 @@ static __always_inline int sample(void *ctx, void *counts, void *stacks, __u32 g
 	note_stack_error(key.user_stack_id, &st->user_stack_collision, &st->user_stack_nomem);
 	note_stack_error(key.kernel_stack_id, &st->kernel_stack_collision, &st->kernel_stack_nomem);
 
-	key.tgid = bpf_get_current_pid_tgid() >> 32;
+	key.tgid = tgid;
 	key.aspace = aspace;
 	bpf_get_current_comm(&key.comm, sizeof(key.comm));
 
@@ -248,9 +248,21 @@ SEC("perf_event")
 int do_perf_event(struct bpf_perf_event_data *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__u32 tgid = id >> 32;
+	__u32 host_tgid = id >> 32;
+	__u32 tgid = host_tgid;
 	__u32 tid = (__u32)id;
 	__u32 gen, aspace, *aspace_num;
+
+	if (cfg.use_pidns) {
+		/* As upstream profile.py: pids as the profiler's namespace sees
+		 * them; tasks it cannot see are not sampled. */
+		struct bpf_pidns_info ns = {};
+
+		if (bpf_get_ns_current_pid_tgid(cfg.pidns_dev, cfg.pidns_ino, &ns, sizeof(ns)))
+			return 0;
+		tgid = ns.tgid;
+		tid = ns.pid;
+	}
 
 	if (!cfg.include_idle && tgid == 0)
 		return 0;
@@ -270,15 +282,16 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 			return 0;
 	}
 
-	aspace_num = bpf_map_lookup_elem(&proc_gens, &tgid);
+	/* The exec and fork hooks know tasks by their host pid. */
+	aspace_num = bpf_map_lookup_elem(&proc_gens, &host_tgid);
 	aspace = aspace_num ? *aspace_num : 0;
 	if (tgid != 0)
 		announce(tgid, aspace);
 
 	gen = generation & 1;
 	if (gen)
-		return sample(ctx, &counts1, &stacks1, 1, aspace);
-	return sample(ctx, &counts0, &stacks0, 0, aspace);
+		return sample(ctx, &counts1, &stacks1, 1, tgid, aspace);
+	return sample(ctx, &counts0, &stacks0, 0, tgid, aspace);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -63,7 +63,10 @@ struct sampler_config {
 	__u8 filter_cgroup;    /* only cgroup ids in map `cgroupset` */
 	__u8 filter_mntns;     /* only mount namespaces in map `mount_ns_set` */
 	__u8 exclude_self;     /* drop samples of the profiler's own tgid */
+	__u8 use_pidns;        /* the profiler runs in a pid namespace: see pids as it does */
 	__u32 self_tgid;
+	__u64 pidns_dev;       /* that namespace: stat("/proc/self/ns/pid") */
+	__u64 pidns_ino;
 };
 
 #endif /* __PROFILE_H */

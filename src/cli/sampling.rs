@@ -264,6 +264,7 @@ impl SamplingArgs {
             cgroup_map: self.cgroupmap.clone(),
             mntns_map: self.mntnsmap.clone(),
             include_self: self.include_self,
+            pid_namespace: sampler::own_pid_namespace(),
         };
         let header = Header {
             rate: match rate {

@@ -65,6 +65,21 @@ pub struct SamplerConfig {
     pub mntns_map: Option<PathBuf>,
     /// `--include-self`: keep samples of this profiler's own threads.
     pub include_self: bool,
+    /// The profiler's pid namespace (device, inode of /proc/self/ns/pid)
+    /// when it is not the initial one: pids are then translated into it.
+    pub pid_namespace: Option<(u64, u64)>,
+}
+
+/// The inode of the initial pid namespace (the kernel's PROC_PID_INIT_INO).
+const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
+
+/// The profiler's own pid namespace, if it is not the initial one: then the
+/// BPF program must see pids as this namespace does, as `-p`, `-L`, /proc
+/// and the output all do.
+pub fn own_pid_namespace() -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata("/proc/self/ns/pid").ok()?;
+    (m.ino() != INIT_PID_NS_INO).then(|| (m.dev(), m.ino()))
 }
 
 impl Default for SamplerConfig {
@@ -82,6 +97,7 @@ impl Default for SamplerConfig {
             cgroup_map: None,
             mntns_map: None,
             include_self: false,
+            pid_namespace: None,
         }
     }
 }
@@ -146,6 +162,11 @@ impl Sampler {
             c.filter_mntns = u8::from(cfg.mntns_map.is_some());
             c.exclude_self = u8::from(!cfg.include_self);
             c.self_tgid = std::process::id();
+            if let Some((dev, ino)) = cfg.pid_namespace {
+                c.use_pidns = 1;
+                c.pidns_dev = dev;
+                c.pidns_ino = ino;
+            }
         }
         let maps = &mut open.maps;
         for map in [&mut maps.counts0, &mut maps.counts1] {

@@ -23,7 +23,10 @@ pub fn source_with_options(cfg: &SamplerConfig) -> String {
          \t.filter_cgroup = {},\n\
          \t.filter_mntns = {},\n\
          \t.exclude_self = {},\n\
+         \t.use_pidns = {},\n\
          \t.self_tgid = {}, /* this process */\n\
+         \t.pidns_dev = {},\n\
+         \t.pidns_ino = {}, /* /proc/self/ns/pid */\n\
          }};",
         b(!cfg.pids.is_empty()),
         b(!cfg.tids.is_empty()),
@@ -33,7 +36,10 @@ pub fn source_with_options(cfg: &SamplerConfig) -> String {
         b(cfg.cgroup_map.is_some()),
         b(cfg.mntns_map.is_some()),
         b(!cfg.include_self),
+        b(cfg.pid_namespace.is_some()),
         std::process::id(),
+        cfg.pid_namespace.map_or(0, |n| n.0),
+        cfg.pid_namespace.map_or(0, |n| n.1),
     );
     let list = |ids: &[u32]| {
         ids.iter()
@@ -110,10 +116,13 @@ mod tests {
             cgroup_map: None,
             mntns_map: None,
             include_self: false,
+            pid_namespace: Some((4, 4026532000)),
         };
         let src = source_with_options(&cfg);
         assert!(src.contains("\t.filter_tgid = 1,"), "{src}");
         assert!(src.contains("\t.kernel_stacks = 0,"));
+        assert!(src.contains("\t.use_pidns = 1,"));
+        assert!(src.contains("\t.pidns_ino = 4026532000,"));
         assert!(src.contains("__uint(max_entries, 123);"));
         assert!(src.contains("__uint(max_entries, 7);"));
         assert!(!src.contains("__uint(max_entries, 40960);"));

@@ -287,3 +287,37 @@ fn which_node() -> Result<Command, ()> {
         }
     }
 }
+
+#[test]
+fn inside_a_pid_namespace_pids_are_the_namespace_s() {
+    require_bpf!();
+    // The profiler and its target both in a new pid namespace (as in a
+    // container): `-p` takes the pid the namespace sees, and prints it.
+    let script = format!(
+        "{wl} 4 > /dev/null & sleep 0.3; echo target=$!; exec {profile} -U -p $! 2",
+        wl = wl().display(),
+        profile = env!("CARGO_BIN_EXE_profile"),
+    );
+    let out = Command::new("unshare")
+        .args(["-p", "-f", "--mount-proc", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux) is needed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: u32 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("target="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pid < 10, "a pid of the new namespace: {pid}");
+    assert!(
+        text.contains(&format!("    -                proc-wl ({pid})\n")),
+        "{text}"
+    );
+    assert!(text.contains("    burn+0x"), "{text}");
+}
