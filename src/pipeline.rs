@@ -100,9 +100,9 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 }
 
 /// What the processing thread hands back: the run's sample accounting, the
-/// number of intervals, each failed output's one-line error, and what
-/// symbolizing cost.
-type Processed = (LossReport, u64, Vec<String>, SymbolizerStats);
+/// number of intervals, each failed output's one-line error, what
+/// symbolizing cost, and how long each interval took to symbolize.
+type Processed = (LossReport, u64, Vec<String>, SymbolizerStats, Vec<Duration>);
 
 /// The processing thread: symbolizer and outputs. It never stops early: an
 /// output that fails is dropped and `failed` set, so the sampling side ends
@@ -124,6 +124,7 @@ fn start_processing(
             // Only the accounting is kept for the whole run: each output
             // keeps what it needs of each interval.
             let mut loss = LossReport::default();
+            let mut symbolize_times = Vec::new();
             let mut intervals = 0;
             for work in rx {
                 match work {
@@ -133,7 +134,9 @@ fn start_processing(
                         }
                     }
                     Work::Interval(interval) => {
+                        let t = Instant::now();
                         let profile = symbolizer.symbolize(&interval);
+                        symbolize_times.push(t.elapsed());
                         set.each(|out| out.interval(&profile));
                         loss.add(&profile.loss);
                         intervals += 1;
@@ -141,7 +144,13 @@ fn start_processing(
                 }
             }
             set.each(|out| out.finish(&loss));
-            (loss, intervals, set.failures, symbolizer.stats())
+            (
+                loss,
+                intervals,
+                set.failures,
+                symbolizer.stats(),
+                symbolize_times,
+            )
         })
         .context("failed to start the processing thread")
 }
@@ -226,7 +235,8 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     let failed = Arc::new(AtomicBool::new(false));
     let processing = start_processing(outputs, failed.clone(), rx)?;
 
-    let sampled = sample(&mut sampler, &cfg, &stop, &failed, &tx);
+    let mut drain_times = Vec::new();
+    let sampled = sample(&mut sampler, &cfg, &stop, &failed, &tx, &mut drain_times);
     let event = sampler.event().name();
     // Detach as soon as sampling ends: nothing stays attached after the run,
     // whatever happens next.
@@ -238,7 +248,7 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         let _ = writeln!(out).and_then(|()| out.flush());
     }
     drop(tx);
-    let (loss, intervals, failures, symbols) = processing
+    let (loss, intervals, failures, symbols, symbolize_times) = processing
         .join()
         .map_err(|_| anyhow!("the processing thread panicked"))?;
     if cfg.stats {
@@ -246,6 +256,11 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         eprintln!(
             "stats: symbols: {} file offsets looked up in {} files, {} addresses through live processes, {} kernel addresses",
             symbols.file_lookups, symbols.files, symbols.process_lookups, symbols.kernel_lookups
+        );
+        eprintln!(
+            "stats: per interval: drain {}; symbolize {}",
+            timing(&drain_times),
+            timing(&symbolize_times)
         );
     }
     sampled?;
@@ -256,6 +271,24 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         bail!("{last}");
     }
     Ok(())
+}
+
+/// `first X ms, median Y ms, p95 Z ms, max W ms` of per-interval times.
+fn timing(times: &[Duration]) -> String {
+    let Some(first) = times.first() else {
+        return "none".into();
+    };
+    let mut sorted = times.to_vec();
+    sorted.sort_unstable();
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    format!(
+        "first {:.1} ms, median {:.1} ms, p95 {:.1} ms, max {:.1} ms",
+        ms(*first),
+        ms(at(0.5)),
+        ms(at(0.95)),
+        ms(at(1.0))
+    )
 }
 
 /// The sampling loop: cuts time into intervals on a fixed grid until the
@@ -271,6 +304,7 @@ fn sample(
     stop: &AtomicBool,
     failed: &AtomicBool,
     tx: &mpsc::Sender<Work>,
+    drain_times: &mut Vec<Duration>,
 ) -> Result<()> {
     let send = |work| {
         tx.send(work)
@@ -291,7 +325,9 @@ fn sample(
         // however late; the end is one more.
         let boundary = now >= next_cut && deadline.is_none_or(|d| next_cut < d);
         if boundary || end {
+            let t = Instant::now();
             let batch = sampler.drain()?;
+            drain_times.push(t.elapsed());
             let cut = Instant::now();
             send(Work::Interval(collector::collect(
                 &batch,
