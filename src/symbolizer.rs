@@ -457,18 +457,6 @@ fn found_of(s: &Symbolized<'_>) -> Option<(String, u64)> {
     }
 }
 
-/// Whether a process still has its address space: it exists and is not a
-/// zombie (state `Z`) or dead (`X`).
-pub fn has_mappings(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
-            Some(state != 'Z' && state != 'X')
-        })
-        .unwrap_or(false)
-}
-
 /// Return addresses point after the call instruction, possibly into the next
 /// function: look up the address before them. The leaf is the interrupted
 /// instruction itself.
@@ -494,22 +482,6 @@ mod tests {
     use super::*;
     use crate::collector::RawSample;
     use std::time::Duration;
-
-    #[test]
-    fn zombies_have_no_mappings() {
-        assert!(has_mappings(std::process::id()));
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        // Not reaped yet: a zombie once it has exited.
-        let pid = child.id();
-        let t = std::time::Instant::now();
-        while has_mappings(pid) && t.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
-        assert!(!has_mappings(pid));
-        child.wait().unwrap();
-        assert!(!has_mappings(pid));
-    }
 
     #[inline(never)]
     fn a_function_with_a_known_name() -> u64 {

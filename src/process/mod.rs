@@ -72,6 +72,18 @@ pub enum Place {
     Unmapped,
 }
 
+/// Whether a process still has its address space: it exists and is not a
+/// zombie (state `Z`) or dead (`X`).
+pub fn has_mappings(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
 /// Intervals an address space is kept after it was last sampled.
 const KEEP_INTERVALS: u64 = 30;
 
@@ -89,6 +101,9 @@ pub struct ProcessModel {
     spaces: HashMap<AspaceId, Space>,
     current: HashMap<u32, u32>,
     interval: u64,
+    /// Whether each pid still had its address space, asked once per
+    /// interval (a read of /proc/PID/stat), not once per address.
+    alive: HashMap<u32, bool>,
 }
 
 impl ProcessModel {
@@ -119,9 +134,12 @@ impl ProcessModel {
 
     /// Whether `id` is its process's current address space and the process
     /// still runs: only then do `/proc/PID/*` describe it.
-    fn live(&self, id: AspaceId) -> bool {
+    fn live(&mut self, id: AspaceId) -> bool {
         self.current.get(&id.pid).is_none_or(|c| *c == id.aspace)
-            && crate::symbolizer::has_mappings(id.pid)
+            && *self
+                .alive
+                .entry(id.pid)
+                .or_insert_with(|| has_mappings(id.pid))
     }
 
     /// Where `addr` of `id` comes from.
@@ -181,6 +199,7 @@ impl ProcessModel {
     /// process exited, or exec'd) are released.
     pub fn end_interval(&mut self) {
         self.interval += 1;
+        self.alive.clear();
         let now = self.interval;
         self.spaces
             .retain(|_, s| now.saturating_sub(s.last_used) <= KEEP_INTERVALS);
@@ -212,6 +231,7 @@ impl ProcessModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     const A: &str = "\
 5598a0000000-5598a0010000 r-xp 00001000 fd:01 131 /usr/bin/xz
@@ -246,6 +266,22 @@ mod tests {
             m.place(AspaceId { pid, aspace: 9 }, 0x5598a0000010),
             Place::Unmapped
         );
+    }
+
+    #[test]
+    fn zombies_have_no_mappings() {
+        assert!(has_mappings(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        // Not reaped yet: a zombie once it has exited.
+        let pid = child.id();
+        let t = std::time::Instant::now();
+        while has_mappings(pid) && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        assert!(!has_mappings(pid));
+        child.wait().unwrap();
+        assert!(!has_mappings(pid));
     }
 
     #[test]

@@ -185,3 +185,36 @@ pub fn stats(stderr: &str) -> HashMap<String, u64> {
 
 /// The comm the kernel gives the workload.
 pub const COMM: &str = "workload";
+
+/// Runs `cmd` with `input` on its standard input; returns what it printed.
+pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("failed to start");
+    let mut stdin = child.stdin.take().unwrap();
+    // A writer thread: the child may fill its stdout pipe before it has
+    // read all of its input.
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    out
+}
+
+/// `profile export REC --format FORMAT -o OUT [EXTRA...]`.
+pub fn export(rec: &Path, format: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "export",
+        rec.to_str().unwrap(),
+        "--format",
+        format,
+        "-o",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    profile(&args)
+}

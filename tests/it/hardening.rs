@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{profile, require_bpf, Workload};
+use crate::common::{export, profile, require_bpf, Workload};
 
 const VICTIM: &[u8] = b"root's precious file\n";
 
@@ -175,44 +175,17 @@ fn special_files_and_dash_stream_instead_of_being_replaced() {
         let fifo = fifo.clone();
         std::thread::spawn(move || fs::read_to_string(fifo).unwrap())
     };
-    let out = profile(&[
-        "export",
-        rec.to_str().unwrap(),
-        "--format",
-        "folded",
-        "-o",
-        fifo.to_str().unwrap(),
-    ]);
+    let out = export(&rec, "folded", &fifo, &[]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(reader.join().unwrap().contains("app;main;idle 3"));
     assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
     // An existing regular file is kept unless --overwrite.
     let kept = dir.path().join("kept.folded");
     fs::write(&kept, "mine").unwrap();
-    let args = |extra: &'static str| {
-        let mut v = vec![
-            "export".to_string(),
-            rec.display().to_string(),
-            "--format".into(),
-            "folded".into(),
-            "-o".into(),
-            kept.display().to_string(),
-        ];
-        if !extra.is_empty() {
-            v.push(extra.into());
-        }
-        v
-    };
-    let out = Command::new(env!("CARGO_BIN_EXE_profile"))
-        .args(args(""))
-        .output()
-        .unwrap();
+    let out = export(&rec, "folded", &kept, &[]);
     assert!(!out.status.success());
     assert_eq!(fs::read_to_string(&kept).unwrap(), "mine");
-    let out = Command::new(env!("CARGO_BIN_EXE_profile"))
-        .args(args("--overwrite"))
-        .output()
-        .unwrap();
+    let out = export(&rec, "folded", &kept, &["--overwrite"]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert!(fs::read_to_string(&kept).unwrap().contains("work 7"));
     assert!(temp_files(dir.path()).is_empty());
@@ -362,14 +335,7 @@ fn intervals_keep_the_grid_under_load() {
     ]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let json = dir.path().join("r.speedscope.json");
-    let out = profile(&[
-        "export",
-        rec.to_str().unwrap(),
-        "--format",
-        "speedscope",
-        "-o",
-        json.to_str().unwrap(),
-    ]);
+    let out = export(&rec, "speedscope", &json, &[]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     let v: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["profiles"].as_array().unwrap().len(), 100);

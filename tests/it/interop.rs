@@ -3,11 +3,10 @@
 //! against speedscope's own schema, completions and the man page.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::common::{profile, require_bpf, Workload, COMM};
+use crate::common::{export, profile, require_bpf, run_with_stdin, Workload, COMM};
 
 /// Whether an external tool is here; where CI requires every check, its
 /// absence fails the test instead of skipping it.
@@ -166,19 +165,16 @@ fn real_perf_captures_import_whole() {
     assert_eq!(total(&report_folded(&rec)), event_lines(&two, "task-clock"));
 
     // Standard input, streamed.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_profile"))
-        .args(["import", "-", "-o", rec.to_str().unwrap(), "--overwrite"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&fs::read(&all).unwrap())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_with_stdin(
+        Command::new(env!("CARGO_BIN_EXE_profile")).args([
+            "import",
+            "-",
+            "-o",
+            rec.to_str().unwrap(),
+            "--overwrite",
+        ]),
+        &fs::read(&all).unwrap(),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -192,14 +188,7 @@ fn real_perf_captures_import_whole() {
 
 fn exports_read_back(dir: &Path, rec: &Path) {
     let pb = dir.join("all.pb.gz");
-    let out = profile(&[
-        "export",
-        rec.to_str().unwrap(),
-        "--format",
-        "pprof",
-        "-o",
-        pb.to_str().unwrap(),
-    ]);
+    let out = export(rec, "pprof", &pb, &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -240,15 +229,7 @@ fn exports_read_back(dir: &Path, rec: &Path) {
         );
     }
     let ss = dir.join("all.speedscope.json");
-    let out = profile(&[
-        "export",
-        rec.to_str().unwrap(),
-        "--format",
-        "speedscope",
-        "-o",
-        ss.to_str().unwrap(),
-    ]);
-    assert!(out.status.success());
+    assert!(export(rec, "speedscope", &ss, &[]).status.success());
     if tool("node") {
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/validate-speedscope.mjs");
@@ -275,22 +256,13 @@ fn completions_and_man_page() {
     let man = String::from_utf8(out.stdout).unwrap();
     assert!(man.contains(".TH profile 1"), "{man}");
     if tool("man") {
-        let mut child = Command::new("man")
-            .args(["-l", "-"])
-            .env("MANPAGER", "cat")
-            .env("MANWIDTH", "100")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(man.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = run_with_stdin(
+            Command::new("man")
+                .args(["-l", "-"])
+                .env("MANPAGER", "cat")
+                .env("MANWIDTH", "100"),
+            man.as_bytes(),
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("--frequency"), "{text}");
     }

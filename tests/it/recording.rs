@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{folded, leaf_counts, profile, profile_ok, require_bpf, Workload, COMM};
+use crate::common::{
+    export, folded, leaf_counts, profile, profile_ok, require_bpf, Workload, COMM,
+};
 
 fn sorted_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
@@ -261,34 +263,16 @@ fn exports_from_a_recording_and_from_a_live_run() {
         );
     }
     let pb = dir.path().join("rec.pb.gz");
-    profile_ok(&[
-        "export",
-        rec.to_str().unwrap(),
-        "--format",
-        "pprof",
-        "-o",
-        pb.to_str().unwrap(),
-    ]);
     let ss = dir.path().join("rec.json");
-    profile_ok(&[
-        "export",
-        rec.to_str().unwrap(),
-        "--format",
-        "speedscope",
-        "-o",
-        ss.to_str().unwrap(),
-    ]);
     let fo = dir.path().join("rec.folded");
-    profile_ok(&[
-        "export",
-        rec.to_str().unwrap(),
-        "--format",
-        "folded",
-        "--from",
-        "0.5",
-        "-o",
-        fo.to_str().unwrap(),
-    ]);
+    for (format, out, extra) in [
+        ("pprof", &pb, &[][..]),
+        ("speedscope", &ss, &[]),
+        ("folded", &fo, &["--from", "0.5"]),
+    ] {
+        let o = export(&rec, format, out, extra);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
     // pprof: parse back with a protobuf reader.
     let gz = fs::read(&pb).unwrap();
     let mut raw = Vec::new();
