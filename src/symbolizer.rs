@@ -27,6 +27,10 @@ pub const UNKNOWN: &str = "[unknown]";
 /// File offsets whose symbols are kept, over all files, before the caches
 /// are emptied (they refill from blazesym's own file cache).
 const MAX_CACHED_OFFSETS: usize = 1 << 20;
+/// Bytes of files blazesym may hold parsed (symbol tables, DWARF) before it
+/// is started afresh: a development loop that rebuilds and runs a large
+/// debug binary again and again would otherwise keep every build's.
+const MAX_OPENED_BYTES: u64 = 512 << 20;
 
 /// A frame's cache key: its address as walked, and whether it is the leaf
 /// (looked up as is) or a return address (looked up one byte earlier).
@@ -70,6 +74,8 @@ pub struct Symbolizer {
     user: HashMap<AspaceId, HashMap<FrameAddr, Frame>>,
     files: HashMap<FileId, FileSyms>,
     cached_offsets: usize,
+    /// Size of the files opened since blazesym was (re)started.
+    opened_bytes: u64,
     names: HashSet<Symbol>,
     unknown: Symbol,
     kernel_module: Symbol,
@@ -93,14 +99,19 @@ enum Pending {
     Unknown(Option<Symbol>),
 }
 
+/// A blazesym symbolizer as we use it: names only, demangled.
+fn blazesym_symbolizer() -> blazesym::symbolize::Symbolizer {
+    blazesym::symbolize::Symbolizer::builder()
+        .enable_code_info(false)
+        .enable_inlined_fns(false)
+        .enable_demangling(true)
+        .build()
+}
+
 impl Symbolizer {
     /// A symbolizer with empty caches.
     pub fn new() -> Self {
-        let inner = blazesym::symbolize::Symbolizer::builder()
-            .enable_code_info(false)
-            .enable_inlined_fns(false)
-            .enable_demangling(true)
-            .build();
+        let inner = blazesym_symbolizer();
         Symbolizer {
             inner,
             model: ProcessModel::new(),
@@ -108,6 +119,7 @@ impl Symbolizer {
             user: HashMap::new(),
             files: HashMap::new(),
             cached_offsets: 0,
+            opened_bytes: 0,
             names: HashSet::new(),
             unknown: Symbol::from(UNKNOWN),
             kernel_module: Symbol::from("kernel"),
@@ -355,6 +367,17 @@ impl Symbolizer {
             }
             self.cached_offsets = 0;
         }
+        if self.opened_bytes > MAX_OPENED_BYTES {
+            // Start blazesym afresh (it keeps every file it parsed), and
+            // with it which files are open; the hot ones reopen on demand.
+            self.inner = blazesym_symbolizer();
+            self.opened_bytes = 0;
+            for f in self.files.values_mut() {
+                f.open = None;
+                f.syms.clear();
+            }
+            self.cached_offsets = 0;
+        }
         let entry = self.files.entry(file).or_default();
         if entry.open.is_none() {
             // The path itself when it still is this file (shared by every
@@ -365,8 +388,9 @@ impl Symbolizer {
             } else {
                 live_path
             };
-            if entry.open.is_some() {
+            if let Some(open) = &entry.open {
                 self.stats.files += 1;
+                self.opened_bytes += std::fs::metadata(open).map_or(0, |m| m.len());
             }
         }
         let resolved = match entry.open.clone() {

@@ -166,6 +166,11 @@ struct LiveArgs {
     /// Intervals the live flame graph keeps for its timeline.
     #[arg(long, value_name = "N", default_value_t = feed::defaults::HISTORY)]
     history: usize,
+
+    /// Serve beyond loopback without the access token (anyone who can reach
+    /// the port sees process names and stacks).
+    #[arg(long)]
+    no_token: bool,
 }
 
 /// `profile record`.
@@ -331,6 +336,7 @@ impl LiveArgs {
                 format,
                 target: fc.target,
                 renderer: fc.renderer,
+                no_token: self.no_token,
             })
         } else {
             None

@@ -5,6 +5,7 @@ mod browser;
 mod common;
 mod errors;
 mod feed;
+mod feed_safety;
 mod filters;
 mod frames;
 mod hardening;

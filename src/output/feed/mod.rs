@@ -9,7 +9,9 @@
 //! client skips frames instead of holding anything up; nothing here ever
 //! waits on a client.
 
+mod access;
 mod routes;
+mod server;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr, TcpListener};
@@ -85,6 +87,8 @@ pub struct FeedConfig {
     pub target: String,
     /// `--renderer`, for PNG and MJPEG.
     pub renderer: RendererKind,
+    /// `--no-token`: serve beyond loopback without an access token.
+    pub no_token: bool,
 }
 
 /// One interval's frame, as served.
@@ -125,6 +129,8 @@ type RenderKey = (u64, bool);
 /// What the server's handlers share.
 pub(crate) struct FeedState {
     prefix: String,
+    /// The access token, when the feed listens beyond loopback.
+    token: Option<String>,
     renderer: FrameRenderer,
     history_len: usize,
     history: Mutex<VecDeque<Arc<FeedFrame>>>,
@@ -191,8 +197,16 @@ impl FeedOutput {
         } else {
             format!("{}/", cfg.path)
         };
+        // Beyond loopback the feed shows process names and stacks to the
+        // network: it then takes a random token, unless told not to.
+        let token = if cfg.listen.is_loopback() || cfg.no_token {
+            None
+        } else {
+            Some(access::new_token().context("cannot make an access token")?)
+        };
         let state = Arc::new(FeedState {
             prefix: prefix.clone(),
+            token: token.clone(),
             renderer: FrameRenderer::new(cfg.canvas, cfg.renderer)?,
             history_len: cfg.history.max(1),
             history: Mutex::new(VecDeque::new()),
@@ -216,16 +230,27 @@ impl FeedOutput {
             let _guard = runtime.enter();
             tokio::net::TcpListener::from_std(listener)?
         };
-        runtime.spawn(async move {
-            if let Err(e) = axum::serve(server, app).await {
-                eprintln!("profile: the live feed stopped: {e}");
-            }
-        });
+        let cap = server::connection_cap();
+        runtime.spawn(server::serve(server, app, cap));
         let host = match cfg.listen {
             IpAddr::V6(ip) => format!("[{ip}]"),
             IpAddr::V4(ip) => ip.to_string(),
         };
-        let url = format!("http://{host}:{port}{prefix}");
+        let mut url = format!("http://{host}:{port}{prefix}");
+        if !cfg.listen.is_loopback() {
+            eprintln!(
+                "profile: warning: the live feed listens on {}, beyond this machine; it shows process names and stacks{}",
+                cfg.listen,
+                if token.is_some() {
+                    " to whoever has the URL below (its token)"
+                } else {
+                    " to anyone (--no-token)"
+                }
+            );
+        }
+        if let Some(t) = &token {
+            url.push_str(&format!("?token={t}"));
+        }
         eprintln!("live flame graph at {url}");
         Ok(FeedOutput {
             maker: FrameMaker::new(cfg.mode, cfg.canvas, cfg.format, cfg.target, 0),

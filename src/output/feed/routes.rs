@@ -44,7 +44,12 @@ pub(super) fn router(state: Arc<FeedState>) -> Router {
             get(move || async move { Redirect::permanent(&to) }),
         );
     }
-    r.fallback(not_found).with_state(state)
+    r.fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            super::access::check,
+        ))
+        .with_state(state)
 }
 
 async fn not_found() -> Response {

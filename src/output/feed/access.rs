@@ -1,0 +1,158 @@
+//! Who may read the feed. It shows process names and stacks, so:
+//!
+//! - the Host header must be an IP address or `localhost` (with any port):
+//!   a web page that rebinds its own domain name to 127.0.0.1 (DNS
+//!   rebinding) sends its own name and is refused with 421;
+//! - off loopback, every request needs the run's random token, given once
+//!   in the URL (`?token=...`, printed at start, as samply and Jupyter do)
+//!   and then kept by the browser in a cookie limited to the feed's path,
+//!   so the page's own requests (events, frames) carry it; without it: 403.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::FeedState;
+
+/// The cookie that carries the token after the first request.
+const COOKIE: &str = "rsprofile_token";
+
+/// A new random token: 128 bits from the kernel's generator, hex.
+pub fn new_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether a Host header names this machine by address or as localhost.
+pub fn host_allowed(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        match rest.split_once(']') {
+            Some((ip, port)) if port.is_empty() || port.starts_with(':') => ip,
+            _ => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
+}
+
+/// Equal in length and content, compared without an early exit.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The token a request carries, in its query or its cookie, if any.
+fn presented(req: &Request) -> (Option<String>, bool) {
+    let from_query = req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .map(str::to_string)
+    });
+    if from_query.is_some() {
+        return (from_query, true);
+    }
+    let from_cookie = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(str::to_string)
+        });
+    (from_cookie, false)
+}
+
+/// The check in front of every route.
+pub(super) async fn check(
+    State(state): State<Arc<FeedState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !host_allowed(host) {
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "this feed answers to an IP address or localhost only\n",
+        )
+            .into_response();
+    }
+    let Some(token) = &state.token else {
+        return next.run(req).await;
+    };
+    let (given, in_query) = presented(&req);
+    if !given.as_deref().is_some_and(|g| same(g, token)) {
+        return (
+            StatusCode::FORBIDDEN,
+            "this feed needs its token: open the URL the profiler printed at start\n",
+        )
+            .into_response();
+    }
+    let mut resp = next.run(req).await;
+    if in_query {
+        let cookie = format!(
+            "{COOKIE}={token}; Path={}; HttpOnly; SameSite=Strict",
+            state.prefix
+        );
+        if let Ok(v) = HeaderValue::from_str(&cookie) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        for ok in [
+            "127.0.0.1:9090",
+            "localhost:9090",
+            "LOCALHOST",
+            "10.1.2.3",
+            "[::1]:9090",
+            "[fe80::1]",
+        ] {
+            assert!(host_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:9090",
+            "",
+            "127.0.0.1.nip.io",
+            "[::1",
+            "localhost.evil",
+        ] {
+            assert!(!host_allowed(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens() {
+        let a = new_token().unwrap();
+        let b = new_token().unwrap();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert!(same(&a, &a.clone()));
+        assert!(!same(&a, &b));
+        assert!(!same(&a, &a[..31]));
+    }
+}
