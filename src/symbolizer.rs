@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use blazesym::symbolize::source::{Elf, Kernel, Process, Source};
 use blazesym::symbolize::{Input, Symbolized};
@@ -19,7 +20,7 @@ use blazesym::Pid;
 
 use crate::collector::{Interval, RawStack};
 use crate::process::{AspaceId, FileId, Place, ProcessModel};
-use crate::profile::{Frame, FrameInfo, Profile, Stack, StackKey, Symbol};
+use crate::profile::{Frame, FrameInfo, MappingInfo, Profile, Stack, StackKey, Symbol};
 
 /// What an address with no symbol prints as (profile.py's word).
 pub const UNKNOWN: &str = "[unknown]";
@@ -42,6 +43,8 @@ struct Resolved {
     name: Symbol,
     /// Offset of the looked-up address from the symbol's start.
     offset: u64,
+    /// Source file and line, where DWARF says.
+    source: Option<(Symbol, u32)>,
 }
 
 /// One file's symbols, by file offset.
@@ -49,6 +52,8 @@ struct Resolved {
 struct FileSyms {
     /// How the file is opened, decided at its first use.
     open: Option<PathBuf>,
+    /// Its ELF build id, hex, read when it is first opened.
+    build_id: Option<Symbol>,
     syms: HashMap<u64, Option<Resolved>>,
 }
 
@@ -94,6 +99,8 @@ enum Pending {
         file: FileId,
         lookup_offset: u64,
         module: Symbol,
+        /// Path and range of the mapping (its build id comes with the file).
+        mapping: (Symbol, (u64, u64, u64)),
     },
     Live(Option<Symbol>),
     Unknown(Option<Symbol>),
@@ -102,7 +109,8 @@ enum Pending {
 /// A blazesym symbolizer as we use it: names only, demangled.
 fn blazesym_symbolizer() -> blazesym::symbolize::Symbolizer {
     blazesym::symbolize::Symbolizer::builder()
-        .enable_code_info(false)
+        // Source lines where DWARF has them, for pprof and speedscope.
+        .enable_code_info(true)
         .enable_inlined_fns(false)
         .enable_demangling(true)
         .build()
@@ -199,6 +207,8 @@ impl Symbolizer {
             module,
             offset: None,
             addr: Some(addr),
+            source: None,
+            mapping: None,
         })
     }
 
@@ -262,8 +272,10 @@ impl Symbolizer {
                     offset,
                     path,
                     live_path,
+                    range,
                 } => {
                     let module = module_name(&mut self.names, &path);
+                    let full = intern(&mut self.names, &path);
                     let cached = self
                         .files
                         .get(&file)
@@ -281,6 +293,7 @@ impl Symbolizer {
                         file,
                         lookup_offset: offset,
                         module,
+                        mapping: (full, range),
                     }
                 }
                 Place::Anon { name, live } => {
@@ -318,6 +331,7 @@ impl Symbolizer {
             let resolved = self.resolve(&Source::Process(process), Input::AbsAddr(&addrs));
             live.extend(addrs.into_iter().map(|a| (pid, a)).zip(resolved));
         }
+        let mut mappings: HashMap<MappingInfo, Arc<MappingInfo>> = HashMap::new();
         for ((id, key), p) in user.into_iter().zip(pending) {
             let (addr, leaf) = key;
             let frame = match p {
@@ -325,17 +339,30 @@ impl Symbolizer {
                     file,
                     lookup_offset,
                     module,
+                    mapping: (path, (start, end, file_offset)),
                 } => {
-                    let r = self
-                        .files
-                        .get(&file)
+                    let f = self.files.get(&file);
+                    let r = f
                         .and_then(|f| f.syms.get(&lookup_offset))
                         .cloned()
                         .flatten();
-                    match r {
+                    let mapping = MappingInfo {
+                        path,
+                        start,
+                        end,
+                        file_offset,
+                        build_id: f.and_then(|f| f.build_id.clone()),
+                    };
+                    let mapping = mappings
+                        .entry(mapping.clone())
+                        .or_insert_with(|| Arc::new(mapping))
+                        .clone();
+                    let mut frame = match r {
                         Some(r) => self.frame(key, Some(r), Some(module)),
                         None => self.unknown_frame(addr, Some(module)),
-                    }
+                    };
+                    frame = frame.with_mapping(mapping);
+                    frame
                 }
                 Pending::Live(module) => {
                     let r = live
@@ -391,6 +418,12 @@ impl Symbolizer {
             if let Some(open) = &entry.open {
                 self.stats.files += 1;
                 self.opened_bytes += std::fs::metadata(open).map_or(0, |m| m.len());
+                entry.build_id = blazesym::helper::read_elf_build_id(open)
+                    .ok()
+                    .flatten()
+                    .map(|id| {
+                        Symbol::from(id.iter().map(|b| format!("{b:02x}")).collect::<String>())
+                    });
             }
         }
         let resolved = match entry.open.clone() {
@@ -417,6 +450,8 @@ impl Symbolizer {
                 // Printed from the walked address, as bcc prints it.
                 offset: Some(r.offset + addr - lookup_addr(leaf, addr)),
                 addr: Some(addr),
+                source: r.source,
+                mapping: None,
             }),
             None => self.unknown_frame(addr, module),
         }
@@ -429,7 +464,7 @@ impl Symbolizer {
         // One bad address (a frame-pointer walk through garbage can land in a
         // mapped data file) fails a whole batch: then go one by one, so only
         // that address is unknown.
-        let found: Vec<Option<(String, u64)>> = match self.inner.symbolize(src, input) {
+        let found: Vec<Option<Found>> = match self.inner.symbolize(src, input) {
             Ok(syms) => syms.iter().map(found_of).collect(),
             Err(_) => (0..n)
                 .map(|i| {
@@ -448,9 +483,10 @@ impl Symbolizer {
         found
             .into_iter()
             .map(|f| {
-                f.map(|(name, offset)| Resolved {
+                f.map(|(name, offset, source)| Resolved {
                     name: intern(&mut self.names, &name),
                     offset,
+                    source: source.map(|(file, line)| (intern(&mut self.names, &file), line)),
                 })
             })
             .collect()
@@ -473,10 +509,23 @@ fn same_file(path: &Path, id: FileId) -> bool {
     })
 }
 
-/// Name and offset of a symbolized address.
-fn found_of(s: &Symbolized<'_>) -> Option<(String, u64)> {
+/// Name, offset and source location of a symbolized address.
+type Found = (String, u64, Option<(String, u32)>);
+
+/// What blazesym found for one address.
+fn found_of(s: &Symbolized<'_>) -> Option<Found> {
     match s {
-        Symbolized::Sym(sym) => Some((sym.name.to_string(), sym.offset as u64)),
+        Symbolized::Sym(sym) => {
+            let source = sym.code_info.as_ref().and_then(|ci| {
+                let line = ci.line?;
+                let file = match &ci.dir {
+                    Some(dir) => dir.join(&*ci.file).to_string_lossy().into_owned(),
+                    None => ci.file.to_string_lossy().into_owned(),
+                };
+                Some((file, line))
+            });
+            Some((sym.name.to_string(), sym.offset as u64, source))
+        }
         Symbolized::Unknown(_) => None,
     }
 }

@@ -10,8 +10,9 @@ use flate2::write::GzEncoder;
 use prost::Message;
 
 use crate::output::folded::{MISSED_KERNEL, MISSED_USER};
-use crate::profile::{Frame, Profile, Stack, StackKey, Symbol};
+use crate::profile::{Frame, FrameInfo, MappingInfo, Profile, Stack, StackKey, Symbol};
 use crate::recording::Meta;
+use std::sync::Arc;
 
 /// profile.proto's `Profile` (the fields rs-profile fills).
 #[allow(missing_docs)]
@@ -93,6 +94,10 @@ pub struct Mapping {
     pub build_id: i64,
     #[prost(bool, tag = "7")]
     pub has_functions: bool,
+    #[prost(bool, tag = "8")]
+    pub has_filenames: bool,
+    #[prost(bool, tag = "9")]
+    pub has_line_numbers: bool,
 }
 
 /// profile.proto's `Location`.
@@ -141,14 +146,24 @@ pub struct PprofOptions {
     pub comm_frame: bool,
 }
 
+/// A mapping being collected: a process mapping the symbolizer saw, or,
+/// for frames without one (kernel, imports), one per module spanning the
+/// addresses the samples touched.
+enum MappingEntry {
+    Real(Arc<MappingInfo>),
+    Module { name: Symbol, lo: u64, hi: u64 },
+}
+
 #[derive(Default)]
 struct Builder {
     profile: PprofProfile,
     strings: HashMap<String, i64>,
-    functions: HashMap<String, u64>,
+    functions: HashMap<(String, Option<Symbol>), u64>,
     locations: HashMap<Frame, u64>,
-    /// Per module: mapping id and the lowest and highest address seen.
-    mappings: HashMap<Symbol, (u64, u64, u64)>,
+    /// Mapping id - 1 -> entry, and whether a location in it has a line.
+    mappings: Vec<(MappingEntry, bool)>,
+    real_ids: HashMap<Arc<MappingInfo>, u64>,
+    module_ids: HashMap<Symbol, u64>,
 }
 
 impl Builder {
@@ -162,81 +177,125 @@ impl Builder {
         i
     }
 
-    fn function(&mut self, name: &str) -> u64 {
-        if let Some(id) = self.functions.get(name) {
+    fn function(&mut self, name: &str, file: Option<&Symbol>) -> u64 {
+        let key = (name.to_string(), file.cloned());
+        if let Some(id) = self.functions.get(&key) {
             return *id;
         }
         let id = self.profile.function.len() as u64 + 1;
         let n = self.string(name);
+        let filename = file.map_or(0, |f| self.string(f));
         self.profile.function.push(Function {
             id,
             name: n,
             system_name: n,
-            filename: 0,
+            filename,
         });
-        self.functions.insert(name.to_string(), id);
+        self.functions.insert(key, id);
         id
     }
 
-    fn mapping(&mut self, module: &Symbol, addr: Option<u64>) -> u64 {
-        let next = self.mappings.len() as u64 + 1;
-        let e = self
-            .mappings
-            .entry(module.clone())
-            .or_insert((next, u64::MAX, 0));
-        if let Some(a) = addr {
-            e.1 = e.1.min(a);
-            e.2 = e.2.max(a);
+    fn mapping(&mut self, info: &FrameInfo) -> u64 {
+        if let Some(m) = &info.mapping {
+            if let Some(id) = self.real_ids.get(m) {
+                return *id;
+            }
+            self.mappings.push((MappingEntry::Real(m.clone()), false));
+            let id = self.mappings.len() as u64;
+            self.real_ids.insert(m.clone(), id);
+            return id;
         }
-        e.0
+        // Every location has a mapping: Pyroscope's Normalize() indexes
+        // mapping[mapping_id - 1] for each location, so id 0 (none) would
+        // break it. Frames of no known module share an "[unknown]" one.
+        let name = info
+            .module
+            .clone()
+            .unwrap_or_else(|| Symbol::from("[unknown]"));
+        let id = match self.module_ids.get(&name) {
+            Some(id) => *id,
+            None => {
+                self.mappings.push((
+                    MappingEntry::Module {
+                        name: name.clone(),
+                        lo: u64::MAX,
+                        hi: 0,
+                    },
+                    false,
+                ));
+                let id = self.mappings.len() as u64;
+                self.module_ids.insert(name, id);
+                id
+            }
+        };
+        if let (Some(a), (MappingEntry::Module { lo, hi, .. }, _)) =
+            (info.addr, &mut self.mappings[id as usize - 1])
+        {
+            *lo = (*lo).min(a);
+            *hi = (*hi).max(a);
+        }
+        id
     }
 
     /// One location per distinct frame (address, name, module): pprof
-    /// locations are addresses, each with the function it is in.
+    /// locations are addresses, each with the function (and line) it is in.
     fn location(&mut self, frame: &Frame) -> u64 {
         if let Some(id) = self.locations.get(frame) {
             return *id;
         }
         let info = frame.info();
         let id = self.profile.location.len() as u64 + 1;
-        // Every location has a mapping: Pyroscope's Normalize() indexes
-        // mapping[mapping_id - 1] for each location, so id 0 (none) would
-        // break it. Frames of no known module share an "[unknown]" one.
-        let module = info
-            .module
-            .clone()
-            .unwrap_or_else(|| Symbol::from("[unknown]"));
-        let mapping_id = self.mapping(&module, info.addr);
-        let function_id = self.function(&frame.display_name());
+        let mapping_id = self.mapping(info);
+        let file = info.source.as_ref().map(|(f, _)| f);
+        let function_id = self.function(&frame.display_name(), file);
+        if info.source.is_some() {
+            self.mappings[mapping_id as usize - 1].1 = true;
+        }
         self.profile.location.push(Location {
             id,
             mapping_id,
             address: info.addr.unwrap_or(0),
             line: vec![Line {
                 function_id,
-                line: 0,
+                line: info.source.as_ref().map_or(0, |(_, l)| i64::from(*l)),
             }],
         });
         self.locations.insert(frame.clone(), id);
         id
     }
 
-    /// The mappings, by id, covering the addresses seen in each module.
+    /// The mappings, in id order.
     fn finish_mappings(&mut self) {
-        let mut ms: Vec<(Symbol, (u64, u64, u64))> = self.mappings.drain().collect();
-        ms.sort_by_key(|(_, (id, _, _))| *id);
-        for (module, (id, lo, hi)) in ms {
-            let filename = self.string(&module);
-            let (memory_start, memory_limit) = if lo <= hi { (lo, hi + 1) } else { (0, 0) };
-            self.profile.mapping.push(Mapping {
-                id,
-                memory_start,
-                memory_limit,
-                file_offset: 0,
-                filename,
-                build_id: 0,
-                has_functions: true,
-            });
+        let entries = std::mem::take(&mut self.mappings);
+        for (i, (entry, lines)) in entries.into_iter().enumerate() {
+            let m = match entry {
+                MappingEntry::Real(m) => Mapping {
+                    id: i as u64 + 1,
+                    memory_start: m.start,
+                    memory_limit: m.end,
+                    file_offset: m.file_offset,
+                    filename: self.string(&m.path),
+                    build_id: m.build_id.as_ref().map_or(0, |b| self.string(b)),
+                    has_functions: true,
+                    has_filenames: lines,
+                    has_line_numbers: lines,
+                },
+                MappingEntry::Module { name, lo, hi } => {
+                    let (memory_start, memory_limit) = if lo <= hi { (lo, hi + 1) } else { (0, 0) };
+                    Mapping {
+                        id: i as u64 + 1,
+                        memory_start,
+                        memory_limit,
+                        file_offset: 0,
+                        filename: self.string(&name),
+                        build_id: 0,
+                        has_functions: true,
+                        has_filenames: lines,
+                        has_line_numbers: lines,
+                    }
+                }
+            };
+            self.profile.mapping.push(m);
         }
     }
 }
@@ -379,6 +438,22 @@ mod tests {
         assert_eq!(names.last().unwrap(), "__read");
         assert!(!names.contains(&"dd".to_string()));
         assert_eq!(s.value[1], 70 * (1_000_000_000 / 49));
+        // The libc frame: its real mapping (path, range, offset, build id)
+        // and its source line.
+        let libc = s
+            .location_id
+            .iter()
+            .map(|l| loc(*l))
+            .find(|l| name(l.id) == "__read")
+            .unwrap();
+        let m = &d.mapping[(libc.mapping_id - 1) as usize];
+        assert_eq!(str(m.filename), "/usr/lib/x86_64-linux-gnu/libc.so.6");
+        assert_eq!(str(m.build_id), "c1a8f2");
+        assert_eq!((m.memory_start, m.file_offset), (0x7f00_0000_0000, 0x28000));
+        assert!(m.has_line_numbers);
+        assert_eq!(libc.line[0].line, 26);
+        let f = &d.function[(libc.line[0].function_id - 1) as usize];
+        assert_eq!(str(f.filename), "sysdeps/read.c");
         // Addresses and mappings.
         let leaf = loc(s.location_id[0]);
         assert!(leaf.address >= 0xffff_ffff_8100_0000);

@@ -19,15 +19,18 @@ pub const SCHEMA: &str = "https://www.speedscope.app/file-format-schema.json";
 pub fn encode(meta: &Meta, intervals: &[Profile], merge: bool) -> Result<Vec<u8>> {
     let period = u64::try_from(super::period_nanos(meta, intervals)).unwrap_or(1);
     let mut frames: Vec<Value> = Vec::new();
-    let mut ids: HashMap<(Symbol, Option<Symbol>), usize> = HashMap::new();
-    let mut frame_id = |name: &Symbol, module: &Option<Symbol>| -> usize {
-        let key = (name.clone(), module.clone());
+    // A frame: name, and its source file and line where known, else its
+    // module as the file.
+    let mut ids: HashMap<(Symbol, Option<Symbol>, Option<u32>), usize> = HashMap::new();
+    let mut frame_id = |name: &Symbol, file: Option<Symbol>, line: Option<u32>| -> usize {
+        let key = (name.clone(), file.clone(), line);
         if let Some(i) = ids.get(&key) {
             return *i;
         }
-        frames.push(match module {
-            Some(m) => json!({ "name": &**name, "file": &**m }),
-            None => json!({ "name": &**name }),
+        frames.push(match (&file, line) {
+            (Some(f), Some(l)) => json!({ "name": &**name, "file": &**f, "line": l }),
+            (Some(f), None) => json!({ "name": &**name, "file": &**f }),
+            _ => json!({ "name": &**name }),
         });
         ids.insert(key, frames.len() - 1);
         frames.len() - 1
@@ -48,14 +51,18 @@ pub fn encode(meta: &Meta, intervals: &[Profile], merge: bool) -> Result<Vec<u8>
         let mut total = 0u64;
         for (key, n) in p.sorted() {
             // Root first: comm, user root..leaf, kernel root..leaf.
-            let mut stack = vec![frame_id(&Symbol::from(key.comm.as_str()), &None)];
+            let mut stack = vec![frame_id(&Symbol::from(key.comm.as_str()), None, None)];
             for (half, missed) in [(&key.user, MISSED_USER), (&key.kernel, MISSED_KERNEL)] {
                 match half {
                     Stack::Frames(f) => stack.extend(f.iter().rev().map(|f| {
                         let name = Symbol::from(f.display_name());
-                        frame_id(&name, &f.info().module)
+                        let i = f.info();
+                        match &i.source {
+                            Some((file, line)) => frame_id(&name, Some(file.clone()), Some(*line)),
+                            None => frame_id(&name, i.module.clone(), None),
+                        }
                     })),
-                    Stack::Missed => stack.push(frame_id(&Symbol::from(missed), &None)),
+                    Stack::Missed => stack.push(frame_id(&Symbol::from(missed), None, None)),
                     Stack::Absent => {}
                 }
             }
@@ -106,9 +113,13 @@ mod tests {
         assert_eq!(v["$schema"], SCHEMA);
         let frames = v["shared"]["frames"].as_array().unwrap();
         assert!(frames.iter().all(|f| f["name"].is_string()));
+        // Source file and line where known, else the module.
         assert!(frames
             .iter()
-            .any(|f| f["name"] == "__read" && f["file"] == "libc.so.6"));
+            .any(|f| f["name"] == "__read" && f["file"] == "sysdeps/read.c" && f["line"] == 26));
+        assert!(frames
+            .iter()
+            .any(|f| f["name"] == "read_zero" && f["file"] == "kernel"));
         let profiles = v["profiles"].as_array().unwrap();
         assert_eq!(profiles.len(), 2);
         for p in profiles {

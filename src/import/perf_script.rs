@@ -423,6 +423,8 @@ fn push_frame(p: &mut Pending, line: &str) {
         module: module.map(Symbol::from),
         offset,
         addr: Some(addr),
+        source: None,
+        mapping: None,
     });
     if kernel {
         p.kernel.push(frame);

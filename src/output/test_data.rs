@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::StackFormat;
-use crate::profile::{Frame, FrameInfo, Profile, Stack, StackKey, Symbol};
+use crate::profile::{Frame, FrameInfo, MappingInfo, Profile, Stack, StackKey, Symbol};
 
 /// Frames as a walk gives them: kernel frames in `kernel`, `__read` in
 /// libc, `[unknown]` with no module; made-up but stable addresses and
@@ -28,6 +28,17 @@ fn frames(names: &[&str]) -> Stack {
                         0xffff_ffff_8100_0000 | (seed & 0xff_ffff)
                     } else {
                         0x7f00_0000_0000 | (seed & 0xff_ffff)
+                    }),
+                    // libc's frames: a source line and their mapping.
+                    source: (known && !kernel).then(|| (Symbol::from("sysdeps/read.c"), 26)),
+                    mapping: (known && !kernel).then(|| {
+                        std::sync::Arc::new(MappingInfo {
+                            path: "/usr/lib/x86_64-linux-gnu/libc.so.6".into(),
+                            start: 0x7f00_0000_0000,
+                            end: 0x7f00_0100_0000,
+                            file_offset: 0x28000,
+                            build_id: Some("c1a8f2".into()),
+                        })
                     }),
                 })
             })

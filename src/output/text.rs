@@ -215,6 +215,8 @@ mod tests {
                 module: Some("wl".into()),
                 offset: Some(off),
                 addr: Some(0x1000 + off),
+                source: None,
+                mapping: None,
             })])
         };
         let key = |user| StackKey {

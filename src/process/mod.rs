@@ -57,6 +57,9 @@ pub enum Place {
         /// (`/proc/PID/map_files/...`), also when it was deleted, replaced
         /// or is in another mount namespace (a container).
         live_path: Option<PathBuf>,
+        /// The mapping: first address, one past the last, file offset of
+        /// the first.
+        range: (u64, u64, u64),
     },
     /// Memory that is no file's: JIT code (named by a perf map while the
     /// process lives), the vDSO, the heap. `name` is the pseudo name
@@ -188,6 +191,7 @@ impl ProcessModel {
                     id.pid, m.start, m.end
                 ))
             }),
+            range: (m.start, m.end, m.offset),
         }
     }
 

@@ -24,6 +24,25 @@ pub struct FrameInfo {
     pub offset: Option<u64>,
     /// The address, when the frame came from a stack walk.
     pub addr: Option<u64>,
+    /// Source file and line, where the binary's DWARF says.
+    pub source: Option<(Symbol, u32)>,
+    /// The mapping the address was in (user frames of a live run).
+    pub mapping: Option<Arc<MappingInfo>>,
+}
+
+/// A file mapping of a process, as pprof describes one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MappingInfo {
+    /// The file's path as the process saw it.
+    pub path: Symbol,
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// File offset of `start`.
+    pub file_offset: u64,
+    /// The ELF build id, hex, when the file has one.
+    pub build_id: Option<Symbol>,
 }
 
 /// One frame of a stack. Cheap to clone (shared), compared by content; it
@@ -46,7 +65,16 @@ impl Frame {
             module: None,
             offset: None,
             addr: None,
+            source: None,
+            mapping: None,
         })
+    }
+
+    /// The same frame, in `mapping`.
+    pub fn with_mapping(self, mapping: Arc<MappingInfo>) -> Frame {
+        let mut info = Arc::unwrap_or_clone(self.0);
+        info.mapping = Some(mapping);
+        Frame::new(info)
     }
 
     /// Everything known of the frame.

@@ -7,8 +7,10 @@
 //! the run's [`Meta`]; every other one is an interval. Strings and frames
 //! are interned: each interval record carries only the strings (names,
 //! modules) and frames (name, module, offset, address) not seen before, and
-//! stacks are lists of frame ids. Version 1 files (frames were names only)
-//! still read.
+//! stacks are lists of frame ids; frames of user code name their mapping
+//! (path, range, file offset, build id) in a mapping table interned the
+//! same way. Version 1 (frames were names only) and version 2 (no source
+//! lines or mappings) files still read.
 //!
 //! Append-only and crash-safe: each interval is one write, flushed and
 //! synced as it ends, so a recorder killed with -9 leaves a file whose whole
@@ -26,9 +28,12 @@ pub use writer::RecordWriter;
 /// First bytes of every recording.
 pub const MAGIC: &[u8; 8] = b"RSPROF\n\0";
 /// The format version this build writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The first version: frames were names only (stacks held string ids).
 pub const VERSION_NAMES_ONLY: u32 = 1;
+/// The second: frames with module, offset and address, but no source line
+/// or mapping.
+pub const VERSION_NO_MAPPINGS: u32 = 2;
 /// Largest record accepted, compressed or not: anything larger is corrupt.
 pub const MAX_RECORD: usize = 256 << 20;
 
@@ -84,13 +89,26 @@ struct LossRec {
     stack_collision: bool,
 }
 
-/// A frame: its name and module are string ids.
+/// A frame: its name, module and source file are string ids, its mapping
+/// an id in the mapping table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct FrameRec {
     name: u32,
     module: Option<u32>,
     offset: Option<u64>,
     addr: Option<u64>,
+    source: Option<(u32, u32)>,
+    mapping: Option<u32>,
+}
+
+/// A mapping: its path and build id are string ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct MappingRec {
+    path: u32,
+    start: u64,
+    end: u64,
+    file_offset: u64,
+    build_id: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +118,8 @@ struct IntervalRec {
     duration_ns: u64,
     /// Strings first used in this interval, appended to the string table.
     new_strings: Vec<String>,
+    /// Mappings first used in this interval, appended to the mapping table.
+    new_mappings: Vec<MappingRec>,
     /// Frames first used in this interval, appended to the frame table.
     new_frames: Vec<FrameRec>,
     samples: Vec<SampleRec>,
@@ -110,6 +130,34 @@ struct IntervalRec {
 enum Record {
     Meta(Meta),
     Interval(IntervalRec),
+}
+
+/// Version 2's frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct FrameRecV2 {
+    name: u32,
+    module: Option<u32>,
+    offset: Option<u64>,
+    addr: Option<u64>,
+}
+
+/// Version 2's interval: no mapping table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct IntervalRecV2 {
+    index: u64,
+    start_ns: u64,
+    duration_ns: u64,
+    new_strings: Vec<String>,
+    new_frames: Vec<FrameRecV2>,
+    samples: Vec<SampleRec>,
+    loss: LossRec,
+}
+
+/// Version 2's records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum RecordV2 {
+    Meta(Meta),
+    Interval(IntervalRecV2),
 }
 
 /// Version 1's interval: no frame table.

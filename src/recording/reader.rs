@@ -2,16 +2,17 @@
 
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use flate2::read::DeflateDecoder;
 
 use super::{
-    FrameRec, IntervalRec, Meta, Record, RecordV1, StackRec, MAGIC, MAX_RECORD, VERSION,
-    VERSION_NAMES_ONLY,
+    FrameRec, IntervalRec, Meta, Record, RecordV1, RecordV2, StackRec, MAGIC, MAX_RECORD, VERSION,
+    VERSION_NAMES_ONLY, VERSION_NO_MAPPINGS,
 };
-use crate::profile::{Frame, FrameInfo, LossReport, Profile, Stack, StackKey, Symbol};
+use crate::profile::{Frame, FrameInfo, LossReport, MappingInfo, Profile, Stack, StackKey, Symbol};
 
 /// A recording read back: what was whole, and where reading stopped early.
 #[derive(Debug, Clone, Default)]
@@ -42,9 +43,9 @@ pub fn parse(data: &[u8]) -> Result<Recording> {
         bail!("not an rs-profile recording (bad magic)");
     }
     let version = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
-    if version != VERSION && version != VERSION_NAMES_ONLY {
+    if !(VERSION_NAMES_ONLY..=VERSION).contains(&version) {
         bail!(
-            "recording version {version}; this build reads versions {VERSION_NAMES_ONLY} and {VERSION}"
+            "recording version {version}; this build reads versions {VERSION_NAMES_ONLY} to {VERSION}"
         );
     }
     let mut pos = 12;
@@ -127,19 +128,46 @@ fn next_record(
         if raw.len() > MAX_RECORD {
             bail!("corrupt record (too large)");
         }
-        let rec = if version == VERSION_NAMES_ONLY {
-            let old: RecordV1 =
-                postcard::from_bytes(&raw).context("corrupt record (bad encoding)")?;
-            upgrade(old, strings_seen)
-        } else {
-            postcard::from_bytes(&raw).context("corrupt record (bad encoding)")?
+        let bad = "corrupt record (bad encoding)";
+        let rec = match version {
+            VERSION_NAMES_ONLY => upgrade(postcard::from_bytes(&raw).context(bad)?, strings_seen),
+            VERSION_NO_MAPPINGS => upgrade_v2(postcard::from_bytes(&raw).context(bad)?),
+            _ => postcard::from_bytes(&raw).context(bad)?,
         };
         *pos += 8 + len;
         Ok(rec)
     })())
 }
 
-/// A version 1 record as a version 2 one: string N is also frame N.
+/// A version 2 record as a current one: frames without source or mapping.
+fn upgrade_v2(old: RecordV2) -> Record {
+    match old {
+        RecordV2::Meta(m) => Record::Meta(m),
+        RecordV2::Interval(r) => Record::Interval(IntervalRec {
+            index: r.index,
+            start_ns: r.start_ns,
+            duration_ns: r.duration_ns,
+            new_strings: r.new_strings,
+            new_mappings: Vec::new(),
+            new_frames: r
+                .new_frames
+                .into_iter()
+                .map(|f| FrameRec {
+                    name: f.name,
+                    module: f.module,
+                    offset: f.offset,
+                    addr: f.addr,
+                    source: None,
+                    mapping: None,
+                })
+                .collect(),
+            samples: r.samples,
+            loss: r.loss,
+        }),
+    }
+}
+
+/// A version 1 record as a current one: string N is also frame N.
 fn upgrade(old: RecordV1, strings_seen: &mut u32) -> Record {
     match old {
         RecordV1::Meta(m) => Record::Meta(m),
@@ -150,12 +178,15 @@ fn upgrade(old: RecordV1, strings_seen: &mut u32) -> Record {
                 index: r.index,
                 start_ns: r.start_ns,
                 duration_ns: r.duration_ns,
+                new_mappings: Vec::new(),
                 new_frames: (first..*strings_seen)
                     .map(|name| FrameRec {
                         name,
                         module: None,
                         offset: None,
                         addr: None,
+                        source: None,
+                        mapping: None,
                     })
                     .collect(),
                 new_strings: r.new_strings,
@@ -166,10 +197,11 @@ fn upgrade(old: RecordV1, strings_seen: &mut u32) -> Record {
     }
 }
 
-/// The string and frame tables, growing as intervals are read.
+/// The string, mapping and frame tables, growing as intervals are read.
 #[derive(Default)]
 struct Tables {
     strings: Vec<Symbol>,
+    mappings: Vec<Arc<MappingInfo>>,
     frames: Vec<Frame>,
 }
 
@@ -213,12 +245,35 @@ fn profile(rec: IntervalRec, t: &mut Tables) -> Result<Profile> {
             .cloned()
             .with_context(|| format!("corrupt record (unknown string {id})"))
     };
+    for m in rec.new_mappings {
+        let mapping = MappingInfo {
+            path: string(m.path, t)?,
+            start: m.start,
+            end: m.end,
+            file_offset: m.file_offset,
+            build_id: m.build_id.map(|b| string(b, t)).transpose()?,
+        };
+        t.mappings.push(Arc::new(mapping));
+    }
     for f in rec.new_frames {
         let frame = Frame::new(FrameInfo {
             name: string(f.name, t)?,
             module: f.module.map(|m| string(m, t)).transpose()?,
             offset: f.offset,
             addr: f.addr,
+            source: f
+                .source
+                .map(|(file, line)| string(file, t).map(|f| (f, line)))
+                .transpose()?,
+            mapping: f
+                .mapping
+                .map(|id| {
+                    t.mappings
+                        .get(id as usize)
+                        .cloned()
+                        .with_context(|| format!("corrupt record (unknown mapping {id})"))
+                })
+                .transpose()?,
         });
         t.frames.push(frame);
     }

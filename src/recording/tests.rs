@@ -229,6 +229,8 @@ fn frames_keep_module_offset_and_address() {
         module: Some("wl".into()),
         offset: Some(0x30),
         addr: Some(0x5555_0000_1130),
+        source: None,
+        mapping: None,
     });
     let mut p = Profile {
         duration: Duration::from_secs(1),
@@ -253,4 +255,50 @@ fn frames_keep_module_offset_and_address() {
     w.write_interval(&p).unwrap();
     let rec = parse(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(rec.intervals, vec![p.clone(), p]);
+}
+
+#[test]
+fn version_2_files_still_read() {
+    use super::{FrameRecV2, IntervalRecV2, LossRec, RecordV2, SampleRec, StackRec, MAGIC};
+    let mut bytes = MAGIC.to_vec();
+    bytes.extend_from_slice(&2u32.to_le_bytes());
+    bytes.extend(framed(&RecordV2::Meta(Meta::default())));
+    bytes.extend(framed(&RecordV2::Interval(IntervalRecV2 {
+        index: 0,
+        start_ns: 0,
+        duration_ns: 1_000_000_000,
+        // Strings: 0 comm, 1 burn, 2 wl.
+        new_strings: vec!["wl".into(), "burn".into(), "wl".into()],
+        new_frames: vec![FrameRecV2 {
+            name: 1,
+            module: Some(2),
+            offset: Some(0x30),
+            addr: Some(0x1130),
+        }],
+        samples: vec![SampleRec {
+            comm: 0,
+            pid: 7,
+            user: StackRec::Frames(vec![0]),
+            kernel: StackRec::Absent,
+            count: 4,
+        }],
+        loss: LossRec {
+            taken: 4,
+            counted: 4,
+            ..Default::default()
+        },
+    })));
+    let rec = parse(&bytes).unwrap();
+    assert!(rec.damage.is_none(), "{:?}", rec.damage);
+    let (k, n) = rec.intervals[0].counts.iter().next().unwrap();
+    assert_eq!(*n, 4);
+    let crate::profile::Stack::Frames(f) = &k.user else {
+        panic!()
+    };
+    let i = f[0].info();
+    assert_eq!(
+        (&*i.name, i.module.as_deref(), i.offset),
+        ("burn", Some("wl"), Some(0x30))
+    );
+    assert!(i.source.is_none() && i.mapping.is_none());
 }

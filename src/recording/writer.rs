@@ -2,19 +2,23 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use flate2::write::DeflateEncoder;
 
-use super::{FrameRec, IntervalRec, LossRec, Meta, Record, SampleRec, StackRec, MAGIC, VERSION};
+use super::{
+    FrameRec, IntervalRec, LossRec, MappingRec, Meta, Record, SampleRec, StackRec, MAGIC, VERSION,
+};
 use crate::output::Output;
-use crate::profile::{Frame, Profile, Stack};
+use crate::profile::{Frame, MappingInfo, Profile, Stack};
 use crate::safe_file::{create_streaming, StreamSink, Target};
 
 /// Strings and frames an interval uses for the first time.
 #[derive(Default)]
 struct New {
     strings: Vec<String>,
+    mappings: Vec<MappingRec>,
     frames: Vec<FrameRec>,
 }
 
@@ -23,6 +27,7 @@ pub struct RecordWriter {
     sink: Box<dyn StreamSink>,
     target: Target,
     ids: HashMap<String, u32>,
+    mappings: HashMap<Arc<MappingInfo>, u32>,
     frames: HashMap<Frame, u32>,
 }
 
@@ -37,6 +42,7 @@ impl RecordWriter {
             sink,
             target: target.clone(),
             ids: HashMap::new(),
+            mappings: HashMap::new(),
             frames: HashMap::new(),
         };
         let mut head = MAGIC.to_vec();
@@ -69,10 +75,35 @@ impl RecordWriter {
                 .map(|m| self.intern(m, &mut new.strings)),
             offset: info.offset,
             addr: info.addr,
+            source: info
+                .source
+                .as_ref()
+                .map(|(file, line)| (self.intern(file, &mut new.strings), *line)),
+            mapping: info.mapping.as_ref().map(|m| self.mapping(m, new)),
         };
         let id = self.frames.len() as u32;
         self.frames.insert(frame.clone(), id);
         new.frames.push(rec);
+        id
+    }
+
+    fn mapping(&mut self, m: &Arc<MappingInfo>, new: &mut New) -> u32 {
+        if let Some(id) = self.mappings.get(m) {
+            return *id;
+        }
+        let rec = MappingRec {
+            path: self.intern(&m.path, &mut new.strings),
+            start: m.start,
+            end: m.end,
+            file_offset: m.file_offset,
+            build_id: m
+                .build_id
+                .as_ref()
+                .map(|b| self.intern(b, &mut new.strings)),
+        };
+        let id = self.mappings.len() as u32;
+        self.mappings.insert(m.clone(), id);
+        new.mappings.push(rec);
         id
     }
 
@@ -106,6 +137,7 @@ impl RecordWriter {
             start_ns: p.start.as_nanos() as u64,
             duration_ns: p.duration.as_nanos() as u64,
             new_strings: new.strings,
+            new_mappings: new.mappings,
             new_frames: new.frames,
             samples,
             loss: LossRec {

@@ -267,3 +267,114 @@ fn completions_and_man_page() {
         assert!(text.contains("--frequency"), "{text}");
     }
 }
+
+/// A live recording of a binary built with -g, exported to pprof: mappings
+/// with build ids, ranges and file offsets, and source lines, as
+/// `go tool pprof` reads them; and its web UI serves the file.
+#[test]
+fn live_pprof_has_mappings_build_ids_and_lines() {
+    require_bpf!();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("wl_g");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/wl.c");
+    let st = Command::new("clang")
+        .args([
+            "-g",
+            "-O0",
+            "-fno-omit-frame-pointer",
+            "-Wl,--build-id",
+            "-o",
+        ])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut child = Command::new(&bin)
+        .arg("4")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let rec = dir.path().join("run.rsprof");
+    let out = profile(&[
+        "record",
+        "-o",
+        rec.to_str().unwrap(),
+        "-p",
+        &child.id().to_string(),
+        "-U",
+        "2",
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pb = dir.path().join("run.pb.gz");
+    assert!(export(&rec, "pprof", &pb, &[]).status.success());
+    // Decoded here too, so the check runs where go is absent.
+    let gz = fs::read(&pb).unwrap();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
+    let p = <rs_profile::export::pprof::PprofProfile as prost::Message>::decode(&raw[..]).unwrap();
+    let s = |i: i64| p.string_table[i as usize].clone();
+    let wl = p
+        .mapping
+        .iter()
+        .find(|m| s(m.filename).ends_with("/wl_g"))
+        .expect("a mapping for the binary");
+    assert_eq!(s(wl.build_id).len(), 40, "a 20-byte GNU build id");
+    assert!(wl.memory_start < wl.memory_limit && wl.has_line_numbers);
+    let burn_line = p.location.iter().find_map(|l| {
+        let f = &p.function[(l.line[0].function_id - 1) as usize];
+        (s(f.name) == "burn").then(|| (s(f.filename), l.line[0].line))
+    });
+    let (file, line) = burn_line.expect("burn");
+    assert!(file.ends_with("wl.c") && line > 0, "{file}:{line}");
+    if tool("go") {
+        let raw = Command::new("go")
+            .args(["tool", "pprof", "-raw"])
+            .arg(&pb)
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&raw.stdout);
+        assert!(text.contains(&s(wl.build_id)), "{text}");
+        assert!(text.contains("wl.c:"), "{text}");
+        // The web UI loads the file and serves its pages.
+        let port = crate::feed::free_port();
+        let mut web = Command::new("go")
+            .args(["tool", "pprof", "-no_browser"])
+            .arg(format!("-http=127.0.0.1:{port}"))
+            .arg(&pb)
+            .env("HOME", dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut page = String::new();
+        while std::time::Instant::now() < deadline {
+            if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let _ = write!(
+                    c,
+                    "GET /ui/top HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                );
+                let _ = c.read_to_string(&mut page);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let _ = web.kill();
+        let _ = web.wait();
+        assert!(
+            page.starts_with("HTTP/1.1 200"),
+            "{}",
+            &page[..page.len().min(300)]
+        );
+        assert!(page.contains("burn"), "the top page lists burn");
+    }
+}

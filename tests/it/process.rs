@@ -321,3 +321,23 @@ fn inside_a_pid_namespace_pids_are_the_namespace_s() {
     );
     assert!(text.contains("    burn+0x"), "{text}");
 }
+
+#[test]
+fn a_binary_deleted_while_it_runs_is_still_named() {
+    require_bpf!();
+    // A copy of wl that is deleted (as a rebuild or an upgrade would) after
+    // it started: its file is read through /proc/PID/map_files.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("wl_gone");
+    std::fs::copy(wl(), &copy).unwrap();
+    let (mut child, pid) = start(Command::new(&copy).arg("4"));
+    std::fs::remove_file(&copy).unwrap();
+    let out = profile(&["-f", "-U", "-p", &pid.to_string(), "2"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (share, n) = named_share(&text, "wl_gone");
+    assert!(n > 50, "{n} samples:\n{text}");
+    assert!(share >= 0.99, "{share} of {n} named:\n{text}");
+    assert!(text.contains(";burn"), "{text}");
+}
