@@ -12,92 +12,169 @@ use crate::cli::{ExportArgs, ImportArgs, RenderArgs, ReportArgs, TimeRange};
 use crate::output::frames::FramesOutput;
 use crate::output::{Output, Report, StackFormat};
 use crate::profile::Profile;
-use crate::recording::{read_recording, Meta, RecordWriter, Recording};
+use crate::recording::{Meta, RecordWriter, RecordingReader};
 use crate::safe_file::Target;
 
-/// Reads a recording, says on stderr where it was damaged (if it was), and
-/// keeps the intervals in `range`.
-fn load(path: &Path, range: &TimeRange) -> Result<(Recording, Vec<Profile>)> {
-    range.validate()?;
-    let mut rec = read_recording(path)?;
-    if let Some(damage) = &rec.damage {
-        eprintln!(
-            "profile: warning: {}: {damage}; using the {} whole intervals before it",
-            path.display(),
-            rec.intervals.len()
-        );
+/// A recording's intervals in a time range, read one at a time: memory
+/// stays bounded by an interval whatever the file's length.
+struct Intervals {
+    reader: RecordingReader<std::io::BufReader<std::fs::File>>,
+    range: TimeRange,
+    path: std::path::PathBuf,
+    first: Option<Profile>,
+    used: usize,
+}
+
+impl Intervals {
+    /// Opens the recording and reads up to its first interval in `range`,
+    /// so that an empty file or range is an error before any output starts.
+    fn open(path: &Path, range: &TimeRange) -> Result<Intervals> {
+        range.validate()?;
+        let mut it = Intervals {
+            reader: RecordingReader::open(path)?,
+            range: *range,
+            path: path.to_path_buf(),
+            first: None,
+            used: 0,
+        };
+        it.first = it.next_in_range();
+        if it.first.is_none() {
+            it.warn_damage();
+            if it.reader.intervals_read() == 0 {
+                bail!("{} holds no whole interval", path.display());
+            }
+            bail!("{}: no interval in the time range given", path.display());
+        }
+        Ok(it)
     }
-    if rec.intervals.is_empty() {
-        bail!("{} holds no whole interval", path.display());
+
+    fn next_in_range(&mut self) -> Option<Profile> {
+        while let Some(p) = self.reader.next_interval() {
+            if self.range.contains(p.start, p.duration) {
+                return Some(p);
+            }
+        }
+        None
     }
-    let intervals: Vec<Profile> = std::mem::take(&mut rec.intervals)
-        .into_iter()
-        .filter(|p| range.contains(p.start, p.duration))
-        .collect();
-    if intervals.is_empty() {
-        bail!("{}: no interval in the time range given", path.display());
+
+    fn meta(&self) -> &Meta {
+        &self.reader.meta
     }
-    Ok((rec, intervals))
+
+    /// Says on stderr where the recording was damaged, if it was.
+    fn warn_damage(&self) {
+        if let Some(damage) = &self.reader.damage {
+            eprintln!(
+                "profile: warning: {}: {damage}; using the {} whole intervals before it",
+                self.path.display(),
+                self.reader.intervals_read()
+            );
+        }
+    }
+
+    /// After the last interval: (intervals used, whole intervals in the
+    /// file), with the damage warning printed.
+    fn finish(&self) -> (usize, usize) {
+        self.warn_damage();
+        (self.used, self.reader.intervals_read())
+    }
+}
+
+impl Iterator for Intervals {
+    type Item = Profile;
+
+    fn next(&mut self) -> Option<Profile> {
+        let p = self.first.take().or_else(|| self.next_in_range())?;
+        self.used += 1;
+        Some(p)
+    }
+}
+
+/// Merges consecutive intervals into frames of `secs` seconds, as they
+/// come (only the frame being merged is held).
+struct Regroup<I> {
+    inner: I,
+    secs: f64,
+    current: Option<(u64, Profile)>,
+    index: u64,
+}
+
+impl<I: Iterator<Item = Profile>> Iterator for Regroup<I> {
+    type Item = Profile;
+
+    fn next(&mut self) -> Option<Profile> {
+        for p in self.inner.by_ref() {
+            let group = (p.start.as_secs_f64() / self.secs).floor() as u64;
+            match &mut self.current {
+                Some((g, acc)) if *g == group => acc.merge(&p),
+                _ => {
+                    if let Some((_, mut done)) = self.current.replace((group, p)) {
+                        done.index = self.index;
+                        self.index += 1;
+                        return Some(done);
+                    }
+                }
+            }
+        }
+        let (_, mut last) = self.current.take()?;
+        last.index = self.index;
+        self.index += 1;
+        Some(last)
+    }
 }
 
 /// Merges consecutive intervals into frames of `secs` seconds.
 pub fn regroup(intervals: Vec<Profile>, secs: f64) -> Vec<Profile> {
-    let mut out: Vec<Profile> = Vec::new();
-    let mut current: Option<(u64, Profile)> = None;
-    for p in intervals {
-        let group = (p.start.as_secs_f64() / secs).floor() as u64;
-        match &mut current {
-            Some((g, acc)) if *g == group => acc.merge(&p),
-            _ => {
-                if let Some((_, acc)) = current.take() {
-                    out.push(acc);
-                }
-                current = Some((group, p));
-            }
-        }
+    Regroup {
+        inner: intervals.into_iter(),
+        secs,
+        current: None,
+        index: 0,
     }
-    out.extend(current.map(|(_, acc)| acc));
-    for (i, p) in out.iter_mut().enumerate() {
-        p.index = i as u64;
-    }
-    out
+    .collect()
 }
 
-/// `profile render`.
+/// `profile render`: frames are made as intervals are read.
 pub fn render(args: RenderArgs) -> Result<()> {
-    let (rec, mut intervals) = load(&args.recording, &args.range)?;
-    let used = intervals.len();
-    let whole = rec.whole_intervals;
     if let Some(secs) = args.regroup {
         if !secs.is_finite() || secs <= 0.0 {
             bail!("--regroup must be a positive number of seconds");
         }
-        intervals = regroup(intervals, secs);
     }
+    let mut intervals = Intervals::open(&args.recording, &args.range)?;
     let format = StackFormat {
         delimited: args.delimited,
         annotations: args.annotations,
         ..StackFormat::default()
     };
-    let cfg = args
-        .frames
-        .frames_config(&args.frame_pattern, format, rec.meta.target.clone())?;
+    let cfg =
+        args.frames
+            .frames_config(&args.frame_pattern, format, intervals.meta().target.clone())?;
     cfg.pattern.prepare(args.frames.overwrite)?;
     let mut frames = FramesOutput::new(cfg)?;
-    for p in &intervals {
-        frames.interval(p)?;
+    let mut rendered = 0;
+    let source: Box<dyn Iterator<Item = Profile> + '_> = match args.regroup {
+        Some(secs) => Box::new(Regroup {
+            inner: intervals.by_ref(),
+            secs,
+            current: None,
+            index: 0,
+        }),
+        None => Box::new(intervals.by_ref()),
+    };
+    for p in source {
+        frames.interval(&p)?;
+        rendered += 1;
     }
     frames.finish(&crate::profile::LossReport::default())?;
-    eprintln!(
-        "rendered {} frames from {used} of the recording's {whole} whole intervals",
-        intervals.len()
-    );
+    let (used, whole) = intervals.finish();
+    eprintln!("rendered {rendered} frames from {used} of the recording's {whole} whole intervals");
     Ok(())
 }
 
-/// `profile report`.
+/// `profile report`: the report takes each interval as it is read.
 pub fn report(args: ReportArgs) -> Result<()> {
-    let (_, intervals) = load(&args.recording, &args.range)?;
+    let mut intervals = Intervals::open(&args.recording, &args.range)?;
     let fmt = args.format.stack_format(true, true);
     let mut report = Report::new(
         BufWriter::new(std::io::stdout()),
@@ -106,10 +183,11 @@ pub fn report(args: ReportArgs) -> Result<()> {
         args.format.text_style(),
     );
     let mut loss = crate::profile::LossReport::default();
-    for p in &intervals {
-        report.interval(p)?;
+    for p in intervals.by_ref() {
+        report.interval(&p)?;
         loss.add(&p.loss);
     }
+    intervals.finish();
     report.finish(&loss)
 }
 
@@ -187,14 +265,16 @@ impl crate::import::ImportSink for RecordingSink<'_> {
 /// `profile export`.
 pub fn export(args: ExportArgs) -> Result<()> {
     let target = Target::resolve(&args.output, args.overwrite)?;
-    let (rec, intervals) = load(&args.recording, &args.range)?;
+    let mut it = Intervals::open(&args.recording, &args.range)?;
+    let intervals: Vec<Profile> = it.by_ref().collect();
+    it.finish();
     let opts = crate::export::ExportOptions {
         merge: args.merge,
         pprof: crate::export::pprof::PprofOptions {
             comm_frame: args.pprof_comm_frame,
         },
     };
-    crate::export::write(&target, args.format, &rec.meta, &intervals, opts)?;
+    crate::export::write(&target, args.format, it.meta(), &intervals, opts)?;
     eprintln!(
         "exported {} intervals to {}",
         intervals.len(),

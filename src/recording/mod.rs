@@ -22,7 +22,7 @@ mod writer;
 
 use serde::{Deserialize, Serialize};
 
-pub use reader::{parse, read_recording, Recording};
+pub use reader::{parse, read_recording, Recording, RecordingReader};
 pub use writer::RecordWriter;
 
 /// First bytes of every recording.

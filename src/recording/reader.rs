@@ -29,114 +29,190 @@ pub struct Recording {
     pub damage: Option<String>,
 }
 
-/// Reads a recording. A foreign file, an unknown version or a damaged
-/// header is an error; damage after the metadata is reported in
-/// [`Recording::damage`] with every whole interval before it kept.
+/// Reads a whole recording into memory. A foreign file, an unknown version
+/// or a damaged header is an error; damage after the metadata is reported in
+/// [`Recording::damage`] with every whole interval before it kept. For long
+/// recordings, [`RecordingReader`] reads one interval at a time instead.
 pub fn read_recording(path: &Path) -> Result<Recording> {
-    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse(&data).with_context(|| format!("{} is not a usable recording", path.display()))
+    collect(RecordingReader::open(path)?)
 }
 
 /// Parses a recording held in memory (see [`read_recording`]).
 pub fn parse(data: &[u8]) -> Result<Recording> {
-    if data.len() < 12 || &data[..8] != MAGIC {
-        bail!("not an rs-profile recording (bad magic)");
-    }
-    let version = u32::from_le_bytes(data[8..12].try_into().expect("4 bytes"));
-    if !(VERSION_NAMES_ONLY..=VERSION).contains(&version) {
-        bail!(
-            "recording version {version}; this build reads versions {VERSION_NAMES_ONLY} to {VERSION}"
-        );
-    }
-    let mut pos = 12;
-    let mut strings_seen = 0;
-    let mut next_record =
-        |data: &[u8], pos: &mut usize| next_record(data, pos, version, &mut strings_seen);
-    let meta = match next_record(data, &mut pos) {
-        Some(Ok(Record::Meta(meta))) => meta,
-        Some(Ok(_)) => bail!("the first record at offset 12 is not the run's metadata"),
-        Some(Err(e)) => bail!("{e}"),
-        None => bail!("the file ends before the run's metadata"),
-    };
-    let mut tables = Tables::default();
+    collect(RecordingReader::new(data)?)
+}
+
+fn collect<R: Read>(mut r: RecordingReader<R>) -> Result<Recording> {
     let mut intervals = Vec::new();
-    let mut damage = None;
-    loop {
-        let at = pos;
-        match next_record(data, &mut pos) {
-            None => break,
-            Some(Ok(Record::Interval(rec))) => match profile(rec, &mut tables) {
-                Ok(p) => intervals.push(p),
-                Err(e) => {
-                    damage = Some(format!("{e} at offset {at} (interval {})", intervals.len()));
-                    break;
-                }
-            },
-            Some(Ok(Record::Meta(_))) => {
-                damage = Some(format!(
-                    "a second metadata record at offset {at} (interval {})",
-                    intervals.len()
-                ));
-                break;
-            }
-            Some(Err(e)) => {
-                damage = Some(format!("{e} at offset {at} (interval {})", intervals.len()));
-                break;
-            }
-        }
+    while let Some(p) = r.next_interval() {
+        intervals.push(p);
     }
     Ok(Recording {
-        meta,
+        meta: r.meta.clone(),
         whole_intervals: intervals.len(),
         intervals,
-        damage,
+        damage: r.damage.take(),
     })
 }
 
-/// The record at `*pos`, advancing past it; None at a clean end of file.
-/// Version 1 records are converted: each string is also a frame (a name).
-fn next_record(
-    data: &[u8],
-    pos: &mut usize,
+/// Reads a recording one interval at a time, so memory stays bounded by
+/// one interval (and the string, mapping and frame tables) whatever the
+/// file's length.
+pub struct RecordingReader<R> {
+    input: R,
     version: u32,
-    strings_seen: &mut u32,
-) -> Option<Result<Record>> {
-    let rest = &data[*pos..];
-    if rest.is_empty() {
-        return None;
+    strings_seen: u32,
+    tables: Tables,
+    /// Offset of the next record.
+    pos: u64,
+    /// Whole intervals read so far.
+    read: usize,
+    /// The run's metadata.
+    pub meta: Meta,
+    /// Why reading stopped before the end, once it did.
+    pub damage: Option<String>,
+    done: bool,
+}
+
+impl RecordingReader<std::io::BufReader<std::fs::File>> {
+    /// Opens a recording file and reads its header and metadata.
+    pub fn open(path: &Path) -> Result<Self> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        RecordingReader::new(std::io::BufReader::with_capacity(1 << 16, file))
+            .with_context(|| format!("{} is not a usable recording", path.display()))
     }
-    Some((|| {
-        if rest.len() < 8 {
-            bail!("truncated record header");
+}
+
+impl<R: Read> RecordingReader<R> {
+    /// Reads the header and metadata from `input`.
+    pub fn new(mut input: R) -> Result<Self> {
+        let mut head = [0u8; 12];
+        let got = read_up_to(&mut input, &mut head).context("cannot read the header")?;
+        if got < 12 || &head[..8] != MAGIC {
+            bail!("not an rs-profile recording (bad magic)");
         }
-        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
-        if len > MAX_RECORD {
-            bail!("corrupt record length {len}");
+        let version = u32::from_le_bytes(head[8..12].try_into().expect("4 bytes"));
+        if !(VERSION_NAMES_ONLY..=VERSION).contains(&version) {
+            bail!(
+                "recording version {version}; this build reads versions {VERSION_NAMES_ONLY} to {VERSION}"
+            );
         }
-        let Some(payload) = rest.get(8..8 + len) else {
-            bail!("truncated record ({} of {len} bytes)", rest.len() - 8);
+        let mut r = RecordingReader {
+            input,
+            version,
+            strings_seen: 0,
+            tables: Tables::default(),
+            pos: 12,
+            read: 0,
+            meta: Meta::default(),
+            damage: None,
+            done: false,
         };
-        if crc32fast::hash(payload) != crc {
-            bail!("corrupt record (checksum mismatch)");
-        }
-        let mut raw = Vec::new();
-        DeflateDecoder::new(payload)
-            .take(MAX_RECORD as u64 + 1)
-            .read_to_end(&mut raw)
-            .context("corrupt record (bad compression)")?;
-        if raw.len() > MAX_RECORD {
-            bail!("corrupt record (too large)");
-        }
-        let bad = "corrupt record (bad encoding)";
-        let rec = match version {
-            VERSION_NAMES_ONLY => upgrade(postcard::from_bytes(&raw).context(bad)?, strings_seen),
-            VERSION_NO_MAPPINGS => upgrade_v2(postcard::from_bytes(&raw).context(bad)?),
-            _ => postcard::from_bytes(&raw).context(bad)?,
+        r.meta = match r.next_record() {
+            Some(Ok(Record::Meta(meta))) => meta,
+            Some(Ok(_)) => bail!("the first record at offset 12 is not the run's metadata"),
+            Some(Err(e)) => bail!("{e}"),
+            None => bail!("the file ends before the run's metadata"),
         };
-        *pos += 8 + len;
-        Ok(rec)
-    })())
+        Ok(r)
+    }
+
+    /// The next whole interval; None at the end of the file or at damage
+    /// (then [`RecordingReader::damage`] says what and where).
+    pub fn next_interval(&mut self) -> Option<Profile> {
+        if self.done {
+            return None;
+        }
+        let at = self.pos;
+        let problem = match self.next_record() {
+            None => None,
+            Some(Ok(Record::Interval(rec))) => match profile(rec, &mut self.tables) {
+                Ok(p) => {
+                    self.read += 1;
+                    return Some(p);
+                }
+                Err(e) => Some(format!("{e}")),
+            },
+            Some(Ok(Record::Meta(_))) => Some("a second metadata record".to_string()),
+            Some(Err(e)) => Some(format!("{e}")),
+        };
+        self.done = true;
+        self.damage = problem.map(|e| format!("{e} at offset {at} (interval {})", self.read));
+        None
+    }
+
+    /// Whole intervals read so far.
+    pub fn intervals_read(&self) -> usize {
+        self.read
+    }
+
+    /// The next record; None at a clean end of file. Older versions'
+    /// records are converted to the current form.
+    fn next_record(&mut self) -> Option<Result<Record>> {
+        let mut header = [0u8; 8];
+        let got = match read_up_to(&mut self.input, &mut header) {
+            Ok(0) => return None,
+            Ok(n) => n,
+            Err(e) => return Some(Err(anyhow::Error::new(e).context("cannot read the file"))),
+        };
+        Some((|| {
+            if got < 8 {
+                bail!("truncated record header");
+            }
+            let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+            let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+            if len > MAX_RECORD {
+                bail!("corrupt record length {len}");
+            }
+            // Grown as bytes arrive: a corrupt length in a short file costs
+            // what the file holds, not the length it claims.
+            let mut payload = Vec::new();
+            let got = (&mut self.input)
+                .take(len as u64)
+                .read_to_end(&mut payload)
+                .context("cannot read the file")?;
+            if got < len {
+                bail!("truncated record ({got} of {len} bytes)");
+            }
+            if crc32fast::hash(&payload) != crc {
+                bail!("corrupt record (checksum mismatch)");
+            }
+            let mut raw = Vec::new();
+            DeflateDecoder::new(&payload[..])
+                .take(MAX_RECORD as u64 + 1)
+                .read_to_end(&mut raw)
+                .context("corrupt record (bad compression)")?;
+            if raw.len() > MAX_RECORD {
+                bail!("corrupt record (too large)");
+            }
+            let bad = "corrupt record (bad encoding)";
+            let rec = match self.version {
+                VERSION_NAMES_ONLY => upgrade(
+                    postcard::from_bytes(&raw).context(bad)?,
+                    &mut self.strings_seen,
+                ),
+                VERSION_NO_MAPPINGS => upgrade_v2(postcard::from_bytes(&raw).context(bad)?),
+                _ => postcard::from_bytes(&raw).context(bad)?,
+            };
+            self.pos += 8 + len as u64;
+            Ok(rec)
+        })())
+    }
+}
+
+/// Reads until `buf` is full or the input ends; returns how much was read.
+fn read_up_to(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// A version 2 record as a current one: frames without source or mapping.
