@@ -262,24 +262,20 @@ impl crate::import::ImportSink for RecordingSink<'_> {
     }
 }
 
-/// `profile export`.
+/// `profile export`: the export is built as intervals are read.
 pub fn export(args: ExportArgs) -> Result<()> {
     let target = Target::resolve(&args.output, args.overwrite)?;
     let mut it = Intervals::open(&args.recording, &args.range)?;
-    let intervals: Vec<Profile> = it.by_ref().collect();
-    it.finish();
     let opts = crate::export::ExportOptions {
         merge: args.merge,
         pprof: crate::export::pprof::PprofOptions {
             comm_frame: args.pprof_comm_frame,
         },
     };
-    crate::export::write(&target, args.format, it.meta(), &intervals, opts)?;
-    eprintln!(
-        "exported {} intervals to {}",
-        intervals.len(),
-        target.display()
-    );
+    let meta = it.meta().clone();
+    let n = crate::export::write(&target, args.format, &meta, it.by_ref(), opts)?;
+    it.finish();
+    eprintln!("exported {n} intervals to {}", target.display());
     Ok(())
 }
 

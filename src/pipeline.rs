@@ -211,7 +211,7 @@ pub fn run(cfg: RunConfig) -> Result<()> {
                 let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
                 crate::safe_file::check_writable(dir.unwrap_or(std::path::Path::new(".")))?;
             }
-            outputs.push(Box::new(ExportOutput::new(target, format, meta)));
+            outputs.push(Box::new(ExportOutput::new(target, format, meta)?));
         }
     }
     if let Some(frames) = &cfg.frames {

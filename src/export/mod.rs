@@ -71,70 +71,136 @@ pub struct ExportOptions {
     pub pprof: pprof::PprofOptions,
 }
 
+/// The sampling period in nanoseconds, from the run's rate, if known.
+pub(crate) fn rate_period(meta: &Meta) -> Option<i64> {
+    match (meta.frequency, meta.period) {
+        (Some(hz), _) if hz > 0 => Some(1_000_000_000 / hz as i64),
+        (_, Some(n)) if n > 0 => Some(i64::try_from(n).unwrap_or(i64::MAX)),
+        _ => None,
+    }
+}
+
 /// The sampling period in nanoseconds: from the run's rate, or, when the
 /// recording does not say (imported folded files), the time covered spread
 /// over the samples, so that time-based views never show zero.
 pub(crate) fn period_nanos(meta: &Meta, intervals: &[Profile]) -> i64 {
-    match (meta.frequency, meta.period) {
-        (Some(hz), _) if hz > 0 => 1_000_000_000 / hz as i64,
-        (_, Some(n)) if n > 0 => i64::try_from(n).unwrap_or(i64::MAX),
-        _ => {
-            let nanos: u128 = intervals.iter().map(|p| p.duration.as_nanos()).sum();
-            let samples: u64 = intervals.iter().map(Profile::samples).sum();
-            (nanos / u128::from(samples.max(1))).clamp(1, i64::MAX as u128) as i64
+    rate_period(meta).unwrap_or_else(|| {
+        let nanos: u128 = intervals.iter().map(|p| p.duration.as_nanos()).sum();
+        let samples: u64 = intervals.iter().map(Profile::samples).sum();
+        (nanos / u128::from(samples.max(1))).clamp(1, i64::MAX as u128) as i64
+    })
+}
+
+/// An export being built, one interval at a time: what it holds is what
+/// the file will hold (a pprof profile's samples, a folded file's lines),
+/// never the intervals themselves. A recording is written as it goes.
+pub enum Exporter {
+    /// pprof.
+    Pprof(Box<pprof::Encoder>),
+    /// speedscope: the intervals, or their merge.
+    Speedscope {
+        /// One per interval (or the merge, with `merge`).
+        intervals: Vec<Profile>,
+        /// `--merge`.
+        merge: bool,
+    },
+    /// Folded lines with their counts.
+    Folded(crate::output::PrintedLines),
+    /// A recording.
+    Recording(Box<crate::recording::RecordWriter>),
+}
+
+impl Exporter {
+    /// An empty export of the run `meta` describes to `target`.
+    pub fn new(
+        target: &Target,
+        format: ExportFormat,
+        meta: &Meta,
+        opts: ExportOptions,
+    ) -> Result<Exporter> {
+        Ok(match format {
+            ExportFormat::Pprof => Exporter::Pprof(Box::new(pprof::Encoder::new(meta, opts.pprof))),
+            ExportFormat::Speedscope => Exporter::Speedscope {
+                intervals: Vec::new(),
+                merge: opts.merge,
+            },
+            ExportFormat::Folded => Exporter::Folded(Default::default()),
+            ExportFormat::Recording => Exporter::Recording(Box::new(
+                crate::recording::RecordWriter::create(target, meta)?,
+            )),
+        })
+    }
+
+    /// Adds an interval.
+    pub fn add(&mut self, p: &Profile) -> Result<()> {
+        match self {
+            Exporter::Pprof(e) => e.add(p),
+            Exporter::Speedscope { intervals, merge } => match (intervals.first_mut(), *merge) {
+                (Some(total), true) => total.merge(p),
+                _ => intervals.push(p.clone()),
+            },
+            Exporter::Folded(lines) => folded::add_lines(lines, p, &StackFormat::default()),
+            Exporter::Recording(w) => w.write_interval(p)?,
         }
+        Ok(())
+    }
+
+    /// Encodes what was added and writes it to `target`.
+    pub fn finish(self, target: &Target, meta: &Meta) -> Result<()> {
+        let bytes = match self {
+            Exporter::Pprof(e) => e.finish()?,
+            Exporter::Speedscope { intervals, merge } => {
+                speedscope::encode(meta, &intervals, merge)?
+            }
+            Exporter::Folded(lines) => {
+                let mut out = Vec::new();
+                folded::write_lines(&mut out, &lines)?;
+                out
+            }
+            Exporter::Recording(_) => return Ok(()),
+        };
+        target
+            .write_all(&bytes)
+            .with_context(|| format!("failed to export to {}", target.display()))
     }
 }
 
-/// Writes `intervals` to `target` in `format`.
+/// Writes `intervals` to `target` in `format`, one interval at a time;
+/// returns how many there were.
 pub fn write(
     target: &Target,
     format: ExportFormat,
     meta: &Meta,
-    intervals: &[Profile],
+    intervals: impl IntoIterator<Item = Profile>,
     opts: ExportOptions,
-) -> Result<()> {
-    let bytes = match format {
-        ExportFormat::Pprof => pprof::encode(meta, intervals, opts.pprof)?,
-        ExportFormat::Speedscope => speedscope::encode(meta, intervals, opts.merge)?,
-        ExportFormat::Folded => {
-            let mut total = Profile::default();
-            intervals.iter().for_each(|p| total.merge(p));
-            let mut out = Vec::new();
-            folded::write_folded(&mut out, &total, &StackFormat::default())?;
-            out
-        }
-        ExportFormat::Recording => {
-            let mut w = crate::recording::RecordWriter::create(target, meta)?;
-            for p in intervals {
-                w.write_interval(p)?;
-            }
-            return Ok(());
-        }
-    };
-    target
-        .write_all(&bytes)
-        .with_context(|| format!("failed to export to {}", target.display()))
+) -> Result<usize> {
+    let mut e = Exporter::new(target, format, meta, opts)?;
+    let mut n = 0;
+    for p in intervals {
+        e.add(&p)?;
+        n += 1;
+    }
+    e.finish(target, meta)?;
+    Ok(n)
 }
 
-/// A live run's `-o`: keeps the intervals and writes them at the end (a
-/// recording is streamed instead, see [`crate::recording::RecordWriter`]).
+/// A live run's `-o`: builds the export as intervals end (a recording is
+/// streamed by [`crate::recording::RecordWriter`] instead).
 pub struct ExportOutput {
     target: Target,
-    format: ExportFormat,
     meta: Meta,
-    intervals: Vec<Profile>,
+    exporter: Option<Exporter>,
 }
 
 impl ExportOutput {
     /// An export of the whole run to `target`.
-    pub fn new(target: Target, format: ExportFormat, meta: Meta) -> ExportOutput {
-        ExportOutput {
+    pub fn new(target: Target, format: ExportFormat, meta: Meta) -> Result<ExportOutput> {
+        let exporter = Exporter::new(&target, format, &meta, ExportOptions::default())?;
+        Ok(ExportOutput {
             target,
-            format,
             meta,
-            intervals: Vec::new(),
-        }
+            exporter: Some(exporter),
+        })
     }
 }
 
@@ -144,17 +210,16 @@ impl Output for ExportOutput {
     }
 
     fn interval(&mut self, profile: &Profile) -> Result<()> {
-        self.intervals.push(profile.clone());
-        Ok(())
+        match &mut self.exporter {
+            Some(e) => e.add(profile),
+            None => Ok(()),
+        }
     }
 
     fn finish(&mut self, _loss: &crate::profile::LossReport) -> Result<()> {
-        write(
-            &self.target,
-            self.format,
-            &self.meta,
-            &self.intervals,
-            ExportOptions::default(),
-        )
+        match self.exporter.take() {
+            Some(e) => e.finish(&self.target, &self.meta),
+            None => Ok(()),
+        }
     }
 }

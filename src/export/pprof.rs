@@ -318,43 +318,70 @@ fn leaf_first(key: &StackKey, comm_frame: bool) -> Vec<Frame> {
     v
 }
 
-/// Encodes the intervals as one gzipped pprof profile, labelled the way
-/// Pyroscope and Parca keep labels (string values): `comm`, `thread` (the
-/// thread's name, which is what comm is), `pid` and `interval_start`
-/// (seconds from the start of the run).
-pub fn encode(meta: &Meta, intervals: &[Profile], opts: PprofOptions) -> Result<Vec<u8>> {
-    let mut b = Builder::default();
-    b.string("");
-    let samples = b.string("samples");
-    let count = b.string("count");
-    let cpu = b.string("cpu");
-    let nanos = b.string("nanoseconds");
-    let keys = [
-        b.string("comm"),
-        b.string("thread"),
-        b.string("pid"),
-        b.string("interval_start"),
-    ];
-    let period = super::period_nanos(meta, intervals);
-    b.profile.sample_type = vec![
-        ValueType {
-            r#type: samples,
-            unit: count,
-        },
-        ValueType {
+/// Builds one gzipped pprof profile from intervals added one at a time,
+/// labelled the way Pyroscope and Parca keep labels (string values):
+/// `comm`, `thread` (the thread's name, which is what comm is), `pid` and
+/// `interval_start` (seconds from the start of the run). It holds what the
+/// profile will hold (locations, functions, samples), not the intervals.
+pub struct Encoder {
+    b: Builder,
+    meta: Meta,
+    opts: PprofOptions,
+    keys: [i64; 4],
+    /// First start and last end of the intervals added.
+    span: Option<(std::time::Duration, std::time::Duration)>,
+    /// Time covered and samples, for the period when the run's rate is
+    /// unknown (imports).
+    covered_nanos: u128,
+    samples: u64,
+}
+
+impl Encoder {
+    /// An empty profile for the run `meta` describes.
+    pub fn new(meta: &Meta, opts: PprofOptions) -> Encoder {
+        let mut b = Builder::default();
+        b.string("");
+        let samples = b.string("samples");
+        let count = b.string("count");
+        let cpu = b.string("cpu");
+        let nanos = b.string("nanoseconds");
+        let keys = [
+            b.string("comm"),
+            b.string("thread"),
+            b.string("pid"),
+            b.string("interval_start"),
+        ];
+        b.profile.sample_type = vec![
+            ValueType {
+                r#type: samples,
+                unit: count,
+            },
+            ValueType {
+                r#type: cpu,
+                unit: nanos,
+            },
+        ];
+        b.profile.period_type = Some(ValueType {
             r#type: cpu,
             unit: nanos,
-        },
-    ];
-    b.profile.period_type = Some(ValueType {
-        r#type: cpu,
-        unit: nanos,
-    });
-    b.profile.period = period;
-    for p in intervals {
+        });
+        Encoder {
+            b,
+            meta: meta.clone(),
+            opts,
+            keys,
+            span: None,
+            covered_nanos: 0,
+            samples: 0,
+        }
+    }
+
+    /// Adds an interval's samples.
+    pub fn add(&mut self, p: &Profile) {
+        let b = &mut self.b;
         let start = b.string(&format!("{:.3}", p.start.as_secs_f64()));
         for (key, n) in p.sorted() {
-            let location_id = leaf_first(key, opts.comm_frame)
+            let location_id = leaf_first(key, self.opts.comm_frame)
                 .iter()
                 .map(|f| b.location(f))
                 .collect();
@@ -362,7 +389,7 @@ pub fn encode(meta: &Meta, intervals: &[Profile], opts: PprofOptions) -> Result<
             let pid = b.string(&key.pid.to_string());
             let label = [comm, comm, pid, start]
                 .iter()
-                .zip(keys)
+                .zip(self.keys)
                 .map(|(&str, key)| Label {
                     key,
                     str,
@@ -370,32 +397,56 @@ pub fn encode(meta: &Meta, intervals: &[Profile], opts: PprofOptions) -> Result<
                     num_unit: 0,
                 })
                 .collect();
+            // The time value is filled in at the end, once the period is
+            // known for certain.
             b.profile.sample.push(Sample {
                 location_id,
-                value: vec![n as i64, (n as i64).saturating_mul(period)],
+                value: vec![n as i64, 0],
                 label,
             });
         }
+        let end = p.start + p.duration;
+        self.span = Some(match self.span {
+            Some((s, e)) => (s.min(p.start), e.max(end)),
+            None => (p.start, end),
+        });
+        self.covered_nanos += p.duration.as_nanos();
+        self.samples = self.samples.saturating_add(p.samples());
     }
-    b.finish_mappings();
-    let (first, last) = (intervals.first(), intervals.last());
-    let start_ns = first.map_or(0, |p| p.start.as_nanos() as i64);
-    // Wall time of the first interval; unknown for imports, where the time
-    // of the export stands in (pprof consumers expect one).
-    b.profile.time_nanos = if meta.started_unix_ns > 0 {
-        meta.started_unix_ns as i64 + start_ns
-    } else {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64)
-    };
-    b.profile.duration_nanos = match (first, last) {
-        (Some(f), Some(l)) => (l.start + l.duration).saturating_sub(f.start).as_nanos() as i64,
-        _ => 0,
-    };
-    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&b.profile.encode_to_vec())?;
-    Ok(gz.finish()?)
+
+    /// The gzipped profile.
+    pub fn finish(mut self) -> Result<Vec<u8>> {
+        let period = super::rate_period(&self.meta).unwrap_or_else(|| {
+            (self.covered_nanos / u128::from(self.samples.max(1))).clamp(1, i64::MAX as u128) as i64
+        });
+        let b = &mut self.b;
+        b.profile.period = period;
+        for s in &mut b.profile.sample {
+            s.value[1] = s.value[0].saturating_mul(period);
+        }
+        b.finish_mappings();
+        let (start, end) = self.span.unwrap_or_default();
+        // Wall time of the first interval; unknown for imports, where the
+        // time of the export stands in (pprof consumers expect one).
+        b.profile.time_nanos = if self.meta.started_unix_ns > 0 {
+            self.meta.started_unix_ns as i64 + start.as_nanos() as i64
+        } else {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64)
+        };
+        b.profile.duration_nanos = end.saturating_sub(start).as_nanos() as i64;
+        let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&b.profile.encode_to_vec())?;
+        Ok(gz.finish()?)
+    }
+}
+
+/// Encodes the intervals as one gzipped pprof profile (see [`Encoder`]).
+pub fn encode(meta: &Meta, intervals: &[Profile], opts: PprofOptions) -> Result<Vec<u8>> {
+    let mut e = Encoder::new(meta, opts);
+    intervals.iter().for_each(|p| e.add(p));
+    e.finish()
 }
 
 #[cfg(test)]
