@@ -167,6 +167,10 @@ struct LiveArgs {
     #[arg(long, value_name = "N", default_value_t = feed::defaults::HISTORY)]
     history: usize,
 
+    /// Memory (MB) those intervals may use; the oldest go first.
+    #[arg(long, value_name = "MB", default_value_t = feed::defaults::HISTORY_MB)]
+    history_mb: u64,
+
     /// Serve beyond loopback without the access token (anyone who can reach
     /// the port sees process names and stacks).
     #[arg(long)]
@@ -305,6 +309,9 @@ impl LiveArgs {
         if self.history == 0 {
             bail!("--history must keep at least 1 interval");
         }
+        if self.history_mb == 0 {
+            bail!("--history-mb must be at least 1");
+        }
         if let Some(out) = &self.output {
             crate::export::ExportFormat::from_path(out)?;
         }
@@ -331,6 +338,7 @@ impl LiveArgs {
                 port: self.serve_port,
                 path: self.serve_path.clone(),
                 history: self.history,
+                history_bytes: self.history_mb.saturating_mul(1 << 20),
                 canvas: fc.canvas,
                 mode: fc.mode,
                 format,

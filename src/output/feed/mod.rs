@@ -39,6 +39,8 @@ pub mod defaults {
     pub const LISTEN: &str = "127.0.0.1";
     /// `--history`: intervals kept for the timeline.
     pub const HISTORY: usize = 600;
+    /// `--history-mb`: memory the kept intervals may use.
+    pub const HISTORY_MB: u64 = 256;
 }
 
 /// Checks a `-P` prefix: `/`, or `/`-separated segments of letters, digits
@@ -77,6 +79,8 @@ pub struct FeedConfig {
     pub path: String,
     /// `--history`.
     pub history: usize,
+    /// `--history-mb`, in bytes.
+    pub history_bytes: u64,
     /// Frame canvas (PNG and MJPEG).
     pub canvas: Canvas,
     /// `--frame-mode`.
@@ -115,12 +119,40 @@ impl FeedFrame {
         })
     }
 
+    /// About the memory the frame holds: its folded lines and their
+    /// bookkeeping.
+    fn bytes(&self) -> u64 {
+        let lines: usize = self.frame.lines.iter().map(|l| l.capacity() + 24).sum();
+        (lines + std::mem::size_of::<FeedFrame>()) as u64
+    }
+
     /// The frame's folded lines, as text.
     fn folded(&self) -> String {
         let mut s = self.frame.lines.join("\n");
         s.push('\n');
         s
     }
+}
+
+/// Pushes `item` and drops the oldest items while there are more than
+/// `max_len` or they hold more than `max_bytes` (the newest always stays).
+/// `held` is what the deque held before; returns what it holds after.
+fn push_bounded<T>(
+    h: &mut VecDeque<T>,
+    item: T,
+    held: u64,
+    size: impl Fn(&T) -> u64,
+    max_len: usize,
+    max_bytes: u64,
+) -> u64 {
+    let mut held = held.saturating_add(size(&item));
+    h.push_back(item);
+    while h.len() > 1 && (h.len() > max_len || held > max_bytes) {
+        if let Some(old) = h.pop_front() {
+            held = held.saturating_sub(size(&old));
+        }
+    }
+    held
 }
 
 /// A rendered frame's identity: interval index, and PNG (true) or SVG.
@@ -133,7 +165,10 @@ pub(crate) struct FeedState {
     token: Option<String>,
     renderer: FrameRenderer,
     history_len: usize,
+    history_bytes: u64,
+    /// Kept intervals and the bytes they hold.
     history: Mutex<VecDeque<Arc<FeedFrame>>>,
+    history_held: std::sync::atomic::AtomicU64,
     latest: watch::Sender<Option<Arc<FeedFrame>>>,
     jpeg: watch::Sender<Option<Arc<Vec<u8>>>>,
     jpeg_busy: AtomicBool,
@@ -165,6 +200,22 @@ impl FeedState {
             c.pop_front();
         }
         Ok(bytes)
+    }
+
+    /// Adds a frame to the history, dropping the oldest while it holds more
+    /// than `--history` intervals or `--history-mb` of memory (the newest
+    /// is always kept).
+    fn remember(&self, frame: Arc<FeedFrame>) {
+        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let held = push_bounded(
+            &mut h,
+            frame,
+            self.history_held.load(Ordering::SeqCst),
+            |f| f.bytes(),
+            self.history_len,
+            self.history_bytes,
+        );
+        self.history_held.store(held, Ordering::SeqCst);
     }
 
     fn frame(&self, index: u64) -> Option<Arc<FeedFrame>> {
@@ -209,7 +260,9 @@ impl FeedOutput {
             token: token.clone(),
             renderer: FrameRenderer::new(cfg.canvas, cfg.renderer)?,
             history_len: cfg.history.max(1),
+            history_bytes: cfg.history_bytes,
             history: Mutex::new(VecDeque::new()),
+            history_held: std::sync::atomic::AtomicU64::new(0),
             latest: watch::Sender::new(None),
             jpeg: watch::Sender::new(None),
             jpeg_busy: AtomicBool::new(false),
@@ -295,13 +348,7 @@ impl Output for FeedOutput {
             index: profile.index,
             frame: self.maker.make(profile),
         });
-        {
-            let mut h = self.state.history.lock().unwrap_or_else(|e| e.into_inner());
-            h.push_back(frame.clone());
-            while h.len() > self.state.history_len {
-                h.pop_front();
-            }
-        }
+        self.state.remember(frame.clone());
         self.state.latest.send_replace(Some(frame.clone()));
         self.publish_jpeg(frame);
         Ok(())
@@ -326,7 +373,35 @@ impl Drop for FeedOutput {
 
 #[cfg(test)]
 mod tests {
-    use super::validate_prefix;
+    use super::{push_bounded, validate_prefix};
+    use std::collections::VecDeque;
+
+    #[test]
+    fn history_is_bounded_by_count_and_bytes() {
+        // Items 0-9 hold 100 bytes, 10-19 300, 99 five thousand.
+        let size = |i: &u64| match *i {
+            0..=9 => 100,
+            10..=19 => 300,
+            _ => 5_000,
+        };
+        let mut h = VecDeque::new();
+        let mut held = 0;
+        for i in 0..10u64 {
+            held = push_bounded(&mut h, i, held, size, 4, 1_000);
+        }
+        assert_eq!(h, [6, 7, 8, 9]);
+        assert_eq!(held, 400);
+        for i in 10..20u64 {
+            held = push_bounded(&mut h, i, held, size, 100, 1_000);
+        }
+        // 300-byte items under a 1000-byte budget: three fit.
+        assert_eq!(h, [17, 18, 19]);
+        assert_eq!(held, 900);
+        // One item over the whole budget is still kept: the newest.
+        held = push_bounded(&mut h, 99, held, size, 100, 1_000);
+        assert_eq!(h, [99]);
+        assert_eq!(held, 5_000);
+    }
 
     #[test]
     fn prefixes() {
