@@ -254,7 +254,13 @@ fn jit_code_compiled_after_the_start_is_named() {
     let Ok(mut cmd) = which_node() else {
         return;
     };
-    let (mut child, pid) = start(cmd.arg("--perf-basic-prof").arg(&script));
+    // node may write an isolate log into its working folder: not the repo's.
+    let cwd = tempfile::tempdir().unwrap();
+    let (mut child, pid) = start(
+        cmd.current_dir(cwd.path())
+            .arg("--perf-basic-prof")
+            .arg(&script),
+    );
     let out = profile(&["-f", "-U", "-p", &pid.to_string(), "4"]);
     let _ = child.wait();
     let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
