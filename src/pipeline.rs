@@ -208,8 +208,7 @@ pub fn run(cfg: RunConfig) -> Result<()> {
             outputs.push(Box::new(RecordWriter::create(&target, &meta)?));
         } else {
             if let Target::File { path, .. } = &target {
-                let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-                crate::safe_file::check_writable(dir.unwrap_or(std::path::Path::new(".")))?;
+                crate::safe_file::check_writable(crate::safe_file::folder_of(path))?;
             }
             outputs.push(Box::new(ExportOutput::new(target, format, meta)?));
         }

@@ -163,10 +163,7 @@ pub struct TempFile {
 impl TempFile {
     /// A temporary file in `target`'s folder.
     pub fn new_for(target: &Path) -> Result<TempFile> {
-        let dir = match target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
+        let dir = folder_of(target);
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -273,6 +270,14 @@ pub fn remove_temp_files() {
         for p in s.drain() {
             let _ = fs::remove_file(p);
         }
+    }
+}
+
+/// The folder a file goes in (`.` for a bare name).
+pub fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     }
 }
 

@@ -80,14 +80,20 @@ pub(crate) fn rate_period(meta: &Meta) -> Option<i64> {
     }
 }
 
-/// The sampling period in nanoseconds: from the run's rate, or, when the
-/// recording does not say (imported folded files), the time covered spread
-/// over the samples, so that time-based views never show zero.
+/// The period when the run's rate is unknown (imported folded files): the
+/// time covered spread over the samples, so time-based views never show
+/// zero.
+pub(crate) fn fallback_period(covered_nanos: u128, samples: u64) -> i64 {
+    (covered_nanos / u128::from(samples.max(1))).clamp(1, i64::MAX as u128) as i64
+}
+
+/// The sampling period in nanoseconds: from the run's rate, else
+/// [`fallback_period`] over `intervals`.
 pub(crate) fn period_nanos(meta: &Meta, intervals: &[Profile]) -> i64 {
     rate_period(meta).unwrap_or_else(|| {
         let nanos: u128 = intervals.iter().map(|p| p.duration.as_nanos()).sum();
         let samples: u64 = intervals.iter().map(Profile::samples).sum();
-        (nanos / u128::from(samples.max(1))).clamp(1, i64::MAX as u128) as i64
+        fallback_period(nanos, samples)
     })
 }
 

@@ -416,9 +416,8 @@ impl Encoder {
 
     /// The gzipped profile.
     pub fn finish(mut self) -> Result<Vec<u8>> {
-        let period = super::rate_period(&self.meta).unwrap_or_else(|| {
-            (self.covered_nanos / u128::from(self.samples.max(1))).clamp(1, i64::MAX as u128) as i64
-        });
+        let period = super::rate_period(&self.meta)
+            .unwrap_or_else(|| super::fallback_period(self.covered_nanos, self.samples));
         let b = &mut self.b;
         b.profile.period = period;
         for s in &mut b.profile.sample {
