@@ -20,5 +20,6 @@ fn main() {
         .unwrap_or_else(|err| panic!("failed to build the BPF sampler {SRC}: {err:#}"));
     println!("cargo:rerun-if-changed={SRC}");
     println!("cargo:rerun-if-changed=bpf/profile.h");
+    println!("cargo:rerun-if-changed=bpf/unwinder.bpf.h");
     println!("cargo:rerun-if-changed=bpf/vmlinux.h");
 }

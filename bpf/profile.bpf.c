@@ -16,6 +16,7 @@
 #define EEXIST 17
 #define ENOENT 2
 #define EFAULT 14
+#define ENOMEM 12
 #define BPF_F_USER_STACK (1ULL << 8)
 #define BPF_NOEXIST 1
 
@@ -137,6 +138,8 @@ struct {
 struct stack_key _stack_key = {};
 struct process_seen _process_seen = {};
 
+#include "unwinder.bpf.h"
+
 static __always_inline void announce(__u32 tgid, __u32 aspace)
 {
 	__u64 id = ((__u64)tgid << 32) | aspace;
@@ -156,6 +159,7 @@ static __always_inline void announce(__u32 tgid, __u32 aspace)
 		return;
 	slot->tgid = tgid;
 	slot->aspace = aspace;
+	slot->refresh = 0;
 	bpf_ringbuf_submit(slot, 0);
 }
 
@@ -194,8 +198,16 @@ static __always_inline void note_stack_error(__s32 id, __u64 *collision, __u64 *
 		(*nomem)++;
 }
 
-static __always_inline int sample(void *ctx, void *counts, void *stacks, __u32 gen,
-				  __u32 tgid, __u32 aspace)
+/* Whether the unwinder has this address space's mappings. */
+static __always_inline bool tables_loaded(__u32 tgid, __u32 aspace)
+{
+	__u32 *loaded = bpf_map_lookup_elem(&unwind_procs, &tgid);
+
+	return loaded && *loaded == aspace;
+}
+
+static __always_inline int sample(struct bpf_perf_event_data *ctx, void *counts, void *stacks,
+				  void *user_stacks, __u32 gen, __u32 tgid, __u32 aspace)
 {
 	struct sample_stats *st;
 	struct stack_key key = {};
@@ -209,8 +221,20 @@ static __always_inline int sample(void *ctx, void *counts, void *stacks, __u32 g
 
 	key.user_stack_id = -ENOENT;
 	key.kernel_stack_id = -ENOENT;
-	if (cfg.user_stacks)
+	if (cfg.user_stacks && cfg.unwind_mode != UNWIND_MODE_FP && tgid != 0 &&
+	    tables_loaded(tgid, aspace)) {
+		__u64 hash = 0;
+		int err = walk_user_stack(ctx, user_stacks, tgid, aspace, st, &hash);
+
+		if (err)
+			key.user_stack_id = err;
+		else
+			key.user_stack_hash = hash;
+	} else if (cfg.user_stacks) {
+		if (cfg.unwind_mode != UNWIND_MODE_FP && tgid != 0)
+			st->unwind_not_loaded++;
 		key.user_stack_id = bpf_get_stackid(ctx, stacks, BPF_F_USER_STACK);
+	}
 	if (cfg.kernel_stacks)
 		key.kernel_stack_id = bpf_get_stackid(ctx, stacks, 0);
 	note_stack_error(key.user_stack_id, &st->user_stack_collision, &st->user_stack_nomem);
@@ -290,8 +314,8 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 
 	gen = generation & 1;
 	if (gen)
-		return sample(ctx, &counts1, &stacks1, 1, tgid, aspace);
-	return sample(ctx, &counts0, &stacks0, 0, tgid, aspace);
+		return sample(ctx, &counts1, &stacks1, &user_stacks1, 1, tgid, aspace);
+	return sample(ctx, &counts0, &stacks0, &user_stacks0, 0, tgid, aspace);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

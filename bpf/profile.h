@@ -32,6 +32,10 @@ struct stack_key {
 	__s32 user_stack_id;
 	__s32 kernel_stack_id;
 	char comm[COMM_LEN];
+	/* Non-zero: the user stack was walked with unwind tables and is in this
+	 * generation's `user_stacks` under this hash (user_stack_id is then
+	 * -ENOENT). */
+	__u64 user_stack_hash;
 };
 
 /* Per-CPU, per-generation accounting. Every sample that passes the filters
@@ -45,12 +49,91 @@ struct sample_stats {
 	__u64 user_stack_nomem;      /* -ENOMEM and other errors but -EFAULT */
 	__u64 kernel_stack_collision;
 	__u64 kernel_stack_nomem;
+	/* --unwind auto|dwarf: counted samples whose user stack was walked
+	 * with unwind tables ... */
+	__u64 unwound;
+	/* ... and of those, the walks that stopped early (a bad read, no row,
+	 * the depth limit) rather than at the outermost frame. */
+	__u64 unwind_truncated;
+	/* Walks that crossed code in no mapping known to the unwinder (a
+	 * library loaded since the process was read): user space is asked to
+	 * read its maps again. */
+	__u64 unwind_unknown_mapping;
+	/* Counted samples of a process whose tables were not loaded yet: its
+	 * user stack is a frame-pointer walk (bpf_get_stackid). */
+	__u64 unwind_not_loaded;
+	/* Counted samples whose unwound stack did not fit in `user_stacks`:
+	 * their user stack is missing. */
+	__u64 unwind_stacks_full;
+};
+
+/* How user stacks are walked (--unwind). */
+enum unwind_mode {
+	UNWIND_MODE_FP = 0,    /* bpf_get_stackid: frame pointers, as bcc does */
+	UNWIND_MODE_AUTO = 1,  /* unwind tables where a file has CFI, else frame pointers */
+	UNWIND_MODE_DWARF = 2, /* unwind tables only */
+};
+
+enum unwind_consts {
+	/* Rows of one table shard: 2^17 rows of 8 bytes, 1 MiB. */
+	UNWIND_SHARD_SHIFT = 17,
+	UNWIND_SHARD_ROWS = 1 << 17,
+	/* Shards at most (the --unwind-memory budget is checked in user space). */
+	UNWIND_MAX_SHARDS = 8192,
+	/* Binary search steps: enough for 2^24 rows in one file. */
+	UNWIND_SEARCH_STEPS = 25,
+};
+
+/* What an unwind row says (see src/unwind/table.rs). */
+enum unwind_kind {
+	UNWIND_NONE = 0,        /* no CFI here */
+	UNWIND_CFA_RSP = 1,     /* CFA = rsp + cfa_offset */
+	UNWIND_CFA_RBP = 2,     /* CFA = rbp + cfa_offset */
+	UNWIND_PLT = 3,         /* CFA = rsp + 8 (+8 if (rip & 15) >= cfa_offset) */
+	UNWIND_SIGNAL = 4,      /* a signal trampoline: registers in the ucontext at rsp */
+	UNWIND_END = 5,         /* outermost frame */
+	UNWIND_UNSUPPORTED = 6, /* CFI the walker can't evaluate */
+};
+
+/* One row of an unwind table: applies from file offset `pc` to the next
+ * row's. The return address is at CFA - 8; %rbp was saved at
+ * CFA + 8 * rbp_offset8 unless that is 0. */
+struct unwind_row {
+	__u32 pc;
+	__s16 cfa_offset;
+	__u8 kind;
+	__s8 rbp_offset8;
+};
+
+/* Key of `unwind_mappings`, a longest-prefix-match trie: a process's
+ * executable mappings split into aligned power-of-two blocks. prefixlen
+ * counts the bits after itself: 32 for the tgid, then address bits. */
+struct mapping_key {
+	__u32 prefixlen;
+	__u32 tgid;
+	__u64 addr_be; /* big-endian, so prefixes are leading address bits */
+};
+
+/* Which table a mapping uses: file offset = address - bias. */
+struct mapping_info {
+	__u64 bias;
+	__u32 row_start; /* first row, in the global row space of the shards */
+	__u32 row_count; /* 0: no CFI: frame pointers */
+};
+
+/* A stack walked with unwind tables: leaf first. */
+struct user_stack {
+	__u32 len;
+	__u32 truncated;
+	__u64 ips[MAX_STACK_DEPTH];
 };
 
 /* What `new_tgids` announces: an address space seen for the first time. */
 struct process_seen {
 	__u32 tgid;
 	__u32 aspace;
+	/* 1: the unwinder met code in no mapping it knows: the maps changed. */
+	__u32 refresh;
 };
 
 /* Filters, written into .rodata before load. */
@@ -64,6 +147,7 @@ struct sampler_config {
 	__u8 filter_mntns;     /* only mount namespaces in map `mount_ns_set` */
 	__u8 exclude_self;     /* drop samples of the profiler's own tgid */
 	__u8 use_pidns;        /* the profiler runs in a pid namespace: see pids as it does */
+	__u8 unwind_mode;      /* enum unwind_mode */
 	__u32 self_tgid;
 	__u64 pidns_dev;       /* that namespace: stat("/proc/self/ns/pid") */
 	__u64 pidns_ino;

@@ -89,8 +89,16 @@ pub fn collect(batch: &RawBatch, index: u64, start: Duration, duration: Duration
         ..Default::default()
     };
     let mut samples = Vec::with_capacity(batch.entries.len());
+    loss.unwind = batch.stats.unwind;
     for e in &batch.entries {
-        let user = resolve(e.user_stack_id, batch);
+        let user = if e.user_stack_hash != 0 {
+            match batch.walked.get(&e.user_stack_hash) {
+                Some(addrs) => RawStack::Addrs(addrs.clone()),
+                None => RawStack::Missed,
+            }
+        } else {
+            resolve(e.user_stack_id, batch)
+        };
         let kernel = resolve(e.kernel_stack_id, batch);
         if user == RawStack::Missed || kernel == RawStack::Missed {
             loss.missing_stacks += 1;
@@ -133,6 +141,7 @@ mod tests {
             comm: "w".into(),
             user_stack_id: u,
             kernel_stack_id: k,
+            user_stack_hash: 0,
             count,
         }
     }
@@ -154,6 +163,7 @@ mod tests {
                 ..Default::default()
             },
             in_flight: 0,
+            ..Default::default()
         };
         let iv = collect(&batch, 0, Duration::ZERO, Duration::from_secs(1));
         assert_eq!(iv.loss.counted, 18);

@@ -19,3 +19,4 @@ pub mod recording;
 pub mod safe_file;
 pub mod sampler;
 pub mod symbolizer;
+pub mod unwind;

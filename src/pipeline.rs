@@ -31,6 +31,7 @@ use crate::safe_file::Target;
 use crate::sampler::SampleRate;
 use crate::sampler::Sampler;
 use crate::symbolizer::{Symbolizer, SymbolizerStats};
+use crate::unwind::{UnwindMode, UnwindStats, Unwinder};
 
 /// Longest the sampling loop sleeps between looks at the clock and the stop flag.
 const TICK: Duration = Duration::from_millis(100);
@@ -225,6 +226,24 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     }
 
     let mut sampler = Sampler::start(&cfg.sampler)?;
+    let unwinder = if cfg.sampler.unwind != UnwindMode::Fp && cfg.sampler.user_stacks {
+        let u = Unwinder::start(sampler.unwind_maps()?, cfg.sampler.unwind_memory)?;
+        // -p: load the targets' tables now rather than at their first sample.
+        for pid in &cfg.sampler.pids {
+            if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+                u.process(
+                    AspaceId {
+                        pid: *pid,
+                        aspace: 0,
+                    },
+                    &maps,
+                );
+            }
+        }
+        Some(u)
+    } else {
+        None
+    };
     if let Some(header) = &cfg.header {
         let mut out = std::io::stdout().lock();
         // A reader gone already (`| head -0`) ends the report, not the run.
@@ -235,11 +254,20 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     let processing = start_processing(outputs, failed.clone(), rx)?;
 
     let mut drain_times = Vec::new();
-    let sampled = sample(&mut sampler, &cfg, &stop, &failed, &tx, &mut drain_times);
+    let sampled = sample(
+        &mut sampler,
+        unwinder.as_ref(),
+        &cfg,
+        &stop,
+        &failed,
+        &tx,
+        &mut drain_times,
+    );
     let event = sampler.event().name();
     // Detach as soon as sampling ends: nothing stays attached after the run,
     // whatever happens next.
     drop(sampler);
+    let unwind_stats = unwinder.map(Unwinder::finish);
     if cfg.header.is_some() {
         // profile.py's blank line between sampling and the stacks. Printed
         // before the channel closes, so before the report starts.
@@ -261,6 +289,9 @@ pub fn run(cfg: RunConfig) -> Result<()> {
             timing(&drain_times),
             timing(&symbolize_times)
         );
+        if let Some(u) = &unwind_stats {
+            eprintln!("{}", unwind_line(&loss, u));
+        }
     }
     sampled?;
     if let Some((last, others)) = failures.split_last() {
@@ -270,6 +301,32 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         bail!("{last}");
     }
     Ok(())
+}
+
+/// The --stats line of the unwinder: how user stacks were walked and what
+/// building the tables cost.
+fn unwind_line(loss: &LossReport, u: &UnwindStats) -> String {
+    let w = &loss.unwind;
+    format!(
+        "stats: unwind: {} samples walked with tables ({} stopped early, {} crossed unknown code), {} with frame pointers before their tables were loaded, {} stacks did not fit; {} files ({} without CFI, {} rows) built in {:.0} ms of CPU, longest load {:.0} ms, {} loads, {} MB of shards{}",
+        w.unwound,
+        w.truncated,
+        w.unknown_mapping,
+        w.not_loaded,
+        w.stacks_full,
+        u.files_built,
+        u.files_without_cfi,
+        u.rows_built,
+        u.build_time.as_secs_f64() * 1000.0,
+        u.max_load_latency.as_secs_f64() * 1000.0,
+        u.loads,
+        u.shard_bytes >> 20,
+        if u.left_out.is_empty() {
+            String::new()
+        } else {
+            format!(", left out: {}", u.left_out.join(", "))
+        }
+    )
 }
 
 /// `first X ms, median Y ms, p95 Z ms, max W ms` of per-interval times.
@@ -299,6 +356,7 @@ fn timing(times: &[Duration]) -> String {
 /// time does not drift. Each interval carries its real start and length.
 fn sample(
     sampler: &mut Sampler,
+    unwinder: Option<&Unwinder>,
     cfg: &RunConfig,
     stop: &AtomicBool,
     failed: &AtomicBool,
@@ -354,6 +412,9 @@ fn sample(
                 .into_iter()
                 .map(|id| {
                     let maps = std::fs::read_to_string(format!("/proc/{}/maps", id.pid)).ok();
+                    if let (Some(u), Some(text)) = (unwinder, &maps) {
+                        u.process(id, text);
+                    }
                     (id, maps)
                 })
                 .collect();

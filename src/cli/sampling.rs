@@ -8,6 +8,7 @@ use clap::Args;
 
 use crate::output::text::Header;
 use crate::sampler::{self, defaults, SampleRate, SamplerConfig};
+use crate::unwind::UnwindMode;
 
 /// Shortest interval `--interval` accepts.
 pub const MIN_INTERVAL: f64 = 0.05;
@@ -119,6 +120,17 @@ pub struct SamplingArgs {
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_INTERVAL)]
     pub interval: f64,
 
+    /// How user stacks are walked: unwind tables from each file's CFI where
+    /// it has them, frame pointers elsewhere (auto); frame pointers only, as
+    /// bcc does (fp); unwind tables only (dwarf).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    pub unwind: UnwindMode,
+
+    /// Kernel memory for unwind tables, in MB; files that don't fit are
+    /// walked with frame pointers (with a warning naming them).
+    #[arg(long, value_name = "MB", default_value_t = crate::unwind::DEFAULT_MEMORY_MB)]
+    pub unwind_memory: u64,
+
     /// Keep samples of this profiler's own threads (left out by default).
     #[arg(long)]
     pub include_self: bool,
@@ -210,6 +222,9 @@ impl SamplingArgs {
         if self.stack_storage_size == 0 {
             bail!("--stack-storage-size must be at least 1");
         }
+        if !(1..=65536).contains(&self.unwind_memory) {
+            bail!("--unwind-memory must be 1 to 65536 MB");
+        }
         if self.duration == Some(0) {
             bail!("duration must be a positive number of seconds");
         }
@@ -265,6 +280,8 @@ impl SamplingArgs {
             mntns_map: self.mntnsmap.clone(),
             include_self: self.include_self,
             pid_namespace: sampler::own_pid_namespace(),
+            unwind: self.unwind,
+            unwind_memory: self.unwind_memory << 20,
         };
         let header = Header {
             rate: match rate {

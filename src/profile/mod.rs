@@ -193,6 +193,8 @@ pub struct LossReport {
     pub missed_stack_samples: u64,
     /// Whether any stack was missed through a stack-map hash collision.
     pub stack_collision: bool,
+    /// How user stacks were walked (`--unwind`), in samples.
+    pub unwind: crate::sampler::UnwindCounts,
 }
 
 impl LossReport {
@@ -214,6 +216,7 @@ impl LossReport {
             .missed_stack_samples
             .saturating_add(other.missed_stack_samples);
         self.stack_collision |= other.stack_collision;
+        self.unwind.add(&other.unwind);
     }
 }
 

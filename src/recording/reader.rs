@@ -381,6 +381,8 @@ fn profile(rec: IntervalRec, t: &mut Tables) -> Result<Profile> {
             missing_stacks: rec.loss.missing_stacks,
             missed_stack_samples: rec.loss.missed_stack_samples,
             stack_collision: rec.loss.stack_collision,
+            // Not recorded: it describes the live run, printed by --stats.
+            unwind: Default::default(),
         },
         ..Default::default()
     };

@@ -23,6 +23,9 @@ pub struct RawEntry {
     pub user_stack_id: i32,
     /// Stack id, or -errno.
     pub kernel_stack_id: i32,
+    /// Non-zero: the user stack was walked with unwind tables and is in
+    /// [`RawBatch::walked`] under this hash.
+    pub user_stack_hash: u64,
     /// Samples with this key.
     pub count: u64,
 }
@@ -44,6 +47,35 @@ pub struct SampleStats {
     pub kernel_stack_collision: u64,
     /// Like `user_stack_nomem`, for kernel stacks.
     pub kernel_stack_nomem: u64,
+    /// The unwinder's counters (bpf/profile.h's `sample_stats`).
+    pub unwind: UnwindCounts,
+}
+
+/// What happened to user stacks under `--unwind auto|dwarf`, in samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnwindCounts {
+    /// Walked with unwind tables.
+    pub unwound: u64,
+    /// Of those, walks that stopped before the outermost frame.
+    pub truncated: u64,
+    /// Walks that met code in no mapping the unwinder knew (maps re-read).
+    pub unknown_mapping: u64,
+    /// Samples of processes whose tables were not loaded yet: walked with
+    /// frame pointers instead.
+    pub not_loaded: u64,
+    /// Walked stacks that did not fit in the map (user stack missing).
+    pub stacks_full: u64,
+}
+
+impl UnwindCounts {
+    /// Adds another interval's counts.
+    pub fn add(&mut self, o: &UnwindCounts) {
+        self.unwound = self.unwound.saturating_add(o.unwound);
+        self.truncated = self.truncated.saturating_add(o.truncated);
+        self.unknown_mapping = self.unknown_mapping.saturating_add(o.unknown_mapping);
+        self.not_loaded = self.not_loaded.saturating_add(o.not_loaded);
+        self.stacks_full = self.stacks_full.saturating_add(o.stacks_full);
+    }
 }
 
 /// Everything one generation of the maps held.
@@ -53,6 +85,8 @@ pub struct RawBatch {
     pub entries: Vec<RawEntry>,
     /// Stack id -> addresses, leaf first, for every id the entries name.
     pub stacks: HashMap<i32, Vec<u64>>,
+    /// Walked user stacks by hash, leaf first.
+    pub walked: HashMap<u64, Vec<u64>>,
     /// The program's accounting.
     pub stats: SampleStats,
     /// Samples the program had taken but not finished when the drain gave up
@@ -65,13 +99,24 @@ pub struct RawBatch {
 /// the hypervisor can stretch that, hence the generous bound.
 const SETTLE_TIMEOUT: Duration = Duration::from_millis(200);
 
+/// The maps of one generation.
+pub(super) struct GenerationMaps<'a> {
+    pub counts: &'a MapMut<'a>,
+    pub stacks: &'a MapMut<'a>,
+    pub walked: &'a MapMut<'a>,
+}
+
 pub(super) fn drain_generation(
     generation: u32,
     stats_map: &MapMut<'_>,
-    counts: &MapMut<'_>,
-    stacks: &MapMut<'_>,
+    maps: GenerationMaps<'_>,
     zero_stats: &[Vec<u8>],
 ) -> Result<RawBatch> {
+    let GenerationMaps {
+        counts,
+        stacks,
+        walked,
+    } = maps;
     // A program that read `generation` just before the flip may still be
     // about to touch the old maps: give it time to start, then wait until
     // every sample taken on the old generation is finished.
@@ -102,10 +147,12 @@ pub(super) fn drain_generation(
         }
     }
     clear_stacks(stacks)?;
+    let walked = drain_walked(walked)?;
     reset_stats(stats_map, generation, zero_stats)?;
     Ok(RawBatch {
         entries,
         stacks: stack_of,
+        walked,
         stats,
         in_flight,
     })
@@ -132,6 +179,39 @@ fn drain_counts(counts: &MapMut<'_>) -> Result<Vec<RawEntry>> {
     Ok(out)
 }
 
+/// Reads and deletes every walked stack of a generation.
+fn drain_walked(walked: &MapMut<'_>) -> Result<HashMap<u64, Vec<u64>>> {
+    let mut out = HashMap::new();
+    if walked.max_entries() <= 1 {
+        // --unwind fp: the map is a placeholder.
+        return Ok(out);
+    }
+    loop {
+        let before = out.len();
+        let batch = walked
+            .lookup_and_delete_batch(walked.max_entries(), MapFlags::ANY, MapFlags::ANY)
+            .context("failed to drain the walked-stack map")?;
+        for (key, value) in batch {
+            let hash = u64::from_ne_bytes(key[..8].try_into().expect("u64 keys"));
+            out.insert(hash, walked_addresses(&value));
+        }
+        if out.len() == before {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// A `struct user_stack`: length, truncated flag, addresses.
+fn walked_addresses(bytes: &[u8]) -> Vec<u64> {
+    let len = u32::from_ne_bytes(bytes[0..4].try_into().expect("struct user_stack")) as usize;
+    bytes[8..]
+        .chunks_exact(8)
+        .take(len)
+        .map(|c| u64::from_ne_bytes(c.try_into().expect("chunks of 8")))
+        .collect()
+}
+
 fn entry(key: &[u8], value: &[u8]) -> RawEntry {
     let mut k = types::stack_key::default();
     plain::copy_from_bytes(&mut k, key).expect("counts map keys are struct stack_key");
@@ -148,6 +228,7 @@ fn entry(key: &[u8], value: &[u8]) -> RawEntry {
         comm: String::from_utf8_lossy(&comm).into_owned(),
         user_stack_id: k.user_stack_id,
         kernel_stack_id: k.kernel_stack_id,
+        user_stack_hash: k.user_stack_hash,
         count,
     }
 }
@@ -188,6 +269,13 @@ pub(super) fn read_stats(stats_map: &MapMut<'_>, generation: u32) -> Result<Samp
         sum.user_stack_nomem += s.user_stack_nomem;
         sum.kernel_stack_collision += s.kernel_stack_collision;
         sum.kernel_stack_nomem += s.kernel_stack_nomem;
+        sum.unwind.add(&UnwindCounts {
+            unwound: s.unwound,
+            truncated: s.unwind_truncated,
+            unknown_mapping: s.unwind_unknown_mapping,
+            not_loaded: s.unwind_not_loaded,
+            stacks_full: s.unwind_stacks_full,
+        });
     }
     Ok(sum)
 }
@@ -220,7 +308,33 @@ mod tests {
 
     #[test]
     fn generated_key_matches_the_c_layout() {
-        // tgid + aspace + two stack ids + comm[16], no padding.
-        assert_eq!(std::mem::size_of::<types::stack_key>(), 4 + 4 + 4 + 4 + 16);
+        // tgid + aspace + two stack ids + comm[16] + walked-stack hash, no
+        // padding.
+        assert_eq!(
+            std::mem::size_of::<types::stack_key>(),
+            4 + 4 + 4 + 4 + 16 + 8
+        );
+        assert_eq!(std::mem::size_of::<types::user_stack>(), 8 + 127 * 8);
+        assert_eq!(std::mem::size_of::<types::unwind_row>(), 8);
+        use crate::unwind::{loader, table::Kind};
+        assert_eq!(
+            types::unwind_consts::UNWIND_SHARD_SHIFT.0,
+            loader::SHARD_SHIFT
+        );
+        assert_eq!(
+            types::unwind_consts::UNWIND_MAX_SHARDS.0,
+            loader::MAX_SHARDS
+        );
+        for (kind, c) in [
+            (Kind::None, types::unwind_kind::UNWIND_NONE),
+            (Kind::CfaRsp, types::unwind_kind::UNWIND_CFA_RSP),
+            (Kind::CfaRbp, types::unwind_kind::UNWIND_CFA_RBP),
+            (Kind::Plt, types::unwind_kind::UNWIND_PLT),
+            (Kind::Signal, types::unwind_kind::UNWIND_SIGNAL),
+            (Kind::End, types::unwind_kind::UNWIND_END),
+            (Kind::Unsupported, types::unwind_kind::UNWIND_UNSUPPORTED),
+        ] {
+            assert_eq!(kind as u32, c.0);
+        }
     }
 }

@@ -21,12 +21,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, MapType, OpenMapMut, RingBuffer};
 
-pub use drain::{RawBatch, RawEntry, SampleStats};
+pub use drain::{RawBatch, RawEntry, SampleStats, UnwindCounts};
 
 pub use perf_event::{SampleEvent, SampleRate};
 use skel::{types, ProfileSkel, ProfileSkelBuilder};
 
 use crate::process::AspaceId;
+use crate::unwind::loader::UnwindMaps;
+use crate::unwind::UnwindMode;
 
 /// Defaults shared with the command line, so `--help` and behaviour agree.
 pub mod defaults {
@@ -68,6 +70,10 @@ pub struct SamplerConfig {
     /// The profiler's pid namespace (device, inode of /proc/self/ns/pid)
     /// when it is not the initial one: pids are then translated into it.
     pub pid_namespace: Option<(u64, u64)>,
+    /// `--unwind`.
+    pub unwind: UnwindMode,
+    /// `--unwind-memory`, in bytes.
+    pub unwind_memory: u64,
 }
 
 /// The inode of the initial pid namespace (the kernel's PROC_PID_INIT_INO).
@@ -98,6 +104,8 @@ impl Default for SamplerConfig {
             mntns_map: None,
             include_self: false,
             pid_namespace: None,
+            unwind: UnwindMode::Auto,
+            unwind_memory: crate::unwind::DEFAULT_MEMORY_MB << 20,
         }
     }
 }
@@ -140,6 +148,7 @@ impl Sampler {
 
         // The skeleton borrows its object storage for its whole life; the
         // sampler lives until the end of the run, so one small leak is fine.
+        libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Warn, keep_libbpf_message)));
         let storage: &'static mut MaybeUninit<libbpf_rs::OpenObject> =
             Box::leak(Box::new(MaybeUninit::uninit()));
         let mut open = ProfileSkelBuilder::default()
@@ -162,6 +171,12 @@ impl Sampler {
             c.filter_mntns = u8::from(cfg.mntns_map.is_some());
             c.exclude_self = u8::from(!cfg.include_self);
             c.self_tgid = std::process::id();
+            c.unwind_mode = match cfg.unwind {
+                UnwindMode::Fp => types::unwind_mode::UNWIND_MODE_FP,
+                UnwindMode::Auto => types::unwind_mode::UNWIND_MODE_AUTO,
+                UnwindMode::Dwarf => types::unwind_mode::UNWIND_MODE_DWARF,
+            }
+            .0 as u8;
             if let Some((dev, ino)) = cfg.pid_namespace {
                 c.use_pidns = 1;
                 c.pidns_dev = dev;
@@ -176,6 +191,16 @@ impl Sampler {
         for map in [&mut maps.stacks0, &mut maps.stacks1] {
             map.set_max_entries(cfg.stack_storage_size)
                 .context("failed to size the stack map")?;
+        }
+        // Walked stacks take 1 KB each, preallocated: none without tables.
+        let walked = if cfg.unwind == UnwindMode::Fp {
+            1
+        } else {
+            cfg.stack_storage_size
+        };
+        for map in [&mut maps.user_stacks0, &mut maps.user_stacks1] {
+            map.set_max_entries(walked)
+                .context("failed to size the walked-stack map")?;
         }
         let cgroup_set = cfg
             .cgroup_map
@@ -217,6 +242,8 @@ impl Sampler {
         builder
             .add(&skel.maps.new_tgids, move |data: &[u8]| {
                 let mut seen = types::process_seen::default();
+                // A refresh (maps changed) is handled as an announcement:
+                // the maps are read again either way.
                 if plain::copy_from_bytes(&mut seen, data).is_ok() {
                     let _ = tx.send(AspaceId {
                         pid: seen.tgid,
@@ -304,12 +331,35 @@ impl Sampler {
         // the store is not elided (the BPF program reads it concurrently).
         unsafe { std::ptr::write_volatile(&mut bss.generation, self.generation) };
         let maps = &self.skel.maps;
-        let (counts, stacks) = if old == 0 {
-            (&maps.counts0, &maps.stacks0)
+        let (counts, stacks, walked) = if old == 0 {
+            (&maps.counts0, &maps.stacks0, &maps.user_stacks0)
         } else {
-            (&maps.counts1, &maps.stacks1)
+            (&maps.counts1, &maps.stacks1, &maps.user_stacks1)
         };
-        drain::drain_generation(old, &maps.stats, counts, stacks, &self.zero_stats)
+        drain::drain_generation(
+            old,
+            &maps.stats,
+            drain::GenerationMaps {
+                counts,
+                stacks,
+                walked,
+            },
+            &self.zero_stats,
+        )
+    }
+
+    /// Owned handles on the unwinder's maps, for the one thread that
+    /// writes them (see [`crate::unwind`]).
+    pub fn unwind_maps(&self) -> Result<UnwindMaps> {
+        let maps = &self.skel.maps;
+        let dup = |m: &libbpf_rs::Map<'_>, what: &str| {
+            MapHandle::try_from(m).with_context(|| format!("failed to open the {what} map"))
+        };
+        Ok(UnwindMaps {
+            shards: dup(&maps.unwind_shards, "unwind shards")?,
+            mappings: dup(&maps.unwind_mappings, "unwind mappings")?,
+            procs: dup(&maps.unwind_procs, "unwind processes")?,
+        })
     }
 
     /// Accounting of the interval in progress, without ending it.
@@ -341,11 +391,46 @@ fn use_pinned_set(outer: &mut OpenMapMut<'_>, path: &Path, flag: &str) -> Result
     Ok(handle)
 }
 
-/// Turns a libbpf error into a [`LoadError`] when the cause is known.
+/// What libbpf said while loading: the verifier's log on a rejection.
+static LIBBPF_LOG: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+fn keep_libbpf_message(_level: libbpf_rs::PrintLevel, msg: String) {
+    if let Ok(mut log) = LIBBPF_LOG.lock() {
+        // Bounded: only the end of a long verifier log matters.
+        if log.len() > 1 << 20 {
+            log.clear();
+        }
+        log.push_str(&msg);
+    }
+}
+
+/// Turns a libbpf error into a [`LoadError`] when the cause is known. As
+/// root, EACCES is the verifier rejecting the program: say so, with the
+/// log's last lines (the whole log with RS_PROFILE_BPF_LOG=1).
 fn load_error(err: libbpf_rs::Error, what: &str) -> anyhow::Error {
+    let root = unsafe { libc::geteuid() } == 0;
     match err.kind() {
-        libbpf_rs::ErrorKind::PermissionDenied => LoadError::NoPermission.into(),
-        _ => anyhow!("{what}: {err}"),
+        libbpf_rs::ErrorKind::PermissionDenied if !root => LoadError::NoPermission.into(),
+        _ => {
+            let log = LIBBPF_LOG.lock().map(|l| l.clone()).unwrap_or_default();
+            if std::env::var_os("RS_PROFILE_BPF_LOG").is_some() {
+                eprintln!("{log}");
+            }
+            // The verifier's reason is the line before its "processed N
+            // insns" summary.
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines
+                .iter()
+                .position(|l| l.starts_with("processed "))
+                .and_then(|i| i.checked_sub(1))
+                .map(|i| format!("the verifier said: {}", lines[i]))
+                .unwrap_or_default();
+            if tail.is_empty() {
+                anyhow!("{what}: {err}")
+            } else {
+                anyhow!("{what}: {err}: {tail}")
+            }
+        }
     }
 }
 

@@ -9,6 +9,8 @@ use super::SamplerConfig;
 
 /// The program's source, as compiled into the binary.
 pub const SOURCE: &str = include_str!("../../bpf/profile.bpf.c");
+/// The unwinder it includes.
+pub const UNWINDER_SOURCE: &str = include_str!("../../bpf/unwinder.bpf.h");
 
 /// The source with `cfg`'s values in place of the defaults.
 pub fn source_with_options(cfg: &SamplerConfig) -> String {
@@ -24,6 +26,7 @@ pub fn source_with_options(cfg: &SamplerConfig) -> String {
          \t.filter_mntns = {},\n\
          \t.exclude_self = {},\n\
          \t.use_pidns = {},\n\
+         \t.unwind_mode = {}, /* --unwind {} */\n\
          \t.self_tgid = {}, /* this process */\n\
          \t.pidns_dev = {},\n\
          \t.pidns_ino = {}, /* /proc/self/ns/pid */\n\
@@ -37,6 +40,12 @@ pub fn source_with_options(cfg: &SamplerConfig) -> String {
         b(cfg.mntns_map.is_some()),
         b(!cfg.include_self),
         b(cfg.pid_namespace.is_some()),
+        match cfg.unwind {
+            crate::unwind::UnwindMode::Fp => 0,
+            crate::unwind::UnwindMode::Auto => 1,
+            crate::unwind::UnwindMode::Dwarf => 2,
+        },
+        format!("{:?}", cfg.unwind).to_lowercase(),
         std::process::id(),
         cfg.pid_namespace.map_or(0, |n| n.0),
         cfg.pid_namespace.map_or(0, |n| n.1),
@@ -60,10 +69,12 @@ pub fn source_with_options(cfg: &SamplerConfig) -> String {
     if let Some(p) = &cfg.mntns_map {
         filled.push(format!("mount_ns_sets[0]: {}", p.display()));
     }
-    let mut out = String::with_capacity(SOURCE.len() + 512);
+    let mut out = String::with_capacity(SOURCE.len() + UNWINDER_SOURCE.len() + 512);
     // Which map a max_entries line belongs to: the struct being declared.
     let mut in_struct = "";
-    for line in SOURCE.lines() {
+    // One program: the unwinder's header in place of its #include.
+    let whole = SOURCE.replace("#include \"unwinder.bpf.h\"\n", UNWINDER_SOURCE);
+    for line in whole.lines() {
         if let Some(name) = line
             .strip_prefix("struct ")
             .and_then(|r| r.strip_suffix(" {"))
@@ -77,11 +88,16 @@ pub fn source_with_options(cfg: &SamplerConfig) -> String {
                 "\t__uint(max_entries, {});",
                 cfg.hash_storage_size
             ));
-        } else if line.trim() == "__uint(max_entries, 16384);" && in_struct == "stacks_map" {
-            out.push_str(&format!(
-                "\t__uint(max_entries, {});",
+        } else if line.trim() == "__uint(max_entries, 16384);"
+            && (in_struct == "stacks_map" || in_struct == "user_stacks_map")
+        {
+            let n = if in_struct == "user_stacks_map" && cfg.unwind == crate::unwind::UnwindMode::Fp
+            {
+                1
+            } else {
                 cfg.stack_storage_size
-            ));
+            };
+            out.push_str(&format!("\t__uint(max_entries, {n});"));
         } else {
             out.push_str(line);
         }
@@ -117,11 +133,18 @@ mod tests {
             mntns_map: None,
             include_self: false,
             pid_namespace: Some((4, 4026532000)),
+            ..Default::default()
         };
         let src = source_with_options(&cfg);
         assert!(src.contains("\t.filter_tgid = 1,"), "{src}");
         assert!(src.contains("\t.kernel_stacks = 0,"));
         assert!(src.contains("\t.use_pidns = 1,"));
+        assert!(src.contains("\t.unwind_mode = 1, /* --unwind auto */"));
+        assert!(
+            src.contains("static long walk_step("),
+            "the unwinder is printed"
+        );
+        assert!(!src.contains("#include \"unwinder.bpf.h\""));
         assert!(src.contains("\t.pidns_ino = 4026532000,"));
         assert!(src.contains("__uint(max_entries, 123);"));
         assert!(src.contains("__uint(max_entries, 7);"));

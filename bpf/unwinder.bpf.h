@@ -1,0 +1,363 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The user-stack unwinder (--unwind auto|dwarf): walks a user stack with the
+ * unwind tables that user space built from each file's CFI
+ * (src/unwind/table.rs) and loaded into `unwind_shards`, using the
+ * per-process mappings in `unwind_mappings` to know which table and bias an
+ * address uses. Frames in code without CFI (JIT code, hand-written asm) are
+ * stepped with frame pointers in `auto` mode.
+ *
+ * Included by profile.bpf.c only. User space owns the table maps
+ * (src/unwind/loader.rs); the walk only reads them.
+ */
+#ifndef __UNWINDER_BPF_H
+#define __UNWINDER_BPF_H
+
+struct row_shard {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct unwind_row);
+	__uint(max_entries, UNWIND_SHARD_ROWS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+};
+
+/* Shard n holds rows [n << UNWIND_SHARD_SHIFT, (n + 1) << UNWIND_SHARD_SHIFT)
+ * of one global row space; a file's table is a contiguous range of it.
+ * Shards are created by user space as the tables need them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, UNWIND_MAX_SHARDS);
+	__type(key, __u32);
+	__array(values, struct row_shard);
+} unwind_shards SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct mapping_key);
+	__type(value, struct mapping_info);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1 << 20);
+} unwind_mappings SEC(".maps");
+
+/* tgid -> the address-space number whose mappings `unwind_mappings` holds:
+ * an exec'd process, or a reused pid, is not walked with stale mappings. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(max_entries, 65536);
+} unwind_procs SEC(".maps");
+
+/* Walked stacks, by hash, one map per generation like the stack maps. */
+struct user_stacks_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct user_stack);
+	__uint(max_entries, 16384);
+};
+
+struct user_stacks_map user_stacks0 SEC(".maps");
+struct user_stacks_map user_stacks1 SEC(".maps");
+
+/* tgid -> when user space was last asked to read its maps again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, 4096);
+} unwind_refresh SEC(".maps");
+
+#define REFRESH_NS (1000ULL * 1000 * 1000)
+
+struct walk_state {
+	__u64 ip;
+	__u64 sp;
+	__u64 bp;
+	__u64 hash;
+	__u32 tgid;
+	/* The last frame was a signal frame: `ip` is where the signal hit, not
+	 * a return address. */
+	__u32 after_signal;
+	/* 1: complete (reached the outermost frame); 2: stopped early. */
+	__u32 done;
+	__u32 unknown_mapping;
+	struct user_stack stack;
+};
+
+/* Per CPU: the walk's state is too large for the BPF stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct walk_state);
+	__uint(max_entries, 1);
+} walk_scratch SEC(".maps");
+
+/* Puts the shared types into BTF so the skeleton generates them. */
+struct unwind_row _unwind_row = {};
+struct mapping_key _mapping_key = {};
+struct mapping_info _mapping_info = {};
+struct user_stack _user_stack = {};
+enum unwind_mode _unwind_mode = UNWIND_MODE_FP;
+enum unwind_kind _unwind_kind = UNWIND_NONE;
+enum unwind_consts _unwind_consts = UNWIND_SHARD_SHIFT;
+
+#define WALK_COMPLETE 1
+#define WALK_STOPPED 2
+
+/* Offsets in the ucontext a signal trampoline finds at %rsp (x86-64
+ * rt_sigframe after its return address was popped): uc_mcontext starts at
+ * 40; rbp, rsp and rip are its 11th, 16th and 17th words. */
+#define UC_RBP (40 + 10 * 8)
+#define UC_RSP (40 + 15 * 8)
+#define UC_RIP (40 + 16 * 8)
+
+static __always_inline struct unwind_row *table_row(__u32 index)
+{
+	__u32 shard = index >> UNWIND_SHARD_SHIFT;
+	__u32 slot = index & (UNWIND_SHARD_ROWS - 1);
+	void *rows = bpf_map_lookup_elem(&unwind_shards, &shard);
+
+	if (!rows)
+		return NULL;
+	return bpf_map_lookup_elem(rows, &slot);
+}
+
+/* The last row of [start, start + count) whose pc <= pc, or NULL. */
+static __always_inline struct unwind_row *find_row(__u32 start, __u32 count, __u32 pc)
+{
+	__u32 lo = 0, hi = count, mid;
+	struct unwind_row *row;
+
+	for (int i = 0; i < UNWIND_SEARCH_STEPS; i++) {
+		if (lo + 1 >= hi)
+			break;
+		mid = lo + (hi - lo) / 2;
+		row = table_row(start + mid);
+		if (!row)
+			return NULL;
+		if (row->pc <= pc)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	row = table_row(start + lo);
+	if (!row || row->pc > pc)
+		return NULL;
+	return row;
+}
+
+static __always_inline void ask_refresh(__u32 tgid, __u32 aspace)
+{
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *last = bpf_map_lookup_elem(&unwind_refresh, &tgid);
+	struct process_seen *slot;
+
+	if (last && now - *last < REFRESH_NS)
+		return;
+	bpf_map_update_elem(&unwind_refresh, &tgid, &now, BPF_ANY);
+	slot = bpf_ringbuf_reserve(&new_tgids, sizeof(*slot), 0);
+	if (!slot)
+		return;
+	slot->tgid = tgid;
+	slot->aspace = aspace;
+	slot->refresh = 1;
+	bpf_ringbuf_submit(slot, 0);
+}
+
+/* One frame by frame pointers: the caller's frame pointer and return
+ * address are saved at %rbp. */
+static __always_inline long fp_step(struct walk_state *st)
+{
+	__u64 ra = 0, bp = 0;
+
+	if (st->bp == 0) {
+		/* _start clears %rbp: the outermost frame. */
+		st->done = WALK_COMPLETE;
+		return 1;
+	}
+	if (st->bp < st->sp || bpf_probe_read_user(&bp, sizeof(bp), (void *)st->bp) ||
+	    bpf_probe_read_user(&ra, sizeof(ra), (void *)(st->bp + 8))) {
+		st->done = WALK_STOPPED;
+		return 1;
+	}
+	st->sp = st->bp + 16;
+	st->bp = bp;
+	st->ip = ra;
+	st->after_signal = 0;
+	return 0;
+}
+
+static long walk_step(__u32 i, void *unused)
+{
+	__u32 zero = 0, n;
+	struct walk_state *st = bpf_map_lookup_elem(&walk_scratch, &zero);
+	struct mapping_key key = {};
+	struct mapping_info *m;
+	struct unwind_row *row;
+	__u64 pc, cfa, ra = 0, bp, ip;
+
+	if (!st)
+		return 1;
+	ip = st->ip;
+	if (ip == 0) {
+		st->done = WALK_COMPLETE;
+		return 1;
+	}
+	n = st->stack.len;
+	if (n >= MAX_STACK_DEPTH) {
+		st->done = WALK_STOPPED;
+		return 1;
+	}
+	st->stack.ips[n] = ip;
+	st->stack.len = n + 1;
+	st->hash = (st->hash ^ ip) * 0x100000001b3ULL;
+	st->hash ^= st->hash >> 29;
+
+	/* A return address points after its call: look up the call itself. */
+	pc = (n == 0 || st->after_signal) ? ip : ip - 1;
+	key.prefixlen = 32 + 64;
+	key.tgid = st->tgid;
+	key.addr_be = __builtin_bswap64(pc);
+	m = bpf_map_lookup_elem(&unwind_mappings, &key);
+	if (!m) {
+		st->unknown_mapping = 1;
+		if (cfg.unwind_mode == UNWIND_MODE_AUTO)
+			return fp_step(st);
+		st->done = WALK_STOPPED;
+		return 1;
+	}
+	if (m->row_count == 0) {
+		if (cfg.unwind_mode == UNWIND_MODE_AUTO)
+			return fp_step(st);
+		st->done = WALK_STOPPED;
+		return 1;
+	}
+	pc -= m->bias;
+	row = pc >> 32 ? NULL : find_row(m->row_start, m->row_count, (__u32)pc);
+	if (!row || row->kind == UNWIND_NONE || row->kind == UNWIND_UNSUPPORTED) {
+		if (cfg.unwind_mode == UNWIND_MODE_AUTO)
+			return fp_step(st);
+		st->done = WALK_STOPPED;
+		return 1;
+	}
+
+	switch (row->kind) {
+	case UNWIND_END:
+		st->done = WALK_COMPLETE;
+		return 1;
+	case UNWIND_SIGNAL: {
+		__u64 regs[3] = {};
+
+		if (bpf_probe_read_user(&regs[0], 8, (void *)(st->sp + UC_RBP)) ||
+		    bpf_probe_read_user(&regs[1], 8, (void *)(st->sp + UC_RSP)) ||
+		    bpf_probe_read_user(&regs[2], 8, (void *)(st->sp + UC_RIP))) {
+			st->done = WALK_STOPPED;
+			return 1;
+		}
+		st->bp = regs[0];
+		st->sp = regs[1];
+		st->ip = regs[2];
+		st->after_signal = 1;
+		return 0;
+	}
+	case UNWIND_CFA_RSP:
+		cfa = st->sp + row->cfa_offset;
+		break;
+	case UNWIND_CFA_RBP:
+		cfa = st->bp + row->cfa_offset;
+		break;
+	case UNWIND_PLT:
+		cfa = st->sp + 8 + (((ip & 15) >= (__u64)row->cfa_offset) ? 8 : 0);
+		break;
+	default:
+		st->done = WALK_STOPPED;
+		return 1;
+	}
+	/* The stack grows down: each caller's frame is above its callee's. */
+	if (cfa <= st->sp || bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8))) {
+		st->done = WALK_STOPPED;
+		return 1;
+	}
+	bp = st->bp;
+	if (row->rbp_offset8 &&
+	    bpf_probe_read_user(&bp, sizeof(bp), (void *)(cfa + (__s64)row->rbp_offset8 * 8))) {
+		st->done = WALK_STOPPED;
+		return 1;
+	}
+	st->sp = cfa;
+	st->bp = bp;
+	st->ip = ra;
+	st->after_signal = 0;
+	return 0;
+}
+
+#define PF_KTHREAD 0x00200000
+
+/*
+ * Walks the current task's user stack into this generation's user stacks
+ * map and sets *hash to its key. Returns 0 when done, -EFAULT when the task
+ * has no user stack, -ENOMEM when the stack did not fit in the map.
+ */
+static __always_inline int walk_user_stack(struct bpf_perf_event_data *ctx, void *user_stacks,
+					   __u32 tgid, __u32 aspace, struct sample_stats *stats,
+					   __u64 *hash_out)
+{
+	__u32 zero = 0;
+	struct walk_state *st = bpf_map_lookup_elem(&walk_scratch, &zero);
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 hash, cs;
+
+	if (!st)
+		return -EFAULT;
+	if (task->flags & PF_KTHREAD)
+		return -EFAULT;
+	/* The context only allows whole-register loads. */
+	cs = *(volatile __u64 *)&ctx->regs.cs;
+	if ((cs & 3) == 3) {
+		/* The sample interrupted user mode: these are its registers. */
+		st->ip = ctx->regs.ip;
+		st->sp = ctx->regs.sp;
+		st->bp = ctx->regs.bp;
+	} else {
+		/* In the kernel: the user registers saved at kernel entry. Read
+		 * through a helper, so the compiler can't merge these loads with
+		 * the context loads above (the verifier refuses a moved ctx
+		 * pointer). */
+		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+
+		if (bpf_probe_read_kernel(&st->ip, 8, &regs->ip) ||
+		    bpf_probe_read_kernel(&st->sp, 8, &regs->sp) ||
+		    bpf_probe_read_kernel(&st->bp, 8, &regs->bp))
+			return -EFAULT;
+	}
+	st->tgid = tgid;
+	st->hash = 0xcbf29ce484222325ULL;
+	st->after_signal = 0;
+	st->done = 0;
+	st->unknown_mapping = 0;
+	st->stack.len = 0;
+	bpf_loop(MAX_STACK_DEPTH + 1, walk_step, NULL, 0);
+	if (st->stack.len == 0)
+		return -EFAULT;
+	st->stack.truncated = st->done != WALK_COMPLETE;
+	stats->unwound++;
+	if (st->stack.truncated)
+		stats->unwind_truncated++;
+	if (st->unknown_mapping) {
+		stats->unwind_unknown_mapping++;
+		ask_refresh(tgid, aspace);
+	}
+
+	hash = st->hash ^ st->stack.len ^ ((__u64)st->stack.truncated << 63);
+	hash |= 1;
+	if (!bpf_map_lookup_elem(user_stacks, &hash) &&
+	    bpf_map_update_elem(user_stacks, &hash, &st->stack, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(user_stacks, &hash)) {
+		stats->unwind_stacks_full++;
+		return -ENOMEM;
+	}
+	*hash_out = hash;
+	return 0;
+}
+
+#endif /* __UNWINDER_BPF_H */

@@ -1,0 +1,302 @@
+//! The owner of the unwinder's BPF maps: the table shards (`unwind_shards`),
+//! the per-process mapping trie (`unwind_mappings`) and the loaded-process
+//! marks (`unwind_procs`). Nothing else writes them.
+//!
+//! Tables live in one global row space cut into shards of
+//! `UNWIND_SHARD_ROWS` rows; a shard is an mmap'able BPF array created when
+//! the space first reaches it, so kernel memory grows with what is loaded,
+//! up to the budget. A file's table is a contiguous range of rows; ranges
+//! freed by evicted tables are reused first-fit.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::ptr::NonNull;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_rs::{libbpf_sys, MapCore, MapFlags, MapHandle, MapType};
+
+use super::table::Row;
+
+/// Rows per shard and its shift (bpf/profile.h's `unwind_consts`).
+pub const SHARD_SHIFT: u32 = 17;
+/// Rows per shard.
+pub const SHARD_ROWS: u32 = 1 << SHARD_SHIFT;
+/// Shards the outer map can hold.
+pub const MAX_SHARDS: u32 = 8192;
+/// Bytes per row (`struct unwind_row`).
+pub const ROW_BYTES: usize = 8;
+
+/// The maps, as owned handles (duplicated from the skeleton's).
+pub struct UnwindMaps {
+    /// `unwind_shards`: array of row arrays.
+    pub shards: MapHandle,
+    /// `unwind_mappings`: LPM trie of process mappings.
+    pub mappings: MapHandle,
+    /// `unwind_procs`: tgid -> loaded address-space number.
+    pub procs: MapHandle,
+}
+
+/// One shard: its map (kept open) and its rows, mapped into our memory.
+struct Shard {
+    _map: MapHandle,
+    rows: NonNull<u8>,
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `Shard::create` with this length, unmapped once.
+        unsafe { libc::munmap(self.rows.as_ptr().cast(), SHARD_ROWS as usize * ROW_BYTES) };
+    }
+}
+
+// SAFETY: the mapping is owned by the shard and only written through
+// `&mut RowSpace`.
+unsafe impl Send for Shard {}
+
+impl Shard {
+    fn create(index: u32) -> Result<Shard> {
+        let opts = libbpf_sys::bpf_map_create_opts {
+            sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
+            map_flags: libbpf_sys::BPF_F_MMAPABLE,
+            ..Default::default()
+        };
+        let map = MapHandle::create(
+            MapType::Array,
+            Some(format!("unwind_rows{index}")),
+            4,
+            ROW_BYTES as u32,
+            SHARD_ROWS,
+            &opts,
+        )
+        .context("failed to create an unwind table shard")?;
+        let len = SHARD_ROWS as usize * ROW_BYTES;
+        // SAFETY: a shared mapping of the whole array map, which the kernel
+        // allows for BPF_F_MMAPABLE arrays; checked for failure below.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            bail!(
+                "failed to map an unwind table shard: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        let rows = NonNull::new(ptr.cast()).ok_or_else(|| anyhow!("mmap returned null"))?;
+        Ok(Shard { _map: map, rows })
+    }
+
+    fn write(&mut self, slot: u32, row: &Row) {
+        let mut bytes = [0u8; ROW_BYTES];
+        bytes[0..4].copy_from_slice(&row.pc.to_ne_bytes());
+        bytes[4..6].copy_from_slice(&row.cfa_offset.to_ne_bytes());
+        bytes[6] = row.kind as u8;
+        bytes[7] = row.rbp_offset8 as u8;
+        assert!(slot < SHARD_ROWS);
+        // SAFETY: slot < SHARD_ROWS, so the 8 bytes are inside the mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.rows.as_ptr().add(slot as usize * ROW_BYTES),
+                ROW_BYTES,
+            )
+        };
+    }
+}
+
+/// The global row space.
+pub struct RowSpace {
+    shards: Vec<Shard>,
+    /// Free ranges (start, len) below `next`, sorted by start.
+    free: Vec<(u32, u32)>,
+    /// First row never handed out.
+    next: u32,
+    /// Rows the budget allows.
+    capacity: u32,
+}
+
+impl RowSpace {
+    /// A space of at most `budget_bytes` of rows.
+    pub fn new(budget_bytes: u64) -> RowSpace {
+        let rows =
+            (budget_bytes / ROW_BYTES as u64).min(u64::from(MAX_SHARDS) * u64::from(SHARD_ROWS));
+        RowSpace {
+            shards: Vec::new(),
+            free: Vec::new(),
+            next: 0,
+            capacity: rows as u32,
+        }
+    }
+
+    /// Bytes of shards created so far.
+    pub fn bytes(&self) -> u64 {
+        self.shards.len() as u64 * u64::from(SHARD_ROWS) * ROW_BYTES as u64
+    }
+
+    /// Rows in use.
+    pub fn used(&self) -> u64 {
+        u64::from(self.next) - self.free.iter().map(|(_, n)| u64::from(*n)).sum::<u64>()
+    }
+
+    /// A range of `n` rows, or None when the budget has no room.
+    pub fn alloc(&mut self, n: u32) -> Option<u32> {
+        if n == 0 {
+            return Some(0);
+        }
+        if let Some(i) = self.free.iter().position(|(_, len)| *len >= n) {
+            let (start, len) = self.free[i];
+            if len == n {
+                self.free.remove(i);
+            } else {
+                self.free[i] = (start + n, len - n);
+            }
+            return Some(start);
+        }
+        let start = self.next;
+        let end = start.checked_add(n)?;
+        if end > self.capacity {
+            return None;
+        }
+        self.next = end;
+        Some(start)
+    }
+
+    /// Gives a range back.
+    pub fn release(&mut self, start: u32, n: u32) {
+        if n == 0 {
+            return;
+        }
+        let i = self.free.partition_point(|(s, _)| *s < start);
+        self.free.insert(i, (start, n));
+        // Coalesce with the neighbours.
+        if i + 1 < self.free.len() && self.free[i].0 + self.free[i].1 == self.free[i + 1].0 {
+            self.free[i].1 += self.free[i + 1].1;
+            self.free.remove(i + 1);
+        }
+        if i > 0 && self.free[i - 1].0 + self.free[i - 1].1 == self.free[i].0 {
+            self.free[i - 1].1 += self.free[i].1;
+            self.free.remove(i);
+        }
+        // A free range at the top goes back to the bump pointer.
+        if let Some(&(s, len)) = self.free.last() {
+            if s + len == self.next {
+                self.next = s;
+                self.free.pop();
+            }
+        }
+    }
+
+    /// Writes `rows` at `start`, creating shards (and putting them in the
+    /// outer map) as needed.
+    pub fn write(&mut self, outer: &MapHandle, start: u32, rows: &[Row]) -> Result<()> {
+        for (i, row) in rows.iter().enumerate() {
+            let index = start + i as u32;
+            let shard = (index >> SHARD_SHIFT) as usize;
+            while self.shards.len() <= shard {
+                let n = self.shards.len() as u32;
+                let s = Shard::create(n)?;
+                let fd = s._map.as_fd().as_raw_fd() as u32;
+                outer
+                    .update(&n.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+                    .context("failed to add an unwind table shard")?;
+                self.shards.push(s);
+            }
+            self.shards[shard].write(index & (SHARD_ROWS - 1), row);
+        }
+        Ok(())
+    }
+}
+
+/// The trie keys covering [start, end) of `tgid`'s address space: aligned
+/// power-of-two blocks, largest first.
+pub fn prefix_keys(tgid: u32, start: u64, end: u64) -> Vec<[u8; 16]> {
+    let mut out = Vec::new();
+    let mut at = start;
+    while at < end {
+        let align = if at == 0 {
+            63
+        } else {
+            at.trailing_zeros().min(63)
+        };
+        let fit = 63 - (end - at).leading_zeros();
+        let bits = align.min(fit);
+        out.push(trie_key(tgid, at, 64 - bits));
+        at += 1u64 << bits;
+    }
+    out
+}
+
+/// `struct mapping_key`: prefix length (tgid bits + address bits), tgid,
+/// big-endian address.
+pub fn trie_key(tgid: u32, addr: u64, addr_bits: u32) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[0..4].copy_from_slice(&(32 + addr_bits).to_ne_bytes());
+    k[4..8].copy_from_slice(&tgid.to_ne_bytes());
+    k[8..16].copy_from_slice(&addr.to_be_bytes());
+    k
+}
+
+/// `struct mapping_info`.
+pub fn mapping_info(bias: u64, row_start: u32, row_count: u32) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[0..8].copy_from_slice(&bias.to_ne_bytes());
+    v[8..12].copy_from_slice(&row_start.to_ne_bytes());
+    v[12..16].copy_from_slice(&row_count.to_ne_bytes());
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn covered(keys: &[[u8; 16]]) -> Vec<(u64, u64)> {
+        keys.iter()
+            .map(|k| {
+                let bits = u32::from_ne_bytes(k[0..4].try_into().unwrap()) - 32;
+                let addr = u64::from_be_bytes(k[8..16].try_into().unwrap());
+                (addr, addr + (1u64 << (64 - bits)))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn prefixes_tile_the_range_exactly() {
+        for (start, end) in [
+            (0x7f00_0000_1000u64, 0x7f00_0023_5000u64),
+            (0x55_5555_4000, 0x55_5555_5000),
+            (0x1000, 0x2000_0000),
+        ] {
+            let blocks = covered(&prefix_keys(9, start, end));
+            assert_eq!(blocks.first().unwrap().0, start);
+            assert_eq!(blocks.last().unwrap().1, end);
+            for w in blocks.windows(2) {
+                assert_eq!(w[0].1, w[1].0);
+            }
+            for (s, e) in &blocks {
+                let size = e - s;
+                assert!(size.is_power_of_two() && s % size == 0);
+            }
+            assert!(blocks.len() < 2 * 64);
+        }
+    }
+
+    #[test]
+    fn freed_rows_are_reused_and_coalesced() {
+        let mut s = RowSpace::new(1 << 20);
+        let a = s.alloc(100).unwrap();
+        let b = s.alloc(50).unwrap();
+        let c = s.alloc(10).unwrap();
+        assert_eq!((a, b, c), (0, 100, 150));
+        s.release(a, 100);
+        s.release(b, 50);
+        assert_eq!(s.alloc(120), Some(0), "coalesced hole reused");
+        s.release(c, 10);
+        assert_eq!(s.used(), 120);
+        assert_eq!(s.alloc((1 << 20) / 8), None, "over budget");
+    }
+}

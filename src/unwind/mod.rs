@@ -1,0 +1,379 @@
+//! The unwinder's user-space half (`--unwind auto|dwarf`): builds an unwind
+//! table for each executable file the sampled processes map
+//! ([`table::build`], from its CFI), loads it once into the BPF row space
+//! however many processes share the file, and tells BPF, per process, which
+//! table and bias each executable mapping uses. The BPF half
+//! (bpf/unwinder.bpf.h) walks user stacks with them.
+//!
+//! It runs on a thread of its own, fed by the sampling thread with each
+//! address space's memory maps as soon as it is announced (first sample,
+//! again shortly after, and whenever the walker meets code in no known
+//! mapping, a library loaded since). Tables are built in parallel, off the
+//! sampling thread; until a process's tables are in, its samples are walked
+//! with frame pointers and counted as such. Tables no process maps any more
+//! stay cached until the memory budget needs their room.
+
+pub mod loader;
+pub mod table;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use libbpf_rs::{MapCore, MapFlags};
+use rayon::prelude::*;
+
+use crate::process::maps::{self, Mapping};
+use crate::process::{has_mappings, AspaceId, FileId};
+
+use self::loader::{RowSpace, UnwindMaps};
+
+/// How user stacks are walked (`--unwind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum UnwindMode {
+    /// Unwind tables (.eh_frame / .debug_frame) where a file has them, frame
+    /// pointers where it has none (JIT code, asm without CFI).
+    Auto,
+    /// Frame pointers only (bpf_get_stackid), as bcc's profile.py.
+    Fp,
+    /// Unwind tables only: a walk stops at code without CFI.
+    Dwarf,
+}
+
+/// The unwinder's default table budget: a busy server's few hundred
+/// distinct binaries (libc is ~30k rows, python3 ~90k, a C++ compiler ~1M;
+/// 8 bytes a row).
+pub const DEFAULT_MEMORY_MB: u64 = 256;
+
+/// What the unwinder did over a run.
+#[derive(Debug, Clone, Default)]
+pub struct UnwindStats {
+    /// Files whose tables were built.
+    pub files_built: u64,
+    /// Files without usable CFI (walked with frame pointers).
+    pub files_without_cfi: u64,
+    /// Rows built.
+    pub rows_built: u64,
+    /// Time spent building tables (summed over threads).
+    pub build_time: Duration,
+    /// Longest wait between an address space's announcement and its tables
+    /// being loaded.
+    pub max_load_latency: Duration,
+    /// Address spaces loaded (including reloads after a refresh).
+    pub loads: u64,
+    /// Kernel memory of the table shards at the end.
+    pub shard_bytes: u64,
+    /// Files left out for the budget.
+    pub left_out: Vec<String>,
+}
+
+enum Msg {
+    Process(AspaceId, String, Instant),
+}
+
+/// The unwinder thread's handle.
+pub struct Unwinder {
+    tx: Option<mpsc::Sender<Msg>>,
+    thread: Option<JoinHandle<UnwindStats>>,
+}
+
+impl Unwinder {
+    /// Starts the thread that owns the unwind maps.
+    pub fn start(maps: UnwindMaps, budget_bytes: u64) -> Result<Unwinder> {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("unwind".into())
+            .spawn(move || {
+                let mut state = State::new(maps, budget_bytes);
+                state.run(rx);
+                state.stats.shard_bytes = state.space.bytes();
+                state.stats
+            })
+            .context("failed to start the unwinder thread")?;
+        Ok(Unwinder {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// An address space's current memory maps (`/proc/PID/maps` text).
+    pub fn process(&self, id: AspaceId, maps_text: &str) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Process(id, maps_text.to_string(), Instant::now()));
+        }
+    }
+
+    /// Stops the thread and returns what it did.
+    pub fn finish(mut self) -> UnwindStats {
+        self.tx.take();
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Unwinder {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A file's table, as loaded.
+struct FileTable {
+    /// (first row, rows); None: no usable CFI, or left out.
+    rows: Option<(u32, u32)>,
+    /// Address spaces whose mappings use it.
+    refs: usize,
+    /// When it was last wanted (eviction order).
+    last_used: Instant,
+}
+
+/// What one address space has in the trie.
+struct LoadedProcess {
+    aspace: u32,
+    /// (start, end, file offset, file) of each executable mapping loaded.
+    mappings: Vec<(u64, u64, u64, Option<FileId>)>,
+    keys: Vec<[u8; 16]>,
+}
+
+struct State {
+    maps: UnwindMaps,
+    space: RowSpace,
+    files: HashMap<FileId, FileTable>,
+    procs: HashMap<u32, LoadedProcess>,
+    stats: UnwindStats,
+    last_sweep: Instant,
+}
+
+/// How often processes that exited are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+impl State {
+    fn new(maps: UnwindMaps, budget_bytes: u64) -> State {
+        State {
+            maps,
+            space: RowSpace::new(budget_bytes),
+            files: HashMap::new(),
+            procs: HashMap::new(),
+            stats: UnwindStats::default(),
+            last_sweep: Instant::now(),
+        }
+    }
+
+    fn run(&mut self, rx: mpsc::Receiver<Msg>) {
+        loop {
+            let first = match rx.recv_timeout(SWEEP_EVERY) {
+                Ok(m) => Some(m),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            let batch: Vec<Msg> = first.into_iter().chain(rx.try_iter()).collect();
+            if !batch.is_empty() {
+                if let Err(err) = self.load(batch) {
+                    eprintln!("profile: unwinder: {err:#}");
+                }
+            }
+            if self.last_sweep.elapsed() >= SWEEP_EVERY {
+                self.sweep();
+                self.last_sweep = Instant::now();
+            }
+        }
+    }
+
+    /// Loads a batch of announced address spaces.
+    fn load(&mut self, batch: Vec<Msg>) -> Result<()> {
+        // The latest maps of each pid win.
+        let mut latest: HashMap<u32, (AspaceId, Vec<Mapping>, Instant)> = HashMap::new();
+        for Msg::Process(id, text, at) in batch {
+            let exec: Vec<Mapping> = maps::parse(&text).into_iter().filter(|m| m.exec).collect();
+            let e = latest.entry(id.pid).or_insert((id, Vec::new(), at));
+            if id.aspace >= e.0.aspace {
+                *e = (id, exec, e.2.min(at));
+            }
+        }
+
+        // Tables for files not seen before, built in parallel.
+        // (a path that reaches the very file mapped, its name for messages)
+        let mut wanted: HashMap<FileId, (PathBuf, String)> = HashMap::new();
+        for (id, exec, _) in latest.values() {
+            for m in exec.iter().filter(|m| m.is_file()) {
+                let file = file_id(m);
+                if !self.files.contains_key(&file) {
+                    wanted.entry(file).or_insert_with(|| {
+                        let live = format!("/proc/{}/map_files/{:x}-{:x}", id.pid, m.start, m.end);
+                        (PathBuf::from(live), m.path.clone().unwrap_or_default())
+                    });
+                }
+            }
+        }
+        let built: Vec<(FileId, String, Result<table::UnwindTable>, Duration)> = wanted
+            .into_par_iter()
+            .map(|(file, (path, name))| {
+                let t = Instant::now();
+                let table = table::build(&path);
+                (file, name, table, t.elapsed())
+            })
+            .collect();
+        let now = Instant::now();
+        for (file, name, table, took) in built {
+            self.stats.build_time += took;
+            self.stats.files_built += 1;
+            let rows = match table {
+                Ok(t) if !t.rows.is_empty() => {
+                    self.stats.rows_built += t.rows.len() as u64;
+                    self.place(&t.rows, &name)?
+                }
+                _ => {
+                    self.stats.files_without_cfi += 1;
+                    None
+                }
+            };
+            self.files.insert(
+                file,
+                FileTable {
+                    rows,
+                    refs: 0,
+                    last_used: now,
+                },
+            );
+        }
+
+        for (_, (id, exec, at)) in latest {
+            self.load_process(id, &exec)?;
+            self.stats.loads += 1;
+            self.stats.max_load_latency = self.stats.max_load_latency.max(at.elapsed());
+        }
+        Ok(())
+    }
+
+    /// Finds room for a table (evicting unused ones if need be) and writes
+    /// it; None if it does not fit in the budget.
+    fn place(&mut self, rows: &[table::Row], name: &str) -> Result<Option<(u32, u32)>> {
+        let n = rows.len() as u32;
+        let start = loop {
+            if let Some(start) = self.space.alloc(n) {
+                break start;
+            }
+            // Evict the least recently wanted table no process uses.
+            let victim = self
+                .files
+                .iter()
+                .filter(|(_, f)| f.refs == 0 && f.rows.is_some())
+                .min_by_key(|(_, f)| f.last_used)
+                .map(|(id, _)| *id);
+            let Some(victim) = victim else {
+                eprintln!(
+                    "profile: warning: the unwind table of {name} ({} KB) does not fit in --unwind-memory; its frames are walked with frame pointers",
+                    rows.len() * loader::ROW_BYTES / 1024
+                );
+                self.stats.left_out.push(name.to_string());
+                return Ok(None);
+            };
+            if let Some(f) = self.files.remove(&victim) {
+                if let Some((s, n)) = f.rows {
+                    self.space.release(s, n);
+                }
+            }
+        };
+        self.space.write(&self.maps.shards, start, rows)?;
+        Ok(Some((start, n)))
+    }
+
+    /// Puts one address space's executable mappings in the trie (replacing
+    /// what the pid had) and marks it loaded.
+    fn load_process(&mut self, id: AspaceId, exec: &[Mapping]) -> Result<()> {
+        let mappings: Vec<(u64, u64, u64, Option<FileId>)> = exec
+            .iter()
+            .map(|m| (m.start, m.end, m.offset, m.is_file().then(|| file_id(m))))
+            .collect();
+        if let Some(old) = self.procs.get(&id.pid) {
+            if old.aspace == id.aspace && old.mappings == mappings {
+                return Ok(());
+            }
+        }
+        self.unload(id.pid, false)?;
+        let now = Instant::now();
+        let mut keys = Vec::new();
+        for (start, end, offset, file) in &mappings {
+            let (row_start, row_count) = match file.and_then(|f| self.files.get_mut(&f)) {
+                Some(f) => {
+                    f.refs += 1;
+                    f.last_used = now;
+                    f.rows.unwrap_or((0, 0))
+                }
+                None => (0, 0),
+            };
+            let value = loader::mapping_info(start.wrapping_sub(*offset), row_start, row_count);
+            for key in loader::prefix_keys(id.pid, *start, *end) {
+                self.maps
+                    .mappings
+                    .update(&key, &value, MapFlags::ANY)
+                    .context("failed to add a mapping to the unwinder")?;
+                keys.push(key);
+            }
+        }
+        self.maps
+            .procs
+            .update(
+                &id.pid.to_ne_bytes(),
+                &id.aspace.to_ne_bytes(),
+                MapFlags::ANY,
+            )
+            .context("failed to mark a process loaded")?;
+        self.procs.insert(
+            id.pid,
+            LoadedProcess {
+                aspace: id.aspace,
+                mappings,
+                keys,
+            },
+        );
+        Ok(())
+    }
+
+    /// Takes a pid's mappings out of the trie.
+    fn unload(&mut self, pid: u32, mark: bool) -> Result<()> {
+        let Some(old) = self.procs.remove(&pid) else {
+            return Ok(());
+        };
+        if mark {
+            let _ = self.maps.procs.delete(&pid.to_ne_bytes());
+        }
+        for key in &old.keys {
+            let _ = self.maps.mappings.delete(key);
+        }
+        for (_, _, _, file) in old.mappings {
+            if let Some(f) = file.and_then(|f| self.files.get_mut(&f)) {
+                f.refs = f.refs.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Unloads processes that exited.
+    fn sweep(&mut self) {
+        let gone: Vec<u32> = self
+            .procs
+            .keys()
+            .copied()
+            .filter(|pid| !has_mappings(*pid))
+            .collect();
+        for pid in gone {
+            let _ = self.unload(pid, true);
+        }
+    }
+}
+
+fn file_id(m: &Mapping) -> FileId {
+    FileId {
+        dev: m.dev,
+        inode: m.inode,
+    }
+}
