@@ -228,22 +228,12 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     let mut sampler = Sampler::start(&cfg.sampler)?;
     let unwinder = if cfg.sampler.unwind != UnwindMode::Fp && cfg.sampler.user_stacks {
         let u = Unwinder::start(sampler.unwind_maps()?, cfg.sampler.unwind_memory)?;
-        // -p: load the targets' tables now rather than at their first sample.
-        for pid in &cfg.sampler.pids {
-            if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
-                u.process(
-                    AspaceId {
-                        pid: *pid,
-                        aspace: 0,
-                    },
-                    &maps,
-                );
-            }
-        }
+        preload(&u, &cfg.sampler);
         Some(u)
     } else {
         None
     };
+    sampler.attach()?;
     if let Some(header) = &cfg.header {
         let mut out = std::io::stdout().lock();
         // A reader gone already (`| head -0`) ends the report, not the run.
@@ -303,12 +293,46 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     Ok(())
 }
 
+/// Loads the unwind tables of the processes already running that will be
+/// sampled, so that their first samples are walked with them: the -p
+/// targets before sampling starts (waiting at most PRELOAD_WAIT), every
+/// process in the background otherwise (a busy machine must not delay the
+/// start; samples before a process's tables are in are walked with frame
+/// pointers and counted as such).
+fn preload(unwinder: &Unwinder, cfg: &crate::sampler::SamplerConfig) {
+    const PRELOAD_WAIT: Duration = Duration::from_secs(2);
+    let pids: Vec<u32> = if !cfg.pids.is_empty() {
+        cfg.pids.clone()
+    } else if cfg.tids.is_empty() {
+        std::fs::read_dir("/proc")
+            .map(|dir| {
+                dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .filter(|pid| *pid != std::process::id())
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        return;
+    };
+    for pid in pids {
+        if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+            // Running before the sampler loaded: address space 0.
+            if !maps.is_empty() {
+                unwinder.process(AspaceId { pid, aspace: 0 }, &maps);
+            }
+        }
+    }
+    if !cfg.pids.is_empty() {
+        unwinder.wait_loaded(PRELOAD_WAIT);
+    }
+}
+
 /// The --stats line of the unwinder: how user stacks were walked and what
 /// building the tables cost.
 fn unwind_line(loss: &LossReport, u: &UnwindStats) -> String {
     let w = &loss.unwind;
     format!(
-        "stats: unwind: {} samples walked with tables ({} stopped early, {} crossed unknown code), {} with frame pointers before their tables were loaded, {} stacks did not fit; {} files ({} without CFI, {} rows) built in {:.0} ms of CPU, longest load {:.0} ms, {} loads, {} MB of shards{}",
+        "stats: unwind: {} samples walked with tables ({} stopped early, {} crossed unknown code), {} with frame pointers before their tables were loaded, {} stacks did not fit; {} files ({} without CFI, {} rows) built in {:.0} ms (summed over threads), longest load {:.0} ms, {} loads, {} MB of shards{}",
         w.unwound,
         w.truncated,
         w.unknown_mapping,

@@ -133,10 +133,13 @@ pub struct Sampler {
     new_tgids: Option<(RingBuffer<'static>, mpsc::Receiver<AspaceId>)>,
     zero_stats: Vec<Vec<u8>>,
     event: SampleEvent,
+    /// Until [`Sampler::attach`]: the rate to sample at.
+    rate: Option<SampleRate>,
 }
 
 impl Sampler {
-    /// Loads, configures and attaches the BPF sampler.
+    /// Loads and configures the BPF sampler and attaches its exec and fork
+    /// hooks; [`Sampler::attach`] starts sampling.
     pub fn start(cfg: &SamplerConfig) -> Result<Sampler> {
         if !Path::new("/sys/kernel/btf/vmlinux").exists() {
             return Err(LoadError::NoBtf.into());
@@ -266,11 +269,33 @@ impl Sampler {
             cpus: cpus.clone(),
             new_tgids: Some((ringbuf, rx)),
             event: SampleEvent::CpuClock,
+            rate: None,
         };
-        for cpu in cpus {
-            let (fd, event) = perf_event::open_sampling_event(cpu, cfg.rate)?;
-            sampler.event = event;
-            let link = sampler
+        // Number address spaces from now on: exec and new processes.
+        for (prog, what) in [
+            (&sampler.skel.progs.on_exec, "exec"),
+            (&sampler.skel.progs.on_fork, "fork"),
+        ] {
+            let link = prog
+                .attach()
+                .map_err(|err| load_error(err, &format!("failed to attach to {what}")))?;
+            sampler.links.push(link);
+        }
+        sampler.rate = Some(cfg.rate);
+        Ok(sampler)
+    }
+
+    /// Starts sampling: attaches the program to a perf event on every
+    /// profiled CPU. Separate from [`Sampler::start`] so that what must be
+    /// ready before the first sample (the targets' unwind tables) can be.
+    pub fn attach(&mut self) -> Result<()> {
+        let Some(rate) = self.rate.take() else {
+            return Ok(());
+        };
+        for cpu in self.cpus.clone() {
+            let (fd, event) = perf_event::open_sampling_event(cpu, rate)?;
+            self.event = event;
+            let link = self
                 .skel
                 .progs
                 .do_perf_event
@@ -281,9 +306,9 @@ impl Sampler {
                         &format!("failed to attach to the perf event on CPU {cpu}"),
                     )
                 })?;
-            sampler.links.push(link);
+            self.links.push(link);
         }
-        Ok(sampler)
+        Ok(())
     }
 
     /// The event that drives sampling (cpu-cycles where the CPU counts

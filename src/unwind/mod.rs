@@ -72,6 +72,8 @@ pub struct UnwindStats {
 
 enum Msg {
     Process(AspaceId, String, Instant),
+    /// Answered once everything sent before it is loaded.
+    Barrier(mpsc::Sender<()>),
 }
 
 /// The unwinder thread's handle.
@@ -103,6 +105,16 @@ impl Unwinder {
     pub fn process(&self, id: AspaceId, maps_text: &str) {
         if let Some(tx) = &self.tx {
             let _ = tx.send(Msg::Process(id, maps_text.to_string(), Instant::now()));
+        }
+    }
+
+    /// Waits up to `timeout` for everything sent so far to be loaded.
+    pub fn wait_loaded(&self, timeout: Duration) {
+        let (tx, rx) = mpsc::channel();
+        if let Some(t) = &self.tx {
+            if t.send(Msg::Barrier(tx)).is_ok() {
+                let _ = rx.recv_timeout(timeout);
+            }
         }
     }
 
@@ -191,7 +203,15 @@ impl State {
     fn load(&mut self, batch: Vec<Msg>) -> Result<()> {
         // The latest maps of each pid win.
         let mut latest: HashMap<u32, (AspaceId, Vec<Mapping>, Instant)> = HashMap::new();
-        for Msg::Process(id, text, at) in batch {
+        let mut barriers = Vec::new();
+        for msg in batch {
+            let (id, text, at) = match msg {
+                Msg::Process(id, text, at) => (id, text, at),
+                Msg::Barrier(tx) => {
+                    barriers.push(tx);
+                    continue;
+                }
+            };
             let exec: Vec<Mapping> = maps::parse(&text).into_iter().filter(|m| m.exec).collect();
             let e = latest.entry(id.pid).or_insert((id, Vec::new(), at));
             if id.aspace >= e.0.aspace {
@@ -249,6 +269,9 @@ impl State {
             self.load_process(id, &exec)?;
             self.stats.loads += 1;
             self.stats.max_load_latency = self.stats.max_load_latency.max(at.elapsed());
+        }
+        for b in barriers {
+            let _ = b.send(());
         }
         Ok(())
     }

@@ -14,3 +14,4 @@ mod parity;
 mod process;
 mod recording;
 mod sampler;
+mod unwind;
