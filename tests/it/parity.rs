@@ -269,6 +269,11 @@ fn shares(text: &str) -> BTreeMap<Vec<String>, f64> {
     m
 }
 
+/// Upstream walks user stacks by frame pointers (bcc's `bpf_get_stackid`):
+/// in libc, which has none, its stacks end at `__libc_start_call_main`.
+/// `--unwind fp` is that walk, so it must print exactly what upstream
+/// printed; the default (`auto`) walks libc with its CFI and goes on to
+/// `_start`: the same stacks, continued towards the root.
 #[test]
 fn the_workload_prints_what_upstream_printed() {
     require_bpf!();
@@ -277,7 +282,7 @@ fn the_workload_prints_what_upstream_printed() {
         let upstream = std::fs::read_to_string(data.join(file)).unwrap();
         let wl = Wl::start(10);
         let pid = wl.pid.to_string();
-        let mut args = vec!["-p", pid.as_str()];
+        let mut args = vec!["-p", pid.as_str(), "--unwind", "fp"];
         args.extend(extra);
         args.push("3");
         let out = profile(&args);
@@ -317,5 +322,31 @@ fn the_workload_prints_what_upstream_printed() {
                 .sum();
             assert!((got - want).abs() < 0.12, "{file}: {leaf} {got}");
         }
+    }
+}
+
+#[test]
+fn by_default_the_same_stacks_continue_to_start() {
+    require_bpf!();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/upstream");
+    let upstream = std::fs::read_to_string(data.join("p_default.txt")).unwrap();
+    let wl = Wl::start(10);
+    let out = profile(&["-p", &wl.pid.to_string(), "3"]);
+    assert!(out.status.success());
+    let ours = String::from_utf8(out.stdout).unwrap();
+    let o = shares(&ours);
+    let libc_start = "__libc_start_call_main+0xOFF [libc.so.6]";
+    for k in shares(&upstream).keys() {
+        // Upstream's user stack ends at libc's start; ours goes on to _start.
+        let Some(cut) = k.iter().position(|f| f == libc_start) else {
+            continue;
+        };
+        let found = o.keys().any(|mine| {
+            mine.len() > cut + 2
+                && mine[..=cut] == k[..=cut]
+                && mine[cut + 1].starts_with("__libc_start_main")
+                && mine[cut + 2].starts_with("_start+")
+        });
+        assert!(found, "{k:?} not continued to _start in\n{ours}");
     }
 }

@@ -484,3 +484,41 @@ fn frame_pointer_programs_agree_under_auto_and_fp() {
     }
     assert!((sa.reach_main - sb.reach_main).abs() <= 3.0);
 }
+
+/// A budget too small for LLVM's table (libLLVM has millions of rows):
+/// the file is named in a warning and its frames are walked with frame
+/// pointers; nothing fails.
+#[test]
+fn a_table_over_budget_is_named_and_left_to_frame_pointers() {
+    require_bpf!();
+    let c = tmp("unwind-big.c");
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&format!(
+            "int f{i}(int x) {{ for (int j = 0; j < x; j++) x = x * 3 + j % {n}; return x; }}\n",
+            n = i + 7
+        ));
+    }
+    std::fs::write(&c, text).unwrap();
+    let obj = tmp("unwind-big.o");
+    let script = format!(
+        "while :; do clang -O2 -c -o {} {}; done",
+        obj.display(),
+        c.display()
+    );
+    let t = start_quiet(Command::new("sh").args(["-c", &script]));
+    let out = profile(&["-U", "-f", "--unwind-memory", "1", "--stats", "3"]);
+    drop(t);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("profile: warning: the unwind table of /")
+                && l.contains("LLVM")
+                && l.contains("does not fit in --unwind-memory")),
+        "{err}"
+    );
+    assert!(err.contains(", left out: /"), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.lines().any(|l| l.starts_with("clang;")), "{text}");
+}
