@@ -119,6 +119,10 @@ struct mapping_info {
 	__u64 bias;
 	__u32 row_start; /* first row, in the global row space of the shards */
 	__u32 row_count; /* 0: no CFI: frame pointers */
+	/* The whole mapping, so the walk can reuse this entry for the next
+	 * frames in it without another trie lookup. */
+	__u64 start;
+	__u64 end;
 };
 
 /* A stack walked with unwind tables: leaf first. */

@@ -81,6 +81,8 @@ struct walk_state {
 	/* 1: complete (reached the outermost frame); 2: stopped early. */
 	__u32 done;
 	__u32 unknown_mapping;
+	/* The mapping of the last frame: most callers are in the same file. */
+	struct mapping_info last;
 	struct user_stack stack;
 };
 
@@ -192,7 +194,7 @@ static long walk_step(__u32 i, void *unused)
 	__u32 zero = 0, n;
 	struct walk_state *st = bpf_map_lookup_elem(&walk_scratch, &zero);
 	struct mapping_key key = {};
-	struct mapping_info *m;
+	struct mapping_info *m = NULL;
 	struct unwind_row *row;
 	__u64 pc, cfa, ra = 0, bp, ip;
 
@@ -215,10 +217,18 @@ static long walk_step(__u32 i, void *unused)
 
 	/* A return address points after its call: look up the call itself. */
 	pc = (n == 0 || st->after_signal) ? ip : ip - 1;
-	key.prefixlen = 32 + 64;
-	key.tgid = st->tgid;
-	key.addr_be = __builtin_bswap64(pc);
-	m = bpf_map_lookup_elem(&unwind_mappings, &key);
+	if (pc >= st->last.start && pc < st->last.end) {
+		m = &st->last;
+	} else {
+		key.prefixlen = 32 + 64;
+		key.tgid = st->tgid;
+		key.addr_be = __builtin_bswap64(pc);
+		m = bpf_map_lookup_elem(&unwind_mappings, &key);
+		if (m)
+			st->last = *m;
+		else
+			st->last.end = 0;
+	}
 	if (!m) {
 		st->unknown_mapping = 1;
 		if (cfg.unwind_mode == UNWIND_MODE_AUTO)
@@ -335,6 +345,8 @@ static __always_inline int walk_user_stack(struct bpf_perf_event_data *ctx, void
 	st->after_signal = 0;
 	st->done = 0;
 	st->unknown_mapping = 0;
+	st->last.start = 0;
+	st->last.end = 0;
 	st->stack.len = 0;
 	bpf_loop(MAX_STACK_DEPTH + 1, walk_step, NULL, 0);
 	if (st->stack.len == 0)

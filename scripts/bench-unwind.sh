@@ -93,11 +93,12 @@ for hz in 99 999; do
         # SIGINT to the profiler itself (time's child).
         pkill -INT -P $prof 2>/dev/null || true
         wait $prof 2>/dev/null || true
-        read -r u s rss < "$work/time"
+        # time says "Command terminated by signal 2" first when so.
+        read -r u s rss < <(tail -1 "$work/time")
         cpu=$(echo "$u + $s" | bc -l)
         if [ -s "$work/perf.data" ]; then
             /usr/bin/time -f '%U %S %M' -o "$work/time2" perf script -i "$work/perf.data" > /dev/null 2>&1 || true
-            read -r u2 s2 rss2 < "$work/time2"
+            read -r u2 s2 rss2 < <(tail -1 "$work/time2")
             cpu=$(echo "$cpu + $u2 + $s2" | bc -l)
             [ "$rss2" -gt "$rss" ] && rss=$rss2
         fi

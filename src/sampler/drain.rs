@@ -316,6 +316,7 @@ mod tests {
         );
         assert_eq!(std::mem::size_of::<types::user_stack>(), 8 + 127 * 8);
         assert_eq!(std::mem::size_of::<types::unwind_row>(), 8);
+        assert_eq!(std::mem::size_of::<types::mapping_info>(), 32);
         use crate::unwind::{loader, table::Kind};
         assert_eq!(
             types::unwind_consts::UNWIND_SHARD_SHIFT.0,

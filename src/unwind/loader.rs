@@ -241,12 +241,14 @@ pub fn trie_key(tgid: u32, addr: u64, addr_bits: u32) -> [u8; 16] {
     k
 }
 
-/// `struct mapping_info`.
-pub fn mapping_info(bias: u64, row_start: u32, row_count: u32) -> [u8; 16] {
-    let mut v = [0u8; 16];
+/// `struct mapping_info`: the mapping [start, end), its bias and table.
+pub fn mapping_info(range: (u64, u64), bias: u64, row_start: u32, row_count: u32) -> [u8; 32] {
+    let mut v = [0u8; 32];
     v[0..8].copy_from_slice(&bias.to_ne_bytes());
     v[8..12].copy_from_slice(&row_start.to_ne_bytes());
     v[12..16].copy_from_slice(&row_count.to_ne_bytes());
+    v[16..24].copy_from_slice(&range.0.to_ne_bytes());
+    v[24..32].copy_from_slice(&range.1.to_ne_bytes());
     v
 }
 

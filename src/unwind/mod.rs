@@ -333,7 +333,12 @@ impl State {
                 }
                 None => (0, 0),
             };
-            let value = loader::mapping_info(start.wrapping_sub(*offset), row_start, row_count);
+            let value = loader::mapping_info(
+                (*start, *end),
+                start.wrapping_sub(*offset),
+                row_start,
+                row_count,
+            );
             for key in loader::prefix_keys(id.pid, *start, *end) {
                 self.maps
                     .mappings
