@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapMut};
 
+use super::batch::{drain_hash, BatchBuffers};
 use super::skel::types;
 
 /// One key of the counts hash with its count.
@@ -106,10 +107,18 @@ pub(super) struct GenerationMaps<'a> {
     pub walked: &'a MapMut<'a>,
 }
 
+/// Drain buffers, kept by the sampler across intervals.
+#[derive(Default)]
+pub(super) struct DrainBuffers {
+    counts: BatchBuffers,
+    walked: BatchBuffers,
+}
+
 pub(super) fn drain_generation(
     generation: u32,
     stats_map: &MapMut<'_>,
     maps: GenerationMaps<'_>,
+    bufs: &mut DrainBuffers,
     zero_stats: &[Vec<u8>],
 ) -> Result<RawBatch> {
     let GenerationMaps {
@@ -129,7 +138,7 @@ pub(super) fn drain_generation(
     }
     let in_flight = stats.taken - (stats.counted + stats.lost_hash_full).min(stats.taken);
 
-    let entries = drain_counts(counts)?;
+    let entries = drain_counts(counts, &mut bufs.counts)?;
     let mut ids: Vec<i32> = entries
         .iter()
         .flat_map(|e| [e.user_stack_id, e.kernel_stack_id])
@@ -147,7 +156,7 @@ pub(super) fn drain_generation(
         }
     }
     clear_stacks(stacks)?;
-    let walked = drain_walked(walked)?;
+    let walked = drain_walked(walked, &mut bufs.walked)?;
     reset_stats(stats_map, generation, zero_stats)?;
     Ok(RawBatch {
         entries,
@@ -159,46 +168,25 @@ pub(super) fn drain_generation(
 }
 
 /// Reads and deletes every key of a counts hash.
-fn drain_counts(counts: &MapMut<'_>) -> Result<Vec<RawEntry>> {
+fn drain_counts(counts: &MapMut<'_>, bufs: &mut BatchBuffers) -> Result<Vec<RawEntry>> {
     let mut out = Vec::new();
-    // A batch as large as the map: libbpf-rs treats a short batch as the last
-    // one (shared/notes/bpf-facts.md), so one call must be able to hold all.
-    // Loop until a call yields nothing, to be sure the map is empty.
-    loop {
-        let before = out.len();
-        let batch = counts
-            .lookup_and_delete_batch(counts.max_entries(), MapFlags::ANY, MapFlags::ANY)
-            .context("failed to drain the counts map")?;
-        for (key, value) in batch {
-            out.push(entry(&key, &value));
-        }
-        if out.len() == before {
-            break;
-        }
-    }
+    drain_hash(counts, bufs, |key, value| out.push(entry(key, value)))
+        .context("failed to drain the counts map")?;
     Ok(out)
 }
 
 /// Reads and deletes every walked stack of a generation.
-fn drain_walked(walked: &MapMut<'_>) -> Result<HashMap<u64, Vec<u64>>> {
+fn drain_walked(walked: &MapMut<'_>, bufs: &mut BatchBuffers) -> Result<HashMap<u64, Vec<u64>>> {
     let mut out = HashMap::new();
     if walked.max_entries() <= 1 {
         // --unwind fp: the map is a placeholder.
         return Ok(out);
     }
-    loop {
-        let before = out.len();
-        let batch = walked
-            .lookup_and_delete_batch(walked.max_entries(), MapFlags::ANY, MapFlags::ANY)
-            .context("failed to drain the walked-stack map")?;
-        for (key, value) in batch {
-            let hash = u64::from_ne_bytes(key[..8].try_into().expect("u64 keys"));
-            out.insert(hash, walked_addresses(&value));
-        }
-        if out.len() == before {
-            break;
-        }
-    }
+    drain_hash(walked, bufs, |key, value| {
+        let hash = u64::from_ne_bytes(key[..8].try_into().expect("u64 keys"));
+        out.insert(hash, walked_addresses(value));
+    })
+    .context("failed to drain the walked-stack map")?;
     Ok(out)
 }
 

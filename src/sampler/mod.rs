@@ -5,6 +5,7 @@
 //! It knows nothing of symbols or output formats: what it produces is a
 //! [`RawBatch`] of stack ids, addresses and counters.
 
+mod batch;
 mod drain;
 pub mod perf_event;
 pub mod program;
@@ -135,6 +136,7 @@ pub struct Sampler {
     event: SampleEvent,
     /// Until [`Sampler::attach`]: the rate to sample at.
     rate: Option<SampleRate>,
+    drain_buffers: drain::DrainBuffers,
 }
 
 impl Sampler {
@@ -270,6 +272,7 @@ impl Sampler {
             new_tgids: Some((ringbuf, rx)),
             event: SampleEvent::CpuClock,
             rate: None,
+            drain_buffers: Default::default(),
         };
         // Number address spaces from now on: exec and new processes.
         for (prog, what) in [
@@ -369,6 +372,7 @@ impl Sampler {
                 stacks,
                 walked,
             },
+            &mut self.drain_buffers,
             &self.zero_stats,
         )
     }

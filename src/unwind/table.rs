@@ -16,7 +16,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use gimli::{
     BaseAddresses, CfaRule, CieOrFde, EhFrame, EndianSlice, LittleEndian, Register, RegisterRule,
-    UnwindContext, UnwindSection,
+    UnwindContext, UnwindContextStorage, UnwindSection, UnwindTableRow,
 };
 use object::read::ReadCache;
 use object::{Object, ObjectSection, ObjectSegment};
@@ -150,6 +150,17 @@ pub fn build(path: &Path) -> Result<UnwindTable> {
     Ok(UnwindTable { rows, source })
 }
 
+/// Row storage sized for x86-64: gimli's default keeps 192 register rules
+/// per row, and copying such rows was most of the build time. x86-64 CFI
+/// names at most the 17 general registers and the return address; an FDE
+/// that needs more fails to evaluate and falls back like one without CFI.
+struct X86Rows;
+
+impl UnwindContextStorage<usize> for X86Rows {
+    type Rules = [(Register, RegisterRule<usize>); 24];
+    type Stack = Box<[UnwindTableRow<usize, Self>; 4]>;
+}
+
 /// Evaluates every FDE of a CFI section into rows, sorted and merged.
 fn rows_of<'d, S>(
     section: &S,
@@ -159,7 +170,7 @@ fn rows_of<'d, S>(
 where
     S: UnwindSection<EndianSlice<'d, LittleEndian>>,
 {
-    let mut ctx = Box::new(UnwindContext::new());
+    let mut ctx = Box::new(UnwindContext::<usize, X86Rows>::new_in());
     // (pc, is gap marker, row): a real row at the same pc as the end of the
     // previous function wins over the gap that end opens.
     let mut all: Vec<(u64, bool, Row)> = Vec::new();
@@ -241,7 +252,7 @@ where
 }
 
 /// The part of a CFI row the BPF walker uses.
-fn compact_row<'d, S>(pc: u32, row: &gimli::UnwindTableRow<usize>, section: &S) -> Row
+fn compact_row<'d, S>(pc: u32, row: &UnwindTableRow<usize, X86Rows>, section: &S) -> Row
 where
     S: UnwindSection<EndianSlice<'d, LittleEndian>>,
 {

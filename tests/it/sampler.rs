@@ -9,7 +9,7 @@ use crate::common::{self, folded, leaf_counts, profile, profile_ok, require_bpf,
 #[test]
 fn stacks_run_root_to_leaf_with_comm_and_pid() {
     require_bpf!();
-    let w = Workload::start("mix", 4.0, &[]);
+    let w = Workload::start("mix", 10.0, &[]);
     let pid = w.pid.to_string();
     let text = profile_ok(&["-f", "-p", &pid, "2"]);
     let lines = folded(&text);
