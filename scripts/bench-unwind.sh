@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What unwinding costs, side by side in one run: whole system at 99 and
 # 999 Hz while no-frame-pointer workloads run (Debian's xz -9 on a text file
-# and a pure-Python loop, fixed work, one per CPU), for
+# and Debian's /usr/bin/python3 running a pure-Python loop, fixed work, one
+# per CPU), for
 #   profile --unwind fp      (bpf_get_stackid, what bcc does)
 #   profile --unwind auto    (CFI tables in BPF)
 #   perf record --call-graph dwarf, then perf script
@@ -41,7 +42,7 @@ workload() {
     t0=$(date +%s.%N)
     xz -9 -T1 -c "$work/input.txt" > /dev/null &
     local a=$!
-    python3 "$work/loop.py" &
+    /usr/bin/python3 "$work/loop.py" &
     local b=$!
     wait $a $b
     t1=$(date +%s.%N)

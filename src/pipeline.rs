@@ -110,6 +110,7 @@ type Processed = (LossReport, u64, Vec<String>, SymbolizerStats, Vec<Duration>);
 /// the run, and every interval already sampled still reaches the others.
 fn start_processing(
     outputs: Vec<Box<dyn Output + Send>>,
+    source_lines: bool,
     failed: Arc<AtomicBool>,
     rx: mpsc::Receiver<Work>,
 ) -> Result<JoinHandle<Processed>> {
@@ -121,7 +122,7 @@ fn start_processing(
                 failures: Vec::new(),
                 failed,
             };
-            let mut symbolizer = Symbolizer::new();
+            let mut symbolizer = Symbolizer::with_source_lines(source_lines);
             // Only the accounting is kept for the whole run: each output
             // keeps what it needs of each interval.
             let mut loss = LossReport::default();
@@ -241,7 +242,8 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     }
     let (tx, rx) = mpsc::channel();
     let failed = Arc::new(AtomicBool::new(false));
-    let processing = start_processing(outputs, failed.clone(), rx)?;
+    // Only -o outputs (pprof, speedscope, recordings) keep source lines.
+    let processing = start_processing(outputs, cfg.output.is_some(), failed.clone(), rx)?;
 
     let mut drain_times = Vec::new();
     let sampled = sample(

@@ -73,6 +73,7 @@ pub struct SymbolizerStats {
 /// Symbolizes intervals; keeps its caches for the whole run.
 pub struct Symbolizer {
     inner: blazesym::symbolize::Symbolizer,
+    source_lines: bool,
     model: ProcessModel,
     kernel: HashMap<FrameAddr, Frame>,
     /// Frames of each address space, by walked address.
@@ -106,11 +107,13 @@ enum Pending {
     Unknown(Option<Symbol>),
 }
 
-/// A blazesym symbolizer as we use it: names only, demangled.
-fn blazesym_symbolizer() -> blazesym::symbolize::Symbolizer {
+/// A blazesym symbolizer as we use it: names, demangled, and source lines
+/// if asked for.
+fn blazesym_symbolizer(source_lines: bool) -> blazesym::symbolize::Symbolizer {
     blazesym::symbolize::Symbolizer::builder()
-        // Source lines where DWARF has them, for pprof and speedscope.
-        .enable_code_info(true)
+        // Source lines where DWARF has them, for pprof and speedscope:
+        // parsing line tables is costly, so only when an output keeps them.
+        .enable_code_info(source_lines)
         .enable_inlined_fns(false)
         .enable_demangling(true)
         .build()
@@ -119,9 +122,16 @@ fn blazesym_symbolizer() -> blazesym::symbolize::Symbolizer {
 impl Symbolizer {
     /// A symbolizer with empty caches.
     pub fn new() -> Self {
-        let inner = blazesym_symbolizer();
+        Self::with_source_lines(true)
+    }
+
+    /// A symbolizer that looks up source lines only if `source_lines`
+    /// (an output such as pprof, speedscope or a recording keeps them).
+    pub fn with_source_lines(source_lines: bool) -> Self {
+        let inner = blazesym_symbolizer(source_lines);
         Symbolizer {
             inner,
+            source_lines,
             model: ProcessModel::new(),
             kernel: HashMap::new(),
             user: HashMap::new(),
@@ -397,7 +407,7 @@ impl Symbolizer {
         if self.opened_bytes > MAX_OPENED_BYTES {
             // Start blazesym afresh (it keeps every file it parsed), and
             // with it which files are open; the hot ones reopen on demand.
-            self.inner = blazesym_symbolizer();
+            self.inner = blazesym_symbolizer(self.source_lines);
             self.opened_bytes = 0;
             for f in self.files.values_mut() {
                 f.open = None;

@@ -387,7 +387,9 @@ fn debian_gzip() {
 fn debian_python3() {
     require_bpf!();
     let script = "def f(n):\n    s = 0\n    for i in range(n):\n        s += i * i\n    return s\nwhile True:\n    f(100000)\n";
-    let t = start_quiet(Command::new("python3").args(["-c", script]));
+    // Debian's own python3 (stripped, no frame pointers), not one that
+    // PATH may find first (pyenv's has DWARF).
+    let t = start_quiet(Command::new("/usr/bin/python3").args(["-c", script]));
     let (ours, perf, err) = side_by_side(&t, 4, "python3");
     assert_agrees(
         "python3",
