@@ -75,3 +75,96 @@ fn the_page_updates_zooms_and_draws() {
     assert!(warm > 10_000, "{warm} warm pixels");
     drop(feed);
 }
+
+/// The page as a speaker uses it (issue 16): zoom and search survive live
+/// updates, the keyboard steps the timeline with the header following, a
+/// drag merges a range, stage mode has no controls and screen-sized
+/// labels, and the end of the run keeps the last graph with a badge.
+#[test]
+fn the_page_is_ready_for_a_stage() {
+    require_bpf!();
+    if !browser_available() {
+        return;
+    }
+    let w = Workload::start("mix", 40.0, &[]);
+    let feed = Feed::start(&["-p", &w.pid.to_string(), "--interval", "0.5", "-f", "25"]);
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/stage.mjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{}/", feed.port))
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    // Stage mode: no control visible, labels of at least 14 px at 1280x720,
+    // a dark background.
+    assert_eq!(v["stage_controls_visible"], false, "{v}");
+    assert!(v["stage_label_px"].as_f64().unwrap() >= 14.0, "{v}");
+    let (w_px, _, px) = read_png(&dir.path().join("stage.png"));
+    let corner = &px[..3];
+    assert!(corner.iter().all(|c| *c < 48), "background {corner:?}");
+    let bottom_right = &px[px.len() - w_px * 3..][..3];
+    assert!(bottom_right.iter().all(|c| *c < 48), "{bottom_right:?}");
+    // Zoom while live, kept across three updates.
+    assert!(
+        v["zoom_path"].as_str().unwrap().ends_with(";driver;alpha"),
+        "{v}"
+    );
+    assert_eq!(v["zoom_after_updates"]["unzoom_shown"], true, "{v}");
+    assert!(
+        v["zoom_after_updates"]["alpha_width_pct"].as_f64().unwrap() > 99.9,
+        "{v}"
+    );
+    // Search kept across two updates.
+    assert!(v["search_after_updates"].as_u64().unwrap() >= 1, "{v}");
+    // Space pauses; two steps back, and the header says what is shown.
+    assert_eq!(v["paused_status"], "paused", "{v}");
+    let step = &v["step"];
+    assert_eq!(step["header_time"], step["want_time"], "{v}");
+    assert_eq!(
+        step["header_idx"].as_str().unwrap(),
+        step["index"].to_string(),
+        "{v}"
+    );
+    // A drag merges a range.
+    assert!(v["range"]["index"].as_str().unwrap().contains('-'), "{v}");
+    assert!(
+        v["range"]["header_idx"]
+            .as_str()
+            .unwrap()
+            .ends_with("merged"),
+        "{v}"
+    );
+    // The run ended: the last graph stays, with its badge.
+    assert!(v["after_end"]["bars"].as_u64().unwrap() >= 5, "{v}");
+    assert_eq!(v["after_end"]["badge"], "block", "{v}");
+    assert_eq!(v["after_end"]["status"], "run ended", "{v}");
+    let (_, _, px) = read_png(&dir.path().join("ended.png"));
+    let warm = px
+        .chunks_exact(3)
+        .filter(|p| p[0] > 180 && p[2] < 100)
+        .count();
+    assert!(warm > 10_000, "the last graph is gone: {warm} warm pixels");
+    drop(feed);
+}
+
+/// (width, height, RGB pixels) of a PNG screenshot.
+fn read_png(path: &Path) -> (usize, usize, Vec<u8>) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let ch = info.color_type.samples();
+    let rgb: Vec<u8> = buf[..info.buffer_size()]
+        .chunks_exact(ch)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
+    (info.width as usize, info.height as usize, rgb)
+}

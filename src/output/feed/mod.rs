@@ -95,13 +95,54 @@ pub struct FeedConfig {
     pub no_token: bool,
 }
 
-/// One interval's frame, as served.
+/// One interval's frame (or a merged range of them), as served.
 pub(crate) struct FeedFrame {
     index: u64,
+    /// The last interval of a merged range (`index` for one interval).
+    last: u64,
     frame: Frame,
+    /// The processes with the most samples, largest first, then "other":
+    /// the timeline's stacked bars.
+    top: Vec<(String, u64)>,
+}
+
+/// Processes (first field of each folded line) shown by name on the
+/// timeline; the rest are summed as "other".
+const TOP_PROCESSES: usize = 5;
+
+fn top_processes(lines: &[String]) -> Vec<(String, u64)> {
+    let mut by: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for line in lines {
+        let Some((stack, n)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let comm = stack.split(';').next().unwrap_or(stack);
+        *by.entry(comm).or_insert(0) += n.parse::<u64>().unwrap_or(0);
+    }
+    let mut all: Vec<(&str, u64)> = by.into_iter().collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut top: Vec<(String, u64)> = all
+        .iter()
+        .take(TOP_PROCESSES)
+        .map(|(c, n)| (c.to_string(), *n))
+        .collect();
+    let other: u64 = all.iter().skip(TOP_PROCESSES).map(|(_, n)| n).sum();
+    if other > 0 {
+        top.push(("other".into(), other));
+    }
+    top
 }
 
 impl FeedFrame {
+    fn new(index: u64, last: u64, frame: Frame) -> FeedFrame {
+        FeedFrame {
+            top: top_processes(&frame.lines),
+            index,
+            last,
+            frame,
+        }
+    }
+
     /// The frame's summary, as the page and `history.json` see it.
     fn summary(&self) -> serde_json::Value {
         let i = &self.frame.info;
@@ -116,6 +157,7 @@ impl FeedFrame {
             "lost": i.lost,
             "target": i.target,
             "mode": i.mode,
+            "top": self.top,
         })
     }
 
@@ -155,8 +197,9 @@ fn push_bounded<T>(
     held
 }
 
-/// A rendered frame's identity: interval index, and PNG (true) or SVG.
-type RenderKey = (u64, bool);
+/// A rendered frame's identity: first and last interval, and PNG (true)
+/// or SVG.
+type RenderKey = (u64, u64, bool);
 
 /// What the server's handlers share.
 pub(crate) struct FeedState {
@@ -181,7 +224,7 @@ impl FeedState {
     /// A frame as SVG or PNG, rendered once and kept among the last few.
     fn render(&self, frame: &FeedFrame, png: bool) -> Result<Arc<Vec<u8>>> {
         const KEEP: usize = 8;
-        let key = (frame.index, png);
+        let key = (frame.index, frame.last, png);
         let cached = {
             let c = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
             c.iter().find(|(k, _)| *k == key).map(|(_, b)| b.clone())
@@ -192,7 +235,7 @@ impl FeedState {
         let bytes = Arc::new(if png {
             self.renderer.png(&frame.frame)?
         } else {
-            self.renderer.svg(&frame.frame)?
+            self.renderer.page_svg(&frame.frame)?
         });
         let mut c = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
         c.push_back((key, bytes.clone()));
@@ -221,6 +264,50 @@ impl FeedState {
     fn frame(&self, index: u64) -> Option<Arc<FeedFrame>> {
         let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
         h.iter().find(|f| f.index == index).cloned()
+    }
+
+    /// The intervals `first..=last` still in the history, merged into one
+    /// frame (the timeline's drag-to-select).
+    fn range(&self, first: u64, last: u64) -> Option<Arc<FeedFrame>> {
+        let parts: Vec<Arc<FeedFrame>> = {
+            let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+            h.iter()
+                .filter(|f| f.index >= first && f.index <= last)
+                .cloned()
+                .collect()
+        };
+        let (head, tail) = (parts.first()?, parts.last()?);
+        let mut merged: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        for f in &parts {
+            for line in &f.frame.lines {
+                if let Some((stack, n)) = line.rsplit_once(' ') {
+                    *merged.entry(stack).or_insert(0) += n.parse::<u64>().unwrap_or(0);
+                }
+            }
+        }
+        let mut lines: Vec<String> = merged.iter().map(|(s, n)| format!("{s} {n}")).collect();
+        lines.sort_unstable();
+        let samples = parts.iter().map(|f| f.frame.info.samples).sum();
+        let end = tail.frame.info.start + tail.frame.info.duration;
+        let duration = end.saturating_sub(head.frame.info.start);
+        let info = super::frames::layout::FrameInfo {
+            number: head.index,
+            start: head.frame.info.start,
+            duration,
+            samples,
+            interval_samples: samples,
+            interval: duration,
+            lost: None,
+            mode: Some(format!("intervals {}-{} merged", head.index, tail.index)),
+            depth_cap: None,
+            ..head.frame.info.clone()
+        };
+        let frame = Frame {
+            lines,
+            fit: head.frame.fit,
+            info,
+        };
+        Some(Arc::new(FeedFrame::new(head.index, tail.index, frame)))
     }
 }
 
@@ -344,10 +431,11 @@ impl Output for FeedOutput {
     }
 
     fn interval(&mut self, profile: &Profile) -> Result<()> {
-        let frame = Arc::new(FeedFrame {
-            index: profile.index,
-            frame: self.maker.make(profile),
-        });
+        let frame = Arc::new(FeedFrame::new(
+            profile.index,
+            profile.index,
+            self.maker.make(profile),
+        ));
         self.state.remember(frame.clone());
         self.state.latest.send_replace(Some(frame.clone()));
         self.publish_jpeg(frame);
@@ -401,6 +489,18 @@ mod tests {
         held = push_bounded(&mut h, 99, held, size, 100, 1_000);
         assert_eq!(h, [99]);
         assert_eq!(held, 5_000);
+    }
+
+    #[test]
+    fn the_timeline_gets_the_top_processes_and_the_rest() {
+        let lines: Vec<String> = (0..8)
+            .map(|i| format!("p{i};f {}", 10 * (i + 1)))
+            .chain(["p7;g 5".to_string()])
+            .collect();
+        let top = super::top_processes(&lines);
+        assert_eq!(top[0], ("p7".to_string(), 85));
+        assert_eq!(top.len(), super::TOP_PROCESSES + 1);
+        assert_eq!(top.last().unwrap(), &("other".to_string(), 10 + 20 + 30));
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub(super) fn router(state: Arc<FeedState>) -> Router {
         .route(&format!("{p}latest.png"), get(latest_png))
         .route(&format!("{p}latest.folded"), get(latest_folded))
         .route(&format!("{p}frames/{{file}}"), get(past_frame))
+        .route(&format!("{p}range/{{file}}"), get(range))
         .route(&format!("{p}stream.mjpeg"), get(mjpeg));
     if p.len() > 1 {
         // `-P /live` also answers at /live, sending the browser to /live/ so
@@ -153,6 +154,28 @@ async fn past_frame(State(state): St, Path(file): Path<String>) -> Response {
     match ext {
         "svg" => render(state, Some(frame), false).await,
         "png" => render(state, Some(frame), true).await,
+        "folded" => folded(Some(frame)),
+        _ => not_found().await,
+    }
+}
+
+/// `range/A-B.svg` or `range/A-B.folded`: intervals A to B of the
+/// history, merged.
+async fn range(State(state): St, Path(file): Path<String>) -> Response {
+    let Some((span, ext)) = file.split_once('.') else {
+        return not_found().await;
+    };
+    let Some((a, b)) = span.split_once('-') else {
+        return not_found().await;
+    };
+    let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>()) else {
+        return not_found().await;
+    };
+    let Some(frame) = state.range(a.min(b), a.max(b)) else {
+        return (StatusCode::NOT_FOUND, "no such intervals in the history\n").into_response();
+    };
+    match ext {
+        "svg" => render(state, Some(frame), false).await,
         "folded" => folded(Some(frame)),
         _ => not_found().await,
     }

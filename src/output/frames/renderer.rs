@@ -78,6 +78,12 @@ impl FrameRenderer {
         encode_jpeg(&self.pixmap(f)?)
     }
 
+    /// The frame as the live page shows it (fluid width, screen-sized
+    /// labels).
+    pub fn page_svg(&self, f: &Frame) -> Result<Vec<u8>> {
+        self.svg.page_svg(&f.lines, &f.info)
+    }
+
     /// The frame as inferno's interactive SVG.
     pub fn svg(&self, f: &Frame) -> Result<Vec<u8>> {
         self.svg.svg_frame(&f.lines, &f.fit, &f.info)
