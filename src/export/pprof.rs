@@ -281,7 +281,11 @@ impl Builder {
                     has_line_numbers: lines,
                 },
                 MappingEntry::Module { name, lo, hi } => {
-                    let (memory_start, memory_limit) = if lo <= hi { (lo, hi + 1) } else { (0, 0) };
+                    let (memory_start, memory_limit) = if lo <= hi {
+                        (lo, hi.saturating_add(1))
+                    } else {
+                        (0, 0)
+                    };
                     Mapping {
                         id: i as u64 + 1,
                         memory_start,
