@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use rs_profile::output::frames::geometry;
-use rs_profile::output::frames::layout::{self, Canvas, Fit, FrameInfo, HEADER_HEIGHT};
+use rs_profile::output::frames::layout::{self, Canvas, Fit, FrameInfo};
 use rs_profile::output::frames::raster::DirectRenderer;
 use rs_profile::output::frames::svg::{encode_png, SvgRenderer};
 
@@ -57,7 +57,7 @@ fn setup(lines: &[String]) -> (Fit, FrameInfo) {
         .map(|l| l.split(';').count())
         .max()
         .unwrap_or(1);
-    let fit = layout::fit(1080 - HEADER_HEIGHT, depth);
+    let fit = layout::fit_canvas(Canvas::default(), depth);
     let info = FrameInfo {
         number: 0,
         target: "bench".into(),
@@ -69,6 +69,7 @@ fn setup(lines: &[String]) -> (Fit, FrameInfo) {
         lost: None,
         mode: None,
         depth_cap: fit.depth_cap,
+        ..Default::default()
     };
     (fit, info)
 }

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use rayon::prelude::*;
-use rs_profile::output::frames::layout::{self, Canvas, FrameInfo, HEADER_HEIGHT};
+use rs_profile::output::frames::layout::{self, Canvas, FrameInfo};
 use rs_profile::output::frames::raster::DirectRenderer;
 use rs_profile::output::frames::svg::{encode_png, SvgRenderer};
 
@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
     let svg = SvgRenderer::new(canvas)?;
     let direct = DirectRenderer::new(canvas)?;
     let use_direct = std::env::var("RENDERER").map_or(true, |r| r != "svg");
-    let fit = layout::fit(canvas.height - HEADER_HEIGHT, depth);
+    let fit = layout::fit_canvas(canvas, depth);
     let samples: u64 = lines
         .iter()
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, n)| n.parse::<u64>().ok()))
@@ -50,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         lost: None,
         mode: None,
         depth_cap: fit.depth_cap,
+        ..Default::default()
     };
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -152,16 +152,14 @@ pub fn render(args: RenderArgs) -> Result<()> {
             .frames_config(&args.frame_pattern, format, intervals.meta().target.clone())?;
     cfg.pattern.prepare(args.frames.overwrite)?;
     let mut frames = FramesOutput::new(cfg)?;
+    // A cheap first pass over the recording (decoded, not drawn) fixes the
+    // sibling order and the layout depth for the whole video.
+    {
+        let mut first = Intervals::open(&args.recording, &args.range)?;
+        frames.prime(regrouped(&mut first, args.regroup));
+    }
     let mut rendered = 0;
-    let source: Box<dyn Iterator<Item = Profile> + '_> = match args.regroup {
-        Some(secs) => Box::new(Regroup {
-            inner: intervals.by_ref(),
-            secs,
-            current: None,
-            index: 0,
-        }),
-        None => Box::new(intervals.by_ref()),
-    };
+    let source = regrouped(&mut intervals, args.regroup);
     for p in source {
         frames.interval(&p)?;
         rendered += 1;
@@ -170,6 +168,23 @@ pub fn render(args: RenderArgs) -> Result<()> {
     let (used, whole) = intervals.finish();
     eprintln!("rendered {rendered} frames from {used} of the recording's {whole} whole intervals");
     Ok(())
+}
+
+/// The intervals of a recording, regrouped into `--regroup` seconds if
+/// asked.
+fn regrouped(
+    intervals: &mut Intervals,
+    regroup: Option<f64>,
+) -> Box<dyn Iterator<Item = Profile> + '_> {
+    match regroup {
+        Some(secs) => Box::new(Regroup {
+            inner: intervals.by_ref(),
+            secs,
+            current: None,
+            index: 0,
+        }),
+        None => Box::new(intervals.by_ref()),
+    }
 }
 
 /// `profile report`: the report takes each interval as it is read.

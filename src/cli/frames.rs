@@ -4,6 +4,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use crate::output::frames::layout::{self, Canvas, HEADER_HEIGHT};
+use crate::output::frames::palette::{Colors, Look, Theme};
 use crate::output::frames::pattern::FramePattern;
 use crate::output::frames::renderer::RendererKind;
 use crate::output::frames::FramesConfig;
@@ -36,9 +37,32 @@ pub struct FrameOptions {
     #[arg(long, value_name = "PX", default_value_t = layout::DEFAULT_WIDTH)]
     pub width: u32,
 
-    /// Frame height in pixels (even, for h264).
+    /// Frame height in pixels (even, for h264). Labels and bars scale with it.
     #[arg(long, value_name = "PX", default_value_t = layout::DEFAULT_HEIGHT)]
     pub height: u32,
+
+    /// A canvas preset instead of --width/--height: 720p, 1080p, 1440p or 4k.
+    #[arg(long, value_name = "SIZE", conflicts_with_all = ["width", "height"])]
+    pub size: Option<SizePreset>,
+
+    /// Title in each frame's header [default: the target and the host].
+    #[arg(long, value_name = "TEXT")]
+    pub title: Option<String>,
+
+    /// Bar colours: hot (by function name), comm (by process, with a
+    /// legend), kernel (kernel orange, user red) or diff (red grew, blue
+    /// shrank since the previous frame).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "hot")]
+    pub colors: Colors,
+
+    /// Frame theme.
+    #[arg(long, value_enum, value_name = "THEME", default_value = "light")]
+    pub theme: Theme,
+
+    /// Frame background: the theme's, or transparent (PNG with alpha, for
+    /// compositing in a video editor).
+    #[arg(long, value_enum, value_name = "BG", default_value = "theme")]
+    pub background: Background,
 
     /// How PNG frames are drawn: direct (fast) or svg (inferno + resvg, the reference).
     #[arg(long, value_name = "RENDERER", default_value = "direct")]
@@ -49,7 +73,76 @@ pub struct FrameOptions {
     pub render_threads: usize,
 }
 
+/// `--size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SizePreset {
+    /// 1280x720.
+    #[value(name = "720p")]
+    P720,
+    /// 1920x1080.
+    #[value(name = "1080p")]
+    P1080,
+    /// 2560x1440.
+    #[value(name = "1440p")]
+    P1440,
+    /// 3840x2160.
+    #[value(name = "4k")]
+    K4,
+}
+
+impl SizePreset {
+    fn canvas(self) -> Canvas {
+        let (width, height) = match self {
+            SizePreset::P720 => (1280, 720),
+            SizePreset::P1080 => (1920, 1080),
+            SizePreset::P1440 => (2560, 1440),
+            SizePreset::K4 => (3840, 2160),
+        };
+        Canvas { width, height }
+    }
+}
+
+/// `--background`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Background {
+    /// The theme's background.
+    Theme,
+    /// Transparent (PNG frames with alpha).
+    Transparent,
+}
+
+/// The default frame title: what is profiled, and on which host.
+pub fn default_title(target: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = host.trim();
+    if host.is_empty() {
+        target.to_string()
+    } else {
+        format!("{target} on {host}")
+    }
+}
+
 impl FrameOptions {
+    /// The canvas asked for.
+    pub fn canvas(&self) -> Canvas {
+        self.size.map_or(
+            Canvas {
+                width: self.width,
+                height: self.height,
+            },
+            SizePreset::canvas,
+        )
+    }
+
+    /// The look asked for.
+    pub fn look(&self) -> Look {
+        Look {
+            colors: self.colors,
+            theme: self.theme,
+            transparent: self.background == Background::Transparent,
+        }
+    }
+
     /// Validates the options into the frames output's config.
     pub fn frames_config(
         &self,
@@ -57,19 +150,28 @@ impl FrameOptions {
         format: StackFormat,
         target: String,
     ) -> Result<FramesConfig> {
-        if self.width < 64
-            || self.height < HEADER_HEIGHT + 64
-            || self.width > MAX_WIDTH
-            || self.height > MAX_HEIGHT
-            || self.width % 2 == 1
-            || self.height % 2 == 1
+        let Canvas { width, height } = self.canvas();
+        if width < 64
+            || height < HEADER_HEIGHT + 64
+            || width > MAX_WIDTH
+            || height > MAX_HEIGHT
+            || width % 2 == 1
+            || height % 2 == 1
         {
             bail!(
-                "--width and --height must be even (h264 needs it), from 64x{} to {MAX_WIDTH}x{MAX_HEIGHT} (8K); got {}x{}",
+                "--width and --height must be even (h264 needs it), from 64x{} to {MAX_WIDTH}x{MAX_HEIGHT} (8K); got {width}x{height}",
                 HEADER_HEIGHT + 64,
-                self.width,
-                self.height
             );
+        }
+        let svg_route = pattern.ends_with(".svg") || self.renderer == RendererKind::Svg;
+        if svg_route && !crate::output::frames::renderer::svg_supports(self.colors) {
+            bail!(
+                "--colors {:?} needs PNG frames drawn by the direct renderer (inferno's SVG colours by function name only)",
+                self.colors
+            );
+        }
+        if pattern.ends_with(".svg") && self.background == Background::Transparent {
+            bail!("--background transparent is for PNG frames");
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         if self.render_threads > 4 * cpus {
@@ -86,11 +188,10 @@ impl FrameOptions {
             pattern: FramePattern::parse(pattern)?,
             mode: self.frame_mode,
             start_number: self.start_number,
-            canvas: Canvas {
-                width: self.width,
-                height: self.height,
-            },
+            canvas: self.canvas(),
             format,
+            title: self.title.clone().unwrap_or_else(|| default_title(&target)),
+            look: self.look(),
             target,
             threads: self.render_threads,
             renderer: self.renderer,

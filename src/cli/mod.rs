@@ -345,6 +345,8 @@ impl LiveArgs {
                 target: fc.target,
                 renderer: fc.renderer,
                 no_token: self.no_token,
+                title: fc.title,
+                look: fc.look,
             })
         } else {
             None

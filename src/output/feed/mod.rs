@@ -93,6 +93,10 @@ pub struct FeedConfig {
     pub renderer: RendererKind,
     /// `--no-token`: serve beyond loopback without an access token.
     pub no_token: bool,
+    /// Frame title and look (PNG and MJPEG).
+    pub title: String,
+    /// See [`title`](FeedConfig::title).
+    pub look: crate::output::frames::palette::Look,
 }
 
 /// One interval's frame (or a merged range of them), as served.
@@ -306,6 +310,8 @@ impl FeedState {
             lines,
             fit: head.frame.fit,
             info,
+            deltas: None,
+            comm_slots: head.frame.comm_slots.clone(),
         };
         Some(Arc::new(FeedFrame::new(head.index, tail.index, frame)))
     }
@@ -345,7 +351,7 @@ impl FeedOutput {
         let state = Arc::new(FeedState {
             prefix: prefix.clone(),
             token: token.clone(),
-            renderer: FrameRenderer::new(cfg.canvas, cfg.renderer)?,
+            renderer: FrameRenderer::new(cfg.canvas, cfg.renderer, cfg.look)?,
             history_len: cfg.history.max(1),
             history_bytes: cfg.history_bytes,
             history: Mutex::new(VecDeque::new()),
@@ -393,7 +399,8 @@ impl FeedOutput {
         }
         eprintln!("live flame graph at {url}");
         Ok(FeedOutput {
-            maker: FrameMaker::new(cfg.mode, cfg.canvas, cfg.format, cfg.target, 0),
+            maker: FrameMaker::new(cfg.mode, cfg.canvas, cfg.format, cfg.target, 0)
+                .styled(cfg.title, cfg.look),
             state,
             runtime: Some(runtime),
             url,

@@ -1,8 +1,8 @@
 //! Where each bar and label of a flame graph goes, by inferno's rules, so
-//! the direct renderer draws what the SVG route draws: stacks merged in
-//! sorted order (siblings alphabetical), bars narrower than the minimum
-//! width left out, bars stacked up from the bottom, labels truncated to the
-//! characters that fit with "..".
+//! the direct renderer draws what the SVG route draws: stacks merged in the
+//! order given (the frame maker's stable order; inferno is told not to
+//! sort), bars narrower than the minimum width left out, bars stacked up
+//! from the bottom, labels truncated to the characters that fit with "..".
 
 use super::layout::{Canvas, Fit, FONT_WIDTH, XPAD};
 
@@ -14,8 +14,11 @@ const FRAMEPAD: f64 = 1.0;
 pub struct Bar<'a> {
     /// 0 is the root ("all").
     pub depth: usize,
-    /// Name as in the folded line ("" for the root).
+    /// Name as in the folded line ("all" for the root).
     pub name: &'a str,
+    /// The stack up to and including this bar (`comm;a;b`; "" for the
+    /// root): what identifies it from frame to frame.
+    pub path: &'a str,
     /// First sample.
     pub start: u64,
     /// One past the last sample.
@@ -35,22 +38,26 @@ pub struct Placed<'a> {
     pub label_at: [f32; 2],
 }
 
-/// Merges folded lines (`stack count`) into bars, root included. Lines are
-/// sorted first, as inferno sorts them, so siblings come in the same order.
+/// Merges folded lines (`stack count`) into bars, root included, in the
+/// order given: lines sharing a prefix must be next to each other.
 pub fn bars(lines: &[String]) -> (Vec<Bar<'_>>, u64) {
-    let mut sorted: Vec<&str> = lines.iter().map(String::as_str).collect();
-    sorted.sort_unstable();
     let mut out: Vec<Bar<'_>> = Vec::new();
     // Open bars along the previous stack: index into `out` per depth.
     let mut open: Vec<usize> = Vec::new();
     let mut prev: Vec<&str> = Vec::new();
     let mut time = 0u64;
-    for line in sorted {
+    for line in lines {
         let Some((stack, n)) = line.rsplit_once(' ') else {
             continue;
         };
         let Ok(n) = n.parse::<u64>() else { continue };
         let frames: Vec<&str> = stack.split(';').collect();
+        // Where each frame ends in the stack: its path's end.
+        let ends: Vec<usize> = stack
+            .match_indices(';')
+            .map(|(i, _)| i)
+            .chain(std::iter::once(stack.len()))
+            .collect();
         let common = prev.iter().zip(&frames).take_while(|(a, b)| a == b).count();
         for &i in &open[common..] {
             out[i].end = time;
@@ -61,6 +68,7 @@ pub fn bars(lines: &[String]) -> (Vec<Bar<'_>>, u64) {
             out.push(Bar {
                 depth: d + 1,
                 name,
+                path: &stack[..ends[d]],
                 start: time,
                 end: time,
             });
@@ -73,7 +81,8 @@ pub fn bars(lines: &[String]) -> (Vec<Bar<'_>>, u64) {
     }
     out.push(Bar {
         depth: 0,
-        name: "",
+        name: "all",
+        path: "",
         start: 0,
         end: time,
     });
@@ -167,7 +176,8 @@ mod tests {
                 .unwrap()
                 .clone()
         };
-        assert_eq!((find(0, "").start, find(0, "").end), (0, 10));
+        assert_eq!((find(0, "all").start, find(0, "all").end), (0, 10));
+        assert_eq!(find(3, "y").path, "c;a;y");
         assert_eq!((find(1, "c").start, find(1, "c").end), (0, 10));
         assert_eq!((find(2, "a").start, find(2, "a").end), (0, 5));
         assert_eq!((find(3, "y").start, find(3, "y").end), (2, 5));

@@ -8,6 +8,7 @@
 //! A frame file appears only complete: written under a temporary name, then
 //! renamed.
 
+pub mod arrange;
 pub mod geometry;
 pub mod layout;
 pub mod palette;
@@ -28,12 +29,18 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::iter::{ParallelBridge, ParallelIterator};
 
-use self::layout::{Canvas, FrameInfo, HEADER_HEIGHT};
+use self::arrange::Arranger;
+use self::layout::{Canvas, FrameInfo};
+use self::palette::Look;
 use self::pattern::{FrameFormat, FramePattern};
 use self::renderer::{FrameRenderer, RendererKind};
 use super::{Output, StackFormat};
 use crate::profile::modes::{FrameMode, FrameModeState};
 use crate::profile::Profile;
+
+/// Characters of label a bar must have room for to count for the layout's
+/// depth (`do_sys..`).
+const LABEL_CHARS: f64 = 8.0;
 
 /// Frames waiting for the pool before the sampling side keeps them itself.
 const QUEUE: usize = 8;
@@ -57,11 +64,15 @@ pub struct FramesConfig {
     pub threads: usize,
     /// `--renderer`, for PNG frames.
     pub renderer: RendererKind,
+    /// `--title` (empty: the target, command line and host).
+    pub title: String,
+    /// `--colors`, `--theme`, `--background`.
+    pub look: Look,
 }
 
-/// A frame ready to draw: its folded lines (cut to fit), how it fits the
-/// canvas, and what its header says.
-#[derive(Debug, Clone)]
+/// A frame ready to draw: its folded lines (cut to fit, in the order to
+/// draw them), how it fits the canvas, and what its header says.
+#[derive(Debug, Clone, Default)]
 pub struct Frame {
     /// Folded lines, `stack count`.
     pub lines: Vec<String>,
@@ -69,11 +80,24 @@ pub struct Frame {
     pub fit: layout::Fit,
     /// The header band.
     pub info: FrameInfo,
+    /// `--colors diff`: how much each stack prefix grew since the previous
+    /// frame, in points of the frame's share.
+    pub deltas: Option<Arc<std::collections::HashMap<String, f32>>>,
+    /// `--colors comm`: each process's palette slot, given once per run
+    /// (biggest first when the run is known), so colours never change.
+    pub comm_slots: Option<Arc<std::collections::HashMap<String, usize>>>,
 }
 
-/// Turns interval profiles into frames: applies the frame mode, fits the
-/// canvas and numbers them. Shared by `-E`, `render` and the live feed, so
-/// all draw the same frame from the same intervals.
+impl Default for layout::Fit {
+    fn default() -> Self {
+        layout::fit_canvas(Canvas::default(), 1)
+    }
+}
+
+/// Turns interval profiles into frames: applies the frame mode, arranges
+/// and fits the graph (see [`arrange`]) and numbers them. Shared by `-E`,
+/// `render` and the live feed, so all draw the same frame from the same
+/// intervals.
 #[derive(Debug)]
 pub struct FrameMaker {
     modes: FrameModeState,
@@ -81,7 +105,14 @@ pub struct FrameMaker {
     canvas: Canvas,
     format: StackFormat,
     target: String,
+    title: String,
+    look: Look,
+    arranger: Arranger,
     next_number: u64,
+    /// The run's length, when known (render): the header's progress bar.
+    run_end: Option<std::time::Duration>,
+    /// See [`Frame::comm_slots`].
+    comm_slots: Arc<std::collections::HashMap<String, usize>>,
 }
 
 impl FrameMaker {
@@ -99,17 +130,104 @@ impl FrameMaker {
             canvas,
             format,
             target,
+            title: String::new(),
+            look: Look::default(),
+            arranger: Arranger::new(),
             next_number: start_number,
+            run_end: None,
+            comm_slots: Arc::default(),
         }
+    }
+
+    /// Gives processes not seen before the next palette slots.
+    fn assign_slots<'a>(&mut self, comms: impl Iterator<Item = &'a str>) {
+        let mut new: Vec<&str> = comms
+            .filter(|c| !self.comm_slots.contains_key(*c))
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        new.dedup();
+        let slots = Arc::make_mut(&mut self.comm_slots);
+        for c in new {
+            let n = slots.len();
+            slots.entry(c.to_string()).or_insert(n);
+        }
+    }
+
+    /// Sets the title and the look.
+    pub fn styled(mut self, title: String, look: Look) -> Self {
+        if look.colors == palette::Colors::Kernel {
+            // Kernel frames carry `_[k]` (dropped from labels) to be told apart.
+            self.format.annotations = true;
+        }
+        self.title = title;
+        self.look = look;
+        self
+    }
+
+    /// The share of a frame a bar needs to count for the layout's depth:
+    /// room for a short label ([`LABEL_CHARS`] characters of the smallest
+    /// size). Narrower stacks are still drawn, but never shrink the bars.
+    fn min_share(&self) -> f64 {
+        let scale = layout::Scale::of(self.canvas);
+        let px = LABEL_CHARS * scale.min_font as f64 * layout::FONT_WIDTH;
+        px / (f64::from(self.canvas.width) - 2.0 * layout::XPAD).max(1.0)
+    }
+
+    /// A frame's stacks as the graph draws them: folded, towers collapsed.
+    fn stacks(&self, frame: &Profile) -> Vec<(String, u64)> {
+        layout::folded_stacks(frame, &self.format)
+            .into_iter()
+            .map(|(s, n)| (arrange::collapse_runs(&s), n))
+            .collect()
+    }
+
+    /// `render`'s first pass: sees every interval once (with the frame
+    /// mode applied) so that sibling order and layout depth are fixed for
+    /// the whole run, and the header can show progress.
+    pub fn prime(&mut self, intervals: impl Iterator<Item = Profile>) {
+        let mut modes = FrameModeState::new(self.mode);
+        let mut totals = std::collections::HashMap::new();
+        let mut depth = 0;
+        let mut end = std::time::Duration::ZERO;
+        let min_share = self.min_share();
+        for p in intervals {
+            let frame = modes.next(&p);
+            let stacks = self.stacks(&frame);
+            depth = depth.max(arrange::visible_depth(&stacks, min_share));
+            Arranger::add_totals(&mut totals, &stacks);
+            end = end.max(p.start + p.duration);
+        }
+        // Processes by their samples over the run: the biggest get the
+        // first palette slots.
+        let mut comms: Vec<(&String, &u64)> =
+            totals.iter().filter(|(k, _)| !k.contains(';')).collect();
+        comms.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let order: Vec<String> = comms.into_iter().map(|(k, _)| k.clone()).collect();
+        self.assign_slots(order.iter().map(String::as_str));
+        self.arranger.freeze(&totals, depth);
+        self.run_end = (end > std::time::Duration::ZERO).then_some(end);
     }
 
     /// The next frame, from the next interval.
     pub fn make(&mut self, interval: &Profile) -> Frame {
         let frame = self.modes.next(interval);
-        let space = self.canvas.height.saturating_sub(HEADER_HEIGHT);
-        let stacks = layout::folded_stacks(&frame, &self.format);
-        let fit = layout::fit(space, layout::max_depth(&stacks));
-        let lines = layout::frame_lines(stacks, fit.depth_cap);
+        let stacks = self.stacks(&frame);
+        let visible = arrange::visible_depth(&stacks, self.min_share());
+        let depth = self.arranger.observe(&stacks, visible);
+        let fit = layout::fit_canvas(self.canvas, depth);
+        let lines = self.arranger.lines(stacks, fit.depth_cap);
+        let deltas = (self.look.colors == palette::Colors::Diff)
+            .then(|| Arc::new(self.arranger.deltas(&lines)));
+        let comm_slots = (self.look.colors == palette::Colors::Comm).then(|| {
+            let comms: Vec<String> = lines
+                .iter()
+                .map(|l| l.split([';', ' ']).next().unwrap_or("").to_string())
+                .collect();
+            self.assign_slots(comms.iter().map(String::as_str));
+            self.comm_slots.clone()
+        });
         let loss = &interval.loss;
         let lost = (loss.lost() > 0).then(|| {
             let mut why = Vec::new();
@@ -123,12 +241,16 @@ impl FrameMaker {
         });
         let number = self.next_number;
         self.next_number += 1;
+        let end = frame.start + frame.duration;
         Frame {
             lines,
             fit,
+            deltas,
+            comm_slots,
             info: FrameInfo {
                 number,
                 target: self.target.clone(),
+                title: self.title.clone(),
                 start: frame.start,
                 duration: frame.duration,
                 samples: frame.samples(),
@@ -136,7 +258,11 @@ impl FrameMaker {
                 interval: interval.duration,
                 lost,
                 mode: (self.mode != FrameMode::Interval).then(|| self.mode.to_string()),
+                weighted: matches!(self.mode, FrameMode::Decay(_)),
                 depth_cap: fit.depth_cap,
+                progress: self
+                    .run_end
+                    .map(|e| (end.as_secs_f64() / e.as_secs_f64()).clamp(0.0, 1.0)),
             },
         }
     }
@@ -168,7 +294,7 @@ impl FramesOutput {
     /// `--overwrite`, already checked by the caller), loads fonts and starts
     /// the render pool. Call before sampling starts.
     pub fn new(cfg: FramesConfig) -> Result<FramesOutput> {
-        let renderer = Arc::new(FrameRenderer::new(cfg.canvas, cfg.renderer)?);
+        let renderer = Arc::new(FrameRenderer::new(cfg.canvas, cfg.renderer, cfg.look)?);
         let threads = if cfg.threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
         } else {
@@ -213,7 +339,8 @@ impl FramesOutput {
                 cfg.format,
                 cfg.target.clone(),
                 cfg.start_number,
-            ),
+            )
+            .styled(cfg.title.clone(), cfg.look),
             submitted: 0,
             cfg,
             backlog: VecDeque::new(),
@@ -223,6 +350,11 @@ impl FramesOutput {
             errors,
             cancelled,
         })
+    }
+
+    /// `render`'s first pass (see [`FrameMaker::prime`]).
+    pub fn prime(&mut self, intervals: impl Iterator<Item = Profile>) {
+        self.maker.prime(intervals);
     }
 
     /// The first frame that failed to render or write, as an error.

@@ -1,7 +1,9 @@
 //! The frames' colours, shared by both renderers: the SVG route hands them to
 //! inferno as a pre-filled palette map, the direct renderer fills with them.
-//! A function's colour depends only on its name (an FNV-1a hash), so it is
-//! the same in every frame and every run.
+//! In the default `hot` mode a function's colour depends only on its name
+//! (an FNV-1a hash), so it is the same in every frame and every run; the
+//! other modes (`--colors`) colour by process, by kernel or user, or by how
+//! much a bar grew since the previous frame.
 
 use inferno::flamegraph::color::{Color, PaletteMap};
 
@@ -9,6 +11,136 @@ use inferno::flamegraph::color::{Color, PaletteMap};
 pub const DELIMITER: [u8; 3] = [200, 200, 200];
 /// The `--` delimiter.
 pub const DOUBLE_DELIMITER: [u8; 3] = [160, 160, 160];
+
+/// `--colors`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Colors {
+    /// Warm colours by function name, stable across frames and runs.
+    #[default]
+    Hot,
+    /// One colour per process (its bars in shades of it), with a legend.
+    Comm,
+    /// Kernel frames orange, user frames red (flamegraph.pl's scheme).
+    Kernel,
+    /// Red where a bar grew since the previous frame, blue where it shrank
+    /// (Gregg's differential flame graph, animated).
+    Diff,
+}
+
+/// `--theme`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Theme {
+    /// Light background, dark text.
+    #[default]
+    Light,
+    /// Dark background, light text (stages, dark slides).
+    Dark,
+}
+
+/// How frames look: colours, theme, background.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Look {
+    /// `--colors`.
+    pub colors: Colors,
+    /// `--theme`.
+    pub theme: Theme,
+    /// `--background transparent`: PNG frames with alpha.
+    pub transparent: bool,
+}
+
+impl Look {
+    /// Canvas colour, RGBA (alpha 0 when transparent).
+    pub fn background(&self) -> [u8; 4] {
+        let a = if self.transparent { 0 } else { 0xff };
+        match self.theme {
+            Theme::Light => [0xf8, 0xf8, 0xf8, a],
+            Theme::Dark => [0x16, 0x18, 0x1c, a],
+        }
+    }
+
+    /// Header title colour.
+    pub fn title(&self) -> [u8; 3] {
+        match self.theme {
+            Theme::Light => [0x20, 0x20, 0x20],
+            Theme::Dark => [0xf0, 0xf0, 0xf0],
+        }
+    }
+
+    /// Header second line and messages.
+    pub fn subtitle(&self) -> [u8; 3] {
+        match self.theme {
+            Theme::Light => [0x50, 0x50, 0x50],
+            Theme::Dark => [0xb0, 0xb0, 0xb8],
+        }
+    }
+
+    /// `#rrggbb` of an RGB colour.
+    pub fn hex([r, g, b]: [u8; 3]) -> String {
+        format!("#{r:02x}{g:02x}{b:02x}")
+    }
+}
+
+/// Eight colours told apart at a glance (and by most colour-blind eyes):
+/// the process palette of `--colors comm`.
+const CATEGORICAL: [[u8; 3]; 8] = [
+    [230, 120, 40],
+    [70, 140, 220],
+    [90, 180, 90],
+    [190, 100, 200],
+    [220, 190, 50],
+    [60, 190, 190],
+    [225, 90, 110],
+    [150, 150, 150],
+];
+
+/// The colour of a process (`--colors comm`); `slot` is its rank among the
+/// run's processes when known, so the biggest get distinct colours.
+pub fn comm_color(comm: &str, slot: Option<usize>) -> [u8; 3] {
+    let i = slot.unwrap_or_else(|| fnv1a(comm) as usize) % CATEGORICAL.len();
+    CATEGORICAL[i]
+}
+
+/// A bar of a process in `comm` mode: its process's colour, a little
+/// lighter or darker by function name so neighbours stay apart.
+pub fn shade([r, g, b]: [u8; 3], name: &str) -> [u8; 3] {
+    let k = 0.85 + 0.3 * ((fnv1a(name) & 0xff) as f64 / 255.0);
+    let c = |v: u8| (f64::from(v) * k).clamp(0.0, 255.0) as u8;
+    [c(r), c(g), c(b)]
+}
+
+/// `--colors kernel`: kernel frames (annotated `_[k]`) orange, user red.
+pub fn kernel_color(name: &str) -> [u8; 3] {
+    let h = fnv1a(name);
+    let v = |shift: u32| ((h >> shift) & 0xffff) as f64 / 65535.0;
+    if name.ends_with("_[k]") {
+        [
+            (200.0 + 55.0 * v(0)) as u8,
+            (120.0 + 60.0 * v(16)) as u8,
+            (20.0 * v(32)) as u8,
+        ]
+    } else if matches!(name, "-" | "--") {
+        DELIMITER
+    } else {
+        [
+            (200.0 + 55.0 * v(0)) as u8,
+            (40.0 + 60.0 * v(16)) as u8,
+            (40.0 + 30.0 * v(32)) as u8,
+        ]
+    }
+}
+
+/// `--colors diff`: light grey for no change (white would vanish on the
+/// light theme), red up to +10 points of the frame, blue down to -10.
+pub fn diff_color(delta: f32) -> [u8; 3] {
+    const NEUTRAL: f32 = 232.0;
+    let t = (delta.abs() / 10.0).min(1.0);
+    let mix = |full: f32| (NEUTRAL + (full - NEUTRAL) * t) as u8;
+    if delta >= 0.0 {
+        [mix(255.0), mix(40.0), mix(40.0)]
+    } else {
+        [mix(50.0), mix(90.0), mix(255.0)]
+    }
+}
 
 fn fnv1a(name: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -39,13 +171,19 @@ pub fn color(name: &str) -> [u8; 3] {
 /// A palette map for inferno holding the colour of every function in
 /// `lines` (folded, `stack count`), and of its root.
 pub fn palette_map(lines: &[String]) -> PaletteMap {
+    palette_map_by(lines, color)
+}
+
+/// [`palette_map`] with another colour-by-name function.
+pub fn palette_map_by(lines: &[String], by: fn(&str) -> [u8; 3]) -> PaletteMap {
     let mut map = PaletteMap::default();
-    map.insert("", to_color(color("")));
+    map.insert("", to_color(by("")));
+    map.insert("all", to_color(by("all")));
     for line in lines {
         let stack = line.rsplit_once(' ').map_or(line.as_str(), |(s, _)| s);
         for f in stack.split(';') {
             if map.get(f).is_none() {
-                map.insert(f, to_color(color(f)));
+                map.insert(f, to_color(by(f)));
             }
         }
     }

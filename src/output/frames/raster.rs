@@ -11,17 +11,13 @@ use resvg::tiny_skia::{Color, FillRule, Paint, PathBuilder, Pixmap, Rect, Transf
 use resvg::usvg::fontdb;
 
 use super::geometry;
-use super::layout::{self, Canvas, FrameInfo, FONT_FAMILY, HEADER_HEIGHT};
-use super::palette;
+use super::layout::{self, Canvas, FrameInfo, Scale, FONT_FAMILY};
+use super::palette::{self, Colors, Look};
+use super::Frame;
 
-/// Label sizes rasterized up front: every size [`layout::fit`] picks, and
-/// the header's.
-const SIZES: [u16; 12] = [5, 6, 7, 8, 9, 10, 11, 12, 13, 18, 24, 36];
-const BACKGROUND: [u8; 3] = [0xf8, 0xf8, 0xf8];
 const LABEL: [u8; 3] = [0, 0, 0];
-const TITLE: [u8; 3] = [0x20, 0x20, 0x20];
-const SUBTITLE: [u8; 3] = [0x40, 0x40, 0x40];
-const MESSAGE: [u8; 3] = [0x90, 0x90, 0x90];
+/// The progress bar under the header.
+const PROGRESS: [u8; 3] = [0x40, 0x70, 0xe0];
 
 struct Glyph {
     xmin: i32,
@@ -36,6 +32,8 @@ struct Glyph {
 /// afterwards, so one renderer serves every render thread.
 pub struct DirectRenderer {
     canvas: Canvas,
+    scale: Scale,
+    look: Look,
     font: fontdue::Font,
     glyphs: HashMap<(char, u16), Glyph>,
 }
@@ -43,6 +41,11 @@ pub struct DirectRenderer {
 impl DirectRenderer {
     /// Loads the monospace font and rasterizes ASCII at every size used.
     pub fn new(canvas: Canvas) -> Result<DirectRenderer> {
+        Self::with_look(canvas, Look::default())
+    }
+
+    /// A renderer with `--colors`, `--theme` and `--background`.
+    pub fn with_look(canvas: Canvas, look: Look) -> Result<DirectRenderer> {
         let mut db = fontdb::Database::new();
         db.load_system_fonts();
         let id = db
@@ -66,54 +69,105 @@ impl DirectRenderer {
             .context("failed to read the label font")?
             .map_err(|e| anyhow!("failed to load the label font: {e}"))?;
         let mut glyphs = HashMap::new();
-        // ASCII, plus the separators the header uses.
+        // ASCII, plus the separators the header uses and the tower mark.
         let chars: Vec<char> = (32u8..127)
             .map(char::from)
-            .chain(['\u{b7}', '\u{2013}'])
+            .chain(['\u{b7}', '\u{2013}', '\u{d7}'])
             .collect();
-        for size in SIZES {
+        let scale = Scale::of(canvas);
+        for size in scale.font_sizes() {
             for &c in &chars {
                 glyphs.insert((c, size), rasterize(&font, c, size));
             }
         }
         Ok(DirectRenderer {
             canvas,
+            scale,
+            look,
             font,
             glyphs,
         })
     }
 
-    /// A frame drawn on the fixed canvas.
+    /// A frame drawn on the fixed canvas, in the renderer's look.
+    pub fn pixmap(&self, frame: &Frame) -> Result<Pixmap> {
+        let placed = geometry::place(
+            &frame.lines,
+            self.canvas,
+            &frame.fit,
+            layout::min_width_percent(self.canvas.width),
+        );
+        let mut pixmap = self.blank()?;
+        self.draw_bars_in(&mut pixmap, &placed, frame);
+        self.draw_labels(&mut pixmap, &placed, &frame.fit);
+        self.draw_root_total(&mut pixmap, &placed, &frame.fit, frame.info.samples);
+        self.draw_header(&mut pixmap, &frame.info, frame.lines.is_empty());
+        if self.look.colors == Colors::Comm {
+            self.draw_legend(&mut pixmap, frame);
+        }
+        Ok(pixmap)
+    }
+
+    /// A frame drawn on the fixed canvas (the hot colours).
     pub fn pixmap_frame(
         &self,
         lines: &[String],
         fit: &layout::Fit,
         info: &FrameInfo,
     ) -> Result<Pixmap> {
-        let placed = geometry::place(
-            lines,
-            self.canvas,
-            fit,
-            layout::min_width_percent(self.canvas.width),
-        );
-        let mut pixmap = self.blank()?;
-        self.draw_bars(&mut pixmap, &placed);
-        self.draw_labels(&mut pixmap, &placed, fit);
-        self.draw_header(&mut pixmap, info, lines.is_empty());
-        Ok(pixmap)
+        self.pixmap(&Frame {
+            lines: lines.to_vec(),
+            fit: *fit,
+            info: info.clone(),
+            deltas: None,
+            comm_slots: None,
+        })
     }
 
     /// An empty canvas.
     pub fn blank(&self) -> Result<Pixmap> {
         let mut pixmap =
             Pixmap::new(self.canvas.width, self.canvas.height).context("canvas size")?;
-        let [r, g, b] = BACKGROUND;
-        pixmap.fill(Color::from_rgba8(r, g, b, 0xff));
+        let [r, g, b, a] = self.look.background();
+        pixmap.fill(Color::from_rgba8(r, g, b, a));
         Ok(pixmap)
     }
 
-    /// Fills the bars.
+    /// A bar's colour in the renderer's `--colors` mode.
+    fn bar_color(&self, bar: &geometry::Bar<'_>, frame: &Frame) -> [u8; 3] {
+        match self.look.colors {
+            Colors::Hot => palette::color(bar.name),
+            Colors::Kernel => palette::kernel_color(bar.name),
+            Colors::Comm => {
+                if bar.depth == 0 {
+                    return [0xb0, 0xb0, 0xb0];
+                }
+                let comm = bar.path.split(';').next().unwrap_or(bar.path);
+                let slot = frame.comm_slots.as_ref().and_then(|s| s.get(comm).copied());
+                let base = palette::comm_color(comm, slot);
+                if bar.depth == 1 {
+                    base
+                } else {
+                    palette::shade(base, bar.name)
+                }
+            }
+            Colors::Diff => {
+                let d = frame
+                    .deltas
+                    .as_ref()
+                    .and_then(|d| d.get(bar.path).copied())
+                    .unwrap_or(0.0);
+                palette::diff_color(d)
+            }
+        }
+    }
+
+    /// Fills the bars (hot colours).
     pub fn draw_bars(&self, pixmap: &mut Pixmap, placed: &[geometry::Placed<'_>]) {
+        self.draw_bars_in(pixmap, placed, &Frame::default());
+    }
+
+    fn draw_bars_in(&self, pixmap: &mut Pixmap, placed: &[geometry::Placed<'_>], frame: &Frame) {
         let mut paint = Paint {
             anti_alias: false,
             ..Default::default()
@@ -121,7 +175,7 @@ impl DirectRenderer {
         for p in placed {
             let [x1, y1, x2, y2] = p.rect;
             if let Some(rect) = Rect::from_ltrb(x1, y1, x2, y2) {
-                let [r, g, b] = palette::color(p.bar.name);
+                let [r, g, b] = self.bar_color(&p.bar, frame);
                 paint.set_color_rgba8(r, g, b, 0xff);
                 // A path, not fill_rect: resvg fills the SVG's rects as
                 // paths, and the two round non-anti-aliased edges apart.
@@ -150,29 +204,139 @@ impl DirectRenderer {
         }
     }
 
-    /// The header band, over the graph's top padding, as the SVG route
-    /// draws it; and "no samples" on an empty frame.
+    /// The root bar says how many samples the frame holds.
+    fn draw_root_total(
+        &self,
+        pixmap: &mut Pixmap,
+        placed: &[geometry::Placed<'_>],
+        fit: &layout::Fit,
+        samples: u64,
+    ) {
+        let Some(root) = placed.iter().find(|p| p.bar.depth == 0) else {
+            return;
+        };
+        let size = fit.font_size as u16;
+        let text = format!("all \u{b7} {} samples", layout::fmt_count(samples));
+        let room = root.rect[2] - root.label_at[0];
+        if self.width_of(&text, size) < room {
+            // Over the plain "all" label drawn with the other labels.
+            let [r, g, b] = self.bar_color(&root.bar, &Frame::default());
+            let paint_rect = Rect::from_ltrb(
+                root.label_at[0] - 1.0,
+                root.rect[1] + 1.0,
+                root.label_at[0] + self.width_of("all", size) + 2.0,
+                root.rect[3] - 1.0,
+            );
+            if let Some(rect) = paint_rect {
+                let mut paint = Paint::default();
+                paint.set_color_rgba8(r, g, b, 0xff);
+                pixmap.fill_rect(rect, &paint, Transform::identity(), None);
+            }
+            self.text(
+                pixmap,
+                &text,
+                root.label_at[0],
+                root.label_at[1],
+                size,
+                LABEL,
+            );
+        }
+    }
+
+    /// The header band, over the graph's top padding: the title with the
+    /// run clock, what the frame holds, and the run's progress when known;
+    /// and "no samples" on an empty frame.
     pub fn draw_header(&self, pixmap: &mut Pixmap, info: &FrameInfo, empty: bool) {
         let (width, height) = (pixmap.width() as f32, pixmap.height() as f32);
+        let s = self.scale;
+        let band_h = s.header as f32;
         let mut paint = Paint::default();
-        let [r, g, b] = BACKGROUND;
-        paint.set_color_rgba8(r, g, b, 0xff);
-        let band = Rect::from_xywh(0.0, 0.0, width, HEADER_HEIGHT as f32).expect("a valid band");
+        let [r, g, b, a] = self.look.background();
+        paint.set_color_rgba8(r, g, b, a);
+        let band = Rect::from_xywh(0.0, 0.0, width, band_h).expect("a valid band");
+        // Clear, not blend: the graph's top padding may reach under it.
+        paint.blend_mode = resvg::tiny_skia::BlendMode::Source;
         pixmap.fill_rect(band, &paint, Transform::identity(), None);
         let (title, subtitle) = info.lines();
-        self.text(pixmap, &title, 16.0, 30.0, 24, TITLE);
-        self.text(pixmap, &subtitle, 16.0, 58.0, 18, SUBTITLE);
+        let left = (16.0 * band_h / 96.0).round();
+        self.text(
+            pixmap,
+            &title,
+            left,
+            band_h * 0.40,
+            s.title_font,
+            self.look.title(),
+        );
+        self.text(
+            pixmap,
+            &subtitle,
+            left,
+            band_h * 0.78,
+            s.subtitle_font,
+            self.look.subtitle(),
+        );
+        if let Some(progress) = info.progress {
+            let h = (band_h / 24.0).max(2.0);
+            let mut paint = Paint::default();
+            let [r, g, b] = PROGRESS;
+            paint.set_color_rgba8(r, g, b, 0xff);
+            if let Some(rect) =
+                Rect::from_xywh(0.0, band_h - h, (width * progress as f32).max(1.0), h)
+            {
+                pixmap.fill_rect(rect, &paint, Transform::identity(), None);
+            }
+        }
         if empty {
             let msg = "no samples";
-            let w = self.width_of(msg, 36);
+            let size = s.title_font * 3 / 2;
+            let w = self.width_of(msg, size);
             self.text(
                 pixmap,
                 msg,
                 width / 2.0 - w / 2.0,
                 height / 2.0,
-                36,
-                MESSAGE,
+                size,
+                self.look.subtitle(),
             );
+        }
+    }
+
+    /// `--colors comm`: the top processes with their colour and share, at
+    /// the header's right.
+    fn draw_legend(&self, pixmap: &mut Pixmap, frame: &Frame) {
+        let mut by: HashMap<&str, u64> = HashMap::new();
+        let mut total = 0;
+        for l in &frame.lines {
+            if let Some((stack, n)) = l.rsplit_once(' ') {
+                let n: u64 = n.parse().unwrap_or(0);
+                *by.entry(stack.split(';').next().unwrap_or(stack))
+                    .or_insert(0) += n;
+                total += n;
+            }
+        }
+        let mut top: Vec<(&str, u64)> = by.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let size = self.scale.subtitle_font;
+        let band_h = self.scale.header as f32;
+        let mut x = pixmap.width() as f32 - 16.0;
+        let y = band_h * 0.40;
+        for (comm, n) in top.into_iter().take(4) {
+            let text = format!("{comm} {:.0}%", 100.0 * n as f64 / total.max(1) as f64);
+            let w = self.width_of(&text, size) + f32::from(size) * 1.4;
+            x -= w;
+            if x < pixmap.width() as f32 * 0.55 {
+                break;
+            }
+            let slot = frame.comm_slots.as_ref().and_then(|s| s.get(comm).copied());
+            let [r, g, b] = palette::comm_color(comm, slot);
+            let mut paint = Paint::default();
+            paint.set_color_rgba8(r, g, b, 0xff);
+            let sq = f32::from(size) * 0.8;
+            if let Some(rect) = Rect::from_xywh(x, y - sq, sq, sq) {
+                pixmap.fill_rect(rect, &paint, Transform::identity(), None);
+            }
+            self.text(pixmap, &text, x + sq * 1.4, y, size, self.look.title());
+            x -= f32::from(size);
         }
     }
 
@@ -217,7 +381,7 @@ fn rasterize(font: &fontdue::Font, c: char, size: u16) -> Glyph {
     }
 }
 
-/// Source-over of a coverage mask in `color` onto an opaque pixmap.
+/// Source-over of a coverage mask in `color`.
 fn blend(pixmap: &mut Pixmap, g: &Glyph, pen: f32, baseline: f32, color: [u8; 3]) {
     let (w, h) = (pixmap.width() as i32, pixmap.height() as i32);
     let left = pen.round() as i32 + g.xmin;
@@ -237,11 +401,15 @@ fn blend(pixmap: &mut Pixmap, g: &Glyph, pen: f32, baseline: f32, color: [u8; 3]
             if a == 0 {
                 continue;
             }
+            // Source-over onto premultiplied RGBA (also over transparent
+            // pixels, for --background transparent).
             let i = ((y * w + x) * 4) as usize;
             for ch in 0..3 {
                 let dst = u32::from(data[i + ch]);
                 data[i + ch] = ((u32::from(color[ch]) * a + dst * (255 - a) + 127) / 255) as u8;
             }
+            let dst_a = u32::from(data[i + 3]);
+            data[i + 3] = (a + (dst_a * (255 - a) + 127) / 255) as u8;
         }
     }
 }

@@ -8,8 +8,9 @@ use anyhow::Result;
 use resvg::tiny_skia::Pixmap;
 
 use super::layout::Canvas;
+use super::palette::{Colors, Look};
 use super::raster::DirectRenderer;
-use super::svg::{encode_jpeg, encode_png, SvgRenderer};
+use super::svg::{encode_jpeg, encode_png, encode_png_rgba, SvgRenderer};
 use super::Frame;
 
 /// `--renderer`.
@@ -47,30 +48,45 @@ impl fmt::Display for RendererKind {
 pub struct FrameRenderer {
     svg: SvgRenderer,
     direct: Option<DirectRenderer>,
+    look: Look,
+}
+
+/// Whether the SVG route can draw a colour mode: it colours by function
+/// name only, so per-process and differential colours need the direct
+/// renderer (and PNG frames).
+pub fn svg_supports(colors: Colors) -> bool {
+    matches!(colors, Colors::Hot | Colors::Kernel)
 }
 
 impl FrameRenderer {
     /// Loads fonts (and, for the direct renderer, rasterizes glyphs) once.
-    pub fn new(canvas: Canvas, kind: RendererKind) -> Result<FrameRenderer> {
+    pub fn new(canvas: Canvas, kind: RendererKind, look: Look) -> Result<FrameRenderer> {
         Ok(FrameRenderer {
-            svg: SvgRenderer::new(canvas)?,
+            svg: SvgRenderer::with_look(canvas, look)?,
             direct: match kind {
-                RendererKind::Direct => Some(DirectRenderer::new(canvas)?),
+                RendererKind::Direct => Some(DirectRenderer::with_look(canvas, look)?),
                 RendererKind::Svg => None,
             },
+            look,
         })
     }
 
-    fn pixmap(&self, f: &Frame) -> Result<Pixmap> {
+    /// The frame as a pixmap (premultiplied RGBA).
+    pub fn pixmap(&self, f: &Frame) -> Result<Pixmap> {
         match &self.direct {
-            Some(d) => d.pixmap_frame(&f.lines, &f.fit, &f.info),
-            None => self.svg.pixmap_frame(&f.lines, &f.fit, &f.info),
+            Some(d) => d.pixmap(f),
+            None => self.svg.pixmap_frame_info(&f.lines, &f.fit, &f.info),
         }
     }
 
-    /// The frame as PNG.
+    /// The frame as PNG (with alpha for `--background transparent`).
     pub fn png(&self, f: &Frame) -> Result<Vec<u8>> {
-        encode_png(&self.pixmap(f)?)
+        let pixmap = self.pixmap(f)?;
+        if self.look.transparent {
+            encode_png_rgba(&pixmap)
+        } else {
+            encode_png(&pixmap)
+        }
     }
 
     /// The frame as JPEG.

@@ -9,19 +9,25 @@ use inferno::flamegraph::{self, color::BackgroundColor, Options};
 use resvg::tiny_skia::{Color, Pixmap, Transform};
 use resvg::usvg;
 
-use super::layout::{self, Canvas, FrameInfo, BACKGROUND, FONT_FAMILY, FONT_WIDTH, HEADER_HEIGHT};
-use super::palette;
+use super::layout::{self, Canvas, FrameInfo, Scale, FONT_FAMILY, FONT_WIDTH};
+use super::palette::{self, Colors, Look};
 
 /// Renders frames; holds the font database, loaded once and shared.
 pub struct SvgRenderer {
     canvas: Canvas,
+    look: Look,
     usvg_options: usvg::Options<'static>,
 }
 
 impl SvgRenderer {
+    /// Loads the fonts (hot colours, light theme).
+    pub fn new(canvas: Canvas) -> Result<SvgRenderer> {
+        Self::with_look(canvas, Look::default())
+    }
+
     /// Loads the fonts. The monospace family is set explicitly: usvg's
     /// default ("Courier New") is absent on Debian and text would vanish.
-    pub fn new(canvas: Canvas) -> Result<SvgRenderer> {
+    pub fn with_look(canvas: Canvas, look: Look) -> Result<SvgRenderer> {
         let mut db = usvg::fontdb::Database::new();
         db.load_system_fonts();
         let family = db
@@ -47,6 +53,7 @@ impl SvgRenderer {
         };
         Ok(SvgRenderer {
             canvas,
+            look,
             usvg_options,
         })
     }
@@ -67,15 +74,26 @@ impl SvgRenderer {
         opt.font_size = fit.font_size;
         opt.font_type = "monospace".into();
         opt.font_width = FONT_WIDTH;
+        // inferno merges only sorted lines: its SVGs keep alphabetical
+        // sibling order (the direct renderer draws the stable order).
+        let [r, g, b, _] = self.look.background();
         opt.bgcolors = Some(
-            BACKGROUND
+            Look::hex([r, g, b])
                 .parse::<BackgroundColor>()
-                .expect("BACKGROUND is a valid #rrggbb colour"),
+                .expect("a valid #rrggbb colour"),
         );
         opt.title = title;
         opt.subtitle = subtitle;
         opt.count_name = "samples".into();
         opt
+    }
+
+    /// The colours of `lines` in the renderer's mode (by name only).
+    fn palette_map(&self, lines: &[String]) -> inferno::flamegraph::color::PaletteMap {
+        match self.look.colors {
+            Colors::Kernel => palette::palette_map_by(lines, palette::kernel_color),
+            _ => palette::palette_map(lines),
+        }
     }
 
     /// The interactive SVG of a frame (for `.svg` patterns).
@@ -87,11 +105,17 @@ impl SvgRenderer {
     ) -> Result<Vec<u8>> {
         let (title, subtitle) = info.lines();
         if lines.is_empty() {
-            return Ok(
-                message_svg(self.canvas.width, self.canvas.height, &title, &subtitle).into_bytes(),
-            );
+            return Ok(self
+                .message_svg(
+                    self.canvas.width,
+                    self.canvas.height,
+                    &title,
+                    &subtitle,
+                    info.progress,
+                )
+                .into_bytes());
         }
-        let mut colors = palette::palette_map(lines);
+        let mut colors = self.palette_map(lines);
         let mut opt = self.inferno_options(fit, title, Some(subtitle));
         opt.palette_map = Some(&mut colors);
         let mut out = Vec::new();
@@ -112,11 +136,17 @@ impl SvgRenderer {
         };
         let (title, subtitle) = info.lines();
         if lines.is_empty() {
-            return Ok(
-                message_svg(self.canvas.width, self.canvas.height, &title, &subtitle).into_bytes(),
-            );
+            return Ok(self
+                .message_svg(
+                    self.canvas.width,
+                    self.canvas.height,
+                    &title,
+                    &subtitle,
+                    info.progress,
+                )
+                .into_bytes());
         }
-        let mut colors = palette::palette_map(lines);
+        let mut colors = self.palette_map(lines);
         let mut opt = self.inferno_options(&PAGE_FIT, title, None);
         opt.image_width = None;
         opt.palette_map = Some(&mut colors);
@@ -140,7 +170,7 @@ impl SvgRenderer {
     /// no script, sub-pixel bars left out), stripped for rasterizing. The
     /// direct renderer is checked against it.
     pub fn graph_svg(&self, lines: &[String], fit: &layout::Fit) -> Result<Vec<u8>> {
-        let mut colors = palette::palette_map(lines);
+        let mut colors = self.palette_map(lines);
         let mut opt = self.inferno_options(fit, String::new(), None);
         opt.palette_map = Some(&mut colors);
         opt.no_javascript = true;
@@ -152,6 +182,16 @@ impl SvgRenderer {
     }
 
     /// A frame drawn on the fixed canvas.
+    pub fn pixmap_frame_info(
+        &self,
+        lines: &[String],
+        fit: &layout::Fit,
+        info: &FrameInfo,
+    ) -> Result<Pixmap> {
+        self.pixmap_frame(lines, fit, info)
+    }
+
+    /// A frame drawn on the fixed canvas.
     pub fn pixmap_frame(
         &self,
         lines: &[String],
@@ -160,7 +200,8 @@ impl SvgRenderer {
     ) -> Result<Pixmap> {
         let Canvas { width, height } = self.canvas;
         let mut pixmap = Pixmap::new(width, height).context("canvas size")?;
-        pixmap.fill(Color::from_rgba8(0xf8, 0xf8, 0xf8, 0xff));
+        let [r, g, b, a] = self.look.background();
+        pixmap.fill(Color::from_rgba8(r, g, b, a));
         if !lines.is_empty() {
             let svg = self.graph_svg(lines, fit)?;
             let tree = usvg::Tree::from_data(&svg, &self.usvg_options)
@@ -175,9 +216,16 @@ impl SvgRenderer {
         }
         let (title, subtitle) = info.lines();
         let band = if lines.is_empty() {
-            message_svg(width, height, &title, &subtitle)
+            self.message_svg(width, height, &title, &subtitle, info.progress)
         } else {
-            header_svg(width, HEADER_HEIGHT, &title, &subtitle, "")
+            self.header_svg(
+                width,
+                Scale::of(self.canvas).header,
+                &title,
+                &subtitle,
+                "",
+                info.progress,
+            )
         };
         let tree = usvg::Tree::from_str(&band, &self.usvg_options)
             .context("failed to parse the header")?;
@@ -235,25 +283,66 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// The header band: target and time on the first line, counts on the second,
-/// in an SVG `height` pixels high; `extra` is drawn after it.
-fn header_svg(width: u32, height: u32, title: &str, subtitle: &str, extra: &str) -> String {
-    format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"><rect width="100%" height="100%" fill="{BACKGROUND}"/><text x="16" y="30" font-family="monospace" font-size="24" font-weight="bold" fill="#202020">{t}</text><text x="16" y="58" font-family="monospace" font-size="18" fill="#404040">{s}</text>{extra}</svg>"##,
-        t = escape(title),
-        s = escape(subtitle),
-    )
-}
+impl SvgRenderer {
+    /// The header band: the title with the clock on the first line, counts
+    /// on the second, the run's progress under them, in an SVG `height`
+    /// pixels high; `extra` is drawn after it.
+    fn header_svg(
+        &self,
+        width: u32,
+        height: u32,
+        title: &str,
+        subtitle: &str,
+        extra: &str,
+        progress: Option<f64>,
+    ) -> String {
+        let s = Scale::of(self.canvas);
+        let h = f64::from(s.header);
+        let [r, g, b, a] = self.look.background();
+        let bg = Look::hex([r, g, b]);
+        let opacity = f64::from(a) / 255.0;
+        let left = (16.0 * h / 96.0).round();
+        let bar = progress.map_or(String::new(), |p| {
+            let ph = (h / 24.0).max(2.0);
+            format!(
+                r##"<rect x="0" y="{}" width="{}" height="{ph}" fill="#4070e0"/>"##,
+                h - ph,
+                (f64::from(width) * p).max(1.0)
+            )
+        });
+        format!(
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"><rect width="100%" height="{h}" fill="{bg}" fill-opacity="{opacity}"/><text x="{left}" y="{ty}" font-family="monospace" font-size="{tf}" font-weight="bold" fill="{tc}">{t}</text><text x="{left}" y="{sy}" font-family="monospace" font-size="{sf}" fill="{sc}">{st}</text>{bar}{extra}</svg>"##,
+            ty = (h * 0.40).round(),
+            sy = (h * 0.78).round(),
+            tf = s.title_font,
+            sf = s.subtitle_font,
+            tc = Look::hex(self.look.title()),
+            sc = Look::hex(self.look.subtitle()),
+            t = escape(title),
+            st = escape(subtitle),
+        )
+    }
 
-/// A whole frame with only the header and a message (an empty interval is
-/// still a frame, so video time stays linear).
-fn message_svg(width: u32, height: u32, title: &str, subtitle: &str) -> String {
-    let message = format!(
-        r##"<text x="{}" y="{}" text-anchor="middle" font-family="monospace" font-size="36" fill="#909090">no samples</text>"##,
-        width / 2,
-        height / 2
-    );
-    header_svg(width, height, title, subtitle, &message)
+    /// A whole frame with only the header and a message (an empty interval
+    /// is still a frame, so video time stays linear).
+    fn message_svg(
+        &self,
+        width: u32,
+        height: u32,
+        title: &str,
+        subtitle: &str,
+        progress: Option<f64>,
+    ) -> String {
+        let s = Scale::of(self.canvas);
+        let message = format!(
+            r##"<text x="{}" y="{}" text-anchor="middle" font-family="monospace" font-size="{}" fill="{}">no samples</text>"##,
+            width / 2,
+            height / 2,
+            s.title_font * 3 / 2,
+            Look::hex(self.look.subtitle())
+        );
+        self.header_svg(width, height, title, subtitle, &message, progress)
+    }
 }
 
 /// The canvas is opaque, so premultiplied RGBA is plain RGBA: drop alpha.
@@ -279,6 +368,25 @@ pub fn encode_jpeg(pixmap: &Pixmap) -> Result<Vec<u8>> {
         jpeg_encoder::ColorType::Rgb,
     )
     .context("JPEG encoding")?;
+    Ok(out)
+}
+
+/// PNG with alpha (`--background transparent`): tiny-skia's pixels are
+/// premultiplied, PNG's are not.
+pub fn encode_png_rgba(pixmap: &Pixmap) -> Result<Vec<u8>> {
+    let mut rgba = Vec::with_capacity(pixmap.data().len());
+    for px in pixmap.pixels() {
+        let c = px.demultiply();
+        rgba.extend_from_slice(&[c.red(), c.green(), c.blue(), c.alpha()]);
+    }
+    let mut out = Vec::with_capacity(rgba.len() / 8);
+    let mut enc = png::Encoder::new(&mut out, pixmap.width(), pixmap.height());
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.set_compression(png::Compression::Fast);
+    let mut w = enc.write_header().context("PNG encoding")?;
+    w.write_image_data(&rgba).context("PNG encoding")?;
+    drop(w);
     Ok(out)
 }
 

@@ -1,0 +1,165 @@
+//! Frames for an audience (issue 15), measured on a real recording: a
+//! phased whole-system workload (Debian's xz -9, then python3, then a gcc
+//! loop, then sort; 0.5 s intervals, 199 Hz), recorded on the development
+//! machine into tests/data/phased.rsprof. The frames `render` would draw
+//! are laid out with the library (the same frame maker and geometry) and
+//! measured: how many bar heights the video uses, how much of each frame
+//! the bars cover, and how far a process's bar moves between frames.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+
+use rs_profile::output::frames::geometry;
+use rs_profile::output::frames::layout::{self, Canvas};
+use rs_profile::output::frames::palette::{self, Look};
+use rs_profile::output::frames::{Frame, FrameMaker};
+use rs_profile::output::StackFormat;
+use rs_profile::profile::modes::FrameMode;
+use rs_profile::profile::Profile;
+use rs_profile::recording::RecordingReader;
+
+fn intervals() -> Vec<Profile> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/phased.rsprof");
+    let mut r = RecordingReader::open(&p).unwrap();
+    let mut v = Vec::new();
+    while let Some(p) = r.next_interval() {
+        v.push(p);
+    }
+    assert!(v.len() >= 30, "{} intervals", v.len());
+    v
+}
+
+fn frames(mode: FrameMode, canvas: Canvas, two_pass: bool) -> Vec<Frame> {
+    let all = intervals();
+    let mut maker = FrameMaker::new(mode, canvas, StackFormat::default(), "all".into(), 0)
+        .styled(String::new(), Look::default());
+    if two_pass {
+        maker.prime(all.clone().into_iter());
+    }
+    all.iter().map(|p| maker.make(p)).collect()
+}
+
+/// (share of the canvas covered by bars, depth-1 bar centres by name).
+fn measure(f: &Frame, canvas: Canvas) -> (f64, HashMap<String, f64>) {
+    let placed = geometry::place(
+        &f.lines,
+        canvas,
+        &f.fit,
+        layout::min_width_percent(canvas.width),
+    );
+    let mut area = 0.0;
+    let mut centres = HashMap::new();
+    for p in &placed {
+        let [x1, y1, x2, y2] = p.rect;
+        area += f64::from((x2 - x1) * (y2 - y1));
+        if p.bar.depth == 1 {
+            centres.insert(p.bar.name.to_string(), f64::from(x1 + x2) / 2.0);
+        }
+    }
+    (area / f64::from(canvas.width * canvas.height), centres)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn check(mode: FrameMode, two_pass: bool) -> (usize, f64, f64) {
+    let canvas = Canvas::default();
+    let fs = frames(mode, canvas, two_pass);
+    let heights: BTreeSet<usize> = fs.iter().map(|f| f.fit.frame_height).collect();
+    let mut coverage = 0.0;
+    let mut moves = Vec::new();
+    let mut last: Option<HashMap<String, f64>> = None;
+    for f in &fs {
+        let (c, centres) = measure(f, canvas);
+        coverage += c;
+        if let Some(prev) = &last {
+            for (name, x) in &centres {
+                if let Some(px) = prev.get(name) {
+                    moves.push((x - px).abs());
+                }
+            }
+        }
+        last = Some(centres);
+    }
+    let coverage = coverage / fs.len() as f64;
+    let moved = median(moves);
+    eprintln!(
+        "{mode:?} two-pass {two_pass}: bar heights {heights:?}, coverage {:.0}%, median move {moved:.1} px",
+        100.0 * coverage
+    );
+    (heights.len(), coverage, moved)
+}
+
+#[test]
+fn render_locks_the_layout_fills_the_frame_and_keeps_bars_still() {
+    for mode in [
+        FrameMode::Interval,
+        FrameMode::Window(4),
+        FrameMode::Decay(0.5),
+    ] {
+        let (heights, coverage, moved) = check(mode, true);
+        assert_eq!(heights, 1, "{mode:?}: one layout for the whole render");
+        assert!(coverage >= 0.40, "{mode:?}: bars cover {coverage:.2}");
+        assert!(moved < 30.0, "{mode:?}: median move {moved} px");
+    }
+}
+
+#[test]
+fn live_frames_use_at_most_two_bar_heights() {
+    let (heights, coverage, moved) = check(FrameMode::Interval, false);
+    assert!(heights <= 2, "{heights} bar heights");
+    assert!(coverage >= 0.40, "bars cover {coverage:.2}");
+    assert!(moved < 30.0, "median move {moved} px");
+}
+
+#[test]
+fn labels_scale_with_the_canvas() {
+    for (height, min_font) in [(1080, 16), (2160, 32)] {
+        let canvas = Canvas {
+            width: height * 16 / 9,
+            height,
+        };
+        for f in frames(FrameMode::Interval, canvas, true) {
+            assert!(f.fit.font_size >= min_font, "{height}p: {:?}", f.fit);
+        }
+    }
+}
+
+#[test]
+fn a_rare_tower_does_not_collapse_the_layout() {
+    // One sample of a 127-frame [unknown] tower beside 47 ordinary ones.
+    let mut lines = vec![("c;main;work;leaf".to_string(), 47u64)];
+    lines.push((format!("c{}", ";[unknown]".repeat(127)), 1));
+    let stacks: Vec<(String, u64)> = lines
+        .iter()
+        .map(|(s, n)| (rs_profile::output::frames::arrange::collapse_runs(s), *n))
+        .collect();
+    let min_share = 3.0 * 16.0 * layout::FONT_WIDTH / 1900.0;
+    let visible = rs_profile::output::frames::arrange::visible_depth(&stacks, min_share);
+    assert_eq!(visible, 4);
+    let fit = layout::fit_canvas(Canvas::default(), visible.max(12));
+    assert!(fit.font_size >= 16 && fit.depth_cap.is_none(), "{fit:?}");
+    assert!(stacks[1].0.ends_with("[unknown] \u{d7}127"));
+}
+
+#[test]
+fn colours_per_mode() {
+    // comm: one colour per process, stable across frames; diff: red grew.
+    assert_eq!(
+        palette::comm_color("xz", None),
+        palette::comm_color("xz", None)
+    );
+    assert_ne!(
+        palette::comm_color("xz", None),
+        palette::comm_color("python3", None)
+    );
+    let [r, g, b] = palette::diff_color(10.0);
+    assert!(r == 255 && g < 80 && b < 80);
+    let [r, g, b] = palette::diff_color(-10.0);
+    assert!(b == 255 && r < 80 && g < 120);
+    assert_eq!(palette::diff_color(0.0), [232, 232, 232]);
+    let [r, g, _] = palette::kernel_color("do_syscall_64_[k]");
+    assert!(r >= 200 && g >= 120);
+}
