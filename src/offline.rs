@@ -154,7 +154,7 @@ pub fn render(args: RenderArgs) -> Result<()> {
     let mut frames = FramesOutput::new(cfg)?;
     // A cheap first pass over the recording (decoded, not drawn) fixes the
     // sibling order and the layout depth for the whole video.
-    {
+    if !args.as_live {
         let mut first = Intervals::open(&args.recording, &args.range)?;
         frames.prime(regrouped(&mut first, args.regroup));
     }

@@ -67,6 +67,12 @@ pub struct RenderArgs {
     #[arg(long, value_name = "SECS")]
     pub regroup: Option<f64>,
 
+    /// Draw the frames exactly as the live run drew them: no first pass,
+    /// so no layout locked for the whole video, no fixed sibling order and
+    /// no progress bar.
+    #[arg(long)]
+    pub as_live: bool,
+
     /// Insert delimiter between kernel/user stacks.
     #[arg(short = 'd', long = "delimited")]
     pub delimited: bool,

@@ -155,7 +155,7 @@ fn serves_the_page_frames_history_and_mjpeg() {
     assert!(head.contains("text/html"));
     let page = String::from_utf8_lossy(&page);
     assert!(
-        page.contains("EventSource(\"events\")"),
+        page.contains("EventSource(withToken(\"events\"))"),
         "the page pushes frames by SSE"
     );
     assert!(
