@@ -147,9 +147,17 @@ pub fn render(args: RenderArgs) -> Result<()> {
         annotations: args.annotations,
         ..StackFormat::default()
     };
-    let cfg =
+    if let Some(out) = &args.output {
+        return render_video(&args, out, format, intervals);
+    }
+    let mut cfg =
         args.frames
             .frames_config(&args.frame_pattern, format, intervals.meta().target.clone())?;
+    let interval = args
+        .regroup
+        .unwrap_or(intervals.meta().interval_ns as f64 / 1e9)
+        .max(0.001);
+    cfg.fps = Some(args.frames.speed / interval);
     cfg.pattern.prepare(args.frames.overwrite)?;
     let mut frames = FramesOutput::new(cfg)?;
     // A cheap first pass over the recording (decoded, not drawn) fixes the
@@ -165,6 +173,42 @@ pub fn render(args: RenderArgs) -> Result<()> {
         rendered += 1;
     }
     frames.finish(&crate::profile::LossReport::default())?;
+    let (used, whole) = intervals.finish();
+    eprintln!("rendered {rendered} frames from {used} of the recording's {whole} whole intervals");
+    Ok(())
+}
+
+/// `render -o talk.mp4`: the frames straight into ffmpeg.
+fn render_video(
+    args: &RenderArgs,
+    out: &Path,
+    format: StackFormat,
+    mut intervals: Intervals,
+) -> Result<()> {
+    let interval = match args.regroup {
+        Some(secs) => secs,
+        None => (intervals.meta().interval_ns as f64 / 1e9).max(0.001),
+    };
+    let Some(cfg) =
+        args.frames
+            .video_config(out, format, intervals.meta().target.clone(), interval)?
+    else {
+        bail!(
+            "-o {}: name the video .mp4, .webm or .gif (frame files go with -g)",
+            out.display()
+        );
+    };
+    let mut video = crate::output::video::VideoOutput::new(cfg)?;
+    if !args.as_live {
+        let mut first = Intervals::open(&args.recording, &args.range)?;
+        video.prime(regrouped(&mut first, args.regroup));
+    }
+    let mut rendered = 0;
+    for p in regrouped(&mut intervals, args.regroup) {
+        video.interval(&p)?;
+        rendered += 1;
+    }
+    video.finish(&crate::profile::LossReport::default())?;
     let (used, whole) = intervals.finish();
     eprintln!("rendered {rendered} frames from {used} of the recording's {whole} whole intervals");
     Ok(())

@@ -221,6 +221,14 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         outputs.push(Box::new(FramesOutput::new(frames.clone())?));
     }
 
+    if let Some(video) = &cfg.video {
+        // Starts ffmpeg now: a missing ffmpeg or a bad target is refused
+        // before sampling.
+        outputs.push(Box::new(crate::output::video::VideoOutput::new(
+            video.clone(),
+        )?));
+    }
+
     if let Some(feed) = &cfg.feed {
         // Binds the port now: a port in use is refused before sampling.
         outputs.push(Box::new(FeedOutput::new(feed.clone())?));

@@ -183,6 +183,11 @@ impl TempFile {
         })
     }
 
+    /// Its path (for a child process that writes it, such as ffmpeg).
+    pub fn path(&self) -> &Path {
+        self.inner.as_ref().expect("not yet persisted").path()
+    }
+
     /// The open file, to write into.
     pub fn file(&self) -> &File {
         self.inner.as_ref().expect("not yet persisted").as_file()

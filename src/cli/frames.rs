@@ -68,6 +68,11 @@ pub struct FrameOptions {
     #[arg(long, value_name = "RENDERER", default_value = "direct")]
     pub renderer: RendererKind,
 
+    /// Video speed against real time (`-o talk.mp4`): 2 plays a run twice as
+    /// fast; 1 shows each interval for its own length.
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub speed: f64,
+
     /// Threads rendering frames (0: one per CPU).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub render_threads: usize,
@@ -123,6 +128,39 @@ pub fn default_title(target: &str) -> String {
 }
 
 impl FrameOptions {
+    /// The video output `-o PATH` asks for, if PATH names a video: frames
+    /// at `interval` seconds of run time each, played at `--speed`.
+    pub fn video_config(
+        &self,
+        path: &std::path::Path,
+        format: StackFormat,
+        target: String,
+        interval: f64,
+    ) -> Result<Option<crate::output::video::VideoConfig>> {
+        let Some(vf) = crate::output::video::VideoFormat::from_path(path) else {
+            return Ok(None);
+        };
+        if !(self.speed.is_finite() && self.speed > 0.0 && self.speed <= 1000.0) {
+            bail!("--speed must be a positive number up to 1000");
+        }
+        let fps = self.speed / interval;
+        if !(0.01..=240.0).contains(&fps) {
+            bail!("--speed {} at {interval} s intervals gives {fps} frames per second; keep it between 0.01 and 240", self.speed);
+        }
+        let frames = self.frames_config(
+            crate::output::frames::pattern::DEFAULT_PATTERN,
+            format,
+            target,
+        )?;
+        Ok(Some(crate::output::video::VideoConfig {
+            path: path.to_path_buf(),
+            format: vf,
+            frames,
+            fps,
+            overwrite: self.overwrite,
+        }))
+    }
+
     /// The canvas asked for.
     pub fn canvas(&self) -> Canvas {
         self.size.map_or(
@@ -192,6 +230,7 @@ impl FrameOptions {
             format,
             title: self.title.clone().unwrap_or_else(|| default_title(&target)),
             look: self.look(),
+            fps: None,
             target,
             threads: self.render_threads,
             renderer: self.renderer,

@@ -142,8 +142,9 @@ struct LiveArgs {
     #[command(flatten)]
     frames: FrameOptions,
 
-    /// Also write the whole run at the end: .pb.gz (pprof), .speedscope.json,
-    /// .folded or .rsprof (a recording), by extension.
+    /// Also write the whole run: .pb.gz (pprof), .speedscope.json, .folded
+    /// or .rsprof (a recording), or a video of its frames (.mp4, .webm,
+    /// .gif; needs ffmpeg), by extension.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
 
@@ -213,6 +214,8 @@ pub struct RunConfig {
     pub stats: bool,
     /// `-E` / `-g`.
     pub frames: Option<FramesConfig>,
+    /// `-o talk.mp4`: a video of the frames.
+    pub video: Option<crate::output::video::VideoConfig>,
     /// `-T`.
     pub feed: Option<FeedConfig>,
     /// `--overwrite`: earlier frames or recording may be replaced.
@@ -282,6 +285,7 @@ impl Cli {
                     feed: None,
                     overwrite: r.overwrite,
                     output: Some(r.output),
+                    video: None,
                     record: true,
                     command_line: command_line(),
                     target: r.sampling.target(),
@@ -312,12 +316,24 @@ impl LiveArgs {
         if self.history_mb == 0 {
             bail!("--history-mb must be at least 1");
         }
-        if let Some(out) = &self.output {
-            crate::export::ExportFormat::from_path(out)?;
-        }
         let format = self
             .format
             .stack_format(sampler.user_stacks, sampler.kernel_stacks);
+        let video = match &self.output {
+            Some(out) => {
+                let v = self.frames.video_config(
+                    out,
+                    format,
+                    self.sampling.target(),
+                    self.sampling.interval()?.as_secs_f64(),
+                )?;
+                if v.is_none() {
+                    crate::export::ExportFormat::from_path(out)?;
+                }
+                v
+            }
+            None => None,
+        };
         let pattern = match (&self.frame_pattern, self.emit_frames) {
             (Some(p), _) => Some(p.as_str()),
             (None, true) => Some(crate::output::frames::pattern::DEFAULT_PATTERN),
@@ -325,6 +341,12 @@ impl LiveArgs {
         };
         let frames = pattern
             .map(|p| self.frames.frames_config(p, format, self.sampling.target()))
+            .transpose()?
+            .map(|mut f| {
+                // One frame per interval, played at --speed.
+                f.fps = Some(self.frames.speed / self.sampling.interval()?.as_secs_f64());
+                Ok::<_, anyhow::Error>(f)
+            })
             .transpose()?;
         let feed = if self.serve {
             // Validates the canvas the same way frames do.
@@ -362,7 +384,8 @@ impl LiveArgs {
             frames,
             feed,
             overwrite: self.frames.overwrite,
-            output: self.output,
+            output: if video.is_some() { None } else { self.output },
+            video,
             record: false,
             command_line: command_line(),
             target: self.sampling.target(),

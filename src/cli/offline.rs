@@ -67,6 +67,12 @@ pub struct RenderArgs {
     #[arg(long, value_name = "SECS")]
     pub regroup: Option<f64>,
 
+    /// Write a video instead of frame files (.mp4, .webm or .gif; needs
+    /// ffmpeg): frames go straight to ffmpeg, at real-time speed unless
+    /// --speed.
+    #[arg(short = 'o', long = "output", value_name = "VIDEO")]
+    pub output: Option<PathBuf>,
+
     /// Draw the frames exactly as the live run drew them: no first pass,
     /// so no layout locked for the whole video, no fixed sibling order and
     /// no progress bar.

@@ -5,6 +5,7 @@ pub mod feed;
 pub mod folded;
 pub mod frames;
 pub mod text;
+pub mod video;
 
 use std::collections::HashMap;
 use std::io::Write;

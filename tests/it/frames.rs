@@ -256,3 +256,136 @@ fn ctrl_c_finishes_frames_in_flight() {
     }
     assert!(!out.stdout.is_empty(), "the report was not printed");
 }
+
+/// `-E -o talk.mp4`: the frames go straight into ffmpeg, one per interval,
+/// at real-time speed (the video lasts as long as the run); the PNG frames
+/// written beside them get a sidecar that make_video.sh takes its fps
+/// from, so both videos agree.
+#[test]
+fn one_step_video_plays_in_real_time() {
+    require_bpf!();
+    let _w = Workload::start("mix", 8.0, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = format!("{}/fg%04d.png", dir.path().display());
+    let mp4 = dir.path().join("talk.mp4");
+    let out = crate::common::profile(&[
+        "-F",
+        "99",
+        "-g",
+        &pattern,
+        "--interval",
+        "0.5",
+        "--theme",
+        "dark",
+        "--colors",
+        "comm",
+        "-o",
+        mp4.to_str().unwrap(),
+        "-f",
+        "4",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("make the video: scripts/make_video.sh"),
+        "{err}"
+    );
+    let probe = |file: &Path| -> (u64, String, f64) {
+        let o = Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+            .args([
+                "-show_entries",
+                "stream=nb_read_frames,r_frame_rate:format=duration",
+            ])
+            .args(["-of", "default=nw=1"])
+            .arg(file)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let field = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("{k} in {text}"))
+                .to_string()
+        };
+        (
+            field("nb_read_frames").parse().unwrap(),
+            field("r_frame_rate"),
+            field("duration").parse().unwrap(),
+        )
+    };
+    let (frames, rate, secs) = probe(&mp4);
+    let pngs = frames_in(dir.path(), "png").len() as u64;
+    assert_eq!(frames, pngs, "one video frame per interval");
+    assert_eq!(rate, "2/1", "0.5 s intervals play at 2 fps");
+    assert!((secs - 4.0).abs() <= 0.6, "{secs} s for a 4 s run");
+    // The sidecar, and make_video.sh reading its fps.
+    let side: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("fg.video.json")).unwrap())
+            .unwrap();
+    assert_eq!(side["fps"], 2.0);
+    let again = dir.path().join("again.mp4");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make_video.sh");
+    let o = Command::new(&script)
+        .arg(&pattern)
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(probe(&again).1, "2/1");
+    // make_video.sh refuses SVG patterns and unknown extensions.
+    for (p, o) in [
+        (pattern.replace(".png", ".svg"), "x.mp4"),
+        (pattern.clone(), "x.avi"),
+    ] {
+        let r = Command::new(&script)
+            .arg(&p)
+            .arg(dir.path().join(o))
+            .output()
+            .unwrap();
+        assert!(!r.status.success());
+        assert_eq!(String::from_utf8_lossy(&r.stderr).lines().count(), 1);
+    }
+    // The dark theme: the frame's corner is dark.
+    let png = frames_in(dir.path(), "png")[0].clone();
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    reader.next_frame(&mut buf).unwrap();
+    assert!(buf[..3].iter().all(|c| *c < 40), "{:?}", &buf[..3]);
+}
+
+/// `--background transparent`: PNG frames with alpha, transparent outside
+/// the bars and opaque on them.
+#[test]
+fn transparent_frames_have_alpha() {
+    require_bpf!();
+    let _w = Workload::start("mix", 5.0, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = format!("{}/fg%04d.png", dir.path().display());
+    profile_ok(&[
+        "-F",
+        "99",
+        "-g",
+        &pattern,
+        "--background",
+        "transparent",
+        "-f",
+        "2",
+    ]);
+    let png = frames_in(dir.path(), "png")[0].clone();
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgba);
+    let alphas: Vec<u8> = buf[..info.buffer_size()]
+        .chunks_exact(4)
+        .map(|p| p[3])
+        .collect();
+    assert_eq!(alphas[0], 0, "the corner is transparent");
+    assert!(
+        alphas.iter().filter(|a| **a == 255).count() > 10_000,
+        "bars are opaque"
+    );
+}

@@ -68,6 +68,9 @@ pub struct FramesConfig {
     pub title: String,
     /// `--colors`, `--theme`, `--background`.
     pub look: Look,
+    /// Video frames per second for real-time playback (1 / interval, times
+    /// `--speed`), written to the sidecar for scripts/make_video.sh.
+    pub fps: Option<f64>,
 }
 
 /// A frame ready to draw: its folded lines (cut to fit, in the order to
@@ -357,6 +360,29 @@ impl FramesOutput {
         self.maker.prime(intervals);
     }
 
+    /// The sidecar scripts/make_video.sh reads (fps, size, frames), and the
+    /// command that makes the video.
+    fn write_sidecar(&self, total: u64) -> Result<()> {
+        let p = &self.cfg.pattern;
+        let fps = self.cfg.fps.unwrap_or(1.0);
+        let json = serde_json::json!({
+            "pattern": p.display(),
+            "first": self.cfg.start_number,
+            "frames": total,
+            "fps": fps,
+            "width": self.cfg.canvas.width,
+            "height": self.cfg.canvas.height,
+        });
+        let path = p.sidecar();
+        crate::safe_file::write_whole(&path, format!("{json}\n").as_bytes(), true)
+            .with_context(|| format!("failed to write {}", path.display()))?;
+        eprintln!(
+            "make the video: scripts/make_video.sh '{}' talk.mp4   ({fps} fps, real time; -o talk.mp4 does it in one step)",
+            p.display()
+        );
+        Ok(())
+    }
+
     /// The first frame that failed to render or write, as an error.
     fn first_error(&self) -> Result<()> {
         let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
@@ -459,6 +485,9 @@ impl Output for FramesOutput {
             "wrote {total} frames to {}{range}",
             self.cfg.pattern.display()
         );
+        if total > 0 && self.cfg.pattern.format == pattern::FrameFormat::Png {
+            self.write_sidecar(total)?;
+        }
         Ok(())
     }
 }

@@ -135,6 +135,14 @@ impl FramePattern {
         self.dir.join(self.file_name(n))
     }
 
+    /// The JSON sidecar beside the frames (`out/fg.video.json` for
+    /// `out/fg%04d.png`): what scripts/make_video.sh needs to know.
+    pub fn sidecar(&self) -> PathBuf {
+        let stem = self.prefix.trim_end_matches(['-', '_', '.']);
+        let stem = if stem.is_empty() { "frames" } else { stem };
+        self.dir.join(format!("{stem}.video.json"))
+    }
+
     /// Whether a file name is a frame of this pattern.
     pub fn matches(&self, name: &str) -> bool {
         let Some(digits) = name

@@ -1,0 +1,316 @@
+//! One step to a video (`-o talk.mp4`, `render run.rsprof -o talk.mp4`):
+//! frames are drawn on the render pool and piped, in order, as raw RGBA
+//! into an ffmpeg child process: no PNG is encoded or written.
+//!
+//! The codec follows the extension: `.mp4` H.264 (`-crf 18 -tune
+//! stillimage`: sharp labels), `.webm` VP9, `.gif` with a generated
+//! palette. The video plays at real-time speed by default (one frame per
+//! interval, so fps = 1 / interval), `--speed` changes that. ffmpeg writes
+//! an exclusive temporary file beside the target, renamed into place at the
+//! end (see [`crate::safe_file`]).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::frames::renderer::FrameRenderer;
+use super::frames::{FrameMaker, FramesConfig};
+use super::Output;
+use crate::profile::Profile;
+use crate::safe_file::TempFile;
+
+/// A video container, by extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoFormat {
+    /// H.264 in MP4.
+    Mp4,
+    /// VP9 in WebM.
+    Webm,
+    /// Animated GIF.
+    Gif,
+}
+
+impl VideoFormat {
+    /// The format a file name asks for, if it is a video.
+    pub fn from_path(path: &Path) -> Option<VideoFormat> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "mp4" => Some(VideoFormat::Mp4),
+            "webm" => Some(VideoFormat::Webm),
+            "gif" => Some(VideoFormat::Gif),
+            _ => None,
+        }
+    }
+
+    /// ffmpeg's arguments after the input, up to the output.
+    fn codec_args(self, transparent: bool) -> Vec<String> {
+        let v: &[&str] = match self {
+            VideoFormat::Mp4 => &[
+                "-c:v",
+                "libx264",
+                "-crf",
+                "18",
+                "-tune",
+                "stillimage",
+                "-pix_fmt",
+                "yuv420p",
+                "-movflags",
+                "+faststart",
+                "-f",
+                "mp4",
+            ],
+            VideoFormat::Webm if transparent => &[
+                "-c:v",
+                "libvpx-vp9",
+                "-crf",
+                "30",
+                "-b:v",
+                "0",
+                "-pix_fmt",
+                "yuva420p",
+                "-f",
+                "webm",
+            ],
+            VideoFormat::Webm => &[
+                "-c:v",
+                "libvpx-vp9",
+                "-crf",
+                "30",
+                "-b:v",
+                "0",
+                "-pix_fmt",
+                "yuv420p",
+                "-f",
+                "webm",
+            ],
+            VideoFormat::Gif => &[
+                "-vf",
+                "split[a][b];[a]palettegen=stats_mode=diff[p];[b][p]paletteuse",
+                "-f",
+                "gif",
+            ],
+        };
+        v.iter().map(|s| s.to_string()).collect()
+    }
+}
+
+/// What `-o VIDEO` needs.
+#[derive(Debug, Clone)]
+pub struct VideoConfig {
+    /// The video file.
+    pub path: PathBuf,
+    /// Its container and codec.
+    pub format: VideoFormat,
+    /// Frames: canvas, look, mode, title.
+    pub frames: FramesConfig,
+    /// Video frames per second.
+    pub fps: f64,
+    /// Replace an existing file.
+    pub overwrite: bool,
+}
+
+/// Frames drawn but not yet written; the pool is ahead by at most this.
+const AHEAD: usize = 8;
+
+/// The `-o VIDEO` output.
+pub struct VideoOutput {
+    maker: FrameMaker,
+    renderer: Arc<FrameRenderer>,
+    pool: rayon::ThreadPool,
+    /// Drawn frames, numbered, to the writer thread.
+    tx: Option<SyncSender<(u64, Result<Vec<u8>>)>>,
+    writer: Option<JoinHandle<Result<u64>>>,
+    next: u64,
+    path: PathBuf,
+    temp: Option<TempFile>,
+    overwrite: bool,
+    fps: f64,
+}
+
+impl VideoOutput {
+    /// Checks the target and ffmpeg, and starts ffmpeg. Call before
+    /// sampling starts.
+    pub fn new(cfg: VideoConfig) -> Result<VideoOutput> {
+        let target = crate::safe_file::Target::resolve(&cfg.path, cfg.overwrite)?;
+        if !matches!(target, crate::safe_file::Target::File { .. }) {
+            bail!("-o {}: a video must go to a file", cfg.path.display());
+        }
+        if cfg.format == VideoFormat::Gif && cfg.frames.look.transparent {
+            bail!("--background transparent: use .webm (GIF has no alpha channel)");
+        }
+        if cfg.format == VideoFormat::Mp4 && cfg.frames.look.transparent {
+            bail!("--background transparent: use .webm (H.264 has no alpha channel)");
+        }
+        let temp = TempFile::new_for(&cfg.path)?;
+        let canvas = cfg.frames.canvas;
+        let renderer = Arc::new(FrameRenderer::new(
+            canvas,
+            cfg.frames.renderer,
+            cfg.frames.look,
+        )?);
+        let mut child = spawn_ffmpeg(&cfg, temp.path())?;
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let (tx, rx) = mpsc::sync_channel(AHEAD);
+        let writer = std::thread::Builder::new()
+            .name("video".into())
+            .spawn(move || write_in_order(rx, stdin, child))
+            .context("failed to start the video writer")?;
+        let threads = if cfg.frames.threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            cfg.frames.threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("video-{i}"))
+            .build()
+            .context("failed to start the render pool")?;
+        Ok(VideoOutput {
+            maker: FrameMaker::new(
+                cfg.frames.mode,
+                canvas,
+                cfg.frames.format,
+                cfg.frames.target.clone(),
+                0,
+            )
+            .styled(cfg.frames.title.clone(), cfg.frames.look),
+            renderer,
+            pool,
+            tx: Some(tx),
+            writer: Some(writer),
+            next: 0,
+            path: cfg.path,
+            temp: Some(temp),
+            overwrite: cfg.overwrite,
+            fps: cfg.fps,
+        })
+    }
+
+    /// `render`'s first pass (see [`FrameMaker::prime`]).
+    pub fn prime(&mut self, intervals: impl Iterator<Item = Profile>) {
+        self.maker.prime(intervals);
+    }
+}
+
+/// ffmpeg reading raw RGBA frames on stdin.
+fn spawn_ffmpeg(cfg: &VideoConfig, out: &Path) -> Result<Child> {
+    let canvas = cfg.frames.canvas;
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(["-f", "rawvideo", "-pix_fmt", "rgba"])
+        .args(["-s", &format!("{}x{}", canvas.width, canvas.height)])
+        .args(["-framerate", &format!("{}", cfg.fps)])
+        .args(["-i", "-"])
+        .args(cfg.format.codec_args(cfg.frames.look.transparent))
+        .arg(out)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd.spawn().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            anyhow!("-o {}: ffmpeg not found; install it (apt-get install ffmpeg) or write PNG frames with -E", cfg.path.display())
+        } else {
+            anyhow!("failed to start ffmpeg: {e}")
+        }
+    })
+}
+
+/// Writes frames to ffmpeg in their order, whatever order they were drawn
+/// in; returns how many were written, or ffmpeg's own error.
+fn write_in_order(
+    rx: Receiver<(u64, Result<Vec<u8>>)>,
+    mut stdin: ChildStdin,
+    child: Child,
+) -> Result<u64> {
+    let mut waiting: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut next = 0;
+    let mut failed: Option<anyhow::Error> = None;
+    for (n, frame) in rx {
+        match frame {
+            Ok(bytes) => {
+                waiting.insert(n, bytes);
+            }
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+        while let Some(bytes) = waiting.remove(&next) {
+            if failed.is_none() {
+                if let Err(e) = stdin.write_all(&bytes) {
+                    failed = Some(anyhow!("ffmpeg stopped reading frames: {e}"));
+                }
+            }
+            next += 1;
+        }
+    }
+    drop(stdin);
+    let out = child.wait_with_output().context("ffmpeg")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        bail!("ffmpeg failed ({}): {last}", out.status);
+    }
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok(next)
+}
+
+/// Straight (not premultiplied) RGBA of a frame, as ffmpeg's rgba wants.
+fn rgba(pixmap: &resvg::tiny_skia::Pixmap) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pixmap.data().len());
+    for px in pixmap.pixels() {
+        let c = px.demultiply();
+        out.extend_from_slice(&[c.red(), c.green(), c.blue(), c.alpha()]);
+    }
+    out
+}
+
+impl Output for VideoOutput {
+    fn name(&self) -> String {
+        format!("the video {}", self.path.display())
+    }
+
+    fn interval(&mut self, profile: &Profile) -> Result<()> {
+        let frame = self.maker.make(profile);
+        let n = self.next;
+        self.next += 1;
+        let tx = self.tx.clone().expect("open until finish");
+        let renderer = self.renderer.clone();
+        // Blocks when the writer is AHEAD frames behind: a live run then
+        // waits here on the processing thread, never on the sampling one.
+        self.pool.spawn(move || {
+            let bytes = renderer.pixmap(&frame).map(|p| rgba(&p));
+            let _ = tx.send((n, bytes));
+        });
+        Ok(())
+    }
+
+    fn finish(&mut self, _loss: &crate::profile::LossReport) -> Result<()> {
+        drop(self.tx.take());
+        let writer = self.writer.take().expect("finish is called once");
+        // The pool's jobs hold senders: the writer ends once all are done.
+        let written = writer
+            .join()
+            .map_err(|_| anyhow!("the video writer panicked"))??;
+        let temp = self.temp.take().expect("finish is called once");
+        temp.persist(self.overwrite)?;
+        let secs = written as f64 / self.fps;
+        eprintln!(
+            "wrote {} ({written} frames, {secs:.1} s at {} fps)",
+            self.path.display(),
+            self.fps
+        );
+        Ok(())
+    }
+}
