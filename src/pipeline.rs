@@ -36,6 +36,72 @@ use crate::unwind::{UnwindMode, UnwindStats, Unwinder};
 /// Longest the sampling loop sleeps between looks at the clock and the stop flag.
 const TICK: Duration = Duration::from_millis(100);
 
+/// The one-line status a capture shows on a terminal (stderr), redrawn in
+/// place: elapsed time, interval, sample rate, losses, frames written and
+/// the render backlog. Only when stderr is a terminal and the run makes
+/// frames, a video or a live feed (a report alone stays quiet, as
+/// profile.py's does).
+struct StatusLine {
+    on: bool,
+    last: Instant,
+    samples: u64,
+    lost: u64,
+    drawn: bool,
+}
+
+impl StatusLine {
+    fn new(cfg: &RunConfig) -> StatusLine {
+        use std::io::IsTerminal;
+        StatusLine {
+            on: std::io::stderr().is_terminal()
+                && (cfg.frames.is_some() || cfg.video.is_some() || cfg.feed.is_some()),
+            last: Instant::now(),
+            samples: 0,
+            lost: 0,
+            drawn: false,
+        }
+    }
+
+    /// Adds an interval's accounting.
+    fn interval(&mut self, loss: &LossReport) {
+        self.samples += loss.taken;
+        self.lost += loss.lost();
+    }
+
+    fn tick(&mut self, elapsed: Duration, index: u64) {
+        if !self.on || self.last.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = elapsed.as_secs_f64().max(1e-3);
+        let queued = crate::output::frames::FRAMES_SUBMITTED.load(Ordering::Relaxed);
+        let written = crate::output::frames::FRAMES_WRITTEN.load(Ordering::Relaxed);
+        let mut line = format!(
+            "{}  interval {index}  {:.0} samples/s",
+            crate::output::frames::layout::clock(elapsed),
+            self.samples as f64 / secs
+        );
+        if self.lost > 0 {
+            line.push_str(&format!("  LOST {}", self.lost));
+        }
+        if queued > 0 {
+            line.push_str(&format!(
+                "  frames {written} written, {} rendering",
+                queued.saturating_sub(written)
+            ));
+        }
+        eprint!("\x1b[2K\r{line}");
+        self.drawn = true;
+    }
+
+    fn clear(&mut self) {
+        if self.drawn {
+            eprint!("\x1b[2K\r");
+            self.drawn = false;
+        }
+    }
+}
+
 /// What the sampling thread hands the processing thread.
 enum Work {
     /// Address spaces sampled for the first time, with their maps as read
@@ -402,6 +468,7 @@ fn sample(
             .map_err(|_| anyhow!("the processing thread stopped"))
     };
     let t0 = Instant::now();
+    let mut status = StatusLine::new(cfg);
     // A duration too long to represent is the same as none.
     let deadline = cfg.duration.and_then(|d| t0.checked_add(d));
     let mut interval_start = t0;
@@ -420,12 +487,10 @@ fn sample(
             let batch = sampler.drain()?;
             drain_times.push(t.elapsed());
             let cut = Instant::now();
-            send(Work::Interval(collector::collect(
-                &batch,
-                index,
-                interval_start - t0,
-                cut - interval_start,
-            )))?;
+            let interval =
+                collector::collect(&batch, index, interval_start - t0, cut - interval_start);
+            status.interval(&interval.loss);
+            send(Work::Interval(interval))?;
             index += 1;
             interval_start = cut;
             if boundary {
@@ -434,8 +499,10 @@ fn sample(
                 next_cut += cfg.interval;
                 continue;
             }
+            status.clear();
             return Ok(());
         }
+        status.tick(now - t0, index);
         let until = deadline.map_or(next_cut, |d| d.min(next_cut));
         let wait = until.saturating_duration_since(Instant::now()).min(TICK);
         let seen = sampler.poll_new_processes(wait)?;

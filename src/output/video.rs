@@ -289,9 +289,11 @@ impl Output for VideoOutput {
         let renderer = self.renderer.clone();
         // Blocks when the writer is AHEAD frames behind: a live run then
         // waits here on the processing thread, never on the sampling one.
+        super::frames::FRAMES_SUBMITTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.pool.spawn(move || {
             let bytes = renderer.pixmap(&frame).map(|p| rgba(&p));
             let _ = tx.send((n, bytes));
+            super::frames::FRAMES_WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         });
         Ok(())
     }

@@ -389,3 +389,39 @@ fn transparent_frames_have_alpha() {
         "bars are opaque"
     );
 }
+
+/// On a terminal, a capture shows a one-line status (elapsed, interval,
+/// rate, frames written and rendering), redrawn in place and cleared at
+/// the end. `script` gives the profiler a terminal.
+#[test]
+fn a_capture_on_a_terminal_shows_its_status() {
+    require_bpf!();
+    let _w = Workload::start("mix", 5.0, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("tty.log");
+    let cmd = format!(
+        "{} -F 99 -g {}/f%04d.png --interval 0.5 -f 3 > /dev/null",
+        env!("CARGO_BIN_EXE_profile"),
+        dir.path().display()
+    );
+    let st = Command::new("script")
+        .args(["-qec", &cmd])
+        .arg(&log)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("script (util-linux) is needed");
+    assert!(st.success());
+    let text = String::from_utf8_lossy(&fs::read(&log).unwrap()).into_owned();
+    let lines: Vec<&str> = text.split(['\r', '\n']).collect();
+    let status: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("interval ") && l.contains("samples/s"))
+        .collect();
+    assert!(status.len() >= 3, "{text:?}");
+    assert!(status.iter().any(|l| l.contains("written")), "{status:?}");
+    assert!(text.contains("\u{1b}[2K"), "redrawn in place");
+    assert!(
+        text.contains("make the video: scripts/make_video.sh"),
+        "{text:?}"
+    );
+}

@@ -38,6 +38,12 @@ use super::{Output, StackFormat};
 use crate::profile::modes::{FrameMode, FrameModeState};
 use crate::profile::Profile;
 
+/// Frames handed to the render pools and frames written, over the run: the
+/// live status line shows them (one run per process).
+pub static FRAMES_SUBMITTED: AtomicU64 = AtomicU64::new(0);
+/// See [`FRAMES_SUBMITTED`].
+pub static FRAMES_WRITTEN: AtomicU64 = AtomicU64::new(0);
+
 /// Characters of label a bar must have room for to count for the layout's
 /// depth (`do_sys..`).
 const LABEL_CHARS: f64 = 8.0;
@@ -330,6 +336,7 @@ impl FramesOutput {
                                     .push(format!("{err:#}"));
                             }
                             done.fetch_add(1, Ordering::SeqCst);
+                            FRAMES_WRITTEN.fetch_add(1, Ordering::Relaxed);
                         })
                     })
                 })
@@ -428,6 +435,7 @@ impl Output for FramesOutput {
         self.first_error()?;
         let job = self.job(profile);
         self.submitted += 1;
+        FRAMES_SUBMITTED.fetch_add(1, Ordering::Relaxed);
         self.backlog.push_back(job);
         self.pump()
     }
