@@ -19,6 +19,8 @@ clang -O2 -fno-omit-frame-pointer -pthread -o "$work/workload" tests/workloads/w
 "$work/workload" switch "$((seconds + 1))" >/dev/null &
 wl=$!
 
-./target/release/profile -F 199 -E --overwrite --interval 0.5 -f "$seconds" > frames/profile.folded
-./scripts/make_video.sh 'frames/flamegraph%04d.png' frames/profile.mp4 --fps 4
+# PNG frames and, in the same step, the video (real time: 2 frames/s).
+./target/release/profile -F 199 -E --overwrite --interval 0.5 -f \
+    --title "rs-profile demo: alpha, then beta" \
+    -o frames/profile.mp4 "$seconds" > frames/profile.folded
 echo "frames: frames/flamegraph*.png   video: frames/profile.mp4   folded: frames/profile.folded"
