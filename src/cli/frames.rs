@@ -55,6 +55,11 @@ pub struct FrameOptions {
     #[arg(long, value_enum, value_name = "MODE", default_value = "hot")]
     pub colors: Colors,
 
+    /// flame: the root at the bottom, stacks growing up; icicle: the root at
+    /// the top, stacks growing down.
+    #[arg(long, value_enum, value_name = "ORIENTATION", default_value = "flame")]
+    pub orientation: Orientation,
+
     /// Frame theme.
     #[arg(long, value_enum, value_name = "THEME", default_value = "light")]
     pub theme: Theme,
@@ -105,6 +110,15 @@ impl SizePreset {
         };
         Canvas { width, height }
     }
+}
+
+/// `--orientation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Orientation {
+    /// Root at the bottom.
+    Flame,
+    /// Root at the top.
+    Icicle,
 }
 
 /// `--background`.
@@ -178,6 +192,7 @@ impl FrameOptions {
             colors: self.colors,
             theme: self.theme,
             transparent: self.background == Background::Transparent,
+            icicle: self.orientation == Orientation::Icicle,
         }
     }
 

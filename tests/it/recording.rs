@@ -10,10 +10,12 @@ use crate::common::{
     export, folded, leaf_counts, profile, profile_ok, require_bpf, Workload, COMM,
 };
 
+/// The frame files in `dir`, sorted (the video sidecar left out).
 fn sorted_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with(".video.json"))
         .collect();
     v.sort();
     v

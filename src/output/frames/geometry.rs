@@ -110,6 +110,23 @@ pub fn place<'a>(
     fit: &Fit,
     min_width_pct: f64,
 ) -> Vec<Placed<'a>> {
+    place_oriented(lines, canvas, fit, min_width_pct, false)
+}
+
+/// Where an icicle graph's root bar starts: just under the header band.
+pub fn icicle_top(canvas: Canvas, fit: &Fit) -> f64 {
+    f64::from(super::layout::Scale::of(canvas).header) + (fit.font_size / 2) as f64
+}
+
+/// [`place`], or with the root at the top and stacks growing down
+/// (`icicle`), as inferno's inverted graph draws them.
+pub fn place_oriented<'a>(
+    lines: &'a [String],
+    canvas: Canvas,
+    fit: &Fit,
+    min_width_pct: f64,
+    icicle: bool,
+) -> Vec<Placed<'a>> {
     let (bars, total) = bars(lines);
     if total == 0 {
         return Vec::new();
@@ -129,8 +146,13 @@ pub fn place<'a>(
         let round4 = |v: f64| (v * 10_000.0).round() / 10_000.0;
         let x1_pct = round4(bar.start as f64 * 100.0 / total as f64);
         let x2_pct = x1_pct + round4((bar.end - bar.start) as f64 * 100.0 / total as f64);
-        let y2 = bottom - bar.depth as f64 * fh;
-        let y1 = y2 - fh + FRAMEPAD;
+        let (y1, y2) = if icicle {
+            let y1 = icicle_top(canvas, fit) + bar.depth as f64 * fh;
+            (y1, y1 + fh - FRAMEPAD)
+        } else {
+            let y2 = bottom - bar.depth as f64 * fh;
+            (y2 - fh + FRAMEPAD, y2)
+        };
         let fitchars = ((x2_pct - x1_pct) / (100.0 * fs * FONT_WIDTH / width)).trunc() as usize;
         let label = if fitchars >= 3 {
             let f = deannotate(bar.name);
@@ -183,6 +205,20 @@ mod tests {
         assert_eq!((find(3, "y").start, find(3, "y").end), (2, 5));
         assert_eq!((find(2, "b").start, find(2, "b").end), (5, 10));
         assert_eq!(bars.len(), 6);
+    }
+
+    #[test]
+    fn icicles_hang_from_the_header() {
+        let lines: Vec<String> = ["c;a 2", "c;b 3"].iter().map(|s| s.to_string()).collect();
+        let canvas = Canvas::default();
+        let fit = super::super::layout::fit_canvas(canvas, 3);
+        let flame = place(&lines, canvas, &fit, 0.0);
+        let icicle = place_oriented(&lines, canvas, &fit, 0.0, true);
+        let root = |v: &[Placed<'_>]| v.iter().find(|p| p.bar.depth == 0).unwrap().rect;
+        let leaf = |v: &[Placed<'_>]| v.iter().find(|p| p.bar.name == "a").unwrap().rect;
+        assert_eq!(f64::from(root(&icicle)[1]), icicle_top(canvas, &fit));
+        assert!(leaf(&icicle)[1] > root(&icicle)[1], "stacks grow down");
+        assert!(leaf(&flame)[1] < root(&flame)[1], "stacks grow up");
     }
 
     #[test]

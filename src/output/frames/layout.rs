@@ -344,8 +344,27 @@ mod tests {
             20,
         );
         assert!(hd.font_size >= 16);
-        assert_eq!(uhd.font_size, 2 * hd.font_size);
-        assert_eq!(uhd.frame_height, 2 * hd.frame_height);
+        // Twice the size, give or take inferno's fixed 10 px bottom pad.
+        let ratio = |a: usize, b: usize| a as f64 / b as f64;
+        assert!(
+            (ratio(uhd.font_size, hd.font_size) - 2.0).abs() < 0.1,
+            "{hd:?} {uhd:?}"
+        );
+        assert!((ratio(uhd.frame_height, hd.frame_height) - 2.0).abs() < 0.1);
+        let (a, b) = (
+            fit_canvas(Canvas::default(), 6),
+            fit_canvas(
+                Canvas {
+                    width: 3840,
+                    height: 2160,
+                },
+                6,
+            ),
+        );
+        assert_eq!(
+            (b.font_size, b.frame_height),
+            (2 * a.font_size, 2 * a.frame_height)
+        );
     }
 
     #[test]

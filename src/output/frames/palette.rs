@@ -46,6 +46,8 @@ pub struct Look {
     pub theme: Theme,
     /// `--background transparent`: PNG frames with alpha.
     pub transparent: bool,
+    /// `--orientation icicle`: the root at the top, stacks growing down.
+    pub icicle: bool,
 }
 
 impl Look {

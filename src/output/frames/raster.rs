@@ -91,11 +91,12 @@ impl DirectRenderer {
 
     /// A frame drawn on the fixed canvas, in the renderer's look.
     pub fn pixmap(&self, frame: &Frame) -> Result<Pixmap> {
-        let placed = geometry::place(
+        let placed = geometry::place_oriented(
             &frame.lines,
             self.canvas,
             &frame.fit,
             layout::min_width_percent(self.canvas.width),
+            self.look.icicle,
         );
         let mut pixmap = self.blank()?;
         self.draw_bars_in(&mut pixmap, &placed, frame);

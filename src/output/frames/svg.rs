@@ -69,6 +69,9 @@ impl SvgRenderer {
     ) -> Options<'a> {
         let mut opt = Options::default();
         opt.deterministic = true;
+        if self.look.icicle {
+            opt.direction = inferno::flamegraph::Direction::Inverted;
+        }
         opt.image_width = Some(self.canvas.width as usize);
         opt.frame_height = fit.frame_height;
         opt.font_size = fit.font_size;
@@ -206,8 +209,15 @@ impl SvgRenderer {
             let svg = self.graph_svg(lines, fit)?;
             let tree = usvg::Tree::from_data(&svg, &self.usvg_options)
                 .context("failed to parse inferno's SVG")?;
-            // The graph grows from the bottom edge; the header covers its top.
-            let dy = height as f32 - tree.size().height();
+            // The graph grows from the bottom edge; the header covers its
+            // top. An icicle hangs from just under the header (inferno's
+            // top pad, four font heights and 4 px, goes under the header).
+            let dy = if self.look.icicle {
+                (super::geometry::icicle_top(self.canvas, fit) - (4 * fit.font_size + 4) as f64)
+                    as f32
+            } else {
+                height as f32 - tree.size().height()
+            };
             resvg::render(
                 &tree,
                 Transform::from_translate(0.0, dy),
