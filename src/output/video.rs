@@ -231,20 +231,21 @@ fn write_in_order(
     let mut waiting: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
     let mut next = 0;
     let mut failed: Option<anyhow::Error> = None;
-    for (n, frame) in rx {
+    'frames: for (n, frame) in rx {
         match frame {
             Ok(bytes) => {
                 waiting.insert(n, bytes);
             }
             Err(e) => {
-                failed.get_or_insert(e);
+                failed = Some(e);
+                break;
             }
         }
         while let Some(bytes) = waiting.remove(&next) {
-            if failed.is_none() {
-                if let Err(e) = stdin.write_all(&bytes) {
-                    failed = Some(anyhow!("ffmpeg stopped reading frames: {e}"));
-                }
+            if let Err(e) = stdin.write_all(&bytes) {
+                failed = Some(anyhow!("ffmpeg stopped reading frames: {e}"));
+                // Ends the thread: the output sees it at its next interval.
+                break 'frames;
             }
             next += 1;
         }
@@ -282,6 +283,14 @@ impl Output for VideoOutput {
     }
 
     fn interval(&mut self, profile: &Profile) -> Result<()> {
+        // ffmpeg gone (disk full, killed): stop the run now with its cause.
+        if self.writer.as_ref().is_some_and(|w| w.is_finished()) {
+            let writer = self.writer.take().expect("checked");
+            writer
+                .join()
+                .map_err(|_| anyhow!("the video writer panicked"))??;
+            bail!("ffmpeg stopped before the end of the run");
+        }
         let frame = self.maker.make(profile);
         let n = self.next;
         self.next += 1;

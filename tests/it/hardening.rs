@@ -349,3 +349,39 @@ fn intervals_keep_the_grid_under_load() {
     let v: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
     assert_eq!(v["profiles"].as_array().unwrap().len(), 100);
 }
+
+/// A video whose disk fills: ffmpeg fails, the run stops with its cause,
+/// the report still prints, and no temporary file is left.
+#[test]
+fn disk_full_under_a_video_stops_the_run_with_its_cause() {
+    require_bpf!();
+    let _load = Workload::start("mix", 30.0, &[]);
+    let disk = SmallDisk::new("64k");
+    let mp4 = disk.path().join("talk.mp4");
+    let t = Instant::now();
+    let out = profile(&[
+        "-o",
+        mp4.to_str().unwrap(),
+        "--interval",
+        "0.1",
+        "--colors",
+        "diff",
+        "-f",
+        "20",
+    ]);
+    let err = stderr_of(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(15), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("profile: the video"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("ffmpeg"), "{line}");
+    assert!(!out.stdout.is_empty(), "the report still printed");
+    assert!(!mp4.exists());
+    assert!(
+        temp_files(disk.path()).is_empty(),
+        "{:?}",
+        temp_files(disk.path())
+    );
+}
