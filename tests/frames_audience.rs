@@ -134,7 +134,12 @@ fn a_rare_tower_does_not_collapse_the_layout() {
     lines.push((format!("c{}", ";[unknown]".repeat(127)), 1));
     let stacks: Vec<(String, u64)> = lines
         .iter()
-        .map(|(s, n)| (rs_profile::output::frames::arrange::collapse_runs(s), *n))
+        .map(|(s, n)| {
+            (
+                rs_profile::output::frames::arrange::collapse_runs(s).into_owned(),
+                *n,
+            )
+        })
         .collect();
     let min_share = 3.0 * 16.0 * layout::FONT_WIDTH / 1900.0;
     let visible = rs_profile::output::frames::arrange::visible_depth(&stacks, min_share);

@@ -15,7 +15,9 @@
 //!   walk, deep recursion) are drawn as one bar marked `×N`; stacks deeper
 //!   than the cap end in a marked bar.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Identical frames in a row drawn as one bar from this many.
 const RUN_MIN: usize = 3;
@@ -31,9 +33,57 @@ const DECAY: f64 = 0.85;
 /// Running weights below this are forgotten (bounded memory).
 const FORGET: f64 = 0.01;
 
-/// `a;b;b;b;b;c` -> `a;b ×4;c`.
-pub fn collapse_runs(stack: &str) -> String {
+/// Keys that are hashes already: used as they are.
+#[derive(Default)]
+pub struct PrefixHasher(u64);
+
+impl Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A map keyed by stack-prefix hashes (see [`prefix_hash`]).
+pub type PrefixMap<V> = HashMap<u64, V, BuildHasherDefault<PrefixHasher>>;
+
+/// The hash of the prefix `parent;name`, from the hash of `parent` (0 for
+/// the empty prefix): each frame is hashed once per stack, not once per
+/// prefix it is part of.
+pub fn extend_hash(parent: u64, name: &str) -> u64 {
+    let mut h = (parent ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0x0100_0000_01b3);
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The hash of a whole prefix (`comm;a;b`), as [`extend_hash`] builds it.
+pub fn prefix_hash(path: &str) -> u64 {
+    if path.is_empty() {
+        return 0;
+    }
+    path.split(';').fold(0, extend_hash)
+}
+
+/// `a;b;b;b;b;c` -> `a;b ×4;c` (unchanged, and not copied, when there is
+/// no such run).
+pub fn collapse_runs(stack: &str) -> Cow<'_, str> {
     let frames: Vec<&str> = stack.split(';').collect();
+    if !frames
+        .windows(RUN_MIN)
+        .any(|w| w.iter().all(|f| *f == w[0]))
+    {
+        return Cow::Borrowed(stack);
+    }
     let mut out = String::with_capacity(stack.len());
     let mut i = 0;
     while i < frames.len() {
@@ -55,14 +105,59 @@ pub fn collapse_runs(stack: &str) -> String {
         }
         i = j;
     }
-    out
+    Cow::Owned(out)
+}
+
+/// A frame's samples per stack prefix (by hash), with each prefix's depth.
+#[derive(Debug, Default)]
+pub struct Prefixes {
+    counts: PrefixMap<(u64, u32)>,
+    total: u64,
+}
+
+impl Prefixes {
+    /// Counts the prefixes of a frame's stacks.
+    pub fn of(stacks: &[(String, u64)]) -> Prefixes {
+        let mut counts: PrefixMap<(u64, u32)> = PrefixMap::default();
+        let mut total = 0;
+        for (s, n) in stacks {
+            total += n;
+            let mut h = 0;
+            for (d, f) in s.split(';').enumerate() {
+                h = extend_hash(h, f);
+                let e = counts.entry(h).or_insert((0, d as u32 + 1));
+                e.0 += n;
+            }
+        }
+        Prefixes { counts, total }
+    }
+
+    /// The depth (frames, comm included) of the deepest prefix holding at
+    /// least `min_share` of the samples: what can be seen at all.
+    pub fn visible_depth(&self, min_share: f64) -> usize {
+        if self.total == 0 {
+            return 0;
+        }
+        let min = (min_share * self.total as f64).max(1.0);
+        self.counts
+            .values()
+            .filter(|(n, _)| *n as f64 >= min)
+            .map(|(_, d)| *d as usize)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// [`Prefixes::visible_depth`] of a frame's stacks.
+pub fn visible_depth(stacks: &[(String, u64)], min_share: f64) -> usize {
+    Prefixes::of(stacks).visible_depth(min_share)
 }
 
 /// The arrangement state a frame maker keeps across frames.
 #[derive(Debug, Default)]
 pub struct Arranger {
-    /// Weight of each stack prefix (`comm;a;b`) over the run.
-    weights: HashMap<String, f64>,
+    /// Weight of each stack prefix (`comm;a;b`, by hash) over the run.
+    weights: PrefixMap<f64>,
     /// Whether the weights and depth are fixed (a first pass made them).
     frozen: bool,
     /// The depth the layout is fitted to.
@@ -73,42 +168,7 @@ pub struct Arranger {
     below_max: usize,
     /// Share (in % of the frame) of each prefix in the previous frame, for
     /// the diff colours.
-    last_shares: HashMap<String, f64>,
-}
-
-/// The prefixes of a folded stack: `a`, `a;b`, `a;b;c`.
-fn prefixes(stack: &str) -> impl Iterator<Item = &str> {
-    stack
-        .match_indices(';')
-        .map(move |(i, _)| &stack[..i])
-        .chain(std::iter::once(stack))
-}
-
-/// Samples of every prefix of a frame's stacks.
-pub fn prefix_counts(stacks: &[(String, u64)]) -> HashMap<&str, u64> {
-    let mut m: HashMap<&str, u64> = HashMap::new();
-    for (s, n) in stacks {
-        for p in prefixes(s) {
-            *m.entry(p).or_insert(0) += n;
-        }
-    }
-    m
-}
-
-/// The depth (frames, comm included) of the deepest prefix holding at
-/// least `min_share` of the samples: what can be seen at all.
-pub fn visible_depth(stacks: &[(String, u64)], min_share: f64) -> usize {
-    let total: u64 = stacks.iter().map(|(_, n)| n).sum();
-    if total == 0 {
-        return 0;
-    }
-    let min = (min_share * total as f64).max(1.0);
-    prefix_counts(stacks)
-        .into_iter()
-        .filter(|(_, n)| *n as f64 >= min)
-        .map(|(p, _)| p.matches(';').count() + 1)
-        .max()
-        .unwrap_or(0)
+    last_shares: PrefixMap<f32>,
 }
 
 fn round_up(d: usize) -> usize {
@@ -124,29 +184,24 @@ impl Arranger {
         }
     }
 
-    /// A first pass saw the whole run: `totals` of its stacks and its
-    /// largest visible depth. Order and depth are fixed from now on.
-    pub fn freeze(&mut self, totals: &HashMap<String, u64>, depth: usize) {
-        self.weights = totals.iter().map(|(k, v)| (k.clone(), *v as f64)).collect();
+    /// A first pass saw the whole run: `totals` of its stack prefixes and
+    /// its largest visible depth. Order and depth are fixed from now on.
+    pub fn freeze(&mut self, totals: &PrefixMap<u64>, depth: usize) {
+        self.weights = totals.iter().map(|(k, v)| (*k, *v as f64)).collect();
         self.depth = depth.max(1);
         self.frozen = true;
     }
 
-    /// Adds a frame's stacks to first-pass totals.
-    pub fn add_totals(totals: &mut HashMap<String, u64>, stacks: &[(String, u64)]) {
-        for (p, n) in prefix_counts(stacks) {
-            match totals.get_mut(p) {
-                Some(t) => *t += n,
-                None => {
-                    totals.insert(p.to_string(), n);
-                }
-            }
+    /// Adds a frame's prefixes to first-pass totals.
+    pub fn add_totals(totals: &mut PrefixMap<u64>, prefixes: &Prefixes) {
+        for (h, (n, _)) in &prefixes.counts {
+            *totals.entry(*h).or_insert(0) += n;
         }
     }
 
-    /// Takes in a frame: its stacks (already collapsed) and its visible
-    /// depth. Returns the depth to fit the layout to.
-    pub fn observe(&mut self, stacks: &[(String, u64)], visible: usize) -> usize {
+    /// Takes in a frame (its prefixes, and its visible depth). Returns the
+    /// depth to fit the layout to.
+    pub fn observe(&mut self, prefixes: &Prefixes, visible: usize) -> usize {
         if self.frozen {
             return self.depth;
         }
@@ -154,8 +209,8 @@ impl Arranger {
             *w *= DECAY;
         }
         self.weights.retain(|_, w| *w >= FORGET);
-        for (p, n) in prefix_counts(stacks) {
-            *self.weights.entry(p.to_string()).or_insert(0.0) += n as f64;
+        for (h, (n, _)) in &prefixes.counts {
+            *self.weights.entry(*h).or_insert(0.0) += *n as f64;
         }
         if visible > self.depth {
             self.depth = round_up(visible);
@@ -180,11 +235,11 @@ impl Arranger {
     /// last kept one replaced by [`CUT_MARK`]), merged, and in the stable
     /// order: at every level, heavier prefixes first, ties by name.
     pub fn lines(&self, stacks: Vec<(String, u64)>, cap: Option<usize>) -> Vec<String> {
-        let mut merged: HashMap<String, u64> = HashMap::new();
+        let mut merged: HashMap<String, u64> = HashMap::with_capacity(stacks.len());
         for (mut s, n) in stacks {
             if let Some(cap) = cap {
-                if let Some((i, _)) = s.match_indices(';').nth(cap.saturating_sub(2)) {
-                    if s.matches(';').count() + 1 > cap {
+                if s.matches(';').count() + 1 > cap {
+                    if let Some((i, _)) = s.match_indices(';').nth(cap.saturating_sub(2)) {
                         s.truncate(i);
                         s.push(';');
                         s.push_str(CUT_MARK);
@@ -193,18 +248,19 @@ impl Arranger {
             }
             *merged.entry(s).or_insert(0) += n;
         }
-        let weight = |p: &str| -> i64 {
-            let w = self.weights.get(p).copied().unwrap_or(0.0);
-            // Descending, in thousandths: fine enough, and a total order.
-            -((w * 1000.0) as i64)
-        };
-        // Per level: (descending weight, name).
+        // Per level: (descending weight, in thousandths, name).
         type Key<'a> = Vec<(i64, &'a str)>;
         let mut keyed: Vec<(Key<'_>, &String, u64)> = merged
             .iter()
             .map(|(s, n)| {
-                let key = prefixes(s)
-                    .map(|p| (weight(p), p.rsplit(';').next().unwrap_or(p)))
+                let mut h = 0;
+                let key = s
+                    .split(';')
+                    .map(|f| {
+                        h = extend_hash(h, f);
+                        let w = self.weights.get(&h).copied().unwrap_or(0.0);
+                        (-((w * 1000.0) as i64), f)
+                    })
                     .collect();
                 (key, s, *n)
             })
@@ -216,9 +272,10 @@ impl Arranger {
             .collect()
     }
 
-    /// How much each prefix grew (+) or shrank (-) since the previous
-    /// frame, in points of the frame's share; remembers this frame's.
-    pub fn deltas(&mut self, lines: &[String]) -> HashMap<String, f32> {
+    /// How much each prefix (by [`prefix_hash`]) grew (+) or shrank (-)
+    /// since the previous frame, in points of the frame's share; remembers
+    /// this frame's.
+    pub fn deltas(&mut self, lines: &[String]) -> PrefixMap<f32> {
         let stacks: Vec<(String, u64)> = lines
             .iter()
             .filter_map(|l| {
@@ -226,18 +283,22 @@ impl Arranger {
                 Some((s.to_string(), n.parse().ok()?))
             })
             .collect();
-        let total: u64 = stacks.iter().map(|(_, n)| n).sum::<u64>().max(1);
-        let shares: HashMap<String, f64> = prefix_counts(&stacks)
-            .into_iter()
-            .map(|(p, n)| (p.to_string(), 100.0 * n as f64 / total as f64))
-            .collect();
-        let out = shares
+        let p = Prefixes::of(&stacks);
+        let total = p.total.max(1) as f64;
+        let shares: PrefixMap<f32> = p
+            .counts
             .iter()
-            .map(|(p, s)| {
-                let before = self.last_shares.get(p).copied().unwrap_or(0.0);
-                (p.clone(), (s - before) as f32)
-            })
+            .map(|(h, (n, _))| (*h, (100.0 * *n as f64 / total) as f32))
             .collect();
+        let mut out: PrefixMap<f32> = shares
+            .iter()
+            .map(|(h, s)| (*h, s - self.last_shares.get(h).copied().unwrap_or(0.0)))
+            .collect();
+        // Gone since the last frame: fully shrunk (not drawn, but kept
+        // for consistency).
+        for (h, s) in &self.last_shares {
+            out.entry(*h).or_insert(-s);
+        }
         self.last_shares = shares;
         out
     }
@@ -254,6 +315,7 @@ mod tests {
     #[test]
     fn towers_collapse() {
         assert_eq!(collapse_runs("a;b;b;b;b;c"), "a;b \u{d7}4;c");
+        assert!(matches!(collapse_runs("a;b;b;c"), Cow::Borrowed(_)));
         assert_eq!(collapse_runs("a;b;b;c"), "a;b;b;c");
         let tower = format!("c{}", ";[unknown]".repeat(127));
         assert_eq!(collapse_runs(&tower), "c;[unknown] \u{d7}127");
@@ -272,12 +334,12 @@ mod tests {
     fn heavier_siblings_come_first_and_stay() {
         let mut a = Arranger::new();
         let f1 = st(&[("p;zeta", 90), ("p;alpha", 10)]);
-        a.observe(&f1, 2);
+        a.observe(&Prefixes::of(&f1), 2);
         assert_eq!(a.lines(f1, None), vec!["p;zeta 90", "p;alpha 10"]);
         // A frame where alpha is briefly ahead keeps the order the run
         // established (the running weight still favours zeta).
         let f2 = st(&[("p;zeta", 40), ("p;alpha", 60)]);
-        a.observe(&f2, 2);
+        a.observe(&Prefixes::of(&f2), 2);
         assert_eq!(a.lines(f2, None), vec!["p;zeta 40", "p;alpha 60"]);
         // Lines sharing a prefix stay together.
         let f3 = st(&[
@@ -286,7 +348,7 @@ mod tests {
             ("p;zeta;w", 5),
             ("p;alpha", 1),
         ]);
-        a.observe(&f3, 3);
+        a.observe(&Prefixes::of(&f3), 3);
         let l = a.lines(f3, None);
         let pos = |s: &str| l.iter().position(|x| x.starts_with(s)).unwrap();
         assert!(pos("p;zeta;x").abs_diff(pos("p;zeta;w")) == 1, "{l:?}");
@@ -303,13 +365,14 @@ mod tests {
     #[test]
     fn the_depth_lock_grows_at_once_and_shrinks_late() {
         let mut a = Arranger::new();
-        assert_eq!(a.observe(&[], 5), MIN_DEPTH);
-        assert_eq!(a.observe(&[], 30), 32);
+        let none = Prefixes::default();
+        assert_eq!(a.observe(&none, 5), MIN_DEPTH);
+        assert_eq!(a.observe(&none, 30), 32);
         for _ in 0..SHRINK_AFTER - 1 {
-            assert_eq!(a.observe(&[], 10), 32);
+            assert_eq!(a.observe(&none, 10), 32);
         }
         assert_eq!(
-            a.observe(&[], 10),
+            a.observe(&none, 10),
             MIN_DEPTH.div_ceil(DEPTH_STEP) * DEPTH_STEP
         );
     }
@@ -319,8 +382,8 @@ mod tests {
         let mut a = Arranger::new();
         a.deltas(&["p;a 50".to_string(), "p;b 50".to_string()]);
         let d = a.deltas(&["p;a 80".to_string(), "p;b 20".to_string()]);
-        assert!((d["p;a"] - 30.0).abs() < 1e-3);
-        assert!((d["p;b"] + 30.0).abs() < 1e-3);
-        assert!(d["p"].abs() < 1e-3);
+        assert!((d[&prefix_hash("p;a")] - 30.0).abs() < 1e-3);
+        assert!((d[&prefix_hash("p;b")] + 30.0).abs() < 1e-3);
+        assert!(d[&prefix_hash("p")].abs() < 1e-3);
     }
 }

@@ -91,7 +91,7 @@ pub struct Frame {
     pub info: FrameInfo,
     /// `--colors diff`: how much each stack prefix grew since the previous
     /// frame, in points of the frame's share.
-    pub deltas: Option<Arc<std::collections::HashMap<String, f32>>>,
+    pub deltas: Option<Arc<arrange::PrefixMap<f32>>>,
     /// `--colors comm`: each process's palette slot, given once per run
     /// (biggest first when the run is known), so colours never change.
     pub comm_slots: Option<Arc<std::collections::HashMap<String, usize>>>,
@@ -188,7 +188,10 @@ impl FrameMaker {
     fn stacks(&self, frame: &Profile) -> Vec<(String, u64)> {
         layout::folded_stacks(frame, &self.format)
             .into_iter()
-            .map(|(s, n)| (arrange::collapse_runs(&s), n))
+            .map(|(s, n)| match arrange::collapse_runs(&s) {
+                std::borrow::Cow::Borrowed(_) => (s, n),
+                std::borrow::Cow::Owned(c) => (c, n),
+            })
             .collect()
     }
 
@@ -197,24 +200,35 @@ impl FrameMaker {
     /// the whole run, and the header can show progress.
     pub fn prime(&mut self, intervals: impl Iterator<Item = Profile>) {
         let mut modes = FrameModeState::new(self.mode);
-        let mut totals = std::collections::HashMap::new();
+        let mut totals = arrange::PrefixMap::default();
+        let mut by_comm: std::collections::HashMap<String, u64> = Default::default();
         let mut depth = 0;
         let mut end = std::time::Duration::ZERO;
         let min_share = self.min_share();
         for p in intervals {
             let frame = modes.next(&p);
             let stacks = self.stacks(&frame);
-            depth = depth.max(arrange::visible_depth(&stacks, min_share));
-            Arranger::add_totals(&mut totals, &stacks);
+            let prefixes = arrange::Prefixes::of(&stacks);
+            depth = depth.max(prefixes.visible_depth(min_share));
+            Arranger::add_totals(&mut totals, &prefixes);
+            if self.look.colors == palette::Colors::Comm {
+                for (s, n) in &stacks {
+                    let comm = s.split(';').next().unwrap_or(s);
+                    match by_comm.get_mut(comm) {
+                        Some(t) => *t += n,
+                        None => {
+                            by_comm.insert(comm.to_string(), *n);
+                        }
+                    }
+                }
+            }
             end = end.max(p.start + p.duration);
         }
         // Processes by their samples over the run: the biggest get the
         // first palette slots.
-        let mut comms: Vec<(&String, &u64)> =
-            totals.iter().filter(|(k, _)| !k.contains(';')).collect();
-        comms.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let order: Vec<String> = comms.into_iter().map(|(k, _)| k.clone()).collect();
-        self.assign_slots(order.iter().map(String::as_str));
+        let mut comms: Vec<(String, u64)> = by_comm.into_iter().collect();
+        comms.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.assign_slots(comms.iter().map(|(c, _)| c.as_str()));
         self.arranger.freeze(&totals, depth);
         self.run_end = (end > std::time::Duration::ZERO).then_some(end);
     }
@@ -223,8 +237,9 @@ impl FrameMaker {
     pub fn make(&mut self, interval: &Profile) -> Frame {
         let frame = self.modes.next(interval);
         let stacks = self.stacks(&frame);
-        let visible = arrange::visible_depth(&stacks, self.min_share());
-        let depth = self.arranger.observe(&stacks, visible);
+        let prefixes = arrange::Prefixes::of(&stacks);
+        let visible = prefixes.visible_depth(self.min_share());
+        let depth = self.arranger.observe(&prefixes, visible);
         let fit = layout::fit_canvas(self.canvas, depth);
         let lines = self.arranger.lines(stacks, fit.depth_cap);
         let deltas = (self.look.colors == palette::Colors::Diff)

@@ -156,7 +156,7 @@ impl DirectRenderer {
                 let d = frame
                     .deltas
                     .as_ref()
-                    .and_then(|d| d.get(bar.path).copied())
+                    .and_then(|d| d.get(&super::arrange::prefix_hash(bar.path)).copied())
                     .unwrap_or(0.0);
                 palette::diff_color(d)
             }
