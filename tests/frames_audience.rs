@@ -167,4 +167,8 @@ fn colours_per_mode() {
     assert_eq!(palette::diff_color(0.0), [232, 232, 232]);
     let [r, g, _] = palette::kernel_color("do_syscall_64_[k]");
     assert!(r >= 200 && g >= 120);
+    let [r, g, _] = palette::kernel_color("LazyCompile:*fib_[j]");
+    assert!(g >= 170 && r <= 110, "JIT is green");
+    let [r, g, _] = palette::kernel_color("main");
+    assert!(r >= 200 && g <= 100, "user is red");
 }

@@ -31,28 +31,38 @@ pub enum FrameKind {
 /// orders them: comm, user root..leaf, `-` (with -d, when both stacks are
 /// there), kernel root..leaf. Missed stacks appear as their placeholders.
 pub fn for_each_frame(key: &StackKey, fmt: &StackFormat, mut f: impl FnMut(&str, FrameKind)) {
-    f(&key.comm, FrameKind::Comm);
+    for_each_frame_info(key, fmt, |name, kind, _| f(name, kind));
+}
+
+/// [`for_each_frame`], with each frame's own record where there is one
+/// (not for the comm, delimiters and missed-stack markers).
+pub fn for_each_frame_info(
+    key: &StackKey,
+    fmt: &StackFormat,
+    mut f: impl FnMut(&str, FrameKind, Option<&crate::profile::Frame>),
+) {
+    f(&key.comm, FrameKind::Comm, None);
     if fmt.user_stacks {
         match &key.user {
-            Stack::Missed => f(MISSED_USER, FrameKind::User),
+            Stack::Missed => f(MISSED_USER, FrameKind::User, None),
             Stack::Frames(frames) => frames
                 .iter()
                 .rev()
-                .for_each(|s| f(&s.display_name(), FrameKind::User)),
+                .for_each(|s| f(&s.display_name(), FrameKind::User, Some(s))),
             Stack::Absent => {}
         }
     }
     if fmt.kernel_stacks {
         let both = matches!(key.user, Stack::Frames(_)) && matches!(key.kernel, Stack::Frames(_));
         if fmt.delimited && both {
-            f("-", FrameKind::Delimiter);
+            f("-", FrameKind::Delimiter, None);
         }
         match &key.kernel {
-            Stack::Missed => f(MISSED_KERNEL, FrameKind::Kernel),
+            Stack::Missed => f(MISSED_KERNEL, FrameKind::Kernel, None),
             Stack::Frames(frames) => frames
                 .iter()
                 .rev()
-                .for_each(|s| f(&s.display_name(), FrameKind::Kernel)),
+                .for_each(|s| f(&s.display_name(), FrameKind::Kernel, Some(s))),
             Stack::Absent => {}
         }
     }

@@ -163,6 +163,41 @@ pub fn folded_stacks(profile: &Profile, fmt: &StackFormat) -> Vec<(String, u64)>
         .collect()
 }
 
+/// JIT code: a frame named from a process's perf map (`perf-PID.map`).
+fn is_jit(frame: &crate::profile::Frame) -> bool {
+    frame
+        .info()
+        .module
+        .as_deref()
+        .is_some_and(|m| m.starts_with("perf-") && m.ends_with(".map"))
+}
+
+/// [`folded_stacks`] for `--colors kernel`: kernel frames annotated `_[k]`
+/// and JIT frames `_[j]`, as flamegraph.pl's java palette expects; labels
+/// drop the annotations.
+pub fn folded_stacks_annotated(profile: &Profile, fmt: &StackFormat) -> Vec<(String, u64)> {
+    use crate::output::folded::{for_each_frame_info, FrameKind, KERNEL_ANNOTATION, MISSED_KERNEL};
+    profile
+        .counts
+        .iter()
+        .map(|(key, n)| {
+            let mut line = String::with_capacity(128);
+            for_each_frame_info(key, fmt, |name, kind, frame| {
+                if kind != FrameKind::Comm {
+                    line.push(';');
+                }
+                line.push_str(name);
+                if kind == FrameKind::Kernel && name != MISSED_KERNEL {
+                    line.push_str(KERNEL_ANNOTATION);
+                } else if kind == FrameKind::User && frame.is_some_and(is_jit) {
+                    line.push_str("_[j]");
+                }
+            });
+            (line, *n)
+        })
+        .collect()
+}
+
 /// Frames in the deepest of the stacks (comm included).
 pub fn max_depth(stacks: &[(String, u64)]) -> usize {
     stacks
@@ -391,6 +426,38 @@ mod tests {
         };
         assert!(w.lines().1.contains("weighted"));
         assert_eq!(clock(Duration::from_secs(3725)), "1:02:05");
+    }
+
+    #[test]
+    fn kernel_colours_mark_kernel_and_jit_frames() {
+        use crate::profile::{Frame, FrameInfo as Info, Stack, StackKey};
+        let jit = Frame::new(Info {
+            name: "LazyCompile:*fib".into(),
+            module: Some("perf-42.map".into()),
+            offset: None,
+            addr: None,
+            source: None,
+            mapping: None,
+        });
+        let mut p = Profile::default();
+        p.add(
+            StackKey {
+                comm: "node".into(),
+                pid: 42,
+                user: Stack::Frames(vec![jit, Frame::from("main")]),
+                kernel: Stack::Frames(vec![Frame::from("sys_read")]),
+            },
+            3,
+        );
+        let fmt = StackFormat::default();
+        assert_eq!(
+            folded_stacks_annotated(&p, &fmt),
+            vec![("node;main;LazyCompile:*fib_[j];sys_read_[k]".to_string(), 3)]
+        );
+        assert_eq!(
+            folded_stacks(&p, &fmt),
+            vec![("node;main;LazyCompile:*fib;sys_read".to_string(), 3)]
+        );
     }
 
     #[test]

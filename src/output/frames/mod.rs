@@ -166,10 +166,6 @@ impl FrameMaker {
 
     /// Sets the title and the look.
     pub fn styled(mut self, title: String, look: Look) -> Self {
-        if look.colors == palette::Colors::Kernel {
-            // Kernel frames carry `_[k]` (dropped from labels) to be told apart.
-            self.format.annotations = true;
-        }
         self.title = title;
         self.look = look;
         self
@@ -186,7 +182,12 @@ impl FrameMaker {
 
     /// A frame's stacks as the graph draws them: folded, towers collapsed.
     fn stacks(&self, frame: &Profile) -> Vec<(String, u64)> {
-        layout::folded_stacks(frame, &self.format)
+        let folded = if self.look.colors == palette::Colors::Kernel {
+            layout::folded_stacks_annotated(frame, &self.format)
+        } else {
+            layout::folded_stacks(frame, &self.format)
+        };
+        folded
             .into_iter()
             .map(|(s, n)| match arrange::collapse_runs(&s) {
                 std::borrow::Cow::Borrowed(_) => (s, n),

@@ -20,7 +20,8 @@ pub enum Colors {
     Hot,
     /// One colour per process (its bars in shades of it), with a legend.
     Comm,
-    /// Kernel frames orange, user frames red (flamegraph.pl's scheme).
+    /// Kernel frames orange, JIT frames green, other user frames red
+    /// (flamegraph.pl's java scheme).
     Kernel,
     /// Red where a bar grew since the previous frame, blue where it shrank
     /// (Gregg's differential flame graph, animated).
@@ -110,11 +111,18 @@ pub fn shade([r, g, b]: [u8; 3], name: &str) -> [u8; 3] {
     [c(r), c(g), c(b)]
 }
 
-/// `--colors kernel`: kernel frames (annotated `_[k]`) orange, user red.
+/// `--colors kernel`: kernel frames (annotated `_[k]`) orange, JIT frames
+/// (`_[j]`) green, other user frames red.
 pub fn kernel_color(name: &str) -> [u8; 3] {
     let h = fnv1a(name);
     let v = |shift: u32| ((h >> shift) & 0xffff) as f64 / 65535.0;
-    if name.ends_with("_[k]") {
+    if name.ends_with("_[j]") {
+        [
+            (50.0 + 60.0 * v(0)) as u8,
+            (170.0 + 60.0 * v(16)) as u8,
+            (50.0 + 40.0 * v(32)) as u8,
+        ]
+    } else if name.ends_with("_[k]") {
         [
             (200.0 + 55.0 * v(0)) as u8,
             (120.0 + 60.0 * v(16)) as u8,
