@@ -136,7 +136,8 @@ struct user_stack {
 struct process_seen {
 	__u32 tgid;
 	__u32 aspace;
-	/* 1: the unwinder met code in no mapping it knows: the maps changed. */
+	/* 0: first sampled; 1: the unwinder met code in no mapping it knows
+	 * (the maps changed); 2: it just exec'd (announced before sampling). */
 	__u32 refresh;
 };
 

@@ -220,29 +220,51 @@ impl State {
         }
 
         // Tables for files not seen before, built in parallel.
-        // (a path that reaches the very file mapped, its name for messages)
-        let mut wanted: HashMap<FileId, (PathBuf, String)> = HashMap::new();
+        // (paths that may reach the very file mapped, its name for messages)
+        let mut wanted: HashMap<FileId, (Vec<(PathBuf, bool)>, String)> = HashMap::new();
         for (id, exec, _) in latest.values() {
             for m in exec.iter().filter(|m| m.is_file()) {
                 let file = file_id(m);
                 if !self.files.contains_key(&file) {
-                    wanted.entry(file).or_insert_with(|| {
-                        let live = format!("/proc/{}/map_files/{:x}-{:x}", id.pid, m.start, m.end);
-                        (PathBuf::from(live), m.path.clone().unwrap_or_default())
-                    });
+                    let e = wanted
+                        .entry(file)
+                        .or_insert_with(|| (Vec::new(), m.path.clone().unwrap_or_default()));
+                    // map_files is the very file mapped; a path is
+                    // checked to still be it.
+                    e.0.push((
+                        PathBuf::from(format!(
+                            "/proc/{}/map_files/{:x}-{:x}",
+                            id.pid, m.start, m.end
+                        )),
+                        false,
+                    ));
+                    if let Some(p) = &m.path {
+                        e.0.push((PathBuf::from(format!("/proc/{}/root{p}", id.pid)), true));
+                        e.0.push((PathBuf::from(p), true));
+                    }
                 }
             }
         }
-        let built: Vec<(FileId, String, Result<table::UnwindTable>, Duration)> = wanted
+        let built: Vec<(FileId, String, Option<Result<table::UnwindTable>>, Duration)> = wanted
             .into_par_iter()
-            .map(|(file, (path, name))| {
+            .map(|(file, (paths, name))| {
                 let t = Instant::now();
-                let table = table::build(&path);
+                // A short-lived process may be gone: then its files are
+                // reached by path, if that is still the same file. A file
+                // that can't be opened at all is not remembered, so the
+                // next process that maps it tries again.
+                let table = paths
+                    .iter()
+                    .find_map(|(p, check)| open_same(p, &file, *check).map(|f| (f, p)))
+                    .map(|(f, p)| table::build_from(f, p));
                 (file, name, table, t.elapsed())
             })
             .collect();
         let now = Instant::now();
         for (file, name, table, took) in built {
+            let Some(table) = table else {
+                continue;
+            };
             self.stats.build_time += took;
             self.stats.files_built += 1;
             let rows = match table {
@@ -397,6 +419,19 @@ impl State {
             let _ = self.unload(pid, true);
         }
     }
+}
+
+/// Opens `path`, checking (if `check`) that it is the file `want` (same
+/// device and inode).
+fn open_same(path: &std::path::Path, want: &FileId, check: bool) -> Option<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let f = std::fs::File::open(path).ok()?;
+    if !check {
+        return Some(f);
+    }
+    let m = f.metadata().ok()?;
+    let dev = (libc::major(m.dev()), libc::minor(m.dev()));
+    (m.ino() == want.inode && dev == want.dev).then_some(f)
 }
 
 fn file_id(m: &Mapping) -> FileId {

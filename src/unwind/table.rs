@@ -99,6 +99,11 @@ impl ExecSegment {
 /// and headers are read, not the whole file.
 pub fn build(path: &Path) -> Result<UnwindTable> {
     let file = File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    build_from(file, path)
+}
+
+/// [`build`] from a file already open (`path` names it in errors).
+pub fn build_from(file: File, path: &Path) -> Result<UnwindTable> {
     let cache = ReadCache::new(file);
     let elf = object::File::parse(&cache)
         .with_context(|| format!("{}: not an ELF file", path.display()))?;

