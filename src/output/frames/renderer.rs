@@ -75,7 +75,7 @@ impl FrameRenderer {
     pub fn pixmap(&self, f: &Frame) -> Result<Pixmap> {
         match &self.direct {
             Some(d) => d.pixmap(f),
-            None => self.svg.pixmap_frame_info(&f.lines, &f.fit, &f.info),
+            None => self.svg.pixmap_frame(&f.lines, &f.fit, &f.info),
         }
     }
 

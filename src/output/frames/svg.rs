@@ -185,16 +185,6 @@ impl SvgRenderer {
     }
 
     /// A frame drawn on the fixed canvas.
-    pub fn pixmap_frame_info(
-        &self,
-        lines: &[String],
-        fit: &layout::Fit,
-        info: &FrameInfo,
-    ) -> Result<Pixmap> {
-        self.pixmap_frame(lines, fit, info)
-    }
-
-    /// A frame drawn on the fixed canvas.
     pub fn pixmap_frame(
         &self,
         lines: &[String],
