@@ -118,6 +118,18 @@ pub struct Prefixes {
 impl Prefixes {
     /// Counts the prefixes of a frame's stacks.
     pub fn of(stacks: &[(String, u64)]) -> Prefixes {
+        Self::count(stacks.iter().map(|(s, n)| (s.as_str(), *n)))
+    }
+
+    /// Counts the prefixes of folded lines (`stack count`).
+    pub fn of_lines(lines: &[String]) -> Prefixes {
+        Self::count(lines.iter().filter_map(|l| {
+            let (s, n) = l.rsplit_once(' ')?;
+            Some((s, n.parse().ok()?))
+        }))
+    }
+
+    fn count<'a>(stacks: impl Iterator<Item = (&'a str, u64)>) -> Prefixes {
         let mut counts: PrefixMap<(u64, u32)> = PrefixMap::default();
         let mut total = 0;
         for (s, n) in stacks {
@@ -276,14 +288,7 @@ impl Arranger {
     /// since the previous frame, in points of the frame's share; remembers
     /// this frame's.
     pub fn deltas(&mut self, lines: &[String]) -> PrefixMap<f32> {
-        let stacks: Vec<(String, u64)> = lines
-            .iter()
-            .filter_map(|l| {
-                let (s, n) = l.rsplit_once(' ')?;
-                Some((s.to_string(), n.parse().ok()?))
-            })
-            .collect();
-        let p = Prefixes::of(&stacks);
+        let p = Prefixes::of_lines(lines);
         let total = p.total.max(1) as f64;
         let shares: PrefixMap<f32> = p
             .counts

@@ -106,25 +106,7 @@ impl SvgRenderer {
         fit: &layout::Fit,
         info: &FrameInfo,
     ) -> Result<Vec<u8>> {
-        let (title, subtitle) = info.lines();
-        if lines.is_empty() {
-            return Ok(self
-                .message_svg(
-                    self.canvas.width,
-                    self.canvas.height,
-                    &title,
-                    &subtitle,
-                    info.progress,
-                )
-                .into_bytes());
-        }
-        let mut colors = self.palette_map(lines);
-        let mut opt = self.inferno_options(fit, title, Some(subtitle));
-        opt.palette_map = Some(&mut colors);
-        let mut out = Vec::new();
-        flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut out)
-            .context("inferno failed to draw the frame")?;
-        Ok(out)
+        self.interactive_svg(lines, fit, info, false)
     }
 
     /// The live page's SVG of a frame: fluid width (it fills the browser's
@@ -137,6 +119,18 @@ impl SvgRenderer {
             font_size: 15,
             depth_cap: None,
         };
+        self.interactive_svg(lines, &PAGE_FIT, info, true)
+    }
+
+    /// inferno's interactive SVG of a frame, on the video canvas or (`page`)
+    /// fluid and without the subtitle the page's header shows.
+    fn interactive_svg(
+        &self,
+        lines: &[String],
+        fit: &layout::Fit,
+        info: &FrameInfo,
+        page: bool,
+    ) -> Result<Vec<u8>> {
         let (title, subtitle) = info.lines();
         if lines.is_empty() {
             return Ok(self
@@ -150,8 +144,10 @@ impl SvgRenderer {
                 .into_bytes());
         }
         let mut colors = self.palette_map(lines);
-        let mut opt = self.inferno_options(&PAGE_FIT, title, None);
-        opt.image_width = None;
+        let mut opt = self.inferno_options(fit, title, (!page).then_some(subtitle));
+        if page {
+            opt.image_width = None;
+        }
         opt.palette_map = Some(&mut colors);
         let mut out = Vec::new();
         flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut out)
