@@ -39,33 +39,16 @@ fn the_page_updates_zooms_and_draws() {
     let feed = Feed::start(&["-p", &w.pid.to_string(), "--interval", "0.5", "-f", "15"]);
     let dir = tempfile::tempdir().unwrap();
     let shot = dir.path().join("page.png");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/feed.mjs");
-    let out = Command::new("node")
-        .arg(&script)
-        .arg(format!("http://127.0.0.1:{}/", feed.port))
-        .arg(&shot)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = run_page_script("feed.mjs", feed.port, &shot);
     assert!(v["shown"].as_u64().unwrap() >= 2, "{v}");
     assert_eq!(v["zoomed"], true, "{v}");
     assert!(v["frame"].as_str().unwrap().starts_with("alpha ("), "{v}");
 
     // The screenshot is not blank: many colours, and flame-graph warm ones.
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let channels = info.color_type.samples();
+    let (_, _, rgb) = read_png(&shot);
     let mut colours = std::collections::HashSet::new();
     let mut warm = 0;
-    for px in buf[..info.buffer_size()].chunks_exact(channels) {
+    for px in rgb.chunks_exact(3) {
         colours.insert((px[0], px[1], px[2]));
         if px[0] > 180 && px[2] < 100 {
             warm += 1;
@@ -89,20 +72,7 @@ fn the_page_is_ready_for_a_stage() {
     let w = Workload::start("mix", 40.0, &[]);
     let feed = Feed::start(&["-p", &w.pid.to_string(), "--interval", "0.5", "-f", "25"]);
     let dir = tempfile::tempdir().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/stage.mjs");
-    let out = Command::new("node")
-        .arg(&script)
-        .arg(format!("http://127.0.0.1:{}/", feed.port))
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let v = run_page_script("stage.mjs", feed.port, dir.path());
     // Stage mode: no control visible, labels of at least 14 px at 1280x720,
     // a dark background.
     assert_eq!(v["stage_controls_visible"], false, "{v}");
@@ -153,6 +123,27 @@ fn the_page_is_ready_for_a_stage() {
         .count();
     assert!(warm > 10_000, "the last graph is gone: {warm} warm pixels");
     drop(feed);
+}
+
+/// Runs `node tests/browser/SCRIPT URL ARG` against the feed on `port` and
+/// returns the one JSON line it prints.
+fn run_page_script(script: &str, port: u16, arg: &Path) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser")
+        .join(script);
+    let out = Command::new("node")
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg(arg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap()
 }
 
 /// (width, height, RGB pixels) of a PNG screenshot.

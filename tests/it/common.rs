@@ -218,3 +218,28 @@ pub fn export(rec: &Path, format: &str, out: &Path, extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     profile(&args)
 }
+
+/// The files in `dir` with extension `ext` (frames: `png`, `svg`), sorted;
+/// other files there (the video sidecar) are left out.
+pub fn frames_in(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Starts a command that prints `pid=P` first; returns it and P.
+pub fn start_printing_pid(cmd: &mut Command) -> (Child, u32) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut line).unwrap();
+    // Keep reading: a closed pipe would kill it (SIGPIPE) on its next write,
+    // as wl's own "pid=" line after an exec.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let pid = line.trim().strip_prefix("pid=").unwrap().parse().unwrap();
+    (child, pid)
+}

@@ -204,16 +204,7 @@ fn idle_connections_never_starve_the_profiler() {
     let (ok, _, err) = feed.wait();
     assert!(ok, "{err}");
     // Every frame was written despite the clients' descriptors.
-    let frames = std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "png")
-        })
-        .count();
+    let frames = crate::common::frames_in(dir.path(), "png").len();
     assert_eq!(frames, 40, "{err}");
     drop(idle);
 }

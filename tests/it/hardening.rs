@@ -218,16 +218,7 @@ fn a_closed_stdout_ends_the_report_only() {
         .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "{err}");
-    let frames = fs::read_dir(dir.path().join("fr"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "png")
-        })
-        .count();
+    let frames = crate::common::frames_in(&dir.path().join("fr"), "png").len();
     assert_eq!(frames, 30, "{err}");
     assert!(fs::metadata(&pb).unwrap().len() > 0);
 }

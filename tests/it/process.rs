@@ -2,7 +2,6 @@
 //! mapped when they were taken, across exec, pid reuse and process churn,
 //! and a file is symbolized once however many processes map it.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -35,18 +34,7 @@ fn exec_after() -> &'static Path {
     BIN.get_or_init(|| build("exec_after", &[]))
 }
 
-/// Starts a command that prints `pid=P` first; returns it and P.
-fn start(cmd: &mut Command) -> (Child, u32) {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    out.read_line(&mut line).unwrap();
-    // Keep reading: a closed pipe would kill it (SIGPIPE) on its next write,
-    // as wl's own "pid=" line after an exec.
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let pid = line.trim().strip_prefix("pid=").unwrap().parse().unwrap();
-    (child, pid)
-}
+use crate::common::start_printing_pid as start;
 
 /// Of `comm`'s samples with a user stack (`-U` output; a missed stack is
 /// reported as such, not named): the share named correctly (no frame left

@@ -2,24 +2,12 @@
 //! of `perf script`, and exports.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use crate::common::{
     export, folded, leaf_counts, profile, profile_ok, require_bpf, Workload, COMM,
 };
-
-/// The frame files in `dir`, sorted (the video sidecar left out).
-fn sorted_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| !p.to_string_lossy().ends_with(".video.json"))
-        .collect();
-    v.sort();
-    v
-}
 
 #[test]
 fn render_of_a_recording_matches_live_frames() {
@@ -53,8 +41,8 @@ fn render_of_a_recording_matches_live_frames() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let a = sorted_files(&dir.path().join("live"));
-    let b = sorted_files(&dir.path().join("later"));
+    let a = crate::common::frames_in(&dir.path().join("live"), "png");
+    let b = crate::common::frames_in(&dir.path().join("later"), "png");
     assert!(a.len() >= 5, "{} frames", a.len());
     assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(&b) {
@@ -88,7 +76,7 @@ fn render_of_a_recording_matches_live_frames() {
         "--regroup",
         "1",
     ]);
-    let n = sorted_files(&dir.path().join("grouped")).len();
+    let n = crate::common::frames_in(&dir.path().join("grouped"), "png").len();
     assert!((3..=4).contains(&n), "{n} regrouped frames");
 }
 
@@ -135,7 +123,7 @@ fn a_recorder_killed_with_9_reads_back_to_its_last_interval() {
         "{stderr}"
     );
     assert!(stderr.contains("whole intervals before it"), "{stderr}");
-    assert!(!sorted_files(&dir.path().join("f")).is_empty());
+    assert!(!crate::common::frames_in(&dir.path().join("f"), "png").is_empty());
 }
 
 #[test]
@@ -222,16 +210,7 @@ fn import_of_perf_script_finds_the_hot_function() {
     let pattern = format!("{}/fg%04d.png", dir.path().display());
     let out = profile(&["render", rec.to_str().unwrap(), "-g", &pattern]);
     assert!(out.status.success());
-    let frames = fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "png")
-        })
-        .count();
+    let frames = crate::common::frames_in(dir.path(), "png").len();
     assert!(
         (3..=4).contains(&frames),
         "{frames} frames from 3 s of perf data"

@@ -103,12 +103,7 @@ impl Drop for Target {
 
 /// Starts a workload that prints `pid=P` first.
 fn start_printing_pid(cmd: &mut Command) -> Target {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    out.read_line(&mut line).unwrap();
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let pid = line.trim().strip_prefix("pid=").unwrap().parse().unwrap();
+    let (child, pid) = crate::common::start_printing_pid(cmd);
     Target { child, pid }
 }
 
