@@ -14,6 +14,7 @@ use rs_profile::output::frames::geometry;
 use rs_profile::output::frames::layout::{self, Canvas, Fit, FrameInfo};
 use rs_profile::output::frames::raster::DirectRenderer;
 use rs_profile::output::frames::svg::{encode_png, SvgRenderer};
+use rs_profile::output::frames::tree::FlameTree;
 
 /// The shared benchmark input (../shared/bench), or a generated deep profile.
 fn deep() -> Vec<String> {
@@ -91,10 +92,14 @@ fn bench(c: &mut Criterion) {
                 encode_png(&direct.pixmap_frame(black_box(&lines), &fit, &info).unwrap()).unwrap()
             })
         });
-        g.bench_function("direct/layout", |b| {
-            b.iter(|| geometry::place(black_box(&lines), canvas, &fit, min).len())
+        g.bench_function("tree", |b| {
+            b.iter(|| FlameTree::from_folded(black_box(&lines)).nodes().len())
         });
-        let placed = geometry::place(&lines, canvas, &fit, min);
+        let tree = FlameTree::from_folded(&lines);
+        g.bench_function("direct/layout", |b| {
+            b.iter(|| geometry::place(black_box(&tree), canvas, &fit, min).len())
+        });
+        let placed = geometry::place(&tree, canvas, &fit, min);
         g.bench_function("direct/fill", |b| {
             b.iter(|| {
                 let mut p = direct.blank().unwrap();

@@ -160,6 +160,7 @@ pub fn render(args: RenderArgs) -> Result<()> {
     cfg.fps = Some(args.frames.speed / interval);
     cfg.pattern.prepare(args.frames.overwrite)?;
     let mut frames = FramesOutput::new(cfg)?;
+    frames.wait_for_pool();
     // A cheap first pass over the recording (decoded, not drawn) fixes the
     // sibling order and the layout depth for the whole video.
     if !args.as_live {
@@ -219,7 +220,7 @@ fn render_video(
 fn regrouped(
     intervals: &mut Intervals,
     regroup: Option<f64>,
-) -> Box<dyn Iterator<Item = Profile> + '_> {
+) -> Box<dyn Iterator<Item = Profile> + Send + '_> {
     match regroup {
         Some(secs) => Box::new(Regroup {
             inner: intervals.by_ref(),

@@ -42,7 +42,7 @@ fn frames(mode: FrameMode, canvas: Canvas, two_pass: bool) -> Vec<Frame> {
 /// (share of the canvas covered by bars, depth-1 bar centres by name).
 fn measure(f: &Frame, canvas: Canvas) -> (f64, HashMap<String, f64>) {
     let placed = geometry::place(
-        &f.lines,
+        &f.tree,
         canvas,
         &f.fit,
         layout::min_width_percent(canvas.width),
@@ -52,8 +52,8 @@ fn measure(f: &Frame, canvas: Canvas) -> (f64, HashMap<String, f64>) {
     for p in &placed {
         let [x1, y1, x2, y2] = p.rect;
         area += f64::from((x2 - x1) * (y2 - y1));
-        if p.bar.depth == 1 {
-            centres.insert(p.bar.name.to_string(), f64::from(x1 + x2) / 2.0);
+        if p.depth == 1 {
+            centres.insert(p.name.to_string(), f64::from(x1 + x2) / 2.0);
         }
     }
     (area / f64::from(canvas.width * canvas.height), centres)
@@ -129,24 +129,43 @@ fn labels_scale_with_the_canvas() {
 
 #[test]
 fn a_rare_tower_does_not_collapse_the_layout() {
+    use rs_profile::profile::{Frame as F, Profile, Stack, StackKey};
     // One sample of a 127-frame [unknown] tower beside 47 ordinary ones.
-    let mut lines = vec![("c;main;work;leaf".to_string(), 47u64)];
-    lines.push((format!("c{}", ";[unknown]".repeat(127)), 1));
-    let stacks: Vec<(String, u64)> = lines
-        .iter()
-        .map(|(s, n)| {
-            (
-                rs_profile::output::frames::arrange::collapse_runs(s).into_owned(),
-                *n,
-            )
-        })
-        .collect();
-    let min_share = 3.0 * 16.0 * layout::FONT_WIDTH / 1900.0;
-    let visible = rs_profile::output::frames::arrange::visible_depth(&stacks, min_share);
-    assert_eq!(visible, 4);
-    let fit = layout::fit_canvas(Canvas::default(), visible.max(12));
-    assert!(fit.font_size >= 16 && fit.depth_cap.is_none(), "{fit:?}");
-    assert!(stacks[1].0.ends_with("[unknown] \u{d7}127"));
+    let key = |frames: Vec<F>| StackKey {
+        comm: "c".into(),
+        pid: 1,
+        user: Stack::Frames(frames),
+        kernel: Stack::Absent,
+    };
+    let mut p = Profile::default();
+    p.add(
+        key(vec![F::named("leaf"), F::named("work"), F::named("main")]),
+        47,
+    );
+    let unknown = F::named("[unknown]");
+    p.add(key(vec![unknown; 127]), 1);
+    let mut maker = FrameMaker::new(
+        FrameMode::Interval,
+        Canvas::default(),
+        StackFormat::default(),
+        "all".into(),
+        0,
+    );
+    let f = maker.make(&p);
+    assert!(
+        f.fit.font_size >= 16 && f.fit.depth_cap.is_none(),
+        "{:?}",
+        f.fit
+    );
+    let lines = f.lines();
+    assert!(
+        lines.contains(&"c;[unknown] \u{d7}127 1".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"c;main;work;leaf 47".to_string()),
+        "{lines:?}"
+    );
 }
 
 #[test]

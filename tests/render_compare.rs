@@ -9,6 +9,7 @@ use rs_profile::output::frames::geometry;
 use rs_profile::output::frames::layout::{self, Canvas, FrameInfo};
 use rs_profile::output::frames::raster::DirectRenderer;
 use rs_profile::output::frames::svg::SvgRenderer;
+use rs_profile::output::frames::tree::FlameTree;
 
 /// A deterministic profile: `n` stacks, up to `depth` frames, names of
 /// varied length, some with `<>` and `_[k]`, heavy-tailed counts.
@@ -20,13 +21,16 @@ fn profile(n: usize, depth: usize, seed: u64) -> Vec<String> {
             .wrapping_add(1442695040888963407);
         x >> 33
     };
+    // No name is another's prefix: inferno sorts whole lines, so "f2;x"
+    // comes after "f20;y" and it draws two "f2" bars where the frame
+    // tree (rightly) draws one.
     let names: Vec<String> = (0..300)
         .map(|i| match i % 5 {
-            0 => format!("mod_{i}::Type<T>::method_{}", "x".repeat(i % 40)),
-            1 => format!("do_thing_{i}_[k]"),
-            2 => format!("f{i}"),
-            3 => format!("alloc::vec::Vec<u8>::push_{i}"),
-            _ => format!("namespace{i}::{{closure}}"),
+            0 => format!("mod_{i:03}::Type<T>::method_{}", "x".repeat(i % 40)),
+            1 => format!("do_thing_{i:03}_[k]"),
+            2 => format!("f{i:03}"),
+            3 => format!("alloc::vec::Vec<u8>::push_{i:03}"),
+            _ => format!("namespace{i:03}::{{closure}}"),
         })
         .collect();
     let mut lines = Vec::new();
@@ -116,12 +120,13 @@ fn compare(lines: &[String], canvas: Canvas) {
         graph[i..i + graph[i..].find('"').unwrap()].parse().unwrap()
     };
     let dy = f64::from(canvas.height) - svg_h;
-    let placed = geometry::place(lines, canvas, &fit, layout::min_width_percent(canvas.width));
+    let tree = FlameTree::from_folded(lines);
+    let placed = geometry::place(&tree, canvas, &fit, layout::min_width_percent(canvas.width));
     // The root: inferno leaves its "all" out of the frames group, and the
     // direct renderer writes the frame's total on it.
     let drawn: Vec<&geometry::Placed<'_>> = placed
         .iter()
-        .filter(|p| !p.label.is_empty() && p.bar.depth > 0)
+        .filter(|p| !p.label.is_empty() && p.depth > 0)
         .collect();
     let want = svg_labels(&graph, f64::from(canvas.width));
     assert!(want.len() > 10, "too few labels to test: {}", want.len());
@@ -163,7 +168,7 @@ fn compare(lines: &[String], canvas: Canvas) {
             text[y * w + x0..y * w + x1].fill(true);
         }
     }
-    if let Some(root) = placed.iter().find(|p| p.bar.depth == 0) {
+    if let Some(root) = placed.iter().find(|p| p.depth == 0) {
         let [x0, y0, x1, y1] = root.rect.map(|v| v.max(0.0) as usize);
         for y in y0..=y1.min(h - 1) {
             text[y * w + x0.min(w)..(x1 + 1).min(w) + y * w].fill(true);

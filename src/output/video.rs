@@ -119,6 +119,8 @@ pub struct VideoOutput {
     temp: Option<TempFile>,
     overwrite: bool,
     fps: f64,
+    /// Frames being made, drawn or waiting for the writer.
+    in_flight: Arc<super::frames::InFlight>,
 }
 
 impl VideoOutput {
@@ -177,11 +179,12 @@ impl VideoOutput {
             temp: Some(temp),
             overwrite: cfg.overwrite,
             fps: cfg.fps,
+            in_flight: super::frames::InFlight::new(AHEAD + threads),
         })
     }
 
     /// `render`'s first pass (see [`FrameMaker::prime`]).
-    pub fn prime(&mut self, intervals: impl Iterator<Item = Profile>) {
+    pub fn prime(&mut self, intervals: impl Iterator<Item = Profile> + Send) {
         self.maker.prime(intervals);
     }
 }
@@ -255,16 +258,6 @@ fn write_in_order(
     Ok(next)
 }
 
-/// Straight (not premultiplied) RGBA of a frame, as ffmpeg's rgba wants.
-fn rgba(pixmap: &resvg::tiny_skia::Pixmap) -> Vec<u8> {
-    let mut out = Vec::with_capacity(pixmap.data().len());
-    for px in pixmap.pixels() {
-        let c = px.demultiply();
-        out.extend_from_slice(&[c.red(), c.green(), c.blue(), c.alpha()]);
-    }
-    out
-}
-
 impl Output for VideoOutput {
     fn name(&self) -> String {
         format!("the video {}", self.path.display())
@@ -279,7 +272,8 @@ impl Output for VideoOutput {
                 .map_err(|_| anyhow!("the video writer panicked"))??;
             bail!("ffmpeg stopped before the end of the run");
         }
-        let frame = self.maker.make(profile);
+        let ticket = self.in_flight.enter();
+        let frame = self.maker.start(profile);
         let n = self.next;
         self.next += 1;
         let tx = self.tx.clone().expect("open until finish");
@@ -288,8 +282,14 @@ impl Output for VideoOutput {
         // waits here on the processing thread, never on the sampling one.
         super::frames::FRAMES_SUBMITTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.pool.spawn(move || {
-            let bytes = renderer.pixmap(&frame).map(|p| rgba(&p));
+            let frame = frame.make();
+            let bytes = renderer.with_pixels(&frame, |p| {
+                let mut out = Vec::new();
+                super::frames::encode::straight_rgba_into(p, &mut out);
+                out
+            });
             let _ = tx.send((n, bytes));
+            drop(ticket);
             super::frames::FRAMES_WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         });
         Ok(())

@@ -108,7 +108,7 @@ impl FrameModeState {
                 // Below half a sample a stack has faded out.
                 self.weights.retain(|_, w| *w >= 0.5);
                 self.sum.merge(&Profile {
-                    counts: HashMap::new(),
+                    counts: Default::default(),
                     ..interval.clone()
                 });
                 Profile {

@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use super::frames::layout::Canvas;
 use super::frames::renderer::{FrameRenderer, RendererKind};
+use super::frames::tree::FlameTree;
 use super::frames::{Frame, FrameMaker};
 use super::{Output, StackFormat};
 use crate::profile::modes::FrameMode;
@@ -114,17 +115,8 @@ pub(crate) struct FeedFrame {
 /// timeline; the rest are summed as "other".
 const TOP_PROCESSES: usize = 5;
 
-fn top_processes(lines: &[String]) -> Vec<(String, u64)> {
-    let mut by: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-    for line in lines {
-        let Some((stack, n)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let comm = stack.split(';').next().unwrap_or(stack);
-        *by.entry(comm).or_insert(0) += n.parse::<u64>().unwrap_or(0);
-    }
-    let mut all: Vec<(&str, u64)> = by.into_iter().collect();
-    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+fn top_processes(tree: &FlameTree) -> Vec<(String, u64)> {
+    let all = tree.processes();
     let mut top: Vec<(String, u64)> = all
         .iter()
         .take(TOP_PROCESSES)
@@ -140,7 +132,7 @@ fn top_processes(lines: &[String]) -> Vec<(String, u64)> {
 impl FeedFrame {
     fn new(index: u64, last: u64, frame: Frame) -> FeedFrame {
         FeedFrame {
-            top: top_processes(&frame.lines),
+            top: top_processes(&frame.tree),
             index,
             last,
             frame,
@@ -165,16 +157,15 @@ impl FeedFrame {
         })
     }
 
-    /// About the memory the frame holds: its folded lines and their
-    /// bookkeeping.
+    /// About the memory the frame holds: its tree (names are shared
+    /// between frames) and its bookkeeping.
     fn bytes(&self) -> u64 {
-        let lines: usize = self.frame.lines.iter().map(|l| l.capacity() + 24).sum();
-        (lines + std::mem::size_of::<FeedFrame>()) as u64
+        (self.frame.tree.heap_bytes() + std::mem::size_of::<FeedFrame>()) as u64
     }
 
     /// The frame's folded lines, as text.
     fn folded(&self) -> String {
-        let mut s = self.frame.lines.join("\n");
+        let mut s = self.frame.lines().join("\n");
         s.push('\n');
         s
     }
@@ -281,11 +272,11 @@ impl FeedState {
                 .collect()
         };
         let (head, tail) = (parts.first()?, parts.last()?);
-        let mut merged: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+        let mut merged: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
         for f in &parts {
-            for line in &f.frame.lines {
+            for line in f.frame.lines() {
                 if let Some((stack, n)) = line.rsplit_once(' ') {
-                    *merged.entry(stack).or_insert(0) += n.parse::<u64>().unwrap_or(0);
+                    *merged.entry(stack.to_string()).or_insert(0) += n.parse::<u64>().unwrap_or(0);
                 }
             }
         }
@@ -307,11 +298,8 @@ impl FeedState {
             ..head.frame.info.clone()
         };
         let frame = Frame {
-            lines,
-            fit: head.frame.fit,
-            info,
-            deltas: None,
             comm_slots: head.frame.comm_slots.clone(),
+            ..Frame::from_lines(&lines, head.frame.fit, info)
         };
         Some(Arc::new(FeedFrame::new(head.index, tail.index, frame)))
     }
@@ -504,7 +492,7 @@ mod tests {
             .map(|i| format!("p{i};f {}", 10 * (i + 1)))
             .chain(["p7;g 5".to_string()])
             .collect();
-        let top = super::top_processes(&lines);
+        let top = super::top_processes(&super::FlameTree::from_folded(&lines));
         assert_eq!(top[0], ("p7".to_string(), 85));
         assert_eq!(top.len(), super::TOP_PROCESSES + 1);
         assert_eq!(top.last().unwrap(), &("other".to_string(), 10 + 20 + 30));

@@ -15,12 +15,10 @@
 //!   walk, deep recursion) are drawn as one bar marked `×N`; stacks deeper
 //!   than the cap end in a marked bar.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-/// Identical frames in a row drawn as one bar from this many.
-const RUN_MIN: usize = 3;
+use super::tree::{FlameTree, Name, Node};
 /// The bar that ends a stack cut at the depth cap.
 pub const CUT_MARK: &str = "[+ deeper]";
 /// The depth the layout starts from (live), and its steps.
@@ -74,97 +72,6 @@ pub fn prefix_hash(path: &str) -> u64 {
     path.split(';').fold(0, extend_hash)
 }
 
-/// `a;b;b;b;b;c` -> `a;b ×4;c` (unchanged, and not copied, when there is
-/// no such run).
-pub fn collapse_runs(stack: &str) -> Cow<'_, str> {
-    let frames: Vec<&str> = stack.split(';').collect();
-    if !frames
-        .windows(RUN_MIN)
-        .any(|w| w.iter().all(|f| *f == w[0]))
-    {
-        return Cow::Borrowed(stack);
-    }
-    let mut out = String::with_capacity(stack.len());
-    let mut i = 0;
-    while i < frames.len() {
-        let mut j = i + 1;
-        while j < frames.len() && frames[j] == frames[i] {
-            j += 1;
-        }
-        if !out.is_empty() {
-            out.push(';');
-        }
-        out.push_str(frames[i]);
-        if j - i >= RUN_MIN {
-            out.push_str(&format!(" \u{d7}{}", j - i));
-        } else {
-            for _ in i + 1..j {
-                out.push(';');
-                out.push_str(frames[i]);
-            }
-        }
-        i = j;
-    }
-    Cow::Owned(out)
-}
-
-/// A frame's samples per stack prefix (by hash), with each prefix's depth.
-#[derive(Debug, Default)]
-pub struct Prefixes {
-    counts: PrefixMap<(u64, u32)>,
-    total: u64,
-}
-
-impl Prefixes {
-    /// Counts the prefixes of a frame's stacks.
-    pub fn of(stacks: &[(String, u64)]) -> Prefixes {
-        Self::count(stacks.iter().map(|(s, n)| (s.as_str(), *n)))
-    }
-
-    /// Counts the prefixes of folded lines (`stack count`).
-    pub fn of_lines(lines: &[String]) -> Prefixes {
-        Self::count(lines.iter().filter_map(|l| {
-            let (s, n) = l.rsplit_once(' ')?;
-            Some((s, n.parse().ok()?))
-        }))
-    }
-
-    fn count<'a>(stacks: impl Iterator<Item = (&'a str, u64)>) -> Prefixes {
-        let mut counts: PrefixMap<(u64, u32)> = PrefixMap::default();
-        let mut total = 0;
-        for (s, n) in stacks {
-            total += n;
-            let mut h = 0;
-            for (d, f) in s.split(';').enumerate() {
-                h = extend_hash(h, f);
-                let e = counts.entry(h).or_insert((0, d as u32 + 1));
-                e.0 += n;
-            }
-        }
-        Prefixes { counts, total }
-    }
-
-    /// The depth (frames, comm included) of the deepest prefix holding at
-    /// least `min_share` of the samples: what can be seen at all.
-    pub fn visible_depth(&self, min_share: f64) -> usize {
-        if self.total == 0 {
-            return 0;
-        }
-        let min = (min_share * self.total as f64).max(1.0);
-        self.counts
-            .values()
-            .filter(|(n, _)| *n as f64 >= min)
-            .map(|(_, d)| *d as usize)
-            .max()
-            .unwrap_or(0)
-    }
-}
-
-/// [`Prefixes::visible_depth`] of a frame's stacks.
-pub fn visible_depth(stacks: &[(String, u64)], min_share: f64) -> usize {
-    Prefixes::of(stacks).visible_depth(min_share)
-}
-
 /// The arrangement state a frame maker keeps across frames.
 #[derive(Debug, Default)]
 pub struct Arranger {
@@ -204,16 +111,16 @@ impl Arranger {
         self.frozen = true;
     }
 
-    /// Adds a frame's prefixes to first-pass totals.
-    pub fn add_totals(totals: &mut PrefixMap<u64>, prefixes: &Prefixes) {
-        for (h, (n, _)) in &prefixes.counts {
-            *totals.entry(*h).or_insert(0) += n;
+    /// Adds a frame's bars (path hash, samples) to first-pass totals.
+    pub fn add_totals(totals: &mut PrefixMap<u64>, prefixes: impl Iterator<Item = (u64, u64)>) {
+        for (h, n) in prefixes {
+            *totals.entry(h).or_insert(0) += n;
         }
     }
 
     /// Takes in a frame (its prefixes, and its visible depth). Returns the
     /// depth to fit the layout to.
-    pub fn observe(&mut self, prefixes: &Prefixes, visible: usize) -> usize {
+    pub fn observe(&mut self, prefixes: impl Iterator<Item = (u64, u64)>, visible: usize) -> usize {
         if self.frozen {
             return self.depth;
         }
@@ -221,8 +128,8 @@ impl Arranger {
             *w *= DECAY;
         }
         self.weights.retain(|_, w| *w >= FORGET);
-        for (h, (n, _)) in &prefixes.counts {
-            *self.weights.entry(*h).or_insert(0.0) += *n as f64;
+        for (h, n) in prefixes {
+            *self.weights.entry(h).or_insert(0.0) += n as f64;
         }
         if visible > self.depth {
             self.depth = round_up(visible);
@@ -243,57 +150,21 @@ impl Arranger {
         self.depth
     }
 
-    /// The frame's folded lines (`stack count`): cut at `cap` frames (the
-    /// last kept one replaced by [`CUT_MARK`]), merged, and in the stable
-    /// order: at every level, heavier prefixes first, ties by name.
-    pub fn lines(&self, stacks: Vec<(String, u64)>, cap: Option<usize>) -> Vec<String> {
-        let mut merged: HashMap<String, u64> = HashMap::with_capacity(stacks.len());
-        for (mut s, n) in stacks {
-            if let Some(cap) = cap {
-                if s.matches(';').count() + 1 > cap {
-                    if let Some((i, _)) = s.match_indices(';').nth(cap.saturating_sub(2)) {
-                        s.truncate(i);
-                        s.push(';');
-                        s.push_str(CUT_MARK);
-                    }
-                }
-            }
-            *merged.entry(s).or_insert(0) += n;
-        }
-        // Per level: (descending weight, in thousandths, name).
-        type Key<'a> = Vec<(i64, &'a str)>;
-        let mut keyed: Vec<(Key<'_>, &String, u64)> = merged
-            .iter()
-            .map(|(s, n)| {
-                let mut h = 0;
-                let key = s
-                    .split(';')
-                    .map(|f| {
-                        h = extend_hash(h, f);
-                        let w = self.weights.get(&h).copied().unwrap_or(0.0);
-                        (-((w * 1000.0) as i64), f)
-                    })
-                    .collect();
-                (key, s, *n)
-            })
-            .collect();
-        keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-        keyed
-            .into_iter()
-            .map(|(_, s, n)| format!("{s} {n}"))
-            .collect()
+    /// Where a bar goes among its siblings: heavier over the run first,
+    /// ties by name.
+    pub fn order_key(&self, node: &Node) -> (i64, Name) {
+        let w = self.weights.get(&node.hash).copied().unwrap_or(0.0);
+        (-((w * 1000.0) as i64), node.name.clone())
     }
 
-    /// How much each prefix (by [`prefix_hash`]) grew (+) or shrank (-)
-    /// since the previous frame, in points of the frame's share; remembers
-    /// this frame's.
-    pub fn deltas(&mut self, lines: &[String]) -> PrefixMap<f32> {
-        let p = Prefixes::of_lines(lines);
-        let total = p.total.max(1) as f64;
-        let shares: PrefixMap<f32> = p
-            .counts
+    /// How much each bar (by path hash) grew (+) or shrank (-) since the
+    /// previous frame, in points of the frame's share; remembers this
+    /// frame's.
+    pub fn deltas(&mut self, tree: &FlameTree) -> PrefixMap<f32> {
+        let total = tree.total().max(1) as f64;
+        let shares: PrefixMap<f32> = tree.nodes()[1..]
             .iter()
-            .map(|(h, (n, _))| (*h, (100.0 * *n as f64 / total) as f32))
+            .map(|n| (n.hash, (100.0 * n.total as f64 / total) as f32))
             .collect();
         let mut out: PrefixMap<f32> = shares
             .iter()
@@ -311,73 +182,72 @@ impl Arranger {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tree::{Namer, TreeBuilder};
     use super::*;
 
-    fn st(v: &[(&str, u64)]) -> Vec<(String, u64)> {
-        v.iter().map(|(s, n)| (s.to_string(), *n)).collect()
+    fn builder(v: &[(&str, u64)]) -> TreeBuilder {
+        let mut namer = Namer::default();
+        let mut b = TreeBuilder::default();
+        for (s, n) in v {
+            let names: Vec<Name> = s.split(';').map(|f| namer.intern(f)).collect();
+            b.add(&names, *n);
+        }
+        b
     }
 
-    #[test]
-    fn towers_collapse() {
-        assert_eq!(collapse_runs("a;b;b;b;b;c"), "a;b \u{d7}4;c");
-        assert!(matches!(collapse_runs("a;b;b;c"), Cow::Borrowed(_)));
-        assert_eq!(collapse_runs("a;b;b;c"), "a;b;b;c");
-        let tower = format!("c{}", ";[unknown]".repeat(127));
-        assert_eq!(collapse_runs(&tower), "c;[unknown] \u{d7}127");
+    fn lines(a: &mut Arranger, v: &[(&str, u64)]) -> Vec<String> {
+        let b = builder(v);
+        a.observe(b.prefixes().map(|(h, n, _)| (h, n)), 2);
+        b.finish(None, |n| a.order_key(n)).folded_lines()
     }
 
     #[test]
     fn a_rare_deep_stack_does_not_count() {
         let deep = format!("c;{}", vec!["f"; 120].join(";"));
-        let s = st(&[("c;a;b", 47), (&deep, 1)]);
+        let b = builder(&[("c;a;b", 47), (&deep, 1)]);
         // One sample of 48 is under a 3% share: only `c;a;b` is visible.
-        assert_eq!(visible_depth(&s, 0.03), 3);
-        assert_eq!(visible_depth(&s, 0.0), 121);
+        assert_eq!(b.visible_depth(0.03), 3);
+        assert_eq!(b.visible_depth(0.0), 121);
     }
 
     #[test]
     fn heavier_siblings_come_first_and_stay() {
         let mut a = Arranger::new();
-        let f1 = st(&[("p;zeta", 90), ("p;alpha", 10)]);
-        a.observe(&Prefixes::of(&f1), 2);
-        assert_eq!(a.lines(f1, None), vec!["p;zeta 90", "p;alpha 10"]);
+        assert_eq!(
+            lines(&mut a, &[("p;zeta", 90), ("p;alpha", 10)]),
+            vec!["p;zeta 90", "p;alpha 10"]
+        );
         // A frame where alpha is briefly ahead keeps the order the run
         // established (the running weight still favours zeta).
-        let f2 = st(&[("p;zeta", 40), ("p;alpha", 60)]);
-        a.observe(&Prefixes::of(&f2), 2);
-        assert_eq!(a.lines(f2, None), vec!["p;zeta 40", "p;alpha 60"]);
+        assert_eq!(
+            lines(&mut a, &[("p;zeta", 40), ("p;alpha", 60)]),
+            vec!["p;zeta 40", "p;alpha 60"]
+        );
         // Lines sharing a prefix stay together.
-        let f3 = st(&[
-            ("p;zeta;x", 5),
-            ("q;y", 50),
-            ("p;zeta;w", 5),
-            ("p;alpha", 1),
-        ]);
-        a.observe(&Prefixes::of(&f3), 3);
-        let l = a.lines(f3, None);
+        let l = lines(
+            &mut a,
+            &[
+                ("p;zeta;x", 5),
+                ("q;y", 50),
+                ("p;zeta;w", 5),
+                ("p;alpha", 1),
+            ],
+        );
         let pos = |s: &str| l.iter().position(|x| x.starts_with(s)).unwrap();
         assert!(pos("p;zeta;x").abs_diff(pos("p;zeta;w")) == 1, "{l:?}");
     }
 
     #[test]
-    fn cut_stacks_end_in_a_mark() {
-        let a = Arranger::new();
-        let l = a.lines(st(&[("c;a;b;d;e", 2), ("c;a;x", 1)]), Some(3));
-        assert!(l.contains(&format!("c;a;{CUT_MARK} 2")), "{l:?}");
-        assert!(l.contains(&"c;a;x 1".to_string()));
-    }
-
-    #[test]
     fn the_depth_lock_grows_at_once_and_shrinks_late() {
         let mut a = Arranger::new();
-        let none = Prefixes::default();
-        assert_eq!(a.observe(&none, 5), MIN_DEPTH);
-        assert_eq!(a.observe(&none, 30), 32);
+        let none = || std::iter::empty();
+        assert_eq!(a.observe(none(), 5), MIN_DEPTH);
+        assert_eq!(a.observe(none(), 30), 32);
         for _ in 0..SHRINK_AFTER - 1 {
-            assert_eq!(a.observe(&none, 10), 32);
+            assert_eq!(a.observe(none(), 10), 32);
         }
         assert_eq!(
-            a.observe(&none, 10),
+            a.observe(none(), 10),
             MIN_DEPTH.div_ceil(DEPTH_STEP) * DEPTH_STEP
         );
     }
@@ -385,8 +255,8 @@ mod tests {
     #[test]
     fn diffs_say_what_grew() {
         let mut a = Arranger::new();
-        a.deltas(&["p;a 50".to_string(), "p;b 50".to_string()]);
-        let d = a.deltas(&["p;a 80".to_string(), "p;b 20".to_string()]);
+        a.deltas(&builder(&[("p;a", 50), ("p;b", 50)]).finish(None, |_| ()));
+        let d = a.deltas(&builder(&[("p;a", 80), ("p;b", 20)]).finish(None, |_| ()));
         assert!((d[&prefix_hash("p;a")] - 30.0).abs() < 1e-3);
         assert!((d[&prefix_hash("p;b")] + 30.0).abs() < 1e-3);
         assert!(d[&prefix_hash("p")].abs() < 1e-3);

@@ -9,13 +9,18 @@
 //! renamed.
 
 pub mod arrange;
+pub mod encode;
 pub mod geometry;
 pub mod layout;
+mod maker;
 pub mod palette;
 pub mod pattern;
 pub mod raster;
 pub mod renderer;
 pub mod svg;
+pub mod tree;
+
+pub use maker::{Frame, FrameMaker, PendingFrame};
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
@@ -29,13 +34,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use rayon::iter::{ParallelBridge, ParallelIterator};
 
-use self::arrange::Arranger;
-use self::layout::{Canvas, FrameInfo};
+use self::layout::Canvas;
 use self::palette::Look;
 use self::pattern::{FrameFormat, FramePattern};
 use self::renderer::{FrameRenderer, RendererKind};
 use super::{Output, StackFormat};
-use crate::profile::modes::{FrameMode, FrameModeState};
+use crate::profile::modes::FrameMode;
 use crate::profile::Profile;
 
 /// Frames handed to the render pools and frames written, over the run: the
@@ -43,10 +47,6 @@ use crate::profile::Profile;
 pub static FRAMES_SUBMITTED: AtomicU64 = AtomicU64::new(0);
 /// See [`FRAMES_SUBMITTED`].
 pub static FRAMES_WRITTEN: AtomicU64 = AtomicU64::new(0);
-
-/// Characters of label a bar must have room for to count for the layout's
-/// depth (`do_sys..`).
-const LABEL_CHARS: f64 = 8.0;
 
 /// Frames waiting for the pool before the sampling side keeps them itself.
 const QUEUE: usize = 8;
@@ -79,224 +79,55 @@ pub struct FramesConfig {
     pub fps: Option<f64>,
 }
 
-/// A frame ready to draw: its folded lines (cut to fit, in the order to
-/// draw them), how it fits the canvas, and what its header says.
-#[derive(Debug, Clone, Default)]
-pub struct Frame {
-    /// Folded lines, `stack count`.
-    pub lines: Vec<String>,
-    /// Bar height, font size, depth cap.
-    pub fit: layout::Fit,
-    /// The header band.
-    pub info: FrameInfo,
-    /// `--colors diff`: how much each stack prefix grew since the previous
-    /// frame, in points of the frame's share.
-    pub deltas: Option<Arc<arrange::PrefixMap<f32>>>,
-    /// `--colors comm`: each process's palette slot, given once per run
-    /// (biggest first when the run is known), so colours never change.
-    pub comm_slots: Option<Arc<std::collections::HashMap<String, usize>>>,
-}
-
-impl Default for layout::Fit {
-    fn default() -> Self {
-        layout::fit_canvas(Canvas::default(), 1)
-    }
-}
-
-/// Turns interval profiles into frames: applies the frame mode, arranges
-/// and fits the graph (see [`arrange`]) and numbers them. Shared by `-E`,
-/// `render` and the live feed, so all draw the same frame from the same
-/// intervals.
-#[derive(Debug)]
-pub struct FrameMaker {
-    modes: FrameModeState,
-    mode: FrameMode,
-    canvas: Canvas,
-    format: StackFormat,
-    target: String,
-    title: String,
-    look: Look,
-    arranger: Arranger,
-    next_number: u64,
-    /// The run's length, when known (render): the header's progress bar.
-    run_end: Option<std::time::Duration>,
-    /// See [`Frame::comm_slots`].
-    comm_slots: Arc<std::collections::HashMap<String, usize>>,
-}
-
-impl FrameMaker {
-    /// A maker numbering frames from `start_number`.
-    pub fn new(
-        mode: FrameMode,
-        canvas: Canvas,
-        format: StackFormat,
-        target: String,
-        start_number: u64,
-    ) -> Self {
-        FrameMaker {
-            modes: FrameModeState::new(mode),
-            mode,
-            canvas,
-            format,
-            target,
-            title: String::new(),
-            look: Look::default(),
-            arranger: Arranger::new(),
-            next_number: start_number,
-            run_end: None,
-            comm_slots: Arc::default(),
-        }
-    }
-
-    /// Gives processes not seen before the next palette slots.
-    fn assign_slots<'a>(&mut self, comms: impl Iterator<Item = &'a str>) {
-        let mut new: Vec<&str> = comms
-            .filter(|c| !self.comm_slots.contains_key(*c))
-            .collect();
-        if new.is_empty() {
-            return;
-        }
-        new.dedup();
-        let slots = Arc::make_mut(&mut self.comm_slots);
-        for c in new {
-            let n = slots.len();
-            slots.entry(c.to_string()).or_insert(n);
-        }
-    }
-
-    /// Sets the title and the look.
-    pub fn styled(mut self, title: String, look: Look) -> Self {
-        self.title = title;
-        self.look = look;
-        self
-    }
-
-    /// The share of a frame a bar needs to count for the layout's depth:
-    /// room for a short label ([`LABEL_CHARS`] characters of the smallest
-    /// size). Narrower stacks are still drawn, but never shrink the bars.
-    fn min_share(&self) -> f64 {
-        let scale = layout::Scale::of(self.canvas);
-        let px = LABEL_CHARS * scale.min_font as f64 * layout::FONT_WIDTH;
-        px / (f64::from(self.canvas.width) - 2.0 * layout::XPAD).max(1.0)
-    }
-
-    /// A frame's stacks as the graph draws them: folded, towers collapsed.
-    fn stacks(&self, frame: &Profile) -> Vec<(String, u64)> {
-        let folded = if self.look.colors == palette::Colors::Kernel {
-            layout::folded_stacks_annotated(frame, &self.format)
-        } else {
-            layout::folded_stacks(frame, &self.format)
-        };
-        folded
-            .into_iter()
-            .map(|(s, n)| match arrange::collapse_runs(&s) {
-                std::borrow::Cow::Borrowed(_) => (s, n),
-                std::borrow::Cow::Owned(c) => (c, n),
-            })
-            .collect()
-    }
-
-    /// `render`'s first pass: sees every interval once (with the frame
-    /// mode applied) so that sibling order and layout depth are fixed for
-    /// the whole run, and the header can show progress.
-    pub fn prime(&mut self, intervals: impl Iterator<Item = Profile>) {
-        let mut modes = FrameModeState::new(self.mode);
-        let mut totals = arrange::PrefixMap::default();
-        let mut by_comm: std::collections::HashMap<String, u64> = Default::default();
-        let mut depth = 0;
-        let mut end = std::time::Duration::ZERO;
-        let min_share = self.min_share();
-        for p in intervals {
-            let frame = modes.next(&p);
-            let stacks = self.stacks(&frame);
-            let prefixes = arrange::Prefixes::of(&stacks);
-            depth = depth.max(prefixes.visible_depth(min_share));
-            Arranger::add_totals(&mut totals, &prefixes);
-            if self.look.colors == palette::Colors::Comm {
-                for (s, n) in &stacks {
-                    let comm = s.split(';').next().unwrap_or(s);
-                    match by_comm.get_mut(comm) {
-                        Some(t) => *t += n,
-                        None => {
-                            by_comm.insert(comm.to_string(), *n);
-                        }
-                    }
-                }
-            }
-            end = end.max(p.start + p.duration);
-        }
-        // Processes by their samples over the run: the biggest get the
-        // first palette slots.
-        let mut comms: Vec<(String, u64)> = by_comm.into_iter().collect();
-        comms.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        self.assign_slots(comms.iter().map(|(c, _)| c.as_str()));
-        self.arranger.freeze(&totals, depth);
-        self.run_end = (end > std::time::Duration::ZERO).then_some(end);
-    }
-
-    /// The next frame, from the next interval.
-    pub fn make(&mut self, interval: &Profile) -> Frame {
-        let frame = self.modes.next(interval);
-        let stacks = self.stacks(&frame);
-        let prefixes = arrange::Prefixes::of(&stacks);
-        let visible = prefixes.visible_depth(self.min_share());
-        let depth = self.arranger.observe(&prefixes, visible);
-        let fit = layout::fit_canvas(self.canvas, depth);
-        let lines = self.arranger.lines(stacks, fit.depth_cap);
-        let deltas = (self.look.colors == palette::Colors::Diff)
-            .then(|| Arc::new(self.arranger.deltas(&lines)));
-        let comm_slots = (self.look.colors == palette::Colors::Comm).then(|| {
-            let comms: Vec<String> = lines
-                .iter()
-                .map(|l| l.split([';', ' ']).next().unwrap_or("").to_string())
-                .collect();
-            self.assign_slots(comms.iter().map(String::as_str));
-            self.comm_slots.clone()
-        });
-        let loss = &interval.loss;
-        let lost = (loss.lost() > 0).then(|| {
-            let mut why = Vec::new();
-            if loss.lost_hash_full > 0 {
-                why.push(format!("{} hash full", loss.lost_hash_full));
-            }
-            if loss.lost_in_flight > 0 {
-                why.push(format!("{} in flight", loss.lost_in_flight));
-            }
-            why.join(", ")
-        });
-        let number = self.next_number;
-        self.next_number += 1;
-        let end = frame.start + frame.duration;
-        Frame {
-            lines,
-            fit,
-            deltas,
-            comm_slots,
-            info: FrameInfo {
-                number,
-                target: self.target.clone(),
-                title: self.title.clone(),
-                start: frame.start,
-                duration: frame.duration,
-                samples: frame.samples(),
-                interval_samples: interval.samples(),
-                interval: interval.duration,
-                lost,
-                mode: (self.mode != FrameMode::Interval).then(|| self.mode.to_string()),
-                weighted: matches!(self.mode, FrameMode::Decay(_)),
-                depth_cap: fit.depth_cap,
-                progress: self
-                    .run_end
-                    .map(|e| (end.as_secs_f64() / e.as_secs_f64()).clamp(0.0, 1.0)),
-            },
-        }
-    }
-}
-
-/// One frame to render, and where.
+/// One frame to make and render, and where.
 struct FrameJob {
     path: PathBuf,
-    frame: Frame,
+    frame: PendingFrame,
+    _ticket: Option<Ticket>,
+}
+
+/// A bound on frames in flight: `enter` blocks while `limit` are, each
+/// [`Ticket`] leaves when dropped. Keeps a reader that is faster than the
+/// render pool (`render`, a video) from piling up profiles in memory.
+#[derive(Debug)]
+pub struct InFlight {
+    count: Mutex<usize>,
+    left: std::sync::Condvar,
+    limit: usize,
+}
+
+/// One frame in flight (see [`InFlight`]).
+#[derive(Debug)]
+pub struct Ticket(Arc<InFlight>);
+
+impl InFlight {
+    /// A bound of `limit` frames.
+    pub fn new(limit: usize) -> Arc<InFlight> {
+        Arc::new(InFlight {
+            count: Mutex::new(0),
+            left: std::sync::Condvar::new(),
+            limit: limit.max(1),
+        })
+    }
+
+    /// Waits for room, then takes it.
+    pub fn enter(self: &Arc<Self>) -> Ticket {
+        let mut n = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= self.limit {
+            n = self.left.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        Ticket(self.clone())
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut n = self.0.count.lock().unwrap_or_else(|e| e.into_inner());
+        *n -= 1;
+        drop(n);
+        self.0.left.notify_one();
+    }
 }
 
 /// The `-E` output.
@@ -312,6 +143,10 @@ pub struct FramesOutput {
     /// Set when the output is dropped before it finished: frames still
     /// queued are skipped instead of written.
     cancelled: Arc<AtomicBool>,
+    /// `render`: wait for the pool rather than keep a backlog (a live run
+    /// never waits: its backlog is the sampling side's).
+    in_flight: Option<Arc<InFlight>>,
+    threads: usize,
 }
 
 impl FramesOutput {
@@ -345,7 +180,7 @@ impl FramesOutput {
                             if cancelled.load(Ordering::SeqCst) {
                                 return;
                             }
-                            if let Err(err) = render_job(&renderer, format, &job) {
+                            if let Err(err) = render_job(&renderer, format, job) {
                                 errors
                                     .lock()
                                     .unwrap_or_else(|e| e.into_inner())
@@ -375,11 +210,20 @@ impl FramesOutput {
             done,
             errors,
             cancelled,
+            in_flight: None,
+            threads,
         })
     }
 
+    /// Makes `interval` wait while the pool is busy (offline rendering:
+    /// memory stays bounded by a few frames whatever the recording's
+    /// length).
+    pub fn wait_for_pool(&mut self) {
+        self.in_flight = Some(InFlight::new(QUEUE + self.threads));
+    }
+
     /// `render`'s first pass (see [`FrameMaker::prime`]).
-    pub fn prime(&mut self, intervals: impl Iterator<Item = Profile>) {
+    pub fn prime(&mut self, intervals: impl Iterator<Item = Profile> + Send) {
         self.maker.prime(intervals);
     }
 
@@ -416,10 +260,12 @@ impl FramesOutput {
     }
 
     fn job(&mut self, interval: &Profile) -> FrameJob {
-        let frame = self.maker.make(interval);
+        let ticket = self.in_flight.as_ref().map(|g| g.enter());
+        let frame = self.maker.start(interval);
         FrameJob {
-            path: self.cfg.pattern.path(frame.info.number),
+            path: self.cfg.pattern.path(frame.number()),
             frame,
+            _ticket: ticket,
         }
     }
 
@@ -530,10 +376,11 @@ impl Drop for FramesOutput {
     }
 }
 
-fn render_job(renderer: &FrameRenderer, format: FrameFormat, job: &FrameJob) -> Result<()> {
+fn render_job(renderer: &FrameRenderer, format: FrameFormat, job: FrameJob) -> Result<()> {
+    let frame = job.frame.make();
     let bytes = match format {
-        FrameFormat::Png => renderer.png(&job.frame)?,
-        FrameFormat::Svg => renderer.svg(&job.frame)?,
+        FrameFormat::Png => renderer.png(&frame)?,
+        FrameFormat::Svg => renderer.svg(&frame)?,
     };
     write_frame(&job.path, &bytes)
 }

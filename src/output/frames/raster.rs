@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use anyhow::{anyhow, Context, Result};
-use resvg::tiny_skia::{Color, FillRule, Paint, PathBuilder, Pixmap, Rect, Transform};
+use resvg::tiny_skia::{Color, Paint, Pixmap, Rect, Transform};
 use resvg::usvg::fontdb;
 
 use super::geometry;
@@ -89,40 +89,61 @@ impl DirectRenderer {
         })
     }
 
-    /// A frame drawn on the fixed canvas, in the renderer's look.
+    /// A frame drawn on a new canvas, in the renderer's look.
     pub fn pixmap(&self, frame: &Frame) -> Result<Pixmap> {
+        let mut pixmap = self.blank()?;
+        self.draw_into(&mut pixmap, frame);
+        Ok(pixmap)
+    }
+
+    /// Runs `f` on the frame drawn on this thread's canvas: one canvas per
+    /// thread, cleared and reused from frame to frame.
+    pub fn with_canvas<R>(&self, frame: &Frame, f: impl FnOnce(&Pixmap) -> R) -> Result<R> {
+        thread_local! {
+            static CANVAS: std::cell::RefCell<Option<Pixmap>> = const { std::cell::RefCell::new(None) };
+        }
+        CANVAS.with(|c| {
+            let mut c = c.borrow_mut();
+            let fits = c.as_ref().is_some_and(|p| {
+                p.width() == self.canvas.width && p.height() == self.canvas.height
+            });
+            if !fits {
+                *c = Some(self.blank()?);
+            }
+            let pixmap = c.as_mut().expect("made above");
+            self.draw_into(pixmap, frame);
+            Ok(f(pixmap))
+        })
+    }
+
+    /// Draws a frame over whatever `pixmap` held.
+    pub fn draw_into(&self, pixmap: &mut Pixmap, frame: &Frame) {
+        let [r, g, b, a] = self.look.background();
+        pixmap.fill(Color::from_rgba8(r, g, b, a));
         let placed = geometry::place_oriented(
-            &frame.lines,
+            &frame.tree,
             self.canvas,
             &frame.fit,
             layout::min_width_percent(self.canvas.width),
             self.look.icicle,
         );
-        let mut pixmap = self.blank()?;
-        self.draw_bars_in(&mut pixmap, &placed, frame);
-        self.draw_labels(&mut pixmap, &placed, &frame.fit);
-        self.draw_root_total(&mut pixmap, &placed, &frame.fit, frame.info.samples);
-        self.draw_header(&mut pixmap, &frame.info, frame.lines.is_empty());
+        self.draw_bars_in(pixmap, &placed, frame);
+        self.draw_labels(pixmap, &placed, &frame.fit);
+        self.draw_root_total(pixmap, &placed, &frame.fit, frame.info.samples);
+        self.draw_header(pixmap, &frame.info, frame.tree.is_empty());
         if self.look.colors == Colors::Comm {
-            self.draw_legend(&mut pixmap, frame);
+            self.draw_legend(pixmap, frame);
         }
-        Ok(pixmap)
     }
 
-    /// A frame drawn on the fixed canvas (the hot colours).
+    /// Folded lines drawn on the fixed canvas (the hot colours).
     pub fn pixmap_frame(
         &self,
         lines: &[String],
         fit: &layout::Fit,
         info: &FrameInfo,
     ) -> Result<Pixmap> {
-        self.pixmap(&Frame {
-            lines: lines.to_vec(),
-            fit: *fit,
-            info: info.clone(),
-            deltas: None,
-            comm_slots: None,
-        })
+        self.pixmap(&Frame::from_lines(lines, *fit, info.clone()))
     }
 
     /// An empty canvas.
@@ -135,28 +156,30 @@ impl DirectRenderer {
     }
 
     /// A bar's colour in the renderer's `--colors` mode.
-    fn bar_color(&self, bar: &geometry::Bar<'_>, frame: &Frame) -> [u8; 3] {
+    fn bar_color(&self, p: &geometry::Placed<'_>, frame: &Frame) -> [u8; 3] {
         match self.look.colors {
-            Colors::Hot => palette::color(bar.name),
-            Colors::Kernel => palette::kernel_color(bar.name),
+            Colors::Hot => palette::color(p.name),
+            Colors::Kernel => palette::kernel_color(p.name),
             Colors::Comm => {
-                if bar.depth == 0 {
+                if p.depth == 0 {
                     return [0xb0, 0xb0, 0xb0];
                 }
-                let comm = bar.path.split(';').next().unwrap_or(bar.path);
+                let nodes = frame.tree.nodes();
+                let comm: &str = &nodes[nodes[p.node].comm as usize].name;
                 let slot = frame.comm_slots.as_ref().and_then(|s| s.get(comm).copied());
                 let base = palette::comm_color(comm, slot);
-                if bar.depth == 1 {
+                if p.depth == 1 {
                     base
                 } else {
-                    palette::shade(base, bar.name)
+                    palette::shade(base, p.name)
                 }
             }
             Colors::Diff => {
+                let hash = frame.tree.nodes()[p.node].hash;
                 let d = frame
                     .deltas
                     .as_ref()
-                    .and_then(|d| d.get(&super::arrange::prefix_hash(bar.path)).copied())
+                    .and_then(|d| d.get(&hash).copied())
                     .unwrap_or(0.0);
                 palette::diff_color(d)
             }
@@ -169,26 +192,9 @@ impl DirectRenderer {
     }
 
     fn draw_bars_in(&self, pixmap: &mut Pixmap, placed: &[geometry::Placed<'_>], frame: &Frame) {
-        let mut paint = Paint {
-            anti_alias: false,
-            ..Default::default()
-        };
         for p in placed {
-            let [x1, y1, x2, y2] = p.rect;
-            if let Some(rect) = Rect::from_ltrb(x1, y1, x2, y2) {
-                let [r, g, b] = self.bar_color(&p.bar, frame);
-                paint.set_color_rgba8(r, g, b, 0xff);
-                // A path, not fill_rect: resvg fills the SVG's rects as
-                // paths, and the two round non-anti-aliased edges apart.
-                let path = PathBuilder::from_rect(rect);
-                pixmap.fill_path(
-                    &path,
-                    &paint,
-                    FillRule::Winding,
-                    Transform::identity(),
-                    None,
-                );
-            }
+            let [r, g, b] = self.bar_color(p, frame);
+            fill_rect(pixmap, p.rect, [r, g, b, 0xff]);
         }
     }
 
@@ -213,7 +219,7 @@ impl DirectRenderer {
         fit: &layout::Fit,
         samples: u64,
     ) {
-        let Some(root) = placed.iter().find(|p| p.bar.depth == 0) else {
+        let Some(root) = placed.iter().find(|p| p.depth == 0) else {
             return;
         };
         let size = fit.font_size as u16;
@@ -221,7 +227,7 @@ impl DirectRenderer {
         let room = root.rect[2] - root.label_at[0];
         if self.width_of(&text, size) < room {
             // Over the plain "all" label drawn with the other labels.
-            let [r, g, b] = self.bar_color(&root.bar, &Frame::default());
+            let [r, g, b] = self.bar_color(root, &Frame::default());
             let paint_rect = Rect::from_ltrb(
                 root.label_at[0] - 1.0,
                 root.rect[1] + 1.0,
@@ -305,18 +311,8 @@ impl DirectRenderer {
     /// `--colors comm`: the top processes with their colour and share, at
     /// the header's right.
     fn draw_legend(&self, pixmap: &mut Pixmap, frame: &Frame) {
-        let mut by: HashMap<&str, u64> = HashMap::new();
-        let mut total = 0;
-        for l in &frame.lines {
-            if let Some((stack, n)) = l.rsplit_once(' ') {
-                let n: u64 = n.parse().unwrap_or(0);
-                *by.entry(stack.split(';').next().unwrap_or(stack))
-                    .or_insert(0) += n;
-                total += n;
-            }
-        }
-        let mut top: Vec<(&str, u64)> = by.into_iter().collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let top = frame.tree.processes();
+        let total = frame.tree.total();
         let size = self.scale.subtitle_font;
         let band_h = self.scale.header as f32;
         let mut x = pixmap.width() as f32 - 16.0;
@@ -367,6 +363,29 @@ impl DirectRenderer {
                 }
             }
         }
+    }
+}
+
+/// Fills an axis-aligned rectangle with an opaque colour, row by row: the
+/// pixels whose centres are inside it, as a non-anti-aliased path fill
+/// covers them (bars are never blended, so no path filler is needed).
+fn fill_rect(pixmap: &mut Pixmap, rect: [f32; 4], rgba: [u8; 4]) {
+    let (w, h) = (pixmap.width() as i64, pixmap.height() as i64);
+    let edge = |v: f32, max: i64| ((v + 0.5).floor() as i64).clamp(0, max);
+    let [x1, y1, x2, y2] = rect;
+    let (x0, x1) = (edge(x1, w) as usize, edge(x2, w) as usize);
+    let (y0, y1) = (edge(y1, h) as usize, edge(y2, h) as usize);
+    if x0 >= x1 || y0 >= y1 {
+        return;
+    }
+    let stride = w as usize * 4;
+    let data = pixmap.data_mut();
+    let first = y0 * stride;
+    for px in data[first + x0 * 4..first + x1 * 4].chunks_exact_mut(4) {
+        px.copy_from_slice(&rgba);
+    }
+    for y in y0 + 1..y1 {
+        data.copy_within(first + x0 * 4..first + x1 * 4, y * stride + x0 * 4);
     }
 }
 

@@ -71,37 +71,48 @@ impl FrameRenderer {
         })
     }
 
-    /// The frame as a pixmap (premultiplied RGBA).
+    /// The frame as a new pixmap (premultiplied RGBA).
     pub fn pixmap(&self, f: &Frame) -> Result<Pixmap> {
         match &self.direct {
             Some(d) => d.pixmap(f),
-            None => self.svg.pixmap_frame(&f.lines, &f.fit, &f.info),
+            None => self.svg.pixmap_frame(&f.lines(), &f.fit, &f.info),
+        }
+    }
+
+    /// Runs `out` on the frame's pixels: drawn on the render thread's own
+    /// canvas (direct renderer), or a pixmap of the SVG route.
+    pub fn with_pixels<R>(&self, f: &Frame, out: impl FnOnce(&Pixmap) -> R) -> Result<R> {
+        match &self.direct {
+            Some(d) => d.with_canvas(f, out),
+            None => Ok(out(&self.pixmap(f)?)),
         }
     }
 
     /// The frame as PNG (with alpha for `--background transparent`).
     pub fn png(&self, f: &Frame) -> Result<Vec<u8>> {
-        let pixmap = self.pixmap(f)?;
-        if self.look.transparent {
-            encode_png_rgba(&pixmap)
-        } else {
-            encode_png(&pixmap)
-        }
+        let transparent = self.look.transparent;
+        self.with_pixels(f, |pixmap| {
+            if transparent {
+                encode_png_rgba(pixmap)
+            } else {
+                encode_png(pixmap)
+            }
+        })?
     }
 
     /// The frame as JPEG.
     pub fn jpeg(&self, f: &Frame) -> Result<Vec<u8>> {
-        encode_jpeg(&self.pixmap(f)?)
+        self.with_pixels(f, encode_jpeg)?
     }
 
     /// The frame as the live page shows it (fluid width, screen-sized
     /// labels).
     pub fn page_svg(&self, f: &Frame) -> Result<Vec<u8>> {
-        self.svg.page_svg(&f.lines, &f.info)
+        self.svg.page_svg(&f.lines(), &f.info)
     }
 
     /// The frame as inferno's interactive SVG.
     pub fn svg(&self, f: &Frame) -> Result<Vec<u8>> {
-        self.svg.svg_frame(&f.lines, &f.fit, &f.info)
+        self.svg.svg_frame(&f.lines(), &f.fit, &f.info)
     }
 }

@@ -342,63 +342,7 @@ impl SvgRenderer {
 }
 
 /// The canvas is opaque, so premultiplied RGBA is plain RGBA: drop alpha.
-fn rgb(pixmap: &Pixmap) -> Vec<u8> {
-    pixmap
-        .data()
-        .chunks_exact(4)
-        .flat_map(|p| [p[0], p[1], p[2]])
-        .collect()
-}
-
-/// JPEG, quality 85 (the live feed's MJPEG stream).
-pub fn encode_jpeg(pixmap: &Pixmap) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    // Labels are thin dark strokes on saturated bars: quality 92 without
-    // chroma subsampling keeps them sharp (at 85 with 4:2:0 they blurred).
-    let mut enc = jpeg_encoder::Encoder::new(&mut out, 92);
-    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_4_4);
-    enc.encode(
-        &rgb(pixmap),
-        pixmap.width() as u16,
-        pixmap.height() as u16,
-        jpeg_encoder::ColorType::Rgb,
-    )
-    .context("JPEG encoding")?;
-    Ok(out)
-}
-
-/// PNG with alpha (`--background transparent`): tiny-skia's pixels are
-/// premultiplied, PNG's are not.
-pub fn encode_png_rgba(pixmap: &Pixmap) -> Result<Vec<u8>> {
-    let mut rgba = Vec::with_capacity(pixmap.data().len());
-    for px in pixmap.pixels() {
-        let c = px.demultiply();
-        rgba.extend_from_slice(&[c.red(), c.green(), c.blue(), c.alpha()]);
-    }
-    let mut out = Vec::with_capacity(rgba.len() / 8);
-    let mut enc = png::Encoder::new(&mut out, pixmap.width(), pixmap.height());
-    enc.set_color(png::ColorType::Rgba);
-    enc.set_depth(png::BitDepth::Eight);
-    enc.set_compression(png::Compression::Fast);
-    let mut w = enc.write_header().context("PNG encoding")?;
-    w.write_image_data(&rgba).context("PNG encoding")?;
-    drop(w);
-    Ok(out)
-}
-
-/// PNG, RGB, fast compression (tiny-skia's own encoder is ~10x slower).
-pub fn encode_png(pixmap: &Pixmap) -> Result<Vec<u8>> {
-    let rgb = rgb(pixmap);
-    let mut out = Vec::with_capacity(rgb.len() / 8);
-    let mut enc = png::Encoder::new(&mut out, pixmap.width(), pixmap.height());
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    enc.set_compression(png::Compression::Fast);
-    let mut w = enc.write_header().context("PNG header")?;
-    w.write_image_data(&rgb).context("PNG data")?;
-    w.finish().context("PNG end")?;
-    Ok(out)
-}
+pub use super::encode::{encode_jpeg, encode_png, encode_png_rgba};
 
 #[cfg(test)]
 mod tests {

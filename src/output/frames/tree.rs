@@ -1,0 +1,669 @@
+//! A frame's flame graph as a tree, built straight from the profile model.
+//!
+//! Frames are named once per run, not once per sample: a [`Namer`] keeps
+//! each [`Frame`]'s drawn name (its precomputed hash makes the lookup a
+//! pointer compare), and names are interned, so building a tree is one
+//! small-key hash lookup per frame of each stack and never formats, splits
+//! or hashes stack strings. The tree is what the renderers lay out and
+//! what folded text (the SVG route, the live page's downloads) is written
+//! from.
+//!
+//! Nodes are kept breadth first, each node's children next to each other in
+//! drawing order, each with the sample offset where it starts: layout is a
+//! single pass.
+
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::arrange::{extend_hash, CUT_MARK};
+use crate::output::folded::{for_each_frame_info, FrameKind, KERNEL_ANNOTATION, MISSED_KERNEL};
+use crate::output::StackFormat;
+use crate::profile::{Frame, Profile, StackKey};
+
+/// A drawn name, shared by every node and tree that uses it.
+pub type Name = Arc<str>;
+
+/// Identical frames in a row drawn as one bar from this many.
+const RUN_MIN: usize = 3;
+
+/// Entries a namer keeps before starting afresh (bounded memory in a long
+/// live run whose frames keep changing: JIT code, short-lived processes).
+const NAMER_LIMIT: usize = 1 << 20;
+
+/// One bar of the flame graph.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The drawn name ("all" for the root).
+    pub name: Name,
+    /// [`extend_hash`] of the path from the root: identifies the bar from
+    /// one frame to the next (0 for the root).
+    pub hash: u64,
+    /// The parent's index (the root's own is 0).
+    pub parent: u32,
+    /// 0 for the root, 1 for the process (comm).
+    pub depth: u32,
+    /// Samples in this bar.
+    pub total: u64,
+    /// Samples whose stack ends here.
+    pub self_count: u64,
+    /// Where the bar starts, in samples from the left edge.
+    pub start: u64,
+    /// The index of the depth-1 ancestor (the process), 0 for the root.
+    pub comm: u32,
+    first_child: u32,
+    children: u32,
+}
+
+impl Node {
+    /// Indices of the children, in drawing order.
+    pub fn children(&self) -> std::ops::Range<usize> {
+        self.first_child as usize..(self.first_child + self.children) as usize
+    }
+}
+
+/// How frames are named in the graph: as folded output names them (`-d`,
+/// `-a`), and for `--colors kernel` with kernel frames marked `_[k]` and
+/// JIT frames `_[j]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Naming {
+    /// `-d`, `-U`, `-K` (and `-a`).
+    pub format: StackFormat,
+    /// Mark kernel frames `_[k]` (`-a` or `--colors kernel`).
+    pub kernel_marks: bool,
+    /// Mark JIT frames `_[j]` (`--colors kernel`).
+    pub jit_marks: bool,
+}
+
+/// JIT code: a frame named from a process's perf map (`perf-PID.map`).
+fn is_jit(frame: &Frame) -> bool {
+    frame
+        .info()
+        .module
+        .as_deref()
+        .is_some_and(|m| m.starts_with("perf-") && m.ends_with(".map"))
+}
+
+/// Names frames and interns names, remembering both.
+#[derive(Debug, Default)]
+pub struct Namer {
+    naming: Naming,
+    strings: FxHashSet<Name>,
+    user: FxHashMap<Frame, Name>,
+    kernel: FxHashMap<Frame, Name>,
+}
+
+impl Namer {
+    /// A namer for one way of naming.
+    pub fn new(naming: Naming) -> Namer {
+        Namer {
+            naming,
+            ..Default::default()
+        }
+    }
+
+    /// The shared copy of `s`.
+    pub fn intern(&mut self, s: &str) -> Name {
+        if let Some(n) = self.strings.get(s) {
+            return n.clone();
+        }
+        let n: Name = Arc::from(s);
+        self.strings.insert(n.clone());
+        n
+    }
+
+    fn frame_name(&mut self, frame: &Frame, kind: FrameKind) -> Name {
+        let cached = match kind {
+            FrameKind::Kernel => self.kernel.get(frame),
+            _ => self.user.get(frame),
+        };
+        if let Some(n) = cached {
+            return n.clone();
+        }
+        let mut s = frame.display_name().into_owned();
+        match kind {
+            FrameKind::Kernel if self.naming.kernel_marks => s.push_str(KERNEL_ANNOTATION),
+            FrameKind::User if self.naming.jit_marks && is_jit(frame) => s.push_str("_[j]"),
+            _ => {}
+        }
+        let n = self.intern(&s);
+        match kind {
+            FrameKind::Kernel => self.kernel.insert(frame.clone(), n.clone()),
+            _ => self.user.insert(frame.clone(), n.clone()),
+        };
+        n
+    }
+
+    /// A stack's names, root first (the comm, then user and kernel frames
+    /// as folded output orders them), runs of one frame collapsed to
+    /// `name ×N`; into `out`, cleared first.
+    pub fn stack(&mut self, key: &StackKey, out: &mut Vec<Name>) {
+        if self.user.len() + self.kernel.len() + self.strings.len() > NAMER_LIMIT {
+            let naming = self.naming;
+            *self = Namer::new(naming);
+        }
+        out.clear();
+        let fmt = self.naming.format;
+        let kernel_marks = self.naming.kernel_marks;
+        for_each_frame_info(key, &fmt, |name, kind, frame| {
+            let n = match frame {
+                Some(f) => self.frame_name(f, kind),
+                None if kind == FrameKind::Kernel && kernel_marks && name != MISSED_KERNEL => {
+                    self.intern(&format!("{name}{KERNEL_ANNOTATION}"))
+                }
+                None => self.intern(name),
+            };
+            out.push(n);
+        });
+        self.collapse_runs(out);
+    }
+
+    /// `a;b;b;b;b;c` -> `a;b ×4;c`.
+    fn collapse_runs(&mut self, names: &mut Vec<Name>) {
+        let has_run = names
+            .windows(RUN_MIN)
+            .any(|w| w.iter().all(|n| Arc::ptr_eq(n, &w[0])));
+        if !has_run {
+            return;
+        }
+        let mut out = Vec::with_capacity(names.len());
+        let mut i = 0;
+        while i < names.len() {
+            let mut j = i + 1;
+            while j < names.len() && Arc::ptr_eq(&names[j], &names[i]) {
+                j += 1;
+            }
+            if j - i >= RUN_MIN {
+                out.push(self.intern(&format!("{} \u{d7}{}", names[i], j - i)));
+            } else {
+                out.extend(names[i..j].iter().cloned());
+            }
+            i = j;
+        }
+        *names = out;
+    }
+}
+
+/// A tree being built: nodes in the order first seen. Children are found
+/// by walking the parent's short list (most bars have a few children), or,
+/// for a parent with many, by (parent, interned name) in a hash index.
+#[derive(Debug)]
+pub struct TreeBuilder {
+    nodes: Vec<Node>,
+    /// Per node: its first child and its next sibling (`NONE`: none).
+    links: Vec<(u32, u32)>,
+    index: FxHashMap<(u32, usize), u32>,
+}
+
+/// No node.
+const NONE: u32 = u32::MAX;
+/// Children a parent has before its children are indexed by hash.
+const INDEX_FROM: u32 = 8;
+
+impl Default for TreeBuilder {
+    fn default() -> Self {
+        TreeBuilder::with_capacity(1)
+    }
+}
+
+impl TreeBuilder {
+    /// An empty tree (the root only), with room for `nodes` bars.
+    pub fn with_capacity(nodes: usize) -> TreeBuilder {
+        let mut b = TreeBuilder {
+            nodes: Vec::with_capacity(nodes),
+            links: Vec::with_capacity(nodes),
+            index: FxHashMap::default(),
+        };
+        b.nodes.push(Node {
+            name: Arc::from("all"),
+            hash: 0,
+            parent: 0,
+            depth: 0,
+            total: 0,
+            self_count: 0,
+            start: 0,
+            comm: 0,
+            first_child: 0,
+            children: 0,
+        });
+        b.links.push((NONE, NONE));
+        b
+    }
+
+    /// Bars so far (the root included).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the tree is the root alone.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.len() == 1
+    }
+
+    fn child(&self, at: u32, name: &Name) -> Option<u32> {
+        if self.nodes[at as usize].children >= INDEX_FROM {
+            return self
+                .index
+                .get(&(at, Arc::as_ptr(name) as *const u8 as usize))
+                .copied();
+        }
+        let mut c = self.links[at as usize].0;
+        while c != NONE {
+            if Arc::ptr_eq(&self.nodes[c as usize].name, name) {
+                return Some(c);
+            }
+            c = self.links[c as usize].1;
+        }
+        None
+    }
+
+    fn new_child(&mut self, at: u32, name: &Name) -> u32 {
+        let i = self.nodes.len() as u32;
+        let parent = &self.nodes[at as usize];
+        let node = Node {
+            name: name.clone(),
+            hash: extend_hash(parent.hash, name),
+            parent: at,
+            depth: parent.depth + 1,
+            total: 0,
+            self_count: 0,
+            start: 0,
+            comm: if parent.depth == 0 { i } else { parent.comm },
+            first_child: 0,
+            children: 0,
+        };
+        self.nodes.push(node);
+        let first = self.links[at as usize].0;
+        self.links.push((NONE, first));
+        self.links[at as usize].0 = i;
+        let parent = &mut self.nodes[at as usize];
+        parent.children += 1;
+        let key = |n: &Node| (at, Arc::as_ptr(&n.name) as *const u8 as usize);
+        match parent.children.cmp(&INDEX_FROM) {
+            std::cmp::Ordering::Less => {}
+            std::cmp::Ordering::Equal => {
+                let mut c = i;
+                while c != NONE {
+                    self.index.insert(key(&self.nodes[c as usize]), c);
+                    c = self.links[c as usize].1;
+                }
+            }
+            std::cmp::Ordering::Greater => {
+                self.index.insert(key(&self.nodes[i as usize]), i);
+            }
+        }
+        i
+    }
+
+    /// Adds `n` samples of a stack (names root first, interned: equal
+    /// names must be the same [`Name`]).
+    pub fn add(&mut self, names: &[Name], n: u64) {
+        let mut at = 0u32;
+        self.nodes[0].total += n;
+        for name in names {
+            let next = match self.child(at, name) {
+                Some(c) => c,
+                None => self.new_child(at, name),
+            };
+            self.nodes[next as usize].total += n;
+            at = next;
+        }
+        self.nodes[at as usize].self_count += n;
+    }
+
+    /// A profile's stacks, named by `namer`.
+    pub fn of_profile(profile: &Profile, namer: &mut Namer, hint: usize) -> TreeBuilder {
+        let mut b = TreeBuilder::with_capacity(hint.max(1));
+        let mut names = Vec::with_capacity(64);
+        for (key, n) in &profile.counts {
+            namer.stack(key, &mut names);
+            b.add(&names, *n);
+        }
+        b
+    }
+
+    /// Samples in the tree.
+    pub fn total(&self) -> u64 {
+        self.nodes[0].total
+    }
+
+    /// Every bar but the root: (path hash, samples, depth).
+    pub fn prefixes(&self) -> impl Iterator<Item = (u64, u64, u32)> + '_ {
+        self.nodes[1..].iter().map(|n| (n.hash, n.total, n.depth))
+    }
+
+    /// The processes (depth-1 bars) with their samples.
+    pub fn processes(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
+        self.nodes[1..]
+            .iter()
+            .filter(|n| n.depth == 1)
+            .map(|n| (n.name.as_ref(), n.total))
+    }
+
+    /// The depth (frames, comm included) of the deepest bar holding at
+    /// least `min_share` of the samples: what can be seen at all.
+    pub fn visible_depth(&self, min_share: f64) -> usize {
+        let total = self.total();
+        if total == 0 {
+            return 0;
+        }
+        let min = (min_share * total as f64).max(1.0);
+        self.prefixes()
+            .filter(|(_, n, _)| *n as f64 >= min)
+            .map(|(_, _, d)| d as usize)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The finished tree: stacks deeper than `cap` frames cut (their last
+    /// kept frame replaced by [`CUT_MARK`]), siblings ordered by `key`
+    /// (smallest first).
+    pub fn finish<K: Ord>(self, cap: Option<usize>, key: impl Fn(&Node) -> K) -> FlameTree {
+        let mut nodes = self.nodes;
+        let cap = cap.map(|c| c.max(2) as u32);
+        // Children per parent, as index ranges into `kids`.
+        let mut count = vec![0u32; nodes.len() + 1];
+        for n in &nodes[1..] {
+            count[n.parent as usize] += 1;
+        }
+        let mut first = Vec::with_capacity(nodes.len() + 1);
+        let mut acc = 0u32;
+        for c in &count {
+            first.push(acc);
+            acc += c;
+        }
+        let mut fill = first.clone();
+        let mut kids = vec![0u32; acc as usize];
+        for (i, n) in nodes.iter().enumerate().skip(1) {
+            let p = n.parent as usize;
+            kids[fill[p] as usize] = i as u32;
+            fill[p] += 1;
+        }
+        // Cutting: a bar at the cap keeps only the stacks that end there;
+        // what went deeper becomes one marked bar under its parent.
+        let mut cut_marks: Vec<Node> = Vec::new();
+        let mut mark_of: FxHashMap<u32, usize> = FxHashMap::default();
+        if let Some(cap) = cap {
+            let at_cap: Vec<usize> = (1..nodes.len())
+                .filter(|&i| nodes[i].depth == cap)
+                .collect();
+            for i in at_cap {
+                let deeper = nodes[i].total - nodes[i].self_count;
+                if deeper == 0 {
+                    continue;
+                }
+                nodes[i].total = nodes[i].self_count;
+                let p = nodes[i].parent;
+                let m = *mark_of.entry(p).or_insert_with(|| {
+                    let parent = &nodes[p as usize];
+                    cut_marks.push(Node {
+                        name: Arc::from(CUT_MARK),
+                        hash: extend_hash(parent.hash, CUT_MARK),
+                        parent: p,
+                        depth: cap,
+                        total: 0,
+                        self_count: 0,
+                        start: 0,
+                        comm: parent.comm,
+                        first_child: 0,
+                        children: 0,
+                    });
+                    cut_marks.len() - 1
+                });
+                cut_marks[m].total += deeper;
+                cut_marks[m].self_count += deeper;
+            }
+        }
+        let kept = |n: &Node| cap.is_none_or(|c| n.depth <= c) && n.total > 0;
+        // Breadth first, siblings in order (a stable sort: equal keys keep
+        // the order first seen).
+        let mut out: Vec<Node> = Vec::with_capacity(nodes.len() + cut_marks.len());
+        out.push(nodes[0].clone());
+        let mut queue: Vec<(Option<u32>, usize)> = vec![(Some(0), 0)];
+        let mut qi = 0;
+        let mut siblings: Vec<(Option<u32>, &Node)> = Vec::new();
+        while qi < queue.len() {
+            let (old, new) = queue[qi];
+            qi += 1;
+            let Some(old) = old else { continue };
+            siblings.clear();
+            let (a, b) = (first[old as usize], first[old as usize + 1]);
+            for &k in &kids[a as usize..b as usize] {
+                if kept(&nodes[k as usize]) {
+                    siblings.push((Some(k), &nodes[k as usize]));
+                }
+            }
+            if let Some(&m) = mark_of.get(&old) {
+                siblings.push((None, &cut_marks[m]));
+            }
+            siblings.sort_by_cached_key(|(_, n)| key(n));
+            let mut cursor = out[new].start + out[new].self_count;
+            let parent_comm = out[new].comm;
+            out[new].first_child = out.len() as u32;
+            out[new].children = siblings.len() as u32;
+            for &(k, n) in &siblings {
+                let idx = out.len();
+                let mut n = n.clone();
+                n.parent = new as u32;
+                n.start = cursor;
+                n.comm = if n.depth == 1 {
+                    idx as u32
+                } else {
+                    parent_comm
+                };
+                n.first_child = idx as u32;
+                n.children = 0;
+                cursor += n.total;
+                out.push(n);
+                queue.push((k, idx));
+            }
+        }
+        FlameTree { nodes: out }
+    }
+}
+
+/// A finished flame graph (see the module's doc).
+#[derive(Debug, Clone)]
+pub struct FlameTree {
+    nodes: Vec<Node>,
+}
+
+impl Default for FlameTree {
+    fn default() -> Self {
+        TreeBuilder::default().finish(None, |_| ())
+    }
+}
+
+impl FlameTree {
+    /// Folded lines (`stack count`) in the order given, siblings in the
+    /// order first seen: what `render_bench`, tests and imports of
+    /// another tool's frames draw.
+    pub fn from_folded(lines: &[String]) -> FlameTree {
+        let mut namer = Namer::default();
+        let mut b = TreeBuilder::default();
+        let mut names = Vec::new();
+        for line in lines {
+            let Some((stack, n)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            names.clear();
+            for f in stack.split(';') {
+                let name = namer.intern(f);
+                names.push(name);
+            }
+            b.add(&names, n);
+        }
+        b.finish(None, |_| ())
+    }
+
+    /// Every bar, root first, breadth first.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// The root bar.
+    pub fn root(&self) -> &Node {
+        &self.nodes[0]
+    }
+
+    /// Samples in the graph.
+    pub fn total(&self) -> u64 {
+        self.nodes[0].total
+    }
+
+    /// Whether the graph holds no sample.
+    pub fn is_empty(&self) -> bool {
+        self.total() == 0
+    }
+
+    /// A bar's children, in drawing order.
+    pub fn children(&self, i: usize) -> &[Node] {
+        &self.nodes[self.nodes[i].children()]
+    }
+
+    /// The processes (depth-1 bars) with their samples, biggest first.
+    pub fn processes(&self) -> Vec<(&str, u64)> {
+        let mut v: Vec<(&str, u64)> = self
+            .children(0)
+            .iter()
+            .map(|n| (n.name.as_ref(), n.total))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v
+    }
+
+    /// The path of a bar (`comm;a;b`; "" for the root).
+    pub fn path(&self, mut i: usize) -> String {
+        let mut parts = Vec::new();
+        while i != 0 {
+            parts.push(self.nodes[i].name.as_ref());
+            i = self.nodes[i].parent as usize;
+        }
+        parts.reverse();
+        parts.join(";")
+    }
+
+    /// Folded lines (`stack count`), depth first in drawing order: inferno,
+    /// told not to sort, draws the same graph from them.
+    pub fn folded_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut path = String::new();
+        self.walk_lines(0, &mut path, &mut out);
+        out
+    }
+
+    fn walk_lines(&self, i: usize, path: &mut String, out: &mut Vec<String>) {
+        let node = &self.nodes[i];
+        let len = path.len();
+        if i != 0 {
+            if !path.is_empty() {
+                path.push(';');
+            }
+            path.push_str(&node.name);
+            if node.self_count > 0 {
+                out.push(format!("{path} {}", node.self_count));
+            }
+        }
+        for c in node.children() {
+            self.walk_lines(c, path, out);
+        }
+        path.truncate(len);
+    }
+
+    /// About the memory the tree holds (names are shared with other
+    /// trees, so counted as pointers).
+    pub fn heap_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(lines: &[&str]) -> FlameTree {
+        let v: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+        FlameTree::from_folded(&v)
+    }
+
+    #[test]
+    fn merges_like_a_flame_graph() {
+        let t = tree(&["c;a;x 2", "c;a;y 3", "c;b 5"]);
+        assert_eq!(t.total(), 10);
+        let find = |name: &str| t.nodes().iter().position(|n| &*n.name == name).unwrap();
+        let n = |name: &str| &t.nodes()[find(name)];
+        assert_eq!((n("c").start, n("c").total), (0, 10));
+        assert_eq!((n("a").start, n("a").total), (0, 5));
+        assert_eq!((n("y").start, n("y").total), (2, 3));
+        assert_eq!((n("b").start, n("b").total), (5, 5));
+        assert_eq!(t.path(find("y")), "c;a;y");
+        assert_eq!(t.nodes().len(), 6);
+        assert_eq!(t.folded_lines(), vec!["c;a;x 2", "c;a;y 3", "c;b 5"]);
+        assert_eq!(n("y").comm as usize, find("c"));
+    }
+
+    #[test]
+    fn self_samples_sit_left_of_the_children() {
+        let t = tree(&["c;a 4", "c;a;b 6"]);
+        let b = t.nodes().iter().find(|n| &*n.name == "b").unwrap();
+        assert_eq!(b.start, 4);
+        assert_eq!(t.folded_lines(), vec!["c;a 4", "c;a;b 6"]);
+    }
+
+    #[test]
+    fn stacks_deeper_than_the_cap_end_in_a_mark() {
+        let mut namer = Namer::default();
+        let mut b = TreeBuilder::default();
+        for (s, n) in [("c;a;b;d;e", 2), ("c;a;x", 1), ("c;a;b", 3)] {
+            let names: Vec<Name> = s.split(';').map(|f| namer.intern(f)).collect();
+            b.add(&names, n);
+        }
+        assert_eq!(b.visible_depth(0.0), 5);
+        let t = b.finish(Some(3), |n| n.name.clone());
+        let mut lines = t.folded_lines();
+        lines.sort();
+        assert_eq!(lines, vec!["c;a;[+ deeper] 2", "c;a;b 3", "c;a;x 1"]);
+        assert_eq!(t.total(), 6);
+    }
+
+    #[test]
+    fn towers_collapse() {
+        let mut namer = Namer::default();
+        let a = namer.intern("a");
+        let b = namer.intern("b");
+        let mut v = vec![
+            a.clone(),
+            b.clone(),
+            b.clone(),
+            b.clone(),
+            b.clone(),
+            a.clone(),
+        ];
+        namer.collapse_runs(&mut v);
+        let s: Vec<&str> = v.iter().map(|n| n.as_ref()).collect();
+        assert_eq!(s, vec!["a", "b \u{d7}4", "a"]);
+        let mut v = vec![a.clone(), b.clone(), b.clone(), a];
+        namer.collapse_runs(&mut v);
+        assert_eq!(v.len(), 4);
+    }
+
+    #[test]
+    fn names_come_from_the_model() {
+        use crate::profile::Stack;
+        let key = StackKey {
+            comm: "app".into(),
+            pid: 1,
+            user: Stack::Frames(vec![Frame::named("leaf"), Frame::named("main")]),
+            kernel: Stack::Frames(vec![Frame::named("do_sys")]),
+        };
+        let mut namer = Namer::new(Naming {
+            kernel_marks: true,
+            ..Naming::default()
+        });
+        let mut out = Vec::new();
+        namer.stack(&key, &mut out);
+        let s: Vec<&str> = out.iter().map(|n| n.as_ref()).collect();
+        assert_eq!(s, vec!["app", "main", "leaf", "do_sys_[k]"]);
+    }
+}
