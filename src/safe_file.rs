@@ -153,6 +153,18 @@ pub fn write_whole(path: &Path, bytes: &[u8], replace: bool) -> Result<()> {
     tmp.persist(replace)
 }
 
+/// [`write_whole`] without waiting for the disk: for video frames, written
+/// by the hundred (a sync each was most of a near-empty frame's cost).
+/// Readers still never see part of a file; a crash may lose the last
+/// frames, which the recording can render again.
+pub fn write_whole_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = TempFile::new_for(path)?;
+    tmp.file()
+        .write_all(bytes)
+        .with_context(|| format!("failed to write {}", path.display()))?;
+    tmp.persist_with(false, false)
+}
+
 /// A file in progress: exclusive, unpredictable name beside its target,
 /// removed if it is dropped before [`TempFile::persist`].
 pub struct TempFile {
@@ -196,15 +208,22 @@ impl TempFile {
     /// Flushes the file and renames it to its target. With `replace` a
     /// regular file there is replaced; without, any file there is kept and
     /// this is an error. A link or special file there is never replaced.
-    pub fn persist(mut self, replace: bool) -> Result<()> {
+    pub fn persist(self, replace: bool) -> Result<()> {
+        self.persist_with(replace, true)
+    }
+
+    /// [`TempFile::persist`], flushing to the disk first only with `sync`.
+    fn persist_with(mut self, replace: bool, sync: bool) -> Result<()> {
         let inner = self.inner.take().expect("persisted once");
         let tmp_path = inner.path().to_path_buf();
         let target = self.target.clone();
         let result = (|| {
-            inner
-                .as_file()
-                .sync_data()
-                .with_context(|| format!("failed to write {}", target.display()))?;
+            if sync {
+                inner
+                    .as_file()
+                    .sync_data()
+                    .with_context(|| format!("failed to write {}", target.display()))?;
+            }
             if replace {
                 if let Ok(m) = fs::symlink_metadata(&target) {
                     if !m.file_type().is_file() {

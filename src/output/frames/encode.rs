@@ -43,7 +43,9 @@ pub fn straight_rgba_into(pixmap: &Pixmap, out: &mut Vec<u8>) {
 }
 
 fn png(width: u32, height: u32, color: png::ColorType, data: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() / 16);
+    // Small to start: a near-empty frame is tens of kilobytes, and a large
+    // first allocation is an mmap and page faults on every frame.
+    let mut out = Vec::with_capacity(64 << 10);
     let mut enc = png::Encoder::new(&mut out, width, height);
     enc.set_color(color);
     enc.set_depth(png::BitDepth::Eight);
@@ -56,12 +58,15 @@ fn png(width: u32, height: u32, color: png::ColorType, data: &[u8]) -> Result<Ve
     Ok(out)
 }
 
-/// PNG, RGB, fast compression (tiny-skia's own encoder is ~10x slower).
+/// PNG, fast compression (tiny-skia's own encoder is ~10x slower),
+/// straight from the opaque pixmap's RGBA.
 pub fn encode_png(pixmap: &Pixmap) -> Result<Vec<u8>> {
-    with_buffer(|rgb| {
-        rgb_into(pixmap, rgb);
-        png(pixmap.width(), pixmap.height(), png::ColorType::Rgb, rgb)
-    })
+    png(
+        pixmap.width(),
+        pixmap.height(),
+        png::ColorType::Rgba,
+        pixmap.data(),
+    )
 }
 
 /// PNG with alpha (`--background transparent`).

@@ -389,5 +389,5 @@ fn render_job(renderer: &FrameRenderer, format: FrameFormat, job: FrameJob) -> R
 /// renames it into place, so a reader (ffmpeg, a file watcher) never sees half
 /// a frame and no planted link is followed (see [`crate::safe_file`]).
 pub fn write_frame(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::safe_file::write_whole(path, bytes, false)
+    crate::safe_file::write_whole_unsynced(path, bytes)
 }

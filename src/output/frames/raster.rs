@@ -28,6 +28,13 @@ struct Glyph {
     coverage: Vec<u8>,
 }
 
+/// A range of canvas rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Rows {
+    start: u32,
+    end: u32,
+}
+
 /// Draws frames; its font and glyph cache are built once and only read
 /// afterwards, so one renderer serves every render thread.
 pub struct DirectRenderer {
@@ -97,29 +104,64 @@ impl DirectRenderer {
     }
 
     /// Runs `f` on the frame drawn on this thread's canvas: one canvas per
-    /// thread, cleared and reused from frame to frame.
+    /// thread, reused from frame to frame.
     pub fn with_canvas<R>(&self, frame: &Frame, f: impl FnOnce(&Pixmap) -> R) -> Result<R> {
         thread_local! {
-            static CANVAS: std::cell::RefCell<Option<Pixmap>> = const { std::cell::RefCell::new(None) };
+            /// The canvas, its look, and the rows the last frame drew bars
+            /// or text on.
+            static CANVAS: std::cell::RefCell<Option<(Pixmap, Look, Rows)>> =
+                const { std::cell::RefCell::new(None) };
         }
         CANVAS.with(|c| {
             let mut c = c.borrow_mut();
-            let fits = c.as_ref().is_some_and(|p| {
-                p.width() == self.canvas.width && p.height() == self.canvas.height
+            let fits = c.as_ref().is_some_and(|(p, look, _)| {
+                p.width() == self.canvas.width
+                    && p.height() == self.canvas.height
+                    && *look == self.look
             });
             if !fits {
-                *c = Some(self.blank()?);
+                *c = Some((self.blank()?, self.look, Rows::default()));
             }
-            let pixmap = c.as_mut().expect("made above");
-            self.draw_into(pixmap, frame);
+            let (pixmap, _, dirty) = c.as_mut().expect("made above");
+            // Only the rows the last frame drew on need clearing (the
+            // header band is cleared as it is drawn): a nearly empty frame
+            // costs a few rows, not the whole canvas.
+            self.clear_rows(pixmap, *dirty);
+            *dirty = self.draw(pixmap, frame);
             Ok(f(pixmap))
         })
+    }
+
+    /// Fills `rows` with the background.
+    fn clear_rows(&self, pixmap: &mut Pixmap, rows: Rows) {
+        let [r, g, b, a] = self.look.background();
+        let c = Color::from_rgba8(r, g, b, a).premultiply().to_color_u8();
+        let px = [c.red(), c.green(), c.blue(), c.alpha()];
+        let stride = pixmap.width() as usize * 4;
+        let end = (rows.end as usize).min(pixmap.height() as usize);
+        let start = (rows.start as usize).min(end);
+        if start == end {
+            return;
+        }
+        let data = &mut pixmap.data_mut()[start * stride..end * stride];
+        for p in data[..stride].chunks_exact_mut(4) {
+            p.copy_from_slice(&px);
+        }
+        for y in 1..end - start {
+            data.copy_within(0..stride, y * stride);
+        }
     }
 
     /// Draws a frame over whatever `pixmap` held.
     pub fn draw_into(&self, pixmap: &mut Pixmap, frame: &Frame) {
         let [r, g, b, a] = self.look.background();
         pixmap.fill(Color::from_rgba8(r, g, b, a));
+        self.draw(pixmap, frame);
+    }
+
+    /// Draws a frame on a clear canvas; returns the rows under the header
+    /// it drew on.
+    fn draw(&self, pixmap: &mut Pixmap, frame: &Frame) -> Rows {
         let placed = geometry::place_oriented(
             &frame.tree,
             self.canvas,
@@ -134,6 +176,29 @@ impl DirectRenderer {
         if self.look.colors == Colors::Comm {
             self.draw_legend(pixmap, frame);
         }
+        // The bars with their labels (a label may pass its bar's edges by
+        // a little), and the "no samples" line.
+        let mut rows = Rows {
+            start: pixmap.height(),
+            end: 0,
+        };
+        let pad = frame.fit.font_size as f32;
+        for p in &placed {
+            rows.start = rows.start.min((p.rect[1] - pad).max(0.0) as u32);
+            rows.end = rows.end.max((p.rect[3] + pad).ceil() as u32);
+        }
+        if frame.tree.is_empty() {
+            // "no samples", on the middle row.
+            let size = u32::from(self.scale.title_font) * 3 / 2;
+            let middle = pixmap.height() / 2;
+            rows = Rows {
+                start: middle.saturating_sub(size * 2),
+                end: middle + size,
+            };
+        }
+        rows.end = rows.end.min(pixmap.height());
+        rows.start = rows.start.min(rows.end);
+        rows
     }
 
     /// Folded lines drawn on the fixed canvas (the hot colours).
@@ -430,6 +495,41 @@ fn blend(pixmap: &mut Pixmap, g: &Glyph, pen: f32, baseline: f32, color: [u8; 3]
             }
             let dst_a = u32::from(data[i + 3]);
             data[i + 3] = (a + (dst_a * (255 - a) + 127) / 255) as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(lines: &[&str], canvas: Canvas) -> Frame {
+        let lines: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+        let depth = lines
+            .iter()
+            .map(|l| l.split(';').count())
+            .max()
+            .unwrap_or(1);
+        let info = FrameInfo {
+            samples: 10,
+            ..Default::default()
+        };
+        Frame::from_lines(&lines, layout::fit_canvas(canvas, depth), info)
+    }
+
+    #[test]
+    fn a_reused_canvas_draws_what_a_fresh_one_does() {
+        let canvas = Canvas {
+            width: 640,
+            height: 360,
+        };
+        let r = DirectRenderer::new(canvas).unwrap();
+        let full = frame(&["c;a;b;c;d;e;f 5", "c;x;y 5", "d;q 3"], canvas);
+        let small = frame(&["c;a 1"], canvas);
+        let empty = frame(&[], canvas);
+        for f in [&full, &small, &empty, &full, &small] {
+            let reused = r.with_canvas(f, |p| p.data().to_vec()).unwrap();
+            assert!(reused == r.pixmap(f).unwrap().data(), "{:?}", f.lines());
         }
     }
 }
