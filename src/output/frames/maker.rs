@@ -266,10 +266,13 @@ impl FrameMaker {
         let mut modes = FrameModeState::new(self.mode);
         let shared = self.shared.clone();
         let comm = shared.colors == Colors::Comm;
+        let interval_mode = self.mode == FrameMode::Interval;
         let seen = intervals
             .map(|p| {
                 let end = p.start + p.duration;
-                (modes.next(&p), end)
+                // Each interval is its own frame: no copy needed.
+                let frame = if interval_mode { p } else { modes.next(&p) };
+                (frame, end)
             })
             .par_bridge()
             .fold(Seen::default, |mut seen, (frame, end)| {
