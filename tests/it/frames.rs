@@ -13,8 +13,18 @@ fn decode(path: &Path) -> (u32, u32, Vec<u8>) {
     let mut buf = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut buf).unwrap();
     buf.truncate(info.buffer_size());
-    assert_eq!(info.color_type, png::ColorType::Rgb);
-    (info.width, info.height, buf)
+    // Opaque frames are written as RGBA straight from the canvas (no
+    // conversion pass): every pixel's alpha is 255. Returned as RGB.
+    assert_eq!(info.color_type, png::ColorType::Rgba);
+    assert!(
+        buf.chunks_exact(4).all(|p| p[3] == 255),
+        "a transparent pixel"
+    );
+    let rgb = buf
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect();
+    (info.width, info.height, rgb)
 }
 
 #[test]
