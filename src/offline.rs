@@ -170,7 +170,7 @@ pub fn render(args: RenderArgs) -> Result<()> {
     let mut rendered = 0;
     let source = regrouped(&mut intervals, args.regroup);
     for p in source {
-        frames.interval(&p)?;
+        frames.interval_owned(p)?;
         rendered += 1;
     }
     frames.finish(&crate::profile::LossReport::default())?;
@@ -206,7 +206,7 @@ fn render_video(
     }
     let mut rendered = 0;
     for p in regrouped(&mut intervals, args.regroup) {
-        video.interval(&p)?;
+        video.interval_owned(p)?;
         rendered += 1;
     }
     video.finish(&crate::profile::LossReport::default())?;

@@ -127,6 +127,7 @@ impl VideoOutput {
     /// Checks the target and ffmpeg, and starts ffmpeg. Call before
     /// sampling starts.
     pub fn new(cfg: VideoConfig) -> Result<VideoOutput> {
+        super::frames::keep_freed_memory();
         let target = crate::safe_file::Target::resolve(&cfg.path, cfg.overwrite)?;
         if !matches!(target, crate::safe_file::Target::File { .. }) {
             bail!("-o {}: a video must go to a file", cfg.path.display());
@@ -258,13 +259,9 @@ fn write_in_order(
     Ok(next)
 }
 
-impl Output for VideoOutput {
-    fn name(&self) -> String {
-        format!("the video {}", self.path.display())
-    }
-
-    fn interval(&mut self, profile: &Profile) -> Result<()> {
-        // ffmpeg gone (disk full, killed): stop the run now with its cause.
+impl VideoOutput {
+    /// ffmpeg gone (disk full, killed): stop the run now with its cause.
+    fn check_writer(&mut self) -> Result<()> {
         if self.writer.as_ref().is_some_and(|w| w.is_finished()) {
             let writer = self.writer.take().expect("checked");
             writer
@@ -272,8 +269,23 @@ impl Output for VideoOutput {
                 .map_err(|_| anyhow!("the video writer panicked"))??;
             bail!("ffmpeg stopped before the end of the run");
         }
+        Ok(())
+    }
+
+    /// Hands an interval given away (a recording being rendered) to the
+    /// pool without copying it.
+    pub fn interval_owned(&mut self, interval: Profile) -> Result<()> {
+        self.check_writer()?;
         let ticket = self.in_flight.enter();
-        let frame = self.maker.start(profile);
+        let frame = self.maker.start_owned(interval);
+        self.submit(frame, ticket)
+    }
+
+    fn submit(
+        &mut self,
+        frame: super::frames::PendingFrame,
+        ticket: super::frames::Ticket,
+    ) -> Result<()> {
         let n = self.next;
         self.next += 1;
         let tx = self.tx.clone().expect("open until finish");
@@ -293,6 +305,19 @@ impl Output for VideoOutput {
             super::frames::FRAMES_WRITTEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         });
         Ok(())
+    }
+}
+
+impl Output for VideoOutput {
+    fn name(&self) -> String {
+        format!("the video {}", self.path.display())
+    }
+
+    fn interval(&mut self, profile: &Profile) -> Result<()> {
+        self.check_writer()?;
+        let ticket = self.in_flight.enter();
+        let frame = self.maker.start(profile);
+        self.submit(frame, ticket)
     }
 
     fn finish(&mut self, _loss: &crate::profile::LossReport) -> Result<()> {

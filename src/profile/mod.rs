@@ -136,6 +136,13 @@ impl Frame {
         Frame::new(info)
     }
 
+    /// This copy's identity: equal for clones of one frame, and never
+    /// reused while a clone is kept (a cache that keeps the frame may key
+    /// by it).
+    pub fn identity(&self) -> usize {
+        Arc::as_ptr(&self.0) as usize
+    }
+
     /// Everything known of the frame.
     pub fn info(&self) -> &FrameInfo {
         &self.0.info

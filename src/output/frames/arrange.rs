@@ -52,11 +52,9 @@ impl Hasher for PrefixHasher {
 /// A map keyed by stack-prefix hashes (see [`prefix_hash`]).
 pub type PrefixMap<V> = HashMap<u64, V, BuildHasherDefault<PrefixHasher>>;
 
-/// The hash of the prefix `parent;name`, from the hash of `parent` (0 for
-/// the empty prefix): each frame is hashed once per stack, not once per
-/// prefix it is part of.
-pub fn extend_hash(parent: u64, name: &str) -> u64 {
-    let mut h = (parent ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0x0100_0000_01b3);
+/// A name's own hash (FNV-1a): a namer computes it once per name.
+pub fn name_hash(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
@@ -64,12 +62,21 @@ pub fn extend_hash(parent: u64, name: &str) -> u64 {
     h
 }
 
+/// The hash of the prefix `parent;name`, from the hash of `parent` (0 for
+/// the empty prefix) and the name's [`name_hash`]: a few multiplies per
+/// bar, whatever the name's length.
+pub fn extend_hash(parent: u64, name: u64) -> u64 {
+    let h = (parent.rotate_left(23) ^ name).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    h ^ (h >> 29)
+}
+
 /// The hash of a whole prefix (`comm;a;b`), as [`extend_hash`] builds it.
 pub fn prefix_hash(path: &str) -> u64 {
     if path.is_empty() {
         return 0;
     }
-    path.split(';').fold(0, extend_hash)
+    path.split(';')
+        .fold(0, |h, name| extend_hash(h, name_hash(name)))
 }
 
 /// The arrangement state a frame maker keeps across frames.
@@ -182,17 +189,17 @@ impl Arranger {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tree::{Namer, TreeBuilder};
+    use super::super::tree::{NameId, Namer, RawTree, TreeBuilder};
     use super::*;
 
-    fn builder(v: &[(&str, u64)]) -> TreeBuilder {
+    fn builder(v: &[(&str, u64)]) -> RawTree {
         let mut namer = Namer::default();
         let mut b = TreeBuilder::default();
         for (s, n) in v {
-            let names: Vec<Name> = s.split(';').map(|f| namer.intern(f)).collect();
+            let names: Vec<NameId> = s.split(';').map(|f| namer.intern(f)).collect();
             b.add(&names, *n);
         }
-        b
+        b.seal(&namer)
     }
 
     fn lines(a: &mut Arranger, v: &[(&str, u64)]) -> Vec<String> {

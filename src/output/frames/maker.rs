@@ -19,7 +19,7 @@ use rayon::iter::{ParallelBridge, ParallelIterator};
 use super::arrange::{Arranger, PrefixMap};
 use super::layout::{self, Canvas, Fit, FrameInfo};
 use super::palette::{Colors, Look};
-use super::tree::{FlameTree, Namer, Naming, TreeBuilder};
+use super::tree::{FlameTree, Namer, Naming, RawTree, TreeBuilder};
 use crate::output::StackFormat;
 use crate::profile::modes::{FrameMode, FrameModeState};
 use crate::profile::Profile;
@@ -125,11 +125,11 @@ impl Shared {
     }
 
     /// The tree of a profile, uncut and unordered.
-    fn build(&self, profile: &Profile) -> TreeBuilder {
+    fn build(&self, profile: &Profile) -> RawTree {
         let mut namer = self.namer();
         // Sized like the last tree: consecutive frames are alike.
         let hint = self.last_size.load(std::sync::atomic::Ordering::Relaxed);
-        let b = TreeBuilder::of_profile(profile, &mut namer, hint);
+        let b = TreeBuilder::of_profile(profile, &mut namer, hint).seal(&namer);
         self.give_back(namer);
         self.last_size
             .store(b.len(), std::sync::atomic::Ordering::Relaxed);
@@ -166,6 +166,13 @@ pub struct FrameMaker {
     /// The run's length, when known (render): the header's progress bar.
     run_end: Option<Duration>,
     shared: Arc<Shared>,
+}
+
+/// What the header says of a frame's own interval.
+struct Own {
+    samples: u64,
+    duration: Duration,
+    loss: crate::profile::LossReport,
 }
 
 /// A frame started: built and arranged by [`PendingFrame::make`].
@@ -310,6 +317,32 @@ impl FrameMaker {
     /// mode and the header); [`PendingFrame::make`] does the rest.
     pub fn start(&mut self, interval: &Profile) -> PendingFrame {
         let frame = self.modes.next(interval);
+        let own = Own {
+            samples: interval.samples(),
+            duration: interval.duration,
+            loss: interval.loss,
+        };
+        self.pending(own, frame)
+    }
+
+    /// [`FrameMaker::start`] on an interval the caller gives away (a
+    /// recording being rendered): in `interval` mode it is the frame, not
+    /// a copy of it.
+    pub fn start_owned(&mut self, interval: Profile) -> PendingFrame {
+        if self.mode != FrameMode::Interval {
+            return self.start(&interval);
+        }
+        let own = Own {
+            samples: interval.samples(),
+            duration: interval.duration,
+            loss: interval.loss,
+        };
+        self.pending(own, interval)
+    }
+
+    /// The frame `frame`, made for an interval that was `own`.
+    fn pending(&mut self, own: Own, frame: Profile) -> PendingFrame {
+        let interval = &own;
         let loss = &interval.loss;
         let lost = (loss.lost() > 0).then(|| {
             let mut why = Vec::new();
@@ -333,7 +366,7 @@ impl FrameMaker {
             start: frame.start,
             duration: frame.duration,
             samples: frame.samples(),
-            interval_samples: interval.samples(),
+            interval_samples: interval.samples,
             interval: interval.duration,
             lost,
             mode: (self.mode != FrameMode::Interval).then(|| self.mode.to_string()),

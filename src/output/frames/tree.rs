@@ -14,22 +14,11 @@
 
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
-use super::arrange::{extend_hash, CUT_MARK};
-use crate::output::folded::{for_each_frame_info, FrameKind, KERNEL_ANNOTATION, MISSED_KERNEL};
-use crate::output::StackFormat;
-use crate::profile::{Frame, Profile, StackKey};
-
-/// A drawn name, shared by every node and tree that uses it.
-pub type Name = Arc<str>;
-
-/// Identical frames in a row drawn as one bar from this many.
-const RUN_MIN: usize = 3;
-
-/// Entries a namer keeps before starting afresh (bounded memory in a long
-/// live run whose frames keep changing: JIT code, short-lived processes).
-const NAMER_LIMIT: usize = 1 << 20;
+use super::arrange::{extend_hash, name_hash, CUT_MARK};
+pub use super::names::{Name, NameId, Namer, Naming};
+use crate::profile::Profile;
 
 /// One bar of the flame graph.
 #[derive(Debug, Clone)]
@@ -62,140 +51,30 @@ impl Node {
     }
 }
 
-/// How frames are named in the graph: as folded output names them (`-d`,
-/// `-a`), and for `--colors kernel` with kernel frames marked `_[k]` and
-/// JIT frames `_[j]`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Naming {
-    /// `-d`, `-U`, `-K` (and `-a`).
-    pub format: StackFormat,
-    /// Mark kernel frames `_[k]` (`-a` or `--colors kernel`).
-    pub kernel_marks: bool,
-    /// Mark JIT frames `_[j]` (`--colors kernel`).
-    pub jit_marks: bool,
-}
-
-/// JIT code: a frame named from a process's perf map (`perf-PID.map`).
-fn is_jit(frame: &Frame) -> bool {
-    frame
-        .info()
-        .module
-        .as_deref()
-        .is_some_and(|m| m.starts_with("perf-") && m.ends_with(".map"))
-}
-
-/// Names frames and interns names, remembering both.
-#[derive(Debug, Default)]
-pub struct Namer {
-    naming: Naming,
-    strings: FxHashSet<Name>,
-    user: FxHashMap<Frame, Name>,
-    kernel: FxHashMap<Frame, Name>,
-}
-
-impl Namer {
-    /// A namer for one way of naming.
-    pub fn new(naming: Naming) -> Namer {
-        Namer {
-            naming,
-            ..Default::default()
-        }
-    }
-
-    /// The shared copy of `s`.
-    pub fn intern(&mut self, s: &str) -> Name {
-        if let Some(n) = self.strings.get(s) {
-            return n.clone();
-        }
-        let n: Name = Arc::from(s);
-        self.strings.insert(n.clone());
-        n
-    }
-
-    fn frame_name(&mut self, frame: &Frame, kind: FrameKind) -> Name {
-        let cached = match kind {
-            FrameKind::Kernel => self.kernel.get(frame),
-            _ => self.user.get(frame),
-        };
-        if let Some(n) = cached {
-            return n.clone();
-        }
-        let mut s = frame.display_name().into_owned();
-        match kind {
-            FrameKind::Kernel if self.naming.kernel_marks => s.push_str(KERNEL_ANNOTATION),
-            FrameKind::User if self.naming.jit_marks && is_jit(frame) => s.push_str("_[j]"),
-            _ => {}
-        }
-        let n = self.intern(&s);
-        match kind {
-            FrameKind::Kernel => self.kernel.insert(frame.clone(), n.clone()),
-            _ => self.user.insert(frame.clone(), n.clone()),
-        };
-        n
-    }
-
-    /// A stack's names, root first (the comm, then user and kernel frames
-    /// as folded output orders them), runs of one frame collapsed to
-    /// `name ×N`; into `out`, cleared first.
-    pub fn stack(&mut self, key: &StackKey, out: &mut Vec<Name>) {
-        if self.user.len() + self.kernel.len() + self.strings.len() > NAMER_LIMIT {
-            let naming = self.naming;
-            *self = Namer::new(naming);
-        }
-        out.clear();
-        let fmt = self.naming.format;
-        let kernel_marks = self.naming.kernel_marks;
-        for_each_frame_info(key, &fmt, |name, kind, frame| {
-            let n = match frame {
-                Some(f) => self.frame_name(f, kind),
-                None if kind == FrameKind::Kernel && kernel_marks && name != MISSED_KERNEL => {
-                    self.intern(&format!("{name}{KERNEL_ANNOTATION}"))
-                }
-                None => self.intern(name),
-            };
-            out.push(n);
-        });
-        self.collapse_runs(out);
-    }
-
-    /// `a;b;b;b;b;c` -> `a;b ×4;c`.
-    fn collapse_runs(&mut self, names: &mut Vec<Name>) {
-        let has_run = names
-            .windows(RUN_MIN)
-            .any(|w| w.iter().all(|n| Arc::ptr_eq(n, &w[0])));
-        if !has_run {
-            return;
-        }
-        let mut out = Vec::with_capacity(names.len());
-        let mut i = 0;
-        while i < names.len() {
-            let mut j = i + 1;
-            while j < names.len() && Arc::ptr_eq(&names[j], &names[i]) {
-                j += 1;
-            }
-            if j - i >= RUN_MIN {
-                out.push(self.intern(&format!("{} \u{d7}{}", names[i], j - i)));
-            } else {
-                out.extend(names[i..j].iter().cloned());
-            }
-            i = j;
-        }
-        *names = out;
-    }
-}
-
-/// A tree being built: nodes in the order first seen. Children are found
-/// by walking the parent's short list (most bars have a few children), or,
-/// for a parent with many, by (parent, interned name) in a hash index.
+/// A tree being built from interned name ids: bars in the order first
+/// seen. Children are found by walking the parent's short list (most bars
+/// have a few children), or, for a parent with many, by (parent, name) in
+/// a hash index. Compact on purpose: this is the hot loop of frame making.
 #[derive(Debug)]
 pub struct TreeBuilder {
-    nodes: Vec<Node>,
-    /// Per node: its first child and its next sibling (`NONE`: none).
-    links: Vec<(u32, u32)>,
-    index: FxHashMap<(u32, usize), u32>,
+    bars: Vec<Bar>,
+    index: FxHashMap<(u32, NameId), u32>,
 }
 
-/// No node.
+/// A bar being built.
+#[derive(Debug, Clone, Copy)]
+struct Bar {
+    name: NameId,
+    parent: u32,
+    /// First child and next sibling (`NONE`: none).
+    first: u32,
+    next: u32,
+    children: u32,
+    total: u64,
+    self_count: u64,
+}
+
+/// No bar.
 const NONE: u32 = u32::MAX;
 /// Children a parent has before its children are indexed by hash.
 const INDEX_FROM: u32 = 8;
@@ -207,111 +86,99 @@ impl Default for TreeBuilder {
 }
 
 impl TreeBuilder {
-    /// An empty tree (the root only), with room for `nodes` bars.
-    pub fn with_capacity(nodes: usize) -> TreeBuilder {
+    /// An empty tree (the root only), with room for `bars` bars.
+    pub fn with_capacity(bars: usize) -> TreeBuilder {
         let mut b = TreeBuilder {
-            nodes: Vec::with_capacity(nodes),
-            links: Vec::with_capacity(nodes),
+            bars: Vec::with_capacity(bars),
             index: FxHashMap::default(),
         };
-        b.nodes.push(Node {
-            name: Arc::from("all"),
-            hash: 0,
+        b.bars.push(Bar {
+            name: NameId::MAX,
             parent: 0,
-            depth: 0,
+            first: NONE,
+            next: NONE,
+            children: 0,
             total: 0,
             self_count: 0,
-            start: 0,
-            comm: 0,
-            first_child: 0,
-            children: 0,
         });
-        b.links.push((NONE, NONE));
         b
     }
 
     /// Bars so far (the root included).
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.bars.len()
     }
 
     /// Whether the tree is the root alone.
     pub fn is_empty(&self) -> bool {
-        self.nodes.len() == 1
+        self.bars.len() == 1
     }
 
-    fn child(&self, at: u32, name: &Name) -> Option<u32> {
-        if self.nodes[at as usize].children >= INDEX_FROM {
-            return self
-                .index
-                .get(&(at, Arc::as_ptr(name) as *const u8 as usize))
-                .copied();
+    fn child(&self, at: u32, name: NameId) -> Option<u32> {
+        let parent = &self.bars[at as usize];
+        if parent.children >= INDEX_FROM {
+            return self.index.get(&(at, name)).copied();
         }
-        let mut c = self.links[at as usize].0;
+        let mut c = parent.first;
         while c != NONE {
-            if Arc::ptr_eq(&self.nodes[c as usize].name, name) {
+            let bar = &self.bars[c as usize];
+            if bar.name == name {
                 return Some(c);
             }
-            c = self.links[c as usize].1;
+            c = bar.next;
         }
         None
     }
 
-    fn new_child(&mut self, at: u32, name: &Name) -> u32 {
-        let i = self.nodes.len() as u32;
-        let parent = &self.nodes[at as usize];
-        let node = Node {
-            name: name.clone(),
-            hash: extend_hash(parent.hash, name),
+    fn new_child(&mut self, at: u32, name: NameId) -> u32 {
+        let i = self.bars.len() as u32;
+        let parent = &mut self.bars[at as usize];
+        let next = parent.first;
+        parent.first = i;
+        parent.children += 1;
+        let children = parent.children;
+        self.bars.push(Bar {
+            name,
             parent: at,
-            depth: parent.depth + 1,
+            first: NONE,
+            next,
+            children: 0,
             total: 0,
             self_count: 0,
-            start: 0,
-            comm: if parent.depth == 0 { i } else { parent.comm },
-            first_child: 0,
-            children: 0,
-        };
-        self.nodes.push(node);
-        let first = self.links[at as usize].0;
-        self.links.push((NONE, first));
-        self.links[at as usize].0 = i;
-        let parent = &mut self.nodes[at as usize];
-        parent.children += 1;
-        let key = |n: &Node| (at, Arc::as_ptr(&n.name) as *const u8 as usize);
-        match parent.children.cmp(&INDEX_FROM) {
+        });
+        match children.cmp(&INDEX_FROM) {
             std::cmp::Ordering::Less => {}
             std::cmp::Ordering::Equal => {
                 let mut c = i;
                 while c != NONE {
-                    self.index.insert(key(&self.nodes[c as usize]), c);
-                    c = self.links[c as usize].1;
+                    let bar = self.bars[c as usize];
+                    self.index.insert((at, bar.name), c);
+                    c = bar.next;
                 }
             }
             std::cmp::Ordering::Greater => {
-                self.index.insert(key(&self.nodes[i as usize]), i);
+                self.index.insert((at, name), i);
             }
         }
         i
     }
 
-    /// Adds `n` samples of a stack (names root first, interned: equal
-    /// names must be the same [`Name`]).
-    pub fn add(&mut self, names: &[Name], n: u64) {
+    /// Adds `n` samples of a stack (name ids root first).
+    pub fn add(&mut self, names: &[NameId], n: u64) {
         let mut at = 0u32;
-        self.nodes[0].total += n;
-        for name in names {
+        self.bars[0].total += n;
+        for &name in names {
             let next = match self.child(at, name) {
                 Some(c) => c,
                 None => self.new_child(at, name),
             };
-            self.nodes[next as usize].total += n;
+            self.bars[next as usize].total += n;
             at = next;
         }
-        self.nodes[at as usize].self_count += n;
+        self.bars[at as usize].self_count += n;
     }
 
-    /// A profile's stacks, named by `namer`.
+    /// A profile's stacks, named by `namer`; `hint`: bars to make room for.
     pub fn of_profile(profile: &Profile, namer: &mut Namer, hint: usize) -> TreeBuilder {
         let mut b = TreeBuilder::with_capacity(hint.max(1));
         let mut names = Vec::with_capacity(64);
@@ -320,6 +187,60 @@ impl TreeBuilder {
             b.add(&names, *n);
         }
         b
+    }
+
+    /// The tree with its names, and each bar's path hash: ready to be
+    /// measured, then cut and ordered.
+    pub fn seal(self, namer: &Namer) -> RawTree {
+        let mut nodes: Vec<Node> = Vec::with_capacity(self.bars.len());
+        let root: Name = Arc::from("all");
+        for (i, bar) in self.bars.iter().enumerate() {
+            // Parents come before their children.
+            let (name, hash, depth, comm) = if i == 0 {
+                (root.clone(), 0, 0, 0)
+            } else {
+                let parent = &nodes[bar.parent as usize];
+                let name = namer.name(bar.name).clone();
+                let hash = extend_hash(parent.hash, namer.hash(bar.name));
+                let comm = if parent.depth == 0 {
+                    i as u32
+                } else {
+                    parent.comm
+                };
+                (name, hash, parent.depth + 1, comm)
+            };
+            nodes.push(Node {
+                name,
+                hash,
+                parent: bar.parent,
+                depth,
+                total: bar.total,
+                self_count: bar.self_count,
+                start: 0,
+                comm,
+                first_child: 0,
+                children: 0,
+            });
+        }
+        RawTree { nodes }
+    }
+}
+
+/// A tree built and named, not yet cut to the canvas or ordered.
+#[derive(Debug)]
+pub struct RawTree {
+    nodes: Vec<Node>,
+}
+
+impl RawTree {
+    /// Bars (the root included).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the tree is the root alone.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.len() == 1
     }
 
     /// Samples in the tree.
@@ -398,7 +319,7 @@ impl TreeBuilder {
                     let parent = &nodes[p as usize];
                     cut_marks.push(Node {
                         name: Arc::from(CUT_MARK),
-                        hash: extend_hash(parent.hash, CUT_MARK),
+                        hash: extend_hash(parent.hash, name_hash(CUT_MARK)),
                         parent: p,
                         depth: cap,
                         total: 0,
@@ -470,7 +391,9 @@ pub struct FlameTree {
 
 impl Default for FlameTree {
     fn default() -> Self {
-        TreeBuilder::default().finish(None, |_| ())
+        TreeBuilder::default()
+            .seal(&Namer::default())
+            .finish(None, |_| ())
     }
 }
 
@@ -494,7 +417,7 @@ impl FlameTree {
             }
             b.add(&names, n);
         }
-        b.finish(None, |_| ())
+        b.seal(&namer).finish(None, |_| ())
     }
 
     /// Every bar, root first, breadth first.
@@ -616,54 +539,15 @@ mod tests {
         let mut namer = Namer::default();
         let mut b = TreeBuilder::default();
         for (s, n) in [("c;a;b;d;e", 2), ("c;a;x", 1), ("c;a;b", 3)] {
-            let names: Vec<Name> = s.split(';').map(|f| namer.intern(f)).collect();
+            let names: Vec<NameId> = s.split(';').map(|f| namer.intern(f)).collect();
             b.add(&names, n);
         }
+        let b = b.seal(&namer);
         assert_eq!(b.visible_depth(0.0), 5);
         let t = b.finish(Some(3), |n| n.name.clone());
         let mut lines = t.folded_lines();
         lines.sort();
         assert_eq!(lines, vec!["c;a;[+ deeper] 2", "c;a;b 3", "c;a;x 1"]);
         assert_eq!(t.total(), 6);
-    }
-
-    #[test]
-    fn towers_collapse() {
-        let mut namer = Namer::default();
-        let a = namer.intern("a");
-        let b = namer.intern("b");
-        let mut v = vec![
-            a.clone(),
-            b.clone(),
-            b.clone(),
-            b.clone(),
-            b.clone(),
-            a.clone(),
-        ];
-        namer.collapse_runs(&mut v);
-        let s: Vec<&str> = v.iter().map(|n| n.as_ref()).collect();
-        assert_eq!(s, vec!["a", "b \u{d7}4", "a"]);
-        let mut v = vec![a.clone(), b.clone(), b.clone(), a];
-        namer.collapse_runs(&mut v);
-        assert_eq!(v.len(), 4);
-    }
-
-    #[test]
-    fn names_come_from_the_model() {
-        use crate::profile::Stack;
-        let key = StackKey {
-            comm: "app".into(),
-            pid: 1,
-            user: Stack::Frames(vec![Frame::named("leaf"), Frame::named("main")]),
-            kernel: Stack::Frames(vec![Frame::named("do_sys")]),
-        };
-        let mut namer = Namer::new(Naming {
-            kernel_marks: true,
-            ..Naming::default()
-        });
-        let mut out = Vec::new();
-        namer.stack(&key, &mut out);
-        let s: Vec<&str> = out.iter().map(|n| n.as_ref()).collect();
-        assert_eq!(s, vec!["app", "main", "leaf", "do_sys_[k]"]);
     }
 }
