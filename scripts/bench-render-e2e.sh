@@ -66,5 +66,13 @@ if [ "$(id -u)" = 0 ]; then
     rm -rf "$tmp/out" && mkdir "$tmp/out"
     read -r _ with _ <<<"$(measure "$P" --interval 0.05 -E -g "$tmp/out/f%04d.png" 10)"
     read -r _ without _ <<<"$(measure "$P" --interval 0.05 -f 10)"
-    awk -v a="$with" -v b="$without" 'BEGIN{printf "with -E %.2f s, without %.2f s: %.2f ms of CPU per frame\n", a, b, (a - b) * 1000 / 200}'
+    awk -v a="$with" -v b="$without" 'BEGIN{printf "idle system (empty frames): with -E %.2f s, without %.2f s: %.2f ms of CPU per frame\n", a, b, (a - b) * 1000 / 200}'
+    # A few samples of one short stack per frame: a nice'd busy shell.
+    nice -n 19 sh -c 'while :; do :; done' &
+    spin=$!
+    rm -rf "$tmp/out" && mkdir "$tmp/out"
+    read -r _ with _ <<<"$(measure "$P" -p "$spin" --interval 0.05 -E -g "$tmp/out/f%04d.png" 10)"
+    read -r _ without _ <<<"$(measure "$P" -p "$spin" --interval 0.05 -f 10)"
+    kill "$spin"
+    awk -v a="$with" -v b="$without" 'BEGIN{printf "-p of a busy shell (2 samples, 6 bars a frame): with -E %.2f s, without %.2f s: %.2f ms of CPU per frame\n", a, b, (a - b) * 1000 / 200}'
 fi
