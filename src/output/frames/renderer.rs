@@ -7,11 +7,15 @@ use std::str::FromStr;
 use anyhow::Result;
 use resvg::tiny_skia::Pixmap;
 
+use super::encode::{encode_png_of, Content};
 use super::layout::Canvas;
 use super::palette::{Colors, Look};
 use super::raster::DirectRenderer;
-use super::svg::{encode_jpeg, encode_png, encode_png_rgba, SvgRenderer};
+use super::svg::{encode_jpeg, encode_png_rgba, SvgRenderer};
 use super::Frame;
+
+/// Frames of fewer bars than this are encoded as [`Content::Sparse`].
+const SPARSE_BARS: usize = 64;
 
 /// `--renderer`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -91,11 +95,16 @@ impl FrameRenderer {
     /// The frame as PNG (with alpha for `--background transparent`).
     pub fn png(&self, f: &Frame) -> Result<Vec<u8>> {
         let transparent = self.look.transparent;
+        let content = if f.tree.nodes().len() < SPARSE_BARS {
+            Content::Sparse
+        } else {
+            Content::Busy
+        };
         self.with_pixels(f, |pixmap| {
             if transparent {
                 encode_png_rgba(pixmap)
             } else {
-                encode_png(pixmap)
+                encode_png_of(pixmap, content)
             }
         })?
     }
