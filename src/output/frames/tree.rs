@@ -1,12 +1,12 @@
 //! A frame's flame graph as a tree, built straight from the profile model.
 //!
-//! Frames are named once per run, not once per sample: a [`Namer`] keeps
-//! each [`Frame`]'s drawn name (its precomputed hash makes the lookup a
-//! pointer compare), and names are interned, so building a tree is one
-//! small-key hash lookup per frame of each stack and never formats, splits
-//! or hashes stack strings. The tree is what the renderers lay out and
-//! what folded text (the SVG route, the live page's downloads) is written
-//! from.
+//! Stacks arrive as name ids (see [`super::names`]): building a tree is one
+//! small lookup per frame of each stack on compact bars, and never
+//! formats, splits or hashes stack strings. [`TreeBuilder::seal`] names the
+//! bars and gives each its path hash; [`RawTree::finish`] cuts the tree to
+//! the canvas and orders it. The finished [`FlameTree`] is what the
+//! renderers lay out and what folded text (the SVG route, the live page's
+//! downloads) is written from.
 //!
 //! Nodes are kept breadth first, each node's children next to each other in
 //! drawing order, each with the sample offset where it starts: layout is a
