@@ -21,9 +21,9 @@ fn profile(n: usize, depth: usize, seed: u64) -> Vec<String> {
             .wrapping_add(1442695040888963407);
         x >> 33
     };
-    // No name is another's prefix: inferno sorts whole lines, so "f2;x"
-    // comes after "f20;y" and it draws two "f2" bars where the frame
-    // tree (rightly) draws one.
+    // No name is another's prefix: sorted as whole lines, "f2;x" comes
+    // after "f20;y", and inferno, which merges adjacent lines only, would
+    // draw two "f2" bars where the frame tree (rightly) draws one.
     let names: Vec<String> = (0..300)
         .map(|i| match i % 5 {
             0 => format!("mod_{i:03}::Type<T>::method_{}", "x".repeat(i % 40)),
@@ -97,8 +97,8 @@ fn svg_labels(svg: &str, width: f64) -> Vec<(f64, f64, String)> {
 }
 
 fn compare(lines: &[String], canvas: Canvas) {
-    // The frame maker hands both renderers lines in its order; inferno
-    // sorts them itself, so the geometry is compared on sorted lines.
+    // Both renderers draw lines in the order given (the frame maker's);
+    // the comparison uses sorted lines, as a folded file would have them.
     let mut lines = lines.to_vec();
     lines.sort();
     let lines = &lines[..];

@@ -77,8 +77,11 @@ impl SvgRenderer {
         opt.font_size = fit.font_size;
         opt.font_type = "monospace".into();
         opt.font_width = FONT_WIDTH;
-        // inferno merges only sorted lines: its SVGs keep alphabetical
-        // sibling order (the direct renderer draws the stable order).
+        // Lines are drawn in the order given (the frame tree's stable
+        // order, see `drawn_in_order`): inferno's flame-chart mode is the
+        // one that takes lines unsorted (it reverses them first); adjacent
+        // lines sharing a prefix still merge into one bar.
+        opt.flame_chart = true;
         let [r, g, b, _] = self.look.background();
         opt.bgcolors = Some(
             Look::hex([r, g, b])
@@ -150,7 +153,7 @@ impl SvgRenderer {
         }
         opt.palette_map = Some(&mut colors);
         let mut out = Vec::new();
-        flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut out)
+        flamegraph::from_lines(&mut opt, drawn_in_order(lines), &mut out)
             .context("inferno failed to draw the frame")?;
         Ok(out)
     }
@@ -175,7 +178,7 @@ impl SvgRenderer {
         opt.no_javascript = true;
         opt.min_width = layout::min_width_percent(self.canvas.width);
         let mut svg = Vec::new();
-        flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut svg)
+        flamegraph::from_lines(&mut opt, drawn_in_order(lines), &mut svg)
             .context("inferno failed to draw the frame")?;
         Ok(strip_tooltips(&svg))
     }
@@ -342,11 +345,39 @@ impl SvgRenderer {
 }
 
 /// The canvas is opaque, so premultiplied RGBA is plain RGBA: drop alpha.
+/// Lines for inferno in flame-chart mode, which reverses them: given
+/// reversed, they are drawn left to right in the order of `lines`.
+fn drawn_in_order(lines: &[String]) -> impl Iterator<Item = &str> {
+    lines.iter().rev().map(String::as_str)
+}
+
 pub use super::encode::{encode_jpeg, encode_png, encode_png_rgba};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bars_keep_the_order_given() {
+        let r = SvgRenderer::new(Canvas::default()).unwrap();
+        let lines: Vec<String> = ["c;zeta;x 5", "c;zeta;y 1", "c;alpha 4"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let fit = layout::fit_canvas(Canvas::default(), 3);
+        let info = FrameInfo::default();
+        let svg = String::from_utf8(r.svg_frame(&lines, &fit, &info).unwrap()).unwrap();
+        let x_of = |name: &str| -> f64 {
+            let i = svg.find(&format!("<title>{name} (")).unwrap();
+            let j = i + svg[i..].find("x=\"").unwrap() + 3;
+            svg[j..j + svg[j..].find('%').unwrap()].parse().unwrap()
+        };
+        // zeta first, as given (sorted, alpha would come first), and one
+        // bar for it although its lines are split by nothing.
+        assert!(x_of("zeta") < x_of("alpha"), "{svg}");
+        assert!(x_of("x") < x_of("y"));
+        assert_eq!(svg.matches("<title>zeta (").count(), 1);
+    }
 
     #[test]
     fn tooltips_are_stripped() {
