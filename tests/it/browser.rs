@@ -148,12 +148,9 @@ fn run_page_script(script: &str, port: u16, arg: &Path) -> serde_json::Value {
 
 /// (width, height, RGB pixels) of a PNG screenshot.
 fn read_png(path: &Path) -> (usize, usize, Vec<u8>) {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
+    let (info, buf) = crate::common::read_png(path);
     let ch = info.color_type.samples();
-    let rgb: Vec<u8> = buf[..info.buffer_size()]
+    let rgb: Vec<u8> = buf
         .chunks_exact(ch)
         .flat_map(|p| [p[0], p[1], p[2]])
         .collect();

@@ -231,6 +231,16 @@ pub fn frames_in(dir: &Path, ext: &str) -> Vec<PathBuf> {
     v
 }
 
+/// A PNG file's header and pixels, as stored (RGB or RGBA).
+pub fn read_png(path: &Path) -> (png::OutputInfo, Vec<u8>) {
+    let file = std::fs::File::open(path).unwrap();
+    let mut reader = png::Decoder::new(BufReader::new(file)).read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    (info, buf)
+}
+
 /// Starts a command that prints `pid=P` first; returns it and P.
 pub fn start_printing_pid(cmd: &mut Command) -> (Child, u32) {
     let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();

@@ -5,14 +5,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{self, frames_in, profile, profile_ok, require_bpf, Workload};
+use crate::common::{self, frames_in, profile, profile_ok, read_png, require_bpf, Workload};
 
 fn decode(path: &Path) -> (u32, u32, Vec<u8>) {
-    let decoder = png::Decoder::new(std::io::BufReader::new(fs::File::open(path).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    buf.truncate(info.buffer_size());
+    let (info, buf) = read_png(path);
     // Opaque frames are written as RGBA straight from the canvas (no
     // conversion pass): every pixel's alpha is 255. Returned as RGB.
     assert_eq!(info.color_type, png::ColorType::Rgba);
@@ -347,12 +343,8 @@ fn one_step_video_plays_in_real_time() {
         assert_eq!(String::from_utf8_lossy(&r.stderr).lines().count(), 1);
     }
     // The dark theme: the frame's corner is dark.
-    let png = frames_in(dir.path(), "png")[0].clone();
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    reader.next_frame(&mut buf).unwrap();
-    assert!(buf[..3].iter().all(|c| *c < 40), "{:?}", &buf[..3]);
+    let (_, _, rgb) = decode(&frames_in(dir.path(), "png")[0]);
+    assert!(rgb[..3].iter().all(|c| *c < 40), "{:?}", &rgb[..3]);
 }
 
 /// `--background transparent`: PNG frames with alpha, transparent outside
@@ -373,16 +365,9 @@ fn transparent_frames_have_alpha() {
         "-f",
         "2",
     ]);
-    let png = frames_in(dir.path(), "png")[0].clone();
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-    let info = reader.next_frame(&mut buf).unwrap();
+    let (info, buf) = read_png(&frames_in(dir.path(), "png")[0]);
     assert_eq!(info.color_type, png::ColorType::Rgba);
-    let alphas: Vec<u8> = buf[..info.buffer_size()]
-        .chunks_exact(4)
-        .map(|p| p[3])
-        .collect();
+    let alphas: Vec<u8> = buf.chunks_exact(4).map(|p| p[3]).collect();
     assert_eq!(alphas[0], 0, "the corner is transparent");
     assert!(
         alphas.iter().filter(|a| **a == 255).count() > 10_000,
