@@ -141,7 +141,7 @@ pub fn render(args: RenderArgs) -> Result<()> {
             bail!("--regroup must be a positive number of seconds");
         }
     }
-    let mut intervals = Intervals::open(&args.recording, &args.range)?;
+    let intervals = Intervals::open(&args.recording, &args.range)?;
     let format = StackFormat {
         delimited: args.delimited,
         annotations: args.annotations,
@@ -153,30 +153,11 @@ pub fn render(args: RenderArgs) -> Result<()> {
     let mut cfg =
         args.frames
             .frames_config(&args.frame_pattern, format, intervals.meta().target.clone())?;
-    let interval = args
-        .regroup
-        .unwrap_or(intervals.meta().interval_ns as f64 / 1e9)
-        .max(0.001);
-    cfg.fps = Some(args.frames.speed / interval);
+    cfg.fps = Some(args.frames.speed / interval_secs(&args, &intervals));
     cfg.pattern.prepare(args.frames.overwrite)?;
     let mut frames = FramesOutput::new(cfg)?;
     frames.wait_for_pool();
-    // A cheap first pass over the recording (decoded, not drawn) fixes the
-    // sibling order and the layout depth for the whole video.
-    if !args.as_live {
-        let mut first = Intervals::open(&args.recording, &args.range)?;
-        frames.prime(regrouped(&mut first, args.regroup));
-    }
-    let mut rendered = 0;
-    let source = regrouped(&mut intervals, args.regroup);
-    for p in source {
-        frames.interval_owned(p)?;
-        rendered += 1;
-    }
-    frames.finish(&crate::profile::LossReport::default())?;
-    let (used, whole) = intervals.finish();
-    eprintln!("rendered {rendered} frames from {used} of the recording's {whole} whole intervals");
-    Ok(())
+    draw_all(&mut frames, &args, intervals)
 }
 
 /// `render -o talk.mp4`: the frames straight into ffmpeg.
@@ -184,12 +165,9 @@ fn render_video(
     args: &RenderArgs,
     out: &Path,
     format: StackFormat,
-    mut intervals: Intervals,
+    intervals: Intervals,
 ) -> Result<()> {
-    let interval = match args.regroup {
-        Some(secs) => secs,
-        None => (intervals.meta().interval_ns as f64 / 1e9).max(0.001),
-    };
+    let interval = interval_secs(args, &intervals);
     let Some(cfg) =
         args.frames
             .video_config(out, format, intervals.meta().target.clone(), interval)?
@@ -200,16 +178,57 @@ fn render_video(
         );
     };
     let mut video = crate::output::video::VideoOutput::new(cfg)?;
+    draw_all(&mut video, args, intervals)
+}
+
+/// Seconds each frame stands for: `--regroup`, or the recording's interval.
+fn interval_secs(args: &RenderArgs, intervals: &Intervals) -> f64 {
+    args.regroup
+        .unwrap_or(intervals.meta().interval_ns as f64 / 1e9)
+        .max(0.001)
+}
+
+/// An output `render` draws a recording into: PNG/SVG frames or a video.
+trait Drawing: Output {
+    /// The first pass (see [`crate::output::frames::FrameMaker::prime`]).
+    fn first_pass(&mut self, intervals: &mut (dyn Iterator<Item = Profile> + Send));
+    /// The next interval, given away.
+    fn draw(&mut self, interval: Profile) -> Result<()>;
+}
+
+impl Drawing for FramesOutput {
+    fn first_pass(&mut self, intervals: &mut (dyn Iterator<Item = Profile> + Send)) {
+        self.prime(intervals);
+    }
+    fn draw(&mut self, interval: Profile) -> Result<()> {
+        self.interval_owned(interval)
+    }
+}
+
+impl Drawing for crate::output::video::VideoOutput {
+    fn first_pass(&mut self, intervals: &mut (dyn Iterator<Item = Profile> + Send)) {
+        self.prime(intervals);
+    }
+    fn draw(&mut self, interval: Profile) -> Result<()> {
+        self.interval_owned(interval)
+    }
+}
+
+/// Draws every interval (regrouped if asked) into `out`, after a cheap
+/// first pass over the recording (decoded, not drawn) that fixes the
+/// sibling order and the layout depth for the whole video, unless
+/// `--as-live`.
+fn draw_all(out: &mut impl Drawing, args: &RenderArgs, mut intervals: Intervals) -> Result<()> {
     if !args.as_live {
         let mut first = Intervals::open(&args.recording, &args.range)?;
-        video.prime(regrouped(&mut first, args.regroup));
+        out.first_pass(&mut regrouped(&mut first, args.regroup));
     }
     let mut rendered = 0;
     for p in regrouped(&mut intervals, args.regroup) {
-        video.interval_owned(p)?;
+        out.draw(p)?;
         rendered += 1;
     }
-    video.finish(&crate::profile::LossReport::default())?;
+    out.finish(&crate::profile::LossReport::default())?;
     let (used, whole) = intervals.finish();
     eprintln!("rendered {rendered} frames from {used} of the recording's {whole} whole intervals");
     Ok(())
