@@ -31,38 +31,46 @@ pub enum FrameKind {
 /// orders them: comm, user root..leaf, `-` (with -d, when both stacks are
 /// there), kernel root..leaf. Missed stacks appear as their placeholders.
 pub fn for_each_frame(key: &StackKey, fmt: &StackFormat, mut f: impl FnMut(&str, FrameKind)) {
-    for_each_frame_info(key, fmt, |name, kind, _| f(name, kind));
+    for_each_part(key, fmt, |part, kind| match part {
+        Part::Text(s) => f(s, kind),
+        Part::Frame(frame) => f(&frame.display_name(), kind),
+    });
 }
 
-/// [`for_each_frame`], with each frame's own record where there is one
-/// (not for the comm, delimiters and missed-stack markers).
-pub fn for_each_frame_info(
-    key: &StackKey,
-    fmt: &StackFormat,
-    mut f: impl FnMut(&str, FrameKind, Option<&crate::profile::Frame>),
-) {
-    f(&key.comm, FrameKind::Comm, None);
+/// One element of a folded stack, as [`for_each_part`] gives it.
+#[derive(Debug, Clone, Copy)]
+pub enum Part<'a> {
+    /// The comm, the `-` delimiter or a missed-stack marker.
+    Text(&'a str),
+    /// A frame, not yet named: a caller that caches names by frame (the
+    /// flame-graph namer) never formats it again.
+    Frame(&'a crate::profile::Frame),
+}
+
+/// [`for_each_frame`], with frames given as themselves.
+pub fn for_each_part(key: &StackKey, fmt: &StackFormat, mut f: impl FnMut(Part<'_>, FrameKind)) {
+    f(Part::Text(&key.comm), FrameKind::Comm);
     if fmt.user_stacks {
         match &key.user {
-            Stack::Missed => f(MISSED_USER, FrameKind::User, None),
+            Stack::Missed => f(Part::Text(MISSED_USER), FrameKind::User),
             Stack::Frames(frames) => frames
                 .iter()
                 .rev()
-                .for_each(|s| f(&s.display_name(), FrameKind::User, Some(s))),
+                .for_each(|s| f(Part::Frame(s), FrameKind::User)),
             Stack::Absent => {}
         }
     }
     if fmt.kernel_stacks {
         let both = matches!(key.user, Stack::Frames(_)) && matches!(key.kernel, Stack::Frames(_));
         if fmt.delimited && both {
-            f("-", FrameKind::Delimiter, None);
+            f(Part::Text("-"), FrameKind::Delimiter);
         }
         match &key.kernel {
-            Stack::Missed => f(MISSED_KERNEL, FrameKind::Kernel, None),
+            Stack::Missed => f(Part::Text(MISSED_KERNEL), FrameKind::Kernel),
             Stack::Frames(frames) => frames
                 .iter()
                 .rev()
-                .for_each(|s| f(&s.display_name(), FrameKind::Kernel, Some(s))),
+                .for_each(|s| f(Part::Frame(s), FrameKind::Kernel)),
             Stack::Absent => {}
         }
     }

@@ -1,12 +1,7 @@
 //! The fixed canvas of a video frame: how a flame graph of any depth fits it,
 //! and what the header band says. Canvas and font metrics live here only.
 
-use std::collections::HashMap;
 use std::time::Duration;
-
-use crate::output::folded::folded_stack;
-use crate::output::StackFormat;
-use crate::profile::Profile;
 
 /// Default `--width`.
 pub const DEFAULT_WIDTH: u32 = 1920;
@@ -138,94 +133,6 @@ pub fn fit_canvas(canvas: Canvas, depth: usize) -> Fit {
         font_size,
         depth_cap,
     }
-}
-
-/// [`fit_canvas`] for a 1920-wide canvas whose space under the header is
-/// `space` (the graph's own height; kept for tests and benchmarks).
-pub fn fit(space: u32, depth: usize) -> Fit {
-    let height = space + Scale::of(Canvas::default()).header;
-    fit_canvas(
-        Canvas {
-            width: DEFAULT_WIDTH,
-            height,
-        },
-        depth,
-    )
-}
-
-/// A frame's stacks, folded (without counts), with their counts: built once
-/// per frame, then measured ([`max_depth`]) and cut ([`frame_lines`]).
-pub fn folded_stacks(profile: &Profile, fmt: &StackFormat) -> Vec<(String, u64)> {
-    profile
-        .counts
-        .iter()
-        .map(|(key, n)| (folded_stack(key, fmt), *n))
-        .collect()
-}
-
-/// JIT code: a frame named from a process's perf map (`perf-PID.map`).
-fn is_jit(frame: &crate::profile::Frame) -> bool {
-    frame
-        .info()
-        .module
-        .as_deref()
-        .is_some_and(|m| m.starts_with("perf-") && m.ends_with(".map"))
-}
-
-/// [`folded_stacks`] for `--colors kernel`: kernel frames annotated `_[k]`
-/// and JIT frames `_[j]`, as flamegraph.pl's java palette expects; labels
-/// drop the annotations.
-pub fn folded_stacks_annotated(profile: &Profile, fmt: &StackFormat) -> Vec<(String, u64)> {
-    use crate::output::folded::{for_each_frame_info, FrameKind, KERNEL_ANNOTATION, MISSED_KERNEL};
-    profile
-        .counts
-        .iter()
-        .map(|(key, n)| {
-            let mut line = String::with_capacity(128);
-            for_each_frame_info(key, fmt, |name, kind, frame| {
-                if kind != FrameKind::Comm {
-                    line.push(';');
-                }
-                line.push_str(name);
-                if kind == FrameKind::Kernel && name != MISSED_KERNEL {
-                    line.push_str(KERNEL_ANNOTATION);
-                } else if kind == FrameKind::User && frame.is_some_and(is_jit) {
-                    line.push_str("_[j]");
-                }
-            });
-            (line, *n)
-        })
-        .collect()
-}
-
-/// Frames in the deepest of the stacks (comm included).
-pub fn max_depth(stacks: &[(String, u64)]) -> usize {
-    stacks
-        .iter()
-        .map(|(s, _)| s.matches(';').count() + 1)
-        .max()
-        .unwrap_or(0)
-}
-
-/// The folded lines of a frame (`stack count`, sorted), cut to `depth_cap`
-/// frames (root side kept) and merged.
-pub fn frame_lines(stacks: Vec<(String, u64)>, depth_cap: Option<usize>) -> Vec<String> {
-    let mut merged: HashMap<String, u64> = HashMap::new();
-    for (mut stack, n) in stacks {
-        if let Some(cap) = depth_cap {
-            // `cap` frames end at the cap-th `;` (the comm is a frame too).
-            if let Some((i, _)) = stack.match_indices(';').nth(cap.saturating_sub(1)) {
-                stack.truncate(i);
-            }
-        }
-        *merged.entry(stack).or_insert(0) += n;
-    }
-    let mut lines: Vec<String> = merged
-        .into_iter()
-        .map(|(s, n)| format!("{s} {n}"))
-        .collect();
-    lines.sort_unstable();
-    lines
 }
 
 /// What the header band of a frame says.
@@ -426,65 +333,5 @@ mod tests {
         };
         assert!(w.lines().1.contains("weighted"));
         assert_eq!(clock(Duration::from_secs(3725)), "1:02:05");
-    }
-
-    #[test]
-    fn kernel_colours_mark_kernel_and_jit_frames() {
-        use crate::profile::{Frame, FrameInfo as Info, Stack, StackKey};
-        let jit = Frame::new(Info {
-            name: "LazyCompile:*fib".into(),
-            module: Some("perf-42.map".into()),
-            offset: None,
-            addr: None,
-            source: None,
-            mapping: None,
-        });
-        let mut p = Profile::default();
-        p.add(
-            StackKey {
-                comm: "node".into(),
-                pid: 42,
-                user: Stack::Frames(vec![jit, Frame::from("main")]),
-                kernel: Stack::Frames(vec![Frame::from("sys_read")]),
-            },
-            3,
-        );
-        let fmt = StackFormat::default();
-        assert_eq!(
-            folded_stacks_annotated(&p, &fmt),
-            vec![("node;main;LazyCompile:*fib_[j];sys_read_[k]".to_string(), 3)]
-        );
-        assert_eq!(
-            folded_stacks(&p, &fmt),
-            vec![("node;main;LazyCompile:*fib;sys_read".to_string(), 3)]
-        );
-    }
-
-    #[test]
-    fn cutting_keeps_the_root_side_and_merges() {
-        use crate::profile::{Frame, Stack, StackKey};
-        let mut p = Profile::default();
-        for leaf in ["x", "y"] {
-            p.add(
-                StackKey {
-                    comm: "c".into(),
-                    pid: 1,
-                    user: Stack::Frames(vec![
-                        Frame::from(leaf),
-                        Frame::from("b"),
-                        Frame::from("a"),
-                    ]),
-                    kernel: Stack::Absent,
-                },
-                2,
-            );
-        }
-        let stacks = folded_stacks(&p, &StackFormat::default());
-        assert_eq!(max_depth(&stacks), 4);
-        assert_eq!(
-            frame_lines(stacks.clone(), None),
-            vec!["c;a;b;x 2", "c;a;b;y 2"]
-        );
-        assert_eq!(frame_lines(stacks, Some(3)), vec!["c;a;b 4"]);
     }
 }

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::output::folded::{KERNEL_ANNOTATION, MISSED_KERNEL, MISSED_USER};
+use crate::output::folded::{for_each_part, FrameKind, Part, KERNEL_ANNOTATION};
 use crate::output::StackFormat;
-use crate::profile::{Frame, Stack, StackKey};
+use crate::profile::{Frame, StackKey};
 
 /// A drawn name, shared by every node and tree that uses it.
 pub type Name = Arc<str>;
@@ -115,47 +115,22 @@ impl Namer {
         id
     }
 
-    /// A stack's names, root first, as folded output orders them: the
-    /// comm, user root..leaf, `-` (with -d, when both halves are there),
-    /// kernel root..leaf, lost halves as their markers; runs of one frame
-    /// collapsed to `name ×N`. Into `out`, cleared first.
+    /// A stack's names, root first, as folded output orders them (see
+    /// [`for_each_part`]); runs of one frame collapsed to `name ×N`. Into
+    /// `out`, cleared first.
     pub fn stack(&mut self, key: &StackKey, out: &mut Vec<NameId>) {
         if self.user.len() + self.kernel.len() + self.names.len() > NAMER_LIMIT {
             *self = Namer::new(self.naming);
         }
         out.clear();
         let fmt = self.naming.format;
-        let comm = self.intern(&key.comm);
-        out.push(comm);
-        if fmt.user_stacks {
-            match &key.user {
-                Stack::Missed => out.push(self.intern(MISSED_USER)),
-                Stack::Frames(frames) => {
-                    for f in frames.iter().rev() {
-                        let id = self.frame(f, false);
-                        out.push(id);
-                    }
-                }
-                Stack::Absent => {}
-            }
-        }
-        if fmt.kernel_stacks {
-            let both =
-                matches!(key.user, Stack::Frames(_)) && matches!(key.kernel, Stack::Frames(_));
-            if fmt.delimited && both {
-                out.push(self.intern("-"));
-            }
-            match &key.kernel {
-                Stack::Missed => out.push(self.intern(MISSED_KERNEL)),
-                Stack::Frames(frames) => {
-                    for f in frames.iter().rev() {
-                        let id = self.frame(f, true);
-                        out.push(id);
-                    }
-                }
-                Stack::Absent => {}
-            }
-        }
+        for_each_part(key, &fmt, |part, kind| {
+            let id = match part {
+                Part::Text(s) => self.intern(s),
+                Part::Frame(f) => self.frame(f, kind == FrameKind::Kernel),
+            };
+            out.push(id);
+        });
         self.collapse_runs(out);
     }
 
@@ -194,6 +169,7 @@ impl Namer {
 mod tests {
     use super::*;
     use crate::output::folded::folded_stack;
+    use crate::profile::Stack;
 
     #[test]
     fn towers_collapse() {
@@ -256,5 +232,38 @@ mod tests {
                 assert_eq!(namer.joined(&out), folded_stack(key, &fmt), "{fmt:?}");
             }
         }
+    }
+
+    #[test]
+    fn kernel_colours_mark_kernel_and_jit_frames() {
+        use crate::profile::FrameInfo as Info;
+        let jit = Frame::new(Info {
+            name: "LazyCompile:*fib".into(),
+            module: Some("perf-42.map".into()),
+            offset: None,
+            addr: None,
+            source: None,
+            mapping: None,
+        });
+        let key = StackKey {
+            comm: "node".into(),
+            pid: 42,
+            user: Stack::Frames(vec![jit, Frame::from("main")]),
+            kernel: Stack::Frames(vec![Frame::from("sys_read")]),
+        };
+        let mut out = Vec::new();
+        let mut marked = Namer::new(Naming {
+            kernel_marks: true,
+            jit_marks: true,
+            ..Naming::default()
+        });
+        marked.stack(&key, &mut out);
+        assert_eq!(
+            marked.joined(&out),
+            "node;main;LazyCompile:*fib_[j];sys_read_[k]"
+        );
+        let mut plain = Namer::default();
+        plain.stack(&key, &mut out);
+        assert_eq!(plain.joined(&out), "node;main;LazyCompile:*fib;sys_read");
     }
 }
