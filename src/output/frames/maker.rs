@@ -161,7 +161,8 @@ pub struct FrameMaker {
     mode: FrameMode,
     target: String,
     title: String,
-    next_number: u64,
+    start_number: u64,
+    /// Frames started so far: the next one's turn to be arranged.
     next_seq: u64,
     /// The run's length, when known (render): the header's progress bar.
     run_end: Option<Duration>,
@@ -173,6 +174,16 @@ struct Own {
     samples: u64,
     duration: Duration,
     loss: crate::profile::LossReport,
+}
+
+impl Own {
+    fn of(interval: &Profile) -> Own {
+        Own {
+            samples: interval.samples(),
+            duration: interval.duration,
+            loss: interval.loss,
+        }
+    }
 }
 
 /// A frame started: built and arranged by [`PendingFrame::make`].
@@ -199,7 +210,7 @@ impl FrameMaker {
             mode,
             target,
             title: String::new(),
-            next_number: start_number,
+            start_number,
             next_seq: 0,
             run_end: None,
             shared: Arc::new(Shared {
@@ -236,7 +247,6 @@ impl FrameMaker {
         // room for a short label. Narrower stacks are still drawn, but
         // never shrink the bars.
         shared.min_share = px / (f64::from(canvas.width) - 2.0 * layout::XPAD).max(1.0);
-        shared.namers = Mutex::default();
     }
 
     /// Sets the title and the look.
@@ -317,12 +327,7 @@ impl FrameMaker {
     /// mode and the header); [`PendingFrame::make`] does the rest.
     pub fn start(&mut self, interval: &Profile) -> PendingFrame {
         let frame = self.modes.next(interval);
-        let own = Own {
-            samples: interval.samples(),
-            duration: interval.duration,
-            loss: interval.loss,
-        };
-        self.pending(own, frame)
+        self.pending(Own::of(interval), frame)
     }
 
     /// [`FrameMaker::start`] on an interval the caller gives away (a
@@ -332,18 +337,12 @@ impl FrameMaker {
         if self.mode != FrameMode::Interval {
             return self.start(&interval);
         }
-        let own = Own {
-            samples: interval.samples(),
-            duration: interval.duration,
-            loss: interval.loss,
-        };
-        self.pending(own, interval)
+        self.pending(Own::of(&interval), interval)
     }
 
     /// The frame `frame`, made for an interval that was `own`.
     fn pending(&mut self, own: Own, frame: Profile) -> PendingFrame {
-        let interval = &own;
-        let loss = &interval.loss;
+        let loss = &own.loss;
         let lost = (loss.lost() > 0).then(|| {
             let mut why = Vec::new();
             if loss.lost_hash_full > 0 {
@@ -354,10 +353,9 @@ impl FrameMaker {
             }
             why.join(", ")
         });
-        let number = self.next_number;
-        self.next_number += 1;
         let seq = self.next_seq;
         self.next_seq += 1;
+        let number = self.start_number + seq;
         let end = frame.start + frame.duration;
         let info = FrameInfo {
             number,
@@ -366,8 +364,8 @@ impl FrameMaker {
             start: frame.start,
             duration: frame.duration,
             samples: frame.samples(),
-            interval_samples: interval.samples,
-            interval: interval.duration,
+            interval_samples: own.samples,
+            interval: own.duration,
             lost,
             mode: (self.mode != FrameMode::Interval).then(|| self.mode.to_string()),
             weighted: matches!(self.mode, FrameMode::Decay(_)),

@@ -104,16 +104,6 @@ impl TreeBuilder {
         b
     }
 
-    /// Bars so far (the root included).
-    pub fn len(&self) -> usize {
-        self.bars.len()
-    }
-
-    /// Whether the tree is the root alone.
-    pub fn is_empty(&self) -> bool {
-        self.bars.len() == 1
-    }
-
     fn child(&self, at: u32, name: NameId) -> Option<u32> {
         let parent = &self.bars[at as usize];
         if parent.children >= INDEX_FROM {
@@ -222,7 +212,8 @@ impl TreeBuilder {
                 children: 0,
             });
         }
-        RawTree { nodes }
+        let links = self.bars.iter().map(|b| (b.first, b.next)).collect();
+        RawTree { nodes, links }
     }
 }
 
@@ -230,6 +221,9 @@ impl TreeBuilder {
 #[derive(Debug)]
 pub struct RawTree {
     nodes: Vec<Node>,
+    /// The builder's child lists: each bar's first child and next sibling
+    /// (`NONE`: none), newest first.
+    links: Vec<(u32, u32)>,
 }
 
 impl RawTree {
@@ -280,26 +274,8 @@ impl RawTree {
     /// kept frame replaced by [`CUT_MARK`]), siblings ordered by `key`
     /// (smallest first).
     pub fn finish<K: Ord>(self, cap: Option<usize>, key: impl Fn(&Node) -> K) -> FlameTree {
-        let mut nodes = self.nodes;
+        let RawTree { mut nodes, links } = self;
         let cap = cap.map(|c| c.max(2) as u32);
-        // Children per parent, as index ranges into `kids`.
-        let mut count = vec![0u32; nodes.len() + 1];
-        for n in &nodes[1..] {
-            count[n.parent as usize] += 1;
-        }
-        let mut first = Vec::with_capacity(nodes.len() + 1);
-        let mut acc = 0u32;
-        for c in &count {
-            first.push(acc);
-            acc += c;
-        }
-        let mut fill = first.clone();
-        let mut kids = vec![0u32; acc as usize];
-        for (i, n) in nodes.iter().enumerate().skip(1) {
-            let p = n.parent as usize;
-            kids[fill[p] as usize] = i as u32;
-            fill[p] += 1;
-        }
         // Cutting: a bar at the cap keeps only the stacks that end there;
         // what went deeper becomes one marked bar under its parent.
         let mut cut_marks: Vec<Node> = Vec::new();
@@ -348,12 +324,15 @@ impl RawTree {
             qi += 1;
             let Some(old) = old else { continue };
             siblings.clear();
-            let (a, b) = (first[old as usize], first[old as usize + 1]);
-            for &k in &kids[a as usize..b as usize] {
+            let mut k = links[old as usize].0;
+            while k != NONE {
                 if kept(&nodes[k as usize]) {
                     siblings.push((Some(k), &nodes[k as usize]));
                 }
+                k = links[k as usize].1;
             }
+            // The builder's lists are newest first.
+            siblings.reverse();
             if let Some(&m) = mark_of.get(&old) {
                 siblings.push((None, &cut_marks[m]));
             }
@@ -425,11 +404,6 @@ impl FlameTree {
         &self.nodes
     }
 
-    /// The root bar.
-    pub fn root(&self) -> &Node {
-        &self.nodes[0]
-    }
-
     /// Samples in the graph.
     pub fn total(&self) -> u64 {
         self.nodes[0].total
@@ -457,7 +431,8 @@ impl FlameTree {
     }
 
     /// The path of a bar (`comm;a;b`; "" for the root).
-    pub fn path(&self, mut i: usize) -> String {
+    #[cfg(test)]
+    fn path(&self, mut i: usize) -> String {
         let mut parts = Vec::new();
         while i != 0 {
             parts.push(self.nodes[i].name.as_ref());
