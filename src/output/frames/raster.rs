@@ -136,20 +136,13 @@ impl DirectRenderer {
     fn clear_rows(&self, pixmap: &mut Pixmap, rows: Rows) {
         let [r, g, b, a] = self.look.background();
         let c = Color::from_rgba8(r, g, b, a).premultiply().to_color_u8();
-        let px = [c.red(), c.green(), c.blue(), c.alpha()];
-        let stride = pixmap.width() as usize * 4;
-        let end = (rows.end as usize).min(pixmap.height() as usize);
-        let start = (rows.start as usize).min(end);
-        if start == end {
-            return;
-        }
-        let data = &mut pixmap.data_mut()[start * stride..end * stride];
-        for p in data[..stride].chunks_exact_mut(4) {
-            p.copy_from_slice(&px);
-        }
-        for y in 1..end - start {
-            data.copy_within(0..stride, y * stride);
-        }
+        let whole = [
+            0.0,
+            rows.start as f32,
+            pixmap.width() as f32,
+            rows.end as f32,
+        ];
+        fill_rect(pixmap, whole, [c.red(), c.green(), c.blue(), c.alpha()]);
     }
 
     /// Draws a frame over whatever `pixmap` held.
@@ -431,9 +424,10 @@ impl DirectRenderer {
     }
 }
 
-/// Fills an axis-aligned rectangle with an opaque colour, row by row: the
-/// pixels whose centres are inside it, as a non-anti-aliased path fill
-/// covers them (bars are never blended, so no path filler is needed).
+/// Fills an axis-aligned rectangle with a colour (premultiplied), row by
+/// row: the pixels whose centres are inside it, as a non-anti-aliased path
+/// fill covers them. Nothing is blended: bars are opaque, and clearing
+/// writes the background as it is.
 fn fill_rect(pixmap: &mut Pixmap, rect: [f32; 4], rgba: [u8; 4]) {
     let (w, h) = (pixmap.width() as i64, pixmap.height() as i64);
     let edge = |v: f32, max: i64| ((v + 0.5).floor() as i64).clamp(0, max);
