@@ -510,13 +510,7 @@ fn module_name(names: &mut HashSet<Symbol>, path: &str) -> Symbol {
 
 /// Whether `path` is the file `id` (same device and inode).
 fn same_file(path: &Path, id: FileId) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).is_ok_and(|m| {
-        let dev = m.dev();
-        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-        m.ino() == id.inode && (major as u32, minor as u32) == id.dev
-    })
+    std::fs::metadata(path).is_ok_and(|m| FileId::of(&m) == id)
 }
 
 /// Name, offset and source location of a symbolized address.

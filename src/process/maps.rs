@@ -43,6 +43,20 @@ impl Mapping {
     pub fn file_offset(&self, addr: u64) -> u64 {
         addr - self.start + self.offset
     }
+
+    /// The mapped file's identity (device and inode).
+    pub fn file_id(&self) -> super::FileId {
+        super::FileId {
+            dev: self.dev,
+            inode: self.inode,
+        }
+    }
+
+    /// `/proc/PID/map_files/START-END`: the very file mapped, also when it
+    /// was deleted or replaced, or lives in another mount namespace.
+    pub fn map_files(&self, pid: u32) -> std::path::PathBuf {
+        format!("/proc/{pid}/map_files/{:x}-{:x}", self.start, self.end).into()
+    }
 }
 
 /// Parses `/proc/PID/maps` text, sorted by start address. Lines that don't

@@ -42,6 +42,17 @@ pub struct FileId {
     pub inode: u64,
 }
 
+impl FileId {
+    /// The identity of an opened file, from its metadata.
+    pub fn of(meta: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId {
+            dev: (libc::major(meta.dev()), libc::minor(meta.dev())),
+            inode: meta.ino(),
+        }
+    }
+}
+
 /// Where a user address comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Place {
@@ -179,18 +190,10 @@ impl ProcessModel {
             };
         }
         Place::File {
-            file: FileId {
-                dev: m.dev,
-                inode: m.inode,
-            },
+            file: m.file_id(),
             offset: m.file_offset(addr),
             path: m.path.clone().unwrap_or_default(),
-            live_path: live.then(|| {
-                PathBuf::from(format!(
-                    "/proc/{}/map_files/{:x}-{:x}",
-                    id.pid, m.start, m.end
-                ))
-            }),
+            live_path: live.then(|| m.map_files(id.pid)),
             range: (m.start, m.end, m.offset),
         }
     }

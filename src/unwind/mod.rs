@@ -224,20 +224,14 @@ impl State {
         let mut wanted: HashMap<FileId, (Vec<(PathBuf, bool)>, String)> = HashMap::new();
         for (id, exec, _) in latest.values() {
             for m in exec.iter().filter(|m| m.is_file()) {
-                let file = file_id(m);
+                let file = m.file_id();
                 if !self.files.contains_key(&file) {
                     let e = wanted
                         .entry(file)
                         .or_insert_with(|| (Vec::new(), m.path.clone().unwrap_or_default()));
                     // map_files is the very file mapped; a path is
                     // checked to still be it.
-                    e.0.push((
-                        PathBuf::from(format!(
-                            "/proc/{}/map_files/{:x}-{:x}",
-                            id.pid, m.start, m.end
-                        )),
-                        false,
-                    ));
+                    e.0.push((m.map_files(id.pid), false));
                     if let Some(p) = &m.path {
                         e.0.push((PathBuf::from(format!("/proc/{}/root{p}", id.pid)), true));
                         e.0.push((PathBuf::from(p), true));
@@ -336,7 +330,7 @@ impl State {
     fn load_process(&mut self, id: AspaceId, exec: &[Mapping]) -> Result<()> {
         let mappings: Vec<(u64, u64, u64, Option<FileId>)> = exec
             .iter()
-            .map(|m| (m.start, m.end, m.offset, m.is_file().then(|| file_id(m))))
+            .map(|m| (m.start, m.end, m.offset, m.is_file().then(|| m.file_id())))
             .collect();
         if let Some(old) = self.procs.get(&id.pid) {
             if old.aspace == id.aspace && old.mappings == mappings {
@@ -424,19 +418,9 @@ impl State {
 /// Opens `path`, checking (if `check`) that it is the file `want` (same
 /// device and inode).
 fn open_same(path: &std::path::Path, want: &FileId, check: bool) -> Option<std::fs::File> {
-    use std::os::unix::fs::MetadataExt;
     let f = std::fs::File::open(path).ok()?;
     if !check {
         return Some(f);
     }
-    let m = f.metadata().ok()?;
-    let dev = (libc::major(m.dev()), libc::minor(m.dev()));
-    (m.ino() == want.inode && dev == want.dev).then_some(f)
-}
-
-fn file_id(m: &Mapping) -> FileId {
-    FileId {
-        dev: m.dev,
-        inode: m.inode,
-    }
+    (FileId::of(&f.metadata().ok()?) == *want).then_some(f)
 }
