@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod collector;
+pub mod encode;
 pub mod export;
 pub mod import;
 pub mod offline;

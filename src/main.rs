@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         Action::Report(args) => offline::report(args),
         Action::Import(args) => offline::import(args),
         Action::Export(args) => offline::export(args),
+        Action::Encode(args) => rs_profile::encode::encode(args),
         // Generated into memory first: clap_complete panics on a write
         // error, and `profile completions bash | head` closes the pipe.
         Action::Completions(shell) => {

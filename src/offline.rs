@@ -154,8 +154,8 @@ pub fn render(args: RenderArgs) -> Result<()> {
         args.frames
             .frames_config(&args.frame_pattern, format, intervals.meta().target.clone())?;
     cfg.fps = Some(args.frames.speed / interval_secs(&args, &intervals));
-    cfg.pattern.prepare(args.frames.overwrite)?;
-    let mut frames = FramesOutput::new(cfg)?;
+    let dir = cfg.pattern.prepare(args.frames.overwrite)?;
+    let mut frames = FramesOutput::new(cfg, dir)?;
     frames.wait_for_pool();
     draw_all(&mut frames, &args, intervals)
 }

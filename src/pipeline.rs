@@ -275,16 +275,16 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         if format == ExportFormat::Recording {
             outputs.push(Box::new(RecordWriter::create(&target, &meta)?));
         } else {
-            if let Target::File { path, .. } = &target {
-                crate::safe_file::check_writable(crate::safe_file::folder_of(path))?;
+            if let Target::File { dir, .. } = &target {
+                dir.check_writable()?;
             }
             outputs.push(Box::new(ExportOutput::new(target, format, meta)?));
         }
     }
     if let Some(frames) = &cfg.frames {
         // Refuse bad folders and earlier frames before sampling starts.
-        frames.pattern.prepare(cfg.overwrite)?;
-        outputs.push(Box::new(FramesOutput::new(frames.clone())?));
+        let dir = frames.pattern.prepare(cfg.overwrite)?;
+        outputs.push(Box::new(FramesOutput::new(frames.clone(), dir)?));
     }
 
     if let Some(video) = &cfg.video {

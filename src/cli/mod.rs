@@ -13,7 +13,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 
 pub use self::frames::FrameOptions;
-pub use self::offline::{ExportArgs, ImportArgs, RenderArgs, ReportArgs, TimeRange};
+pub use self::offline::{EncodeArgs, ExportArgs, ImportArgs, RenderArgs, ReportArgs, TimeRange};
 pub use self::sampling::{SamplingArgs, DEFAULT_INTERVAL, MAX_INTERVAL, MIN_INTERVAL};
 use crate::output::feed::{self, FeedConfig};
 use crate::output::frames::FramesConfig;
@@ -48,6 +48,11 @@ use crate::sampler::SamplerConfig;
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Write into folders that other users can write (without the sticky
+    /// bit) or that are reached through their links. Refused by default:
+    /// as root, such a folder lets them redirect what is written.
+    #[arg(long, global = true)]
+    unsafe_output_dir: bool,
     #[command(flatten)]
     live: LiveArgs,
 }
@@ -64,6 +69,8 @@ enum Command {
     Import(ImportArgs),
     /// Export a recording as pprof, speedscope or folded.
     Export(ExportArgs),
+    /// Assemble PNG frames on disk into a video (scripts/make_video.sh).
+    Encode(EncodeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -245,6 +252,8 @@ pub enum Action {
     Import(ImportArgs),
     /// `export`.
     Export(ExportArgs),
+    /// `encode`.
+    Encode(EncodeArgs),
     /// `completions SHELL`.
     Completions(clap_complete::Shell),
     /// `man`.
@@ -270,6 +279,7 @@ impl Cli {
     /// Validates the options and turns them into an [`Action`].
     pub fn into_action(self) -> Result<Action> {
         let live = self.live;
+        crate::safe_file::allow_unsafe_dirs(self.unsafe_output_dir);
         match self.command {
             Some(Command::Record(r)) => {
                 let (sampler, _) = r.sampling.sampler_config()?;
@@ -296,6 +306,7 @@ impl Cli {
             Some(Command::Report(r)) => Ok(Action::Report(r)),
             Some(Command::Import(r)) => Ok(Action::Import(r)),
             Some(Command::Export(r)) => Ok(Action::Export(r)),
+            Some(Command::Encode(r)) => Ok(Action::Encode(r)),
             Some(Command::Completions { shell }) => Ok(Action::Completions(shell)),
             Some(Command::Man) => Ok(Action::Man),
             None if live.ebpf => live

@@ -1,4 +1,5 @@
-//! Arguments of the offline subcommands: render, report, import, export.
+//! Arguments of the offline subcommands: render, report, import, export,
+//! encode.
 //! None of them needs root or BPF.
 
 use std::path::PathBuf;
@@ -128,6 +129,30 @@ pub struct ImportArgs {
     /// perf script: what a sample counts for: 1 (samples) or its period.
     #[arg(long, value_name = "WEIGHT", default_value = "samples")]
     pub weight: crate::import::perf_script::Weight,
+}
+
+/// `profile encode`.
+#[derive(Debug, Args)]
+pub struct EncodeArgs {
+    /// The -g pattern the PNG frames were written with, e.g.
+    /// frames/flamegraph%04d.png.
+    pub pattern: String,
+
+    /// The video: .mp4 (H.264), .webm (VP9, keeps transparency) or .gif.
+    #[arg(short = 'o', long = "output", value_name = "FILE", required = true)]
+    pub output: PathBuf,
+
+    /// Frames per second (default: from the frames' sidecar, real time).
+    #[arg(long, value_name = "N")]
+    pub fps: Option<f64>,
+
+    /// Number of the first frame (default: the lowest one found).
+    #[arg(long, value_name = "N")]
+    pub start_number: Option<u64>,
+
+    /// Replace the video if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// `profile export`.

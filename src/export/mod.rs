@@ -163,7 +163,7 @@ impl Exporter {
                 folded::write_lines(&mut out, &lines)?;
                 out
             }
-            Exporter::Recording(_) => return Ok(()),
+            Exporter::Recording(mut w) => return w.close(),
         };
         target
             .write_all(&bytes)

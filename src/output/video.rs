@@ -49,7 +49,7 @@ impl VideoFormat {
     }
 
     /// ffmpeg's arguments after the input, up to the output.
-    fn codec_args(self, transparent: bool) -> Vec<String> {
+    pub fn codec_args(self, transparent: bool) -> Vec<String> {
         let v: &[&str] = match self {
             VideoFormat::Mp4 => &[
                 "-c:v",
@@ -103,6 +103,27 @@ pub struct VideoConfig {
     pub overwrite: bool,
 }
 
+/// Free space under which the video's disk counts as full: less than a
+/// few frames of H.264.
+const MIN_FREE: u64 = 256 << 10;
+
+/// Bytes free for us on the file system of `file` (root may use the
+/// reserved blocks too).
+fn free_bytes(file: &std::fs::File) -> Result<u64> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed statvfs is a valid out-buffer; the fd is open.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("fstatvfs");
+    }
+    let blocks = if unsafe { libc::geteuid() } == 0 {
+        st.f_bfree
+    } else {
+        st.f_bavail
+    };
+    Ok(blocks.saturating_mul(st.f_frsize))
+}
+
 /// Frames drawn but not yet written; the pool is ahead by at most this.
 const AHEAD: usize = 8;
 
@@ -129,23 +150,23 @@ impl VideoOutput {
     pub fn new(cfg: VideoConfig) -> Result<VideoOutput> {
         super::frames::keep_freed_memory();
         let target = crate::safe_file::Target::resolve(&cfg.path, cfg.overwrite)?;
-        if !matches!(target, crate::safe_file::Target::File { .. }) {
+        let crate::safe_file::Target::File { dir, name, .. } = &target else {
             bail!("-o {}: a video must go to a file", cfg.path.display());
-        }
+        };
         if cfg.format == VideoFormat::Gif && cfg.frames.look.transparent {
             bail!("--background transparent: use .webm (GIF has no alpha channel)");
         }
         if cfg.format == VideoFormat::Mp4 && cfg.frames.look.transparent {
             bail!("--background transparent: use .webm (H.264 has no alpha channel)");
         }
-        let temp = TempFile::new_for(&cfg.path)?;
+        let temp = TempFile::new(dir, name)?;
         let canvas = cfg.frames.canvas;
         let renderer = Arc::new(FrameRenderer::new(
             canvas,
             cfg.frames.renderer,
             cfg.frames.look,
         )?);
-        let mut child = spawn_ffmpeg(&cfg, temp.path())?;
+        let mut child = spawn_ffmpeg(&cfg, &temp)?;
         let stdin = child.stdin.take().expect("stdin is piped");
         let (tx, rx) = mpsc::sync_channel(AHEAD);
         let writer = std::thread::Builder::new()
@@ -191,26 +212,59 @@ impl VideoOutput {
 }
 
 /// ffmpeg reading raw RGBA frames on stdin.
-fn spawn_ffmpeg(cfg: &VideoConfig, out: &Path) -> Result<Child> {
+fn spawn_ffmpeg(cfg: &VideoConfig, out: &TempFile) -> Result<Child> {
     let canvas = cfg.frames.canvas;
-    let mut cmd = Command::new("ffmpeg");
-    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args(["-f", "rawvideo", "-pix_fmt", "rgba"])
-        .args(["-s", &format!("{}x{}", canvas.width, canvas.height)])
-        .args(["-framerate", &format!("{}", cfg.fps)])
-        .args(["-i", "-"])
-        .args(cfg.format.codec_args(cfg.frames.look.transparent))
-        .arg(out)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    cmd.spawn().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            anyhow!("-o {}: ffmpeg not found; install it (apt-get install ffmpeg) or write PNG frames with -E", cfg.path.display())
-        } else {
-            anyhow!("failed to start ffmpeg: {e}")
-        }
-    })
+    let mut args: Vec<String> = ["-f", "rawvideo", "-pix_fmt", "rgba", "-s"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(format!("{}x{}", canvas.width, canvas.height));
+    args.extend(["-framerate".into(), format!("{}", cfg.fps), "-i".into(), "-".into()]);
+    args.extend(cfg.format.codec_args(cfg.frames.look.transparent));
+    spawn_ffmpeg_into(&args, Stdio::piped(), out, &cfg.path)
+}
+
+/// Starts ffmpeg with `args` (inputs and codec) writing the video into
+/// `out`: the file is handed over as the child's stdout, and ffmpeg is told
+/// to write `/proc/self/fd/1`, which reopens that very file (seekable, so
+/// MP4's index can go first). No path of ours reaches ffmpeg, so no name
+/// someone swaps meanwhile can redirect what it writes.
+pub fn spawn_ffmpeg_into(
+    args: &[String],
+    stdin: Stdio,
+    out: &TempFile,
+    shown: &Path,
+) -> Result<Child> {
+    Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-xerror"])
+        .args(args)
+        .arg("file:/proc/self/fd/1")
+        .stdin(stdin)
+        .stdout(Stdio::from(out.share()?))
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                anyhow!("-o {}: ffmpeg not found; install it (apt-get install ffmpeg) or write PNG frames with -E", shown.display())
+            } else {
+                anyhow!("failed to start ffmpeg: {e}")
+            }
+        })
+}
+
+/// Waits for ffmpeg; its failure is its last line of stderr.
+pub fn wait_ffmpeg(child: Child) -> Result<()> {
+    let out = child.wait_with_output().context("ffmpeg")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        bail!("ffmpeg failed ({}): {last}", out.status);
+    }
+    Ok(())
 }
 
 /// Writes frames to ffmpeg in their order, whatever order they were drawn
@@ -243,16 +297,7 @@ fn write_in_order(
         }
     }
     drop(stdin);
-    let out = child.wait_with_output().context("ffmpeg")?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let last = err
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        bail!("ffmpeg failed ({}): {last}", out.status);
-    }
+    wait_ffmpeg(child)?;
     if let Some(e) = failed {
         return Err(e);
     }
@@ -261,7 +306,19 @@ fn write_in_order(
 
 impl VideoOutput {
     /// ffmpeg gone (disk full, killed): stop the run now with its cause.
+    /// The encoder holds back dozens of frames before it writes anything
+    /// (x264's lookahead: 40 s at one frame a second), so a full disk is
+    /// also checked directly, on the file ffmpeg writes.
     fn check_writer(&mut self) -> Result<()> {
+        if let Some(temp) = &self.temp {
+            let free = free_bytes(temp.file())?;
+            if free < MIN_FREE {
+                bail!(
+                    "failed to write {}: No space left on device ({free} bytes free)",
+                    self.path.display()
+                );
+            }
+        }
         if self.writer.as_ref().is_some_and(|w| w.is_finished()) {
             let writer = self.writer.take().expect("checked");
             writer
@@ -328,7 +385,7 @@ impl Output for VideoOutput {
             .join()
             .map_err(|_| anyhow!("the video writer panicked"))??;
         let temp = self.temp.take().expect("finish is called once");
-        temp.persist(self.overwrite)?;
+        temp.persist(self.overwrite, true)?;
         let secs = written as f64 / self.fps;
         eprintln!(
             "wrote {} ({written} frames, {secs:.1} s at {} fps)",

@@ -57,7 +57,8 @@ fn refuses_to_overwrite_unless_asked() {
     assert!(Target::resolve(&path, false).is_err());
     // A file that appears after the check is not replaced either.
     let stale = Target::File {
-        path: path.clone(),
+        dir: crate::safe_file::SafeDir::open(dir.path(), false).unwrap(),
+        name: "r.rsprof".into(),
         replace: false,
     };
     assert!(RecordWriter::create(&stale, &Meta::default()).is_err());

@@ -167,6 +167,13 @@ impl RecordWriter {
         self.write_synced(&buf)
     }
 
+    /// Ends the recording: synced, and still ours under its name.
+    pub fn close(&mut self) -> Result<()> {
+        self.sink
+            .finish()
+            .with_context(|| format!("the recording {}", self.target.display()))
+    }
+
     fn write_synced(&mut self, bytes: &[u8]) -> Result<()> {
         self.sink
             .write_all(bytes)
@@ -182,5 +189,9 @@ impl Output for RecordWriter {
 
     fn interval(&mut self, profile: &Profile) -> Result<()> {
         self.write_interval(profile)
+    }
+
+    fn finish(&mut self, _loss: &crate::profile::LossReport) -> Result<()> {
+        self.close()
     }
 }

@@ -13,7 +13,8 @@ use crate::common::{export, profile, require_bpf, Workload};
 
 const VICTIM: &[u8] = b"root's precious file\n";
 
-/// A root-owned victim file outside a world-writable folder.
+/// A root-owned victim file outside a world-writable sticky folder (as
+/// /tmp is: others can add names, not move ours).
 struct Scene {
     _dir: tempfile::TempDir,
     victim: PathBuf,
@@ -26,7 +27,7 @@ fn scene() -> Scene {
     fs::write(&victim, VICTIM).unwrap();
     let open = dir.path().join("open");
     fs::create_dir(&open).unwrap();
-    fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
     // tempdir() is 0700: let nobody reach the open folder.
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
     Scene {
@@ -341,33 +342,41 @@ fn intervals_keep_the_grid_under_load() {
     assert_eq!(v["profiles"].as_array().unwrap().len(), 100);
 }
 
-/// A video whose disk fills: ffmpeg fails, the run stops with its cause,
-/// the report still prints, and no temporary file is left.
+/// A video whose disk fills: the run stops within an interval or two with
+/// its cause, the report still prints, and no temporary file is left. At
+/// one frame a second the encoder holds ~40 frames before it writes, so
+/// only watching the disk notices this early.
 #[test]
 fn disk_full_under_a_video_stops_the_run_with_its_cause() {
     require_bpf!();
-    let _load = Workload::start("mix", 30.0, &[]);
-    let disk = SmallDisk::new("64k");
+    let _load = Workload::start("mix", 60.0, &[]);
+    let disk = SmallDisk::new("4m");
     let mp4 = disk.path().join("talk.mp4");
-    let t = Instant::now();
-    let out = profile(&[
-        "-o",
-        mp4.to_str().unwrap(),
-        "--interval",
-        "0.1",
-        "--colors",
-        "diff",
-        "-f",
-        "20",
-    ]);
+    let child = Command::new(env!("CARGO_BIN_EXE_profile"))
+        .args(["-o", mp4.to_str().unwrap(), "--interval", "1", "-f", "45"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    // Something else fills the disk.
+    let mut filler = fs::File::create(disk.path().join("filler")).unwrap();
+    let chunk = vec![7u8; 64 << 10];
+    while std::io::Write::write_all(&mut filler, &chunk).is_ok() {}
+    let filled = Instant::now();
+    let out = child.wait_with_output().unwrap();
     let err = stderr_of(&out);
     assert!(!out.status.success(), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(15), "{err}");
+    assert!(
+        filled.elapsed() < Duration::from_secs(4),
+        "stopped {:?} after the disk filled: {err}",
+        filled.elapsed()
+    );
     let line = err
         .lines()
         .find(|l| l.starts_with("profile: the video"))
         .unwrap_or_else(|| panic!("{err}"));
-    assert!(line.contains("ffmpeg"), "{line}");
+    assert!(line.contains("No space left on device"), "{line}");
     assert!(!out.stdout.is_empty(), "the report still printed");
     assert!(!mp4.exists());
     assert!(

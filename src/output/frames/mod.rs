@@ -25,7 +25,6 @@ pub use maker::{Frame, FrameMaker, PendingFrame};
 
 use std::collections::VecDeque;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -42,6 +41,7 @@ use self::renderer::{FrameRenderer, RendererKind};
 use super::{Output, StackFormat};
 use crate::profile::modes::FrameMode;
 use crate::profile::Profile;
+use crate::safe_file::SafeDir;
 
 /// Frames handed to the render pools and frames written, over the run: the
 /// live status line shows them (one run per process).
@@ -82,7 +82,7 @@ pub struct FramesConfig {
 
 /// One frame to make and render, and where.
 struct FrameJob {
-    path: PathBuf,
+    name: String,
     frame: PendingFrame,
     _ticket: Option<Ticket>,
 }
@@ -158,6 +158,8 @@ pub struct FramesOutput {
     pool: Option<JoinHandle<()>>,
     done: Arc<AtomicU64>,
     errors: Arc<Mutex<Vec<String>>>,
+    /// The frame folder, opened once (see [`crate::safe_file`]).
+    dir: Arc<SafeDir>,
     /// Set when the output is dropped before it finished: frames still
     /// queued are skipped instead of written.
     cancelled: Arc<AtomicBool>,
@@ -171,7 +173,7 @@ impl FramesOutput {
     /// Prepares the frame folder (refusing to overwrite frames without
     /// `--overwrite`, already checked by the caller), loads fonts and starts
     /// the render pool. Call before sampling starts.
-    pub fn new(cfg: FramesConfig) -> Result<FramesOutput> {
+    pub fn new(cfg: FramesConfig, dir: Arc<SafeDir>) -> Result<FramesOutput> {
         keep_freed_memory();
         let renderer = Arc::new(FrameRenderer::new(cfg.canvas, cfg.renderer, cfg.look)?);
         let threads = if cfg.threads == 0 {
@@ -191,6 +193,7 @@ impl FramesOutput {
         let format = cfg.pattern.format;
         let handle = {
             let (done, errors, cancelled) = (done.clone(), errors.clone(), cancelled.clone());
+            let dir = dir.clone();
             std::thread::Builder::new()
                 .name("frames".into())
                 .spawn(move || {
@@ -199,7 +202,7 @@ impl FramesOutput {
                             if cancelled.load(Ordering::SeqCst) {
                                 return;
                             }
-                            if let Err(err) = render_job(&renderer, format, job) {
+                            if let Err(err) = render_job(&renderer, format, &dir, job) {
                                 errors
                                     .lock()
                                     .unwrap_or_else(|e| e.into_inner())
@@ -223,6 +226,7 @@ impl FramesOutput {
             .styled(cfg.title.clone(), cfg.look),
             submitted: 0,
             cfg,
+            dir,
             backlog: VecDeque::new(),
             tx: Some(tx),
             pool: Some(handle),
@@ -260,7 +264,11 @@ impl FramesOutput {
             "height": self.cfg.canvas.height,
         });
         let path = p.sidecar();
-        crate::safe_file::write_whole(&path, format!("{json}\n").as_bytes(), true)
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .context("the sidecar names no file")?;
+        crate::safe_file::write_whole(&self.dir, name, format!("{json}\n").as_bytes(), true)
             .with_context(|| format!("failed to write {}", path.display()))?;
         eprintln!(
             "make the video: scripts/make_video.sh '{}' talk.mp4   ({fps} fps, real time; -o talk.mp4 does it in one step)",
@@ -289,7 +297,7 @@ impl FramesOutput {
 
     fn submit(&mut self, frame: PendingFrame, ticket: Option<Ticket>) -> Result<()> {
         let job = FrameJob {
-            path: self.cfg.pattern.path(frame.number()),
+            name: self.cfg.pattern.file_name(frame.number()),
             frame,
             _ticket: ticket,
         };
@@ -404,18 +412,23 @@ impl Drop for FramesOutput {
     }
 }
 
-fn render_job(renderer: &FrameRenderer, format: FrameFormat, job: FrameJob) -> Result<()> {
+fn render_job(
+    renderer: &FrameRenderer,
+    format: FrameFormat,
+    dir: &Arc<SafeDir>,
+    job: FrameJob,
+) -> Result<()> {
     let frame = job.frame.make();
     let bytes = match format {
         FrameFormat::Png => renderer.png(&frame)?,
         FrameFormat::Svg => renderer.svg(&frame)?,
     };
-    write_frame(&job.path, &bytes)
+    write_frame(dir, &job.name, &bytes)
 }
 
 /// Writes a frame under an exclusive temporary name in its folder, then
 /// renames it into place, so a reader (ffmpeg, a file watcher) never sees half
 /// a frame and no planted link is followed (see [`crate::safe_file`]).
-pub fn write_frame(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::safe_file::write_whole_unsynced(path, bytes)
+pub fn write_frame(dir: &Arc<SafeDir>, name: &str, bytes: &[u8]) -> Result<()> {
+    crate::safe_file::write_whole_unsynced(dir, name, bytes)
 }

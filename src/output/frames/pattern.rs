@@ -1,10 +1,12 @@
 //! The `-g` frame file pattern: printf-style, with exactly one `%d` or `%0Nd`
 //! (what ffmpeg's image2 demuxer reads), ending in .png or .svg.
 
-use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+
+use crate::safe_file::SafeDir;
 
 /// Default `-g` pattern.
 pub const DEFAULT_PATTERN: &str = "frames/flamegraph%04d.png";
@@ -32,6 +34,9 @@ pub struct FramePattern {
 impl FramePattern {
     /// Parses a pattern such as `out/fg%04d.png`.
     pub fn parse(pattern: &str) -> Result<FramePattern> {
+        if pattern.ends_with('/') {
+            bail!("frame pattern {pattern:?} ends in '/': it names a folder, not frame files");
+        }
         let path = Path::new(pattern);
         let file = path
             .file_name()
@@ -118,16 +123,7 @@ impl FramePattern {
 
     /// The pattern as users write it (`out/fg%04d.png`), for messages.
     pub fn display(&self) -> String {
-        let num = if self.width == 0 {
-            "%d".to_string()
-        } else {
-            format!("%0{}d", self.width)
-        };
-        let esc = |s: &str| s.replace('%', "%%");
-        self.dir
-            .join(format!("{}{num}{}", esc(&self.prefix), esc(&self.suffix)))
-            .display()
-            .to_string()
+        self.dir.join(self.file_pattern()).display().to_string()
     }
 
     /// The path of frame `n`.
@@ -143,6 +139,28 @@ impl FramePattern {
         self.dir.join(format!("{stem}.video.json"))
     }
 
+    /// The file part as ffmpeg's image2 reads it (`fg%04d.png`).
+    pub fn file_pattern(&self) -> String {
+        let num = if self.width == 0 {
+            "%d".to_string()
+        } else {
+            format!("%0{}d", self.width)
+        };
+        let esc = |s: &str| s.replace('%', "%%");
+        format!("{}{num}{}", esc(&self.prefix), esc(&self.suffix))
+    }
+
+    /// The frame number a file name of this pattern holds.
+    pub fn number_of(&self, name: &str) -> Option<u64> {
+        if !self.matches(name) {
+            return None;
+        }
+        name.strip_prefix(&self.prefix)?
+            .strip_suffix(&self.suffix)?
+            .parse()
+            .ok()
+    }
+
     /// Whether a file name is a frame of this pattern.
     pub fn matches(&self, name: &str) -> bool {
         let Some(digits) = name
@@ -156,50 +174,40 @@ impl FramePattern {
             && (self.width == 0 || digits.len() >= self.width)
     }
 
-    /// Existing files that match the pattern, sorted.
-    pub fn existing(&self) -> Result<Vec<PathBuf>> {
-        let mut found = Vec::new();
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-            Err(e) => {
-                return Err(e).with_context(|| format!("failed to list {}", self.dir.display()))
-            }
-        };
-        for entry in entries.flatten() {
-            if let Some(name) = entry.file_name().to_str() {
-                if self.matches(name) {
-                    found.push(entry.path());
-                }
-            }
-        }
-        found.sort();
-        Ok(found)
+    /// Existing files of the folder that match the pattern, sorted.
+    pub fn existing(&self, dir: &SafeDir) -> Result<Vec<String>> {
+        Ok(dir
+            .names()?
+            .into_iter()
+            .filter(|n| self.matches(n))
+            .collect())
     }
 
-    /// Makes the folder ready before sampling starts: creates it, checks it
+    /// Makes the folder ready before sampling starts: creates it, opens it
+    /// (refusing a folder others can change, see [`SafeDir`]), checks it
     /// is writable, and refuses to overwrite earlier frames unless
     /// `overwrite`, in which case they are removed (so a video made from the
-    /// folder holds this run's frames only).
-    pub fn prepare(&self, overwrite: bool) -> Result<()> {
-        fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create the frame folder {}", self.dir.display()))?;
-        crate::safe_file::check_writable(&self.dir)
+    /// folder holds this run's frames only). Every frame is then written
+    /// through the folder this returns.
+    pub fn prepare(&self, overwrite: bool) -> Result<Arc<SafeDir>> {
+        let dir = SafeDir::open(&self.dir, true)
             .with_context(|| format!("cannot write frames to {}", self.dir.display()))?;
-        let existing = self.existing()?;
+        dir.check_writable()
+            .with_context(|| format!("cannot write frames to {}", self.dir.display()))?;
+        let existing = self.existing(&dir)?;
         if let Some(first) = existing.first() {
             if !overwrite {
                 bail!(
                     "{} already exists ({} frame file(s) match the pattern); use --overwrite to replace them, or another -g pattern",
-                    first.display(),
+                    dir.shown(first).display(),
                     existing.len()
                 );
             }
             for f in &existing {
-                fs::remove_file(f).with_context(|| format!("failed to remove {}", f.display()))?;
+                dir.remove(f)?;
             }
         }
-        Ok(())
+        Ok(dir)
     }
 }
 
@@ -236,6 +244,8 @@ mod tests {
             "fr%02dames/fg%04d.png",
             "frames/fg%",
             "frames/",
+            "/f%04d.png/",
+            "out/f%04d.png/",
         ] {
             assert!(FramePattern::parse(bad).is_err(), "{bad} accepted");
         }
@@ -258,6 +268,7 @@ mod tests {
         let pattern = format!("{}/sub/fg%03d.png", dir.path().display());
         let p = FramePattern::parse(&pattern).unwrap();
         p.prepare(false).unwrap();
+        use std::fs;
         fs::write(p.path(1), b"x").unwrap();
         fs::write(p.dir().join("keep.txt"), b"x").unwrap();
         let err = p.prepare(false).unwrap_err().to_string();
