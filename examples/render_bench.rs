@@ -57,6 +57,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let out = std::env::temp_dir().join(format!("render-bench-{}", std::process::id()));
     std::fs::create_dir_all(&out)?;
+    let dir = rs_profile::safe_file::SafeDir::open(&out, true)?;
     let t = Instant::now();
     pool.install(|| {
         (0..n as u64)
@@ -72,7 +73,7 @@ fn main() -> anyhow::Result<()> {
                         std::fs::write(keep, &png)?;
                     }
                 }
-                rs_profile::safe_file::write_whole(&out.join(format!("f{i:04}.png")), &png, true)
+                rs_profile::safe_file::write_whole(&dir, &format!("f{i:04}.png"), &png, true)
             })
     })?;
     let secs = t.elapsed().as_secs_f64();

@@ -62,7 +62,10 @@ pub fn encode(args: EncodeArgs) -> Result<()> {
         .take_while(|(n, want)| *n == want)
         .count();
     if count == 0 {
-        bail!("no frame {} found", dir.shown(&pattern.file_name(start)).display());
+        bail!(
+            "no frame {} found",
+            dir.shown(&pattern.file_name(start)).display()
+        );
     }
     let fps = match args.fps {
         Some(f) => f,
@@ -76,17 +79,18 @@ pub fn encode(args: EncodeArgs) -> Result<()> {
         bail!("the frames are transparent: use .webm (H.264 and GIF have no alpha channel)");
     }
     let target = Target::resolve(&args.output, args.overwrite)?;
-    let Target::File { dir: out_dir, name, replace } = &target else {
+    let Target::File {
+        dir: out_dir,
+        name,
+        replace,
+    } = &target
+    else {
         bail!("-o {}: a video must go to a file", args.output.display());
     };
     let temp = TempFile::new(out_dir, name)?;
     // The open folder, as ffmpeg (a child of ours) sees it.
-    let input = PathBuf::from(format!(
-        "/proc/{}/fd/{}",
-        std::process::id(),
-        dir_fd(&dir)
-    ))
-    .join(pattern.file_pattern());
+    let input = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), dir_fd(&dir)))
+        .join(pattern.file_pattern());
     let mut ffargs: Vec<String> = vec![
         "-framerate".into(),
         format!("{fps}"),

@@ -219,7 +219,12 @@ fn spawn_ffmpeg(cfg: &VideoConfig, out: &TempFile) -> Result<Child> {
         .map(|s| s.to_string())
         .collect();
     args.push(format!("{}x{}", canvas.width, canvas.height));
-    args.extend(["-framerate".into(), format!("{}", cfg.fps), "-i".into(), "-".into()]);
+    args.extend([
+        "-framerate".into(),
+        format!("{}", cfg.fps),
+        "-i".into(),
+        "-".into(),
+    ]);
     args.extend(cfg.format.codec_args(cfg.frames.look.transparent));
     spawn_ffmpeg_into(&args, Stdio::piped(), out, &cfg.path)
 }

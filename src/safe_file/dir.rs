@@ -138,7 +138,12 @@ impl SafeDir {
         } else {
             path
         };
-        let fd = resolve(shown, create, &Trusted::now(), ALLOW_UNSAFE.load(Ordering::SeqCst))?;
+        let fd = resolve(
+            shown,
+            create,
+            &Trusted::now(),
+            ALLOW_UNSAFE.load(Ordering::SeqCst),
+        )?;
         Ok(Arc::new(SafeDir {
             fd,
             path: shown.to_path_buf(),
@@ -189,7 +194,10 @@ impl SafeDir {
         match self.stat(name)? {
             None => return Ok(()),
             Some(st) if kind(&st) == libc::S_IFREG || kind(&st) == libc::S_IFLNK => {}
-            Some(_) => bail!("{} is not a regular file; refusing to remove it", shown.display()),
+            Some(_) => bail!(
+                "{} is not a regular file; refusing to remove it",
+                shown.display()
+            ),
         }
         self.unlink(name)
             .with_context(|| format!("failed to remove {}", shown.display()))
@@ -262,8 +270,9 @@ fn resolve(path: &Path, create: bool, trust: &Trusted, allow: bool) -> Result<Ow
                 if unsafe { libc::mkdirat(cur.as_raw_fd(), c.as_ptr(), 0o777) } != 0 {
                     let e = io::Error::last_os_error();
                     if e.kind() != io::ErrorKind::AlreadyExists {
-                        return Err(e)
-                            .with_context(|| format!("cannot create the folder {}", here.display()));
+                        return Err(e).with_context(|| {
+                            format!("cannot create the folder {}", here.display())
+                        });
                     }
                 }
                 todo.push_front(name);
@@ -394,7 +403,9 @@ mod tests {
         let open = t.path().join("open");
         std::fs::create_dir(&open).unwrap();
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = resolve(&open, false, &strict(), false).unwrap_err().to_string();
+        let err = resolve(&open, false, &strict(), false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("writable by everyone"), "{err}");
         assert!(resolve(&open.join("sub"), true, &strict(), false).is_err());
         assert!(!open.join("sub").exists(), "nothing created under it");
@@ -422,7 +433,9 @@ mod tests {
         let link = t.path().join("link");
         symlink(t.path(), &link).unwrap();
         std::os::unix::fs::lchown(&link, Some(65534), Some(65534)).unwrap();
-        let err = resolve(&link, false, &strict(), false).unwrap_err().to_string();
+        let err = resolve(&link, false, &strict(), false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("symbolic link owned by uid 65534"), "{err}");
     }
 }

@@ -69,7 +69,10 @@ impl Stream {
     /// here, as a shell's `>` does).
     pub fn open(&self) -> Result<File> {
         if self.writable {
-            let fd = self.fd.try_clone().context("failed to duplicate a descriptor")?;
+            let fd = self
+                .fd
+                .try_clone()
+                .context("failed to duplicate a descriptor")?;
             return Ok(File::from(fd));
         }
         OpenOptions::new()
@@ -391,7 +394,9 @@ mod tests {
         assert_eq!(fs::read(&victim).unwrap(), b"precious");
         assert!(Target::resolve(dir.path(), true).is_err());
         let slash = format!("{}/x.folded/", dir.path().display());
-        let err = Target::resolve(Path::new(&slash), false).unwrap_err().to_string();
+        let err = Target::resolve(Path::new(&slash), false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("names a folder"), "{err}");
     }
 

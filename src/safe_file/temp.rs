@@ -70,14 +70,24 @@ impl TempFile {
                     target: target.to_string(),
                 })
             }
-            Err(e) => Err(e)
-                .with_context(|| format!("cannot create {} (in {})", shown.display(), dir.path().display())),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "cannot create {} (in {})",
+                    shown.display(),
+                    dir.path().display()
+                )
+            }),
         }
     }
 
     /// Creates and drops a file: can this folder be written?
     pub(super) fn probe(dir: &SafeDir) -> io::Result<()> {
-        match open_at(dir.raw(), OsStr::new("."), libc::O_TMPFILE | libc::O_WRONLY, 0o600) {
+        match open_at(
+            dir.raw(),
+            OsStr::new("."),
+            libc::O_TMPFILE | libc::O_WRONLY,
+            0o600,
+        ) {
             Ok(_) => Ok(()),
             Err(e) if unsupported(&e) => {
                 let name = random_name("probe");
@@ -103,7 +113,11 @@ impl TempFile {
     /// writes it (ffmpeg gets it as its stdout and opens
     /// `/proc/self/fd/1`, which reopens this very file, never a path).
     pub fn share(&self) -> Result<OwnedFd> {
-        Ok(self.file.try_clone().context("failed to share a descriptor")?.into())
+        Ok(self
+            .file
+            .try_clone()
+            .context("failed to share a descriptor")?
+            .into())
     }
 
     /// The target, for messages.
@@ -197,7 +211,10 @@ impl TempFile {
                 }
             }
         }
-        bail!("cannot find a free temporary name in {}", self.dir.path().display())
+        bail!(
+            "cannot find a free temporary name in {}",
+            self.dir.path().display()
+        )
     }
 }
 
@@ -219,8 +236,7 @@ impl Drop for TempFile {
 
 /// A file name of the folder: no separators, not `.` or `..`.
 pub fn check_name(name: &str) -> Result<()> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0')
-    {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
         bail!("{name:?} is not a file name");
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! The live feed as an attacker or an unlucky network would treat it
-//! (issue 16): foreign Host headers, a listen address beyond loopback,
-//! slowloris clients and thousands of idle connections.
+//! (issues 16 and 24): foreign and doubled Host headers, a listen address
+//! beyond loopback, slowloris clients, thousands of idle connections,
+//! streams that are never read and a crowd asking for expensive renders.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -42,6 +43,29 @@ fn foreign_host_headers_are_refused() {
         421
     );
     assert_eq!(request(p, "/", ""), 421);
+    // Two Host headers: which one counts is ambiguous, so neither does.
+    assert_eq!(
+        request(p, "/", "Host: localhost\r\nHost: evil.example\r\n"),
+        400
+    );
+    assert_eq!(
+        request(p, "/", "Host: localhost\r\nHost: localhost\r\n"),
+        400
+    );
+}
+
+/// The whole response to a raw request, as text.
+fn response(port: u16, path: &str, headers: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    String::from_utf8_lossy(&raw).into_owned()
 }
 
 /// `profile -T --listen 0.0.0.0 ...`, with the URL it printed.
@@ -87,10 +111,22 @@ fn beyond_loopback_a_token_is_required() {
     assert_eq!(request(port, "/", h), 403);
     assert_eq!(request(port, "/latest.folded", h), 403);
     assert_eq!(request(port, "/?token=0123", h), 403);
-    assert_eq!(request(port, &format!("/?token={token}"), h), 200);
-    // The page's own requests carry it as the cookie the page was given.
+    let page = response(port, &format!("/?token={token}"), h);
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    // No credential in a cookie: cookies are not scoped by port, so every
+    // other service on this host would receive it.
+    assert!(
+        !page.to_ascii_lowercase().contains("set-cookie"),
+        "{}",
+        &page[..page.find("\r\n\r\n").unwrap_or(page.len())]
+    );
+    // The page's own requests carry the token in their URL.
+    assert_eq!(
+        request(port, &format!("/history.json?token={token}"), h),
+        200
+    );
     let cookie = format!("{h}Cookie: rsprofile_token={token}\r\n");
-    assert_eq!(request(port, "/history.json", &cookie), 200);
+    assert_eq!(request(port, "/history.json", &cookie), 403);
     let _ = child.kill();
     let _ = child.wait();
 
@@ -183,28 +219,166 @@ fn idle_connections_never_starve_the_profiler() {
         }
     }
     assert!(idle.len() >= 1000, "only {} connections", idle.len());
-    // Over the cap, a connection is answered at once: 503. (The server may
-    // still be accepting the last ones: look for a while, not once.)
-    let mut refused = 0;
-    let deadline = Instant::now() + Duration::from_secs(15);
+    // Over the cap, newcomers take the place of the oldest: the server
+    // closes those (it never holds more than the cap), and a viewer who
+    // arrives now still gets the page.
+    let t = Instant::now();
+    let page = request(feed.port, "/", "Host: localhost\r\n");
+    assert_eq!(page, 200, "the page, with {} clients connected", idle.len());
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let deadline = Instant::now() + Duration::from_secs(10);
     for s in idle.iter() {
-        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
     }
-    while refused == 0 && Instant::now() < deadline {
-        for s in idle.iter_mut().rev().take(600) {
+    let mut closed = vec![false; idle.len()];
+    while Instant::now() < deadline && closed.iter().filter(|c| **c).count() < 1000 {
+        for (i, s) in idle.iter_mut().enumerate() {
+            if closed[i] {
+                continue;
+            }
             let mut buf = [0u8; 64];
-            if let Ok(n) = s.read(&mut buf) {
-                if String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 503") {
-                    refused += 1;
+            match s.read(&mut buf) {
+                Ok(0) => closed[i] = true,
+                Ok(n) if String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 503") => {
+                    closed[i] = true
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => closed[i] = true,
+                _ => {}
             }
         }
     }
-    assert!(refused > 0, "no connection over the cap was answered 503");
+    let held = closed.iter().filter(|c| !**c).count();
+    assert!(held <= 512, "{held} connections still held (cap 512)");
     let (ok, _, err) = feed.wait();
     assert!(ok, "{err}");
     // Every frame was written despite the clients' descriptors.
     let frames = crate::common::frames_in(dir.path(), "png").len();
     assert_eq!(frames, 40, "{err}");
     drop(idle);
+}
+
+/// Connects and sends a request, then never reads a byte.
+fn never_read(port: u16, path: &str) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    // A tiny receive buffer: the server's writes block soon.
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&s);
+    let small: libc::c_int = 4096;
+    // SAFETY: setsockopt on our own socket with a valid int.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        );
+    }
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    Some(s)
+}
+
+#[test]
+fn streams_that_are_never_read_lock_nobody_out() {
+    require_bpf!();
+    // Same limit raise as above: 520 clients.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur = lim.rlim_max.min(8192);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    let feed = Feed::start(&["--interval", "0.2", "-f", "20"]);
+    std::thread::sleep(Duration::from_secs(2));
+    let mut crowd = Vec::new();
+    for i in 0..520 {
+        let path = if i % 2 == 0 {
+            "/events"
+        } else {
+            "/stream.mjpeg"
+        };
+        crowd.extend(never_read(feed.port, path));
+    }
+    assert!(crowd.len() >= 500, "{}", crowd.len());
+    // A viewer, now and a few seconds later, gets the page, the history
+    // and a live stream.
+    for round in 0..3 {
+        let t = Instant::now();
+        assert_eq!(
+            request(feed.port, "/", "Host: localhost\r\n"),
+            200,
+            "round {round}"
+        );
+        assert_eq!(
+            request(feed.port, "/history.json", "Host: localhost\r\n"),
+            200
+        );
+        let mut ev = TcpStream::connect(("127.0.0.1", feed.port)).unwrap();
+        ev.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(ev, "GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut got = String::new();
+        let mut r = BufReader::new(ev);
+        while !got.contains("event: frame") {
+            let mut line = String::new();
+            if r.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            got.push_str(&line);
+        }
+        assert!(got.contains("event: frame"), "round {round}: {got}");
+        assert!(
+            t.elapsed() < Duration::from_secs(4),
+            "round {round}: {:?}",
+            t.elapsed()
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    drop(crowd);
+}
+
+#[test]
+fn a_crowd_of_expensive_renders_never_delays_the_page() {
+    require_bpf!();
+    let feed = Feed::start(&["--interval", "0.2", "-f", "20"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let port = feed.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let crowd: Vec<_> = (0..40)
+        .map(|i| {
+            let (stop, busy) = (stop.clone(), busy.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let path = if i % 2 == 0 {
+                        "/range/0-100000.svg".to_string()
+                    } else {
+                        format!("/frames/{}.png", i % 10)
+                    };
+                    if request(port, &path, "Host: localhost\r\n") == 503 {
+                        busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let mut worst = Duration::ZERO;
+    for _ in 0..10 {
+        let t = Instant::now();
+        assert_eq!(request(port, "/", "Host: localhost\r\n"), 200);
+        assert_eq!(request(port, "/history.json", "Host: localhost\r\n"), 200);
+        worst = worst.max(t.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in crowd {
+        let _ = c.join();
+    }
+    assert!(worst < Duration::from_secs(1), "the page took {worst:?}");
+    assert!(
+        busy.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "a full render queue answers 503"
+    );
 }

@@ -3,23 +3,23 @@
 //! - the Host header must be an IP address or `localhost` (with any port):
 //!   a web page that rebinds its own domain name to 127.0.0.1 (DNS
 //!   rebinding) sends its own name and is refused with 421;
-//! - off loopback, every request needs the run's random token, given once
-//!   in the URL (`?token=...`, printed at start, as samply and Jupyter do)
-//!   and then kept by the browser in a cookie limited to the feed's path,
-//!   so the page's own requests (events, frames) carry it; without it: 403.
+//! - exactly one Host header (two: 400, as RFC 9110 says; a proxy and we
+//!   could otherwise read different ones);
+//! - off loopback, every request needs the run's random token in its URL
+//!   (`?token=...`, printed at start, as samply and Jupyter do); the page
+//!   adds it to each request it makes. It is never put in a cookie:
+//!   cookies are not scoped by port, so every other service on the host
+//!   would receive it. Without it: 403.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::FeedState;
-
-/// The cookie that carries the token after the first request.
-const COOKIE: &str = "rsprofile_token";
 
 /// A new random token: 128 bits from the kernel's generator, hex.
 pub fn new_token() -> std::io::Result<String> {
@@ -52,28 +52,12 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// The token a request carries, in its query or its cookie, if any.
-fn presented(req: &Request) -> (Option<String>, bool) {
-    let from_query = req.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("token="))
-            .map(str::to_string)
-    });
-    if from_query.is_some() {
-        return (from_query, true);
-    }
-    let from_cookie = req
-        .headers()
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            c.trim()
-                .strip_prefix(&format!("{COOKIE}="))
-                .map(str::to_string)
-        });
-    (from_cookie, false)
+/// The token a request carries in its query, if any.
+fn presented(req: &Request) -> Option<&str> {
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
 }
 
 /// The check in front of every route.
@@ -82,11 +66,11 @@ pub(super) async fn check(
     req: Request,
     next: Next,
 ) -> Response {
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next().and_then(|h| h.to_str().ok()).unwrap_or("");
+    if hosts.next().is_some() {
+        return (StatusCode::BAD_REQUEST, "more than one Host header\n").into_response();
+    }
     if !host_allowed(host) {
         return (
             StatusCode::MISDIRECTED_REQUEST,
@@ -97,25 +81,14 @@ pub(super) async fn check(
     let Some(token) = &state.token else {
         return next.run(req).await;
     };
-    let (given, in_query) = presented(&req);
-    if !given.as_deref().is_some_and(|g| same(g, token)) {
+    if !presented(&req).is_some_and(|g| same(g, token)) {
         return (
             StatusCode::FORBIDDEN,
             "this feed needs its token: open the URL the profiler printed at start\n",
         )
             .into_response();
     }
-    let mut resp = next.run(req).await;
-    if in_query {
-        let cookie = format!(
-            "{COOKIE}={token}; Path={}; HttpOnly; SameSite=Strict",
-            state.prefix
-        );
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            resp.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
-    resp
+    next.run(req).await
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! waits on a client.
 
 mod access;
+mod limits;
 mod routes;
 mod server;
 
@@ -213,6 +214,10 @@ pub(crate) struct FeedState {
     /// The last rendered (index, png?) -> bytes, so many clients asking for
     /// the newest frame cost one render.
     rendered: Mutex<VecDeque<(RenderKey, Arc<Vec<u8>>)>>,
+    /// Streams being served (`events`, `stream.mjpeg`).
+    streams: Arc<limits::Slots>,
+    /// Renders and merges of past frames, a few at a time.
+    renders: limits::RenderQueue,
 }
 
 impl FeedState {
@@ -348,6 +353,8 @@ impl FeedOutput {
             jpeg: watch::Sender::new(None),
             jpeg_busy: AtomicBool::new(false),
             rendered: Mutex::new(VecDeque::new()),
+            streams: limits::Slots::streams(),
+            renders: limits::RenderQueue::new(2),
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

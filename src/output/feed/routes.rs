@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -15,6 +15,7 @@ use axum::Router;
 use tokio_stream::wrappers::WatchStream;
 use tokio_stream::StreamExt;
 
+use super::limits::Peer;
 use super::{FeedFrame, FeedState};
 
 type St = State<Arc<FeedState>>;
@@ -65,7 +66,23 @@ fn latest(state: &FeedState) -> Option<Arc<FeedFrame>> {
     state.latest.borrow().clone()
 }
 
-async fn events(State(state): St) -> Response {
+/// A stream's items until the stream is pushed out of its place (see
+/// [`super::limits`]); the place is held as long as the stream lives.
+fn until_evicted<S: tokio_stream::Stream + Send + 'static>(
+    state: &FeedState,
+    peer: Peer,
+    stream: S,
+) -> impl tokio_stream::Stream<Item = S::Item> + Send + 'static {
+    let ticket = state.streams.admit(peer.0);
+    let evicted = ticket.evicted.clone();
+    let ended = async move { evicted.notified().await };
+    futures_util::StreamExt::take_until(stream, ended).map(move |item| {
+        let _held = &ticket;
+        item
+    })
+}
+
+async fn events(State(state): St, Extension(peer): Extension<Peer>) -> Response {
     let stream = WatchStream::new(state.latest.subscribe()).filter_map(|frame| {
         frame.map(|f| {
             Ok::<_, Infallible>(
@@ -75,7 +92,7 @@ async fn events(State(state): St) -> Response {
             )
         })
     });
-    Sse::new(stream)
+    Sse::new(until_evicted(&state, peer, stream))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
         .into_response()
 }
@@ -92,27 +109,75 @@ async fn history(State(state): St) -> Response {
         .into_response()
 }
 
-/// Renders off the runtime's workers: an SVG or PNG can take tens of ms.
-async fn render(state: Arc<FeedState>, frame: Option<Arc<FeedFrame>>, png: bool) -> Response {
-    let Some(frame) = frame else {
-        return (StatusCode::NOT_FOUND, "no frame yet\n").into_response();
+/// The answer when the render queue (or the client's share of it) is full.
+fn busy() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        "busy rendering; try again in a moment\n",
+    )
+        .into_response()
+}
+
+/// Renders off the runtime's workers, through the render queue: an SVG or
+/// PNG can take tens of ms, a merged range more.
+async fn render(
+    state: Arc<FeedState>,
+    peer: Peer,
+    frame: impl FnOnce(&FeedState) -> Option<Arc<FeedFrame>> + Send + 'static,
+    kind: Kind,
+) -> Response {
+    let Some(_ticket) = state.renders.admit(peer.0) else {
+        return busy();
     };
-    let rendered = tokio::task::spawn_blocking(move || state.render(&frame, png)).await;
-    match rendered {
-        Ok(Ok(bytes)) => {
-            let ty = if png { "image/png" } else { "image/svg+xml" };
+    let _turn = state.renders.turn().await;
+    let st = state.clone();
+    let made = tokio::task::spawn_blocking(move || -> Option<anyhow::Result<Made>> {
+        let frame = frame(&st)?;
+        Some(match kind {
+            Kind::Folded => Ok(Made::Text(frame.folded())),
+            Kind::Png => st.render(&frame, true).map(Made::Bytes),
+            Kind::Svg => st.render(&frame, false).map(Made::Bytes),
+        })
+    })
+    .await;
+    let ty = match kind {
+        Kind::Png => "image/png",
+        Kind::Svg => "image/svg+xml",
+        Kind::Folded => "text/plain; charset=utf-8",
+    };
+    match made {
+        Ok(Some(Ok(made))) => {
+            let body = match made {
+                // One copy per response; the render itself is shared.
+                Made::Bytes(b) => Bytes::from(b.to_vec()),
+                Made::Text(t) => Bytes::from(t),
+            };
             (
                 [
                     (header::CONTENT_TYPE, ty),
                     (header::CACHE_CONTROL, "no-store"),
                 ],
-                // One copy per response; the render itself is shared.
-                Bytes::from(bytes.to_vec()),
+                body,
             )
                 .into_response()
         }
+        Ok(None) => (StatusCode::NOT_FOUND, "no such interval in the history\n").into_response(),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
     }
+}
+
+/// What a render route makes.
+#[derive(Clone, Copy)]
+enum Kind {
+    Svg,
+    Png,
+    Folded,
+}
+
+enum Made {
+    Bytes(Arc<Vec<u8>>),
+    Text(String),
 }
 
 fn folded(frame: Option<Arc<FeedFrame>>) -> Response {
@@ -126,14 +191,12 @@ fn folded(frame: Option<Arc<FeedFrame>>) -> Response {
     }
 }
 
-async fn latest_svg(State(state): St) -> Response {
-    let f = latest(&state);
-    render(state, f, false).await
+async fn latest_svg(State(state): St, Extension(peer): Extension<Peer>) -> Response {
+    render(state, peer, latest, Kind::Svg).await
 }
 
-async fn latest_png(State(state): St) -> Response {
-    let f = latest(&state);
-    render(state, f, true).await
+async fn latest_png(State(state): St, Extension(peer): Extension<Peer>) -> Response {
+    render(state, peer, latest, Kind::Png).await
 }
 
 async fn latest_folded(State(state): St) -> Response {
@@ -141,27 +204,34 @@ async fn latest_folded(State(state): St) -> Response {
 }
 
 /// `frames/N.svg`, `frames/N.png` or `frames/N.folded`: a past interval.
-async fn past_frame(State(state): St, Path(file): Path<String>) -> Response {
+async fn past_frame(
+    State(state): St,
+    Extension(peer): Extension<Peer>,
+    Path(file): Path<String>,
+) -> Response {
     let Some((n, ext)) = file.split_once('.') else {
         return not_found().await;
     };
     let Ok(n) = n.parse::<u64>() else {
         return not_found().await;
     };
-    let Some(frame) = state.frame(n) else {
-        return (StatusCode::NOT_FOUND, "no such interval in the history\n").into_response();
+    let kind = match ext {
+        "svg" => Kind::Svg,
+        "png" => Kind::Png,
+        "folded" => return folded(state.frame(n)),
+        _ => return not_found().await,
     };
-    match ext {
-        "svg" => render(state, Some(frame), false).await,
-        "png" => render(state, Some(frame), true).await,
-        "folded" => folded(Some(frame)),
-        _ => not_found().await,
-    }
+    render(state, peer, move |s| s.frame(n), kind).await
 }
 
 /// `range/A-B.svg` or `range/A-B.folded`: intervals A to B of the
-/// history, merged.
-async fn range(State(state): St, Path(file): Path<String>) -> Response {
+/// history, merged (only those still held: a range is capped to the
+/// history whatever numbers it names).
+async fn range(
+    State(state): St,
+    Extension(peer): Extension<Peer>,
+    Path(file): Path<String>,
+) -> Response {
     let Some((span, ext)) = file.split_once('.') else {
         return not_found().await;
     };
@@ -171,17 +241,15 @@ async fn range(State(state): St, Path(file): Path<String>) -> Response {
     let (Ok(a), Ok(b)) = (a.parse::<u64>(), b.parse::<u64>()) else {
         return not_found().await;
     };
-    let Some(frame) = state.range(a.min(b), a.max(b)) else {
-        return (StatusCode::NOT_FOUND, "no such intervals in the history\n").into_response();
+    let kind = match ext {
+        "svg" => Kind::Svg,
+        "folded" => Kind::Folded,
+        _ => return not_found().await,
     };
-    match ext {
-        "svg" => render(state, Some(frame), false).await,
-        "folded" => folded(Some(frame)),
-        _ => not_found().await,
-    }
+    render(state, peer, move |s| s.range(a.min(b), a.max(b)), kind).await
 }
 
-async fn mjpeg(State(state): St) -> Response {
+async fn mjpeg(State(state): St, Extension(peer): Extension<Peer>) -> Response {
     let stream = WatchStream::new(state.jpeg.subscribe()).filter_map(|jpeg| {
         jpeg.map(|j| {
             let mut part = format!(
@@ -202,7 +270,7 @@ async fn mjpeg(State(state): St) -> Response {
             ),
             (header::CACHE_CONTROL, "no-store".to_string()),
         ],
-        Body::from_stream(stream),
+        Body::from_stream(until_evicted(&state, peer, stream)),
     )
         .into_response()
 }
