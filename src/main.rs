@@ -26,7 +26,8 @@ fn main() -> ExitCode {
             // clap's message, without its usage block: one line.
             let text = err.to_string();
             let first = text.lines().next().unwrap_or("invalid arguments");
-            eprintln!("profile: {}", first.trim_start_matches("error: "));
+            let first = rs_profile::cli::shorten_quoted(first.trim_start_matches("error: "));
+            eprintln!("profile: {first}");
             return ExitCode::from(2);
         }
     };

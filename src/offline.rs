@@ -137,8 +137,8 @@ pub fn regroup(intervals: Vec<Profile>, secs: f64) -> Vec<Profile> {
 /// `profile render`: frames are made as intervals are read.
 pub fn render(args: RenderArgs) -> Result<()> {
     if let Some(secs) = args.regroup {
-        if !secs.is_finite() || secs <= 0.0 {
-            bail!("--regroup must be a positive number of seconds");
+        if !(secs.is_finite() && (MIN_REGROUP..=MAX_REGROUP).contains(&secs)) {
+            bail!("--regroup must be from {MIN_REGROUP} to {MAX_REGROUP} seconds");
         }
     }
     let intervals = Intervals::open(&args.recording, &args.range)?;
@@ -218,18 +218,30 @@ impl Drawing for crate::output::video::VideoOutput {
 /// first pass over the recording (decoded, not drawn) that fixes the
 /// sibling order and the layout depth for the whole video, unless
 /// `--as-live`.
+///
+/// Ctrl-C (or SIGTERM) stops it between two frames: the frames so far are
+/// finished and the video closed over them; a second one exits at once,
+/// leaving no temporary file.
 fn draw_all(out: &mut impl Drawing, args: &RenderArgs, mut intervals: Intervals) -> Result<()> {
+    let stop = crate::pipeline::install_stop_handler()?;
+    let stopped = || stop.load(std::sync::atomic::Ordering::SeqCst);
     if !args.as_live {
         let mut first = Intervals::open(&args.recording, &args.range)?;
-        out.first_pass(&mut regrouped(&mut first, args.regroup));
+        out.first_pass(&mut regrouped(&mut first, args.regroup).take_while(|_| !stopped()));
     }
     let mut rendered = 0;
     for p in regrouped(&mut intervals, args.regroup) {
+        if stopped() {
+            break;
+        }
         out.draw(p)?;
         rendered += 1;
     }
     out.finish(&crate::profile::LossReport::default())?;
     let (used, whole) = intervals.finish();
+    if stopped() {
+        bail!("interrupted: rendered {rendered} frames (each one whole) from the first {used} intervals of the recording");
+    }
     eprintln!("rendered {rendered} frames from {used} of the recording's {whole} whole intervals");
     Ok(())
 }
@@ -262,13 +274,30 @@ pub fn report(args: ReportArgs) -> Result<()> {
         args.format.text_style(),
     );
     let mut loss = crate::profile::LossReport::default();
+    // Each interval's counts were checked on read; their sum over the run
+    // can still pass what a count holds: then the report caps them, and
+    // says so.
+    let mut total: Option<u64> = Some(0);
     for p in intervals.by_ref() {
         report.interval(&p)?;
         loss.add(&p.loss);
+        total = total.and_then(|t| t.checked_add(p.samples()));
     }
     intervals.finish();
-    report.finish(&loss)
+    report.finish(&loss)?;
+    if total.is_none() {
+        bail!(
+            "{}: the counts add up to more than {} over the intervals: damaged (the report above shows them capped)",
+            args.recording.display(),
+            u64::MAX
+        );
+    }
+    Ok(())
 }
+
+/// `--regroup` bounds: a millisecond to a day.
+const MIN_REGROUP: f64 = 0.001;
+const MAX_REGROUP: f64 = 86_400.0;
 
 /// `profile import`: each interval is written to the recording as soon as
 /// the input has moved past it.
@@ -302,7 +331,16 @@ pub fn import(args: ImportArgs) -> Result<()> {
         event_filter: args.event_filter.clone(),
         weight: args.weight,
     };
-    let report = crate::import::import_inputs(&args.inputs, interval, &opts, &mut sink)?;
+    let report = crate::import::import_inputs_capped(
+        &args.inputs,
+        interval,
+        &opts,
+        args.max_line_bytes,
+        &mut sink,
+    )?;
+    if let Some(w) = &mut sink.writer {
+        w.close()?;
+    }
     for n in &report.notes {
         eprintln!("profile: {n}");
     }
@@ -329,7 +367,9 @@ impl crate::import::ImportSink for RecordingSink<'_> {
         if let Some(ev) = &info.event {
             self.meta.target = format!("{} ({ev})", self.meta.target);
         }
-        self.writer = Some(RecordWriter::create(self.target, &self.meta)?);
+        // Named only once the whole import succeeded: a failed one leaves
+        // no half recording behind.
+        self.writer = Some(RecordWriter::create_staged(self.target, &self.meta)?);
         Ok(())
     }
 
@@ -352,7 +392,17 @@ pub fn export(args: ExportArgs) -> Result<()> {
         },
     };
     let meta = it.meta().clone();
-    let n = crate::export::write(&target, args.format, &meta, it.by_ref(), opts)?;
+    let n = crate::export::write(&target, args.format, &meta, it.by_ref(), opts).map_err(|e| {
+        // Not `export | head` success: the export is cut.
+        if crate::pipeline::is_broken_pipe(&e) {
+            anyhow::anyhow!(
+                "-o {}: the reader closed the pipe before the export was whole",
+                target.display()
+            )
+        } else {
+            e
+        }
+    })?;
     it.finish();
     eprintln!("exported {n} intervals to {}", target.display());
     Ok(())

@@ -113,7 +113,7 @@ enum Work {
 
 /// Installs the SIGINT/SIGTERM handler: the first signal asks the run to end
 /// (the report is still printed), a second one exits at once.
-fn install_stop_handler() -> Result<Arc<AtomicBool>> {
+pub(crate) fn install_stop_handler() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || {
@@ -129,7 +129,8 @@ fn install_stop_handler() -> Result<Arc<AtomicBool>> {
 /// The outputs of a run, each isolated from the others: one that fails is
 /// dropped at once (its error kept, the run asked to stop), and the others
 /// go on and finish what they hold. A closed pipe (`profile | head`) ends
-/// that output quietly, as `head` users expect.
+/// the report quietly, as `head` users expect; under a recording or an
+/// export it is a failure like any other (the data is cut).
 struct OutputSet {
     outputs: Vec<Box<dyn Output + Send>>,
     failures: Vec<String>,
@@ -145,7 +146,7 @@ impl OutputSet {
                 Ok(()) => i += 1,
                 Err(err) => {
                     let out = self.outputs.remove(i);
-                    if !is_broken_pipe(&err) {
+                    if !(is_broken_pipe(&err) && out.quiet_on_broken_pipe()) {
                         self.failures.push(format!("{}: {err:#}", out.name()));
                         self.failed.store(true, Ordering::SeqCst);
                     }

@@ -237,6 +237,32 @@ pub struct RunConfig {
     pub target: String,
 }
 
+/// `--history` at most: ten hours of 0.05 s intervals.
+const MAX_HISTORY: usize = 720_000;
+/// `--history-mb` at most (64 GiB).
+const MAX_HISTORY_MB: u64 = 65_536;
+
+/// Shortens each quoted value (`'...'`) of a clap error line longer than
+/// 40 characters, so an error never quotes a 300-digit number whole.
+pub fn shorten_quoted(line: &str) -> String {
+    let mut out = String::new();
+    let mut parts = line.split('\'');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (i, part) in parts.enumerate() {
+        out.push('\'');
+        let inside = i % 2 == 0;
+        if inside && part.chars().count() > 40 {
+            let head: String = part.chars().take(20).collect();
+            out.push_str(&format!("{head}... ({} characters)", part.chars().count()));
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Action {
@@ -321,11 +347,16 @@ impl LiveArgs {
     fn into_run_config(self) -> Result<RunConfig> {
         let (sampler, header) = self.sampling.sampler_config()?;
         feed::validate_prefix(&self.serve_path)?;
-        if self.history == 0 {
-            bail!("--history must keep at least 1 interval");
+        if !(1..=MAX_HISTORY).contains(&self.history) {
+            bail!("--history must be from 1 to {MAX_HISTORY} intervals");
         }
-        if self.history_mb == 0 {
-            bail!("--history-mb must be at least 1");
+        if !(1..=MAX_HISTORY_MB).contains(&self.history_mb) {
+            bail!("--history-mb must be from 1 to {MAX_HISTORY_MB}");
+        }
+        let ip = self.listen;
+        let bad = ip.is_multicast() || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+        if bad {
+            bail!("--listen {ip}: a broadcast or multicast address can't be listened on; use 127.0.0.1, an address of this machine, or 0.0.0.0");
         }
         let format = self
             .format

@@ -129,6 +129,12 @@ pub struct ImportArgs {
     /// perf script: what a sample counts for: 1 (samples) or its period.
     #[arg(long, value_name = "WEIGHT", default_value = "samples")]
     pub weight: crate::import::perf_script::Weight,
+
+    /// Longest input line accepted, in bytes (1024 to 1073741824); a
+    /// longer one is an error, so memory stays bounded whatever the input.
+    #[arg(long, value_name = "BYTES", default_value_t = crate::import::DEFAULT_MAX_LINE,
+          value_parser = max_line_bytes)]
+    pub max_line_bytes: usize,
 }
 
 /// `profile encode`.
@@ -153,6 +159,14 @@ pub struct EncodeArgs {
     /// Replace the video if it exists.
     #[arg(long)]
     pub overwrite: bool,
+}
+
+/// `--max-line-bytes`: 1 KiB to 1 GiB.
+fn max_line_bytes(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if (1024..=1 << 30).contains(&n) => Ok(n),
+        _ => Err("must be a whole number of bytes from 1024 to 1073741824".into()),
+    }
 }
 
 /// `profile export`.

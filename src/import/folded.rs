@@ -29,10 +29,16 @@ pub fn add_line(p: &mut Profile, line: &str, line_no: u64) -> Result<()> {
         return Ok(());
     }
     let Some((stack, count)) = line.rsplit_once(' ') else {
-        bail!("line {line_no}: no count: {line:?}");
+        bail!("line {line_no}: no count: {}", super::quote(line));
     };
     let Ok(count) = count.parse::<u64>() else {
-        bail!("line {line_no}: bad count {count:?}");
+        bail!("line {line_no}: bad count {}", super::quote(count));
+    };
+    let Some(taken) = p.loss.taken.checked_add(count) else {
+        bail!(
+            "line {line_no}: the counts add up to more than {} (a count that can't be right)",
+            u64::MAX
+        );
     };
     let mut frames = stack.split(';');
     let comm = frames.next().unwrap_or_default().to_string();
@@ -61,8 +67,8 @@ pub fn add_line(p: &mut Profile, line: &str, line_no: u64) -> Result<()> {
         },
         count,
     );
-    p.loss.taken = p.loss.taken.saturating_add(count);
-    p.loss.counted = p.loss.counted.saturating_add(count);
+    p.loss.taken = taken;
+    p.loss.counted = taken;
     Ok(())
 }
 
@@ -88,6 +94,12 @@ mod tests {
             ])
         );
         assert!(parse("no count here", Duration::ZERO).is_err());
+        let over = format!("a;b {}\na;c 2\n", u64::MAX);
+        let err = parse(&over, Duration::ZERO).unwrap_err().to_string();
+        assert!(err.starts_with("line 2: the counts add up"), "{err}");
+        let long = format!("a;{} x", "f".repeat(10_000));
+        let err = parse(&long, Duration::ZERO).unwrap_err().to_string();
+        assert!(err.len() < 120, "{err}");
         assert!(parse("a;b x", Duration::ZERO).is_err());
     }
 }

@@ -17,7 +17,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::profile::{Frame, FrameInfo, Profile, Stack, StackKey, Symbol};
 
@@ -149,9 +149,9 @@ impl<'a> PerfScriptReader<'a> {
                 return Ok(());
             }
             bail!(
-                "line {}: not a perf script event line: {:?}",
+                "line {}: not a perf script event line: {}",
                 self.line_no,
-                truncate(line)
+                super::quote(line)
             );
         };
         let skip = match &self.summary.event {
@@ -248,8 +248,14 @@ impl<'a> PerfScriptReader<'a> {
             p.weight,
         );
         let l = &mut self.current.loss;
-        l.taken = l.taken.saturating_add(p.weight);
-        l.counted = l.counted.saturating_add(p.weight);
+        l.taken = l.taken.checked_add(p.weight).with_context(|| {
+            format!(
+                "line {}: the interval's samples add up to more than {} (a count that can't be right)",
+                self.line_no,
+                u64::MAX
+            )
+        })?;
+        l.counted = l.taken;
         self.summary.samples += 1;
         Ok(())
     }
@@ -276,13 +282,6 @@ fn empty(index: u64, start: Duration, duration: Duration) -> Profile {
         start,
         duration,
         ..Default::default()
-    }
-}
-
-fn truncate(line: &str) -> &str {
-    match line.char_indices().nth(120) {
-        Some((i, _)) => &line[..i],
-        None => line,
     }
 }
 

@@ -29,6 +29,13 @@ pub trait Output {
     fn finish(&mut self, _loss: &LossReport) -> Result<()> {
         Ok(())
     }
+
+    /// Whether a reader closing its pipe early ends this output quietly
+    /// (the text report: `profile | head`, as profile.py users expect).
+    /// For a recording or an export it is a failure: the data is cut.
+    fn quiet_on_broken_pipe(&self) -> bool {
+        false
+    }
 }
 
 /// Lines (folded) or records (multi-line) as they will be printed, with
@@ -93,6 +100,10 @@ impl<W: Write> Report<W> {
 impl<W: Write> Output for Report<W> {
     fn name(&self) -> String {
         "the report on standard output".into()
+    }
+
+    fn quiet_on_broken_pipe(&self) -> bool {
+        true
     }
 
     fn interval(&mut self, profile: &Profile) -> Result<()> {

@@ -67,6 +67,8 @@ pub struct RecordingReader<R> {
     pos: u64,
     /// Whole intervals read so far.
     read: usize,
+    /// Index of the last interval read: indices only go up.
+    last_index: Option<u64>,
     /// The run's metadata.
     pub meta: Meta,
     /// Why reading stopped before the end, once it did.
@@ -105,6 +107,7 @@ impl<R: Read> RecordingReader<R> {
             tables: Tables::default(),
             pos: 12,
             read: 0,
+            last_index: None,
             meta: Meta::default(),
             damage: None,
             done: false,
@@ -127,13 +130,28 @@ impl<R: Read> RecordingReader<R> {
         let at = self.pos;
         let problem = match self.next_record() {
             None => None,
-            Some(Ok(Record::Interval(rec))) => match profile(rec, &mut self.tables) {
-                Ok(p) => {
-                    self.read += 1;
-                    return Some(p);
+            Some(Ok(Record::Interval(rec)))
+                if self.last_index.is_some_and(|last| rec.index <= last) =>
+            {
+                // A record written twice (or spliced from elsewhere) would
+                // otherwise be counted twice.
+                Some(format!(
+                    "interval {} comes after interval {} (indices must go up: a repeated or misplaced record)",
+                    rec.index,
+                    self.last_index.unwrap_or_default()
+                ))
+            }
+            Some(Ok(Record::Interval(rec))) => {
+                let index = rec.index;
+                match profile(rec, &mut self.tables) {
+                    Ok(p) => {
+                        self.read += 1;
+                        self.last_index = Some(index);
+                        return Some(p);
+                    }
+                    Err(e) => Some(format!("{e}")),
                 }
-                Err(e) => Some(format!("{e}")),
-            },
+            }
             Some(Ok(Record::Meta(_))) => Some("a second metadata record".to_string()),
             Some(Err(e)) => Some(format!("{e}")),
         };

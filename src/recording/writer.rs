@@ -38,6 +38,18 @@ impl RecordWriter {
     pub fn create(target: &Target, meta: &Meta) -> Result<RecordWriter> {
         let sink = create_streaming(target)
             .with_context(|| format!("cannot create the recording {}", target.display()))?;
+        Self::with_sink(sink, target, meta)
+    }
+
+    /// A recording that gets its name only when [`RecordWriter::close`]
+    /// succeeds (see [`crate::safe_file::create_staged`]).
+    pub fn create_staged(target: &Target, meta: &Meta) -> Result<RecordWriter> {
+        let sink = crate::safe_file::create_staged(target)
+            .with_context(|| format!("cannot create the recording {}", target.display()))?;
+        Self::with_sink(sink, target, meta)
+    }
+
+    fn with_sink(sink: Box<dyn StreamSink>, target: &Target, meta: &Meta) -> Result<RecordWriter> {
         let mut w = RecordWriter {
             sink,
             target: target.clone(),

@@ -287,6 +287,58 @@ pub fn create_streaming(target: &Target) -> Result<Box<dyn StreamSink>> {
     })
 }
 
+/// Like [`create_streaming`], but a regular file gets its name only when
+/// [`StreamSink::finish`] succeeds (an import: a failed one leaves nothing
+/// behind, not half a recording).
+pub fn create_staged(target: &Target) -> Result<Box<dyn StreamSink>> {
+    match target {
+        Target::File { dir, name, replace } => Ok(Box::new(StagedSink {
+            tmp: Some(TempFile::new(dir, name)?),
+            replace: *replace,
+        })),
+        other => create_streaming(other),
+    }
+}
+
+/// A file written whole before it is named.
+struct StagedSink {
+    tmp: Option<TempFile>,
+    replace: bool,
+}
+
+impl StagedSink {
+    fn file(&self) -> io::Result<&File> {
+        self.tmp
+            .as_ref()
+            .map(TempFile::file)
+            .ok_or_else(|| io::Error::other("already finished"))
+    }
+}
+
+impl Write for StagedSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut f = self.file()?;
+        f.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl StreamSink for StagedSink {
+    fn sync(&mut self) -> io::Result<()> {
+        // Durable once named, at the end.
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        match self.tmp.take() {
+            Some(t) => t.persist(self.replace, true),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A sink written as it goes, made durable record by record.
 pub trait StreamSink: Write + Send {
     /// Makes what was written durable (a no-op where that means nothing, as

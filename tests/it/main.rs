@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `profile` binary, real BPF, known workloads.
 //! They need root and a kernel with BTF; see common::bpf_available.
 
+mod bad_input;
 mod browser;
 mod common;
 mod errors;
@@ -15,3 +16,4 @@ mod process;
 mod recording;
 mod sampler;
 mod unwind;
+mod write_safety;
