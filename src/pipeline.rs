@@ -111,6 +111,24 @@ enum Work {
     Interval(Interval),
 }
 
+/// The profiler's own memory now and at its peak, and its open files.
+fn memory_line() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    format!(
+        "RSS {} (peak {}), {fds} open files",
+        field("VmRSS:"),
+        field("VmHWM:")
+    )
+}
+
 /// Installs the SIGINT/SIGTERM handler: the first signal asks the run to end
 /// (the report is still printed), a second one exits at once.
 pub(crate) fn install_stop_handler() -> Result<Arc<AtomicBool>> {
@@ -350,6 +368,15 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         eprintln!(
             "stats: symbols: {} file offsets looked up in {} files, {} addresses through live processes, {} kernel addresses",
             symbols.file_lookups, symbols.files, symbols.process_lookups, symbols.kernel_lookups
+        );
+        let pm = symbols.perf_maps;
+        eprintln!(
+            "stats: perf maps: {} reads of {} KB (each line read once; {} read whole again), {} JIT functions held; memory: {}",
+            pm.reads,
+            pm.bytes / 1024,
+            pm.rereads,
+            symbols.perf_map_entries,
+            memory_line()
         );
         eprintln!(
             "stats: per interval: drain {}; symbolize {}",

@@ -253,9 +253,12 @@ fn frames_keep_module_offset_and_address() {
     let mut w =
         RecordWriter::create(&Target::resolve(&path, false).unwrap(), &Meta::default()).unwrap();
     w.write_interval(&p).unwrap();
-    w.write_interval(&p).unwrap();
+    // The second interval reuses every frame (written once, by id).
+    let mut q = p.clone();
+    q.index = 1;
+    w.write_interval(&q).unwrap();
     let rec = parse(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(rec.intervals, vec![p.clone(), p]);
+    assert_eq!(rec.intervals, vec![p, q]);
 }
 
 #[test]

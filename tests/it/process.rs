@@ -338,3 +338,89 @@ fn a_binary_deleted_while_it_runs_is_still_named() {
     assert!(share >= 0.99, "{share} of {n} named:\n{text}");
     assert!(text.contains(";burn"), "{text}");
 }
+
+/// How many descriptors and mappings of `file` the process `pid` holds.
+fn held(pid: u32, file: &str) -> usize {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().contains(file))
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .map(|m| m.lines().filter(|l| l.contains(file)).count())
+        .unwrap_or(0);
+    fds + maps
+}
+
+/// A JIT service compiling all the time (issue 25: beside one, a live run
+/// reached 12.7 GB as every re-read of its perf map stayed open and
+/// mapped): the map is read incrementally, never held open, and functions
+/// compiled late in the run are named.
+#[test]
+fn a_growing_perf_map_is_read_incrementally_and_never_held() {
+    require_bpf!();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/jit_churn.js");
+    let Ok(mut cmd) = which_node() else {
+        return;
+    };
+    let cwd = tempfile::tempdir().unwrap();
+    let (mut node, pid) = start(
+        cmd.current_dir(cwd.path())
+            .arg("--perf-basic-prof")
+            .arg(&script)
+            .arg("24"),
+    );
+    let map = format!("perf-{pid}.map");
+    let frames = tempfile::tempdir().unwrap();
+    let pattern = frames.path().join("f%04d.png");
+    let prof = Command::new(env!("CARGO_BIN_EXE_profile"))
+        .args(["-f", "-U", "--stats", "-E", "-g", pattern.to_str().unwrap()])
+        .args(["--interval", "0.5", "-p", &pid.to_string(), "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let me = prof.id();
+    let mut most = 0;
+    let t = Instant::now();
+    let mut watched = 0;
+    while t.elapsed() < Duration::from_secs(19) {
+        most = most.max(held(me, &map));
+        watched += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = prof.wait_with_output().unwrap();
+    let _ = node.kill();
+    let _ = node.wait();
+    let _ = std::fs::remove_file(format!("/tmp/{map}"));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    assert!(watched > 100);
+    assert!(
+        most <= 1,
+        "the profiler held {most} descriptors or mappings of {map}"
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Which gen_N were named, and how late.
+    let gen = |s: &str| -> Option<u32> {
+        let at = s.rfind("gen_")?;
+        s[at + 4..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let named: Vec<u32> = folded(&text).iter().filter_map(|(s, _)| gen(s)).collect();
+    let last = named.iter().copied().max().unwrap_or(0);
+    assert!(last >= 150, "the last function named: gen_{last}\n{err}");
+    let late = named.iter().filter(|n| **n >= last * 2 / 3).count();
+    assert!(
+        late >= 20,
+        "{late} stacks in functions compiled in the last third\n{err}"
+    );
+    assert!(err.contains("perf maps:"), "{err}");
+}

@@ -10,6 +10,8 @@
 //! for it keeps the file as its module (`[unknown]` in `libfoo.so`, drawn
 //! `[libfoo.so]`).
 
+mod perf_map;
+
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,6 +59,8 @@ struct FileSyms {
     syms: HashMap<u64, Option<Resolved>>,
 }
 
+pub use perf_map::PerfMapStats;
+
 /// How much symbolization cost, for tests and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SymbolizerStats {
@@ -68,6 +72,10 @@ pub struct SymbolizerStats {
     pub process_lookups: u64,
     /// Kernel addresses looked up.
     pub kernel_lookups: u64,
+    /// JIT perf maps: reads, bytes read, maps read whole again.
+    pub perf_maps: PerfMapStats,
+    /// JIT functions held from perf maps.
+    pub perf_map_entries: u64,
 }
 
 /// Symbolizes intervals; keeps its caches for the whole run.
@@ -86,6 +94,13 @@ pub struct Symbolizer {
     unknown: Symbol,
     kernel_module: Symbol,
     stats: SymbolizerStats,
+    /// JIT perf maps of the processes sampled.
+    perf_maps: perf_map::PerfMaps,
+    /// Intervals symbolized so far (perf maps refresh once per interval).
+    intervals: u64,
+    /// JIT addresses no perf map named yet: cached for this interval only,
+    /// looked up again in the next.
+    retry: Vec<(AspaceId, FrameAddr)>,
 }
 
 impl Default for Symbolizer {
@@ -103,6 +118,11 @@ enum Pending {
         /// Path and range of the mapping (its build id comes with the file).
         mapping: (Symbol, (u64, u64, u64)),
     },
+    /// Named by the process's perf map: the entry's name and the offset.
+    Jit(Symbol, u64, Symbol),
+    /// JIT code its perf map does not name (yet).
+    JitUnknown(Option<Symbol>),
+    /// Looked up through the live process (the vDSO).
     Live(Option<Symbol>),
     Unknown(Option<Symbol>),
 }
@@ -142,6 +162,9 @@ impl Symbolizer {
             unknown: Symbol::from(UNKNOWN),
             kernel_module: Symbol::from("kernel"),
             stats: SymbolizerStats::default(),
+            perf_maps: perf_map::PerfMaps::new(),
+            intervals: 0,
+            retry: Vec::new(),
         }
     }
 
@@ -153,7 +176,11 @@ impl Symbolizer {
 
     /// What symbolization has cost so far.
     pub fn stats(&self) -> SymbolizerStats {
-        self.stats
+        SymbolizerStats {
+            perf_maps: self.perf_maps.stats(),
+            perf_map_entries: self.perf_maps.entries() as u64,
+            ..self.stats
+        }
     }
 
     /// Symbolizes an interval into a profile. Stacks stay apart by address;
@@ -187,6 +214,13 @@ impl Symbolizer {
         self.model.end_interval();
         let model = &self.model;
         self.user.retain(|id, _| model.holds(*id));
+        self.perf_maps.retain(|id| model.holds(id));
+        for (id, key) in self.retry.drain(..) {
+            if let Some(m) = self.user.get_mut(&id) {
+                m.remove(&key);
+            }
+        }
+        self.intervals += 1;
         profile
     }
 
@@ -306,15 +340,29 @@ impl Symbolizer {
                         mapping: (full, range),
                     }
                 }
+                Place::Anon {
+                    name: None,
+                    live: true,
+                } => {
+                    // JIT code: named by the perf map if it has the
+                    // address; else kept as the map's (drawn
+                    // `[perf-PID.map]`, as perf does) and asked again in
+                    // the next interval.
+                    let map = intern(&mut self.names, &format!("perf-{}.map", id.pid));
+                    match self.perf_maps.lookup(*id, lookup, self.intervals) {
+                        Some((e, off)) => {
+                            let off = off + addr - lookup;
+                            Pending::Jit(e.name.clone(), off, map)
+                        }
+                        None => {
+                            self.retry.push((*id, (*addr, *leaf)));
+                            Pending::JitUnknown(Some(map))
+                        }
+                    }
+                }
                 Place::Anon { name, live } => {
-                    // JIT code with no entry in the perf map keeps the map
-                    // as its module (drawn `[perf-PID.map]`, as perf does).
-                    let name = name.or_else(|| {
-                        let map = format!("perf-{}.map", id.pid);
-                        Path::new("/tmp").join(&map).exists().then_some(map)
-                    });
-                    let module = name.map(|n| intern(&mut self.names, &n));
-                    if live {
+                    let module = name.as_deref().map(|n| intern(&mut self.names, n));
+                    if live && name.as_deref() == Some("[vdso]") {
                         by_process.entry(id.pid).or_default().push(lookup);
                         Pending::Live(module)
                     } else {
@@ -335,8 +383,9 @@ impl Symbolizer {
             addrs.sort_unstable();
             addrs.dedup();
             self.stats.process_lookups += addrs.len() as u64;
+            // The vDSO only: perf maps are ours to read (see perf_map).
             let mut process = Process::new(Pid::from(pid));
-            process.perf_map = true;
+            process.perf_map = false;
             process.map_files = true;
             let resolved = self.resolve(&Source::Process(process), Input::AbsAddr(&addrs));
             live.extend(addrs.into_iter().map(|a| (pid, a)).zip(resolved));
@@ -384,7 +433,19 @@ impl Symbolizer {
                         None => self.unknown_frame(addr, module),
                     }
                 }
-                Pending::Unknown(module) => self.unknown_frame(addr, module),
+                Pending::Jit(name, offset, map) => Frame::new(FrameInfo {
+                    // Shared with the perf map's index, not interned: JIT
+                    // names come and go with the process.
+                    name,
+                    module: Some(map),
+                    offset: Some(offset),
+                    addr: Some(addr),
+                    source: None,
+                    mapping: None,
+                }),
+                Pending::JitUnknown(module) | Pending::Unknown(module) => {
+                    self.unknown_frame(addr, module)
+                }
             };
             self.user.entry(id).or_default().insert(key, frame);
         }

@@ -1,0 +1,356 @@
+//! JIT perf maps (`/tmp/perf-PID.map`: node `--perf-basic-prof`, python
+//! 3.12 `-X perf`, the JVM with perf-map-agent), read incrementally.
+//!
+//! A JIT appends thousands of lines a second to its map while it lives and
+//! never rewrites them, so each map is read from where the last read
+//! stopped: only the appended lines are parsed, into a sorted index kept per
+//! process. The file is opened, read and closed at each refresh (at most
+//! once per interval, and only when a sampled address needs it): nothing
+//! stays open or mapped. It is read whole again only when it was replaced
+//! (another inode: the pid was reused) or shrank.
+//!
+//! The map is opened through the process's own root (`/proc/PID/root`, so
+//! a container's `/tmp` is the one read, with its own pid), never through a
+//! link, and only when the process's user (or root) owns it: a process
+//! cannot make us read another file's lines as its symbols.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+
+use crate::process::AspaceId;
+use crate::profile::Symbol;
+
+/// Entries kept per map at most (a 1.6 MB map holds ~20,000): a process
+/// that writes more is named from its first ones.
+const MAX_ENTRIES: usize = 2_000_000;
+/// Bytes read per refresh at most; the rest waits for the next one.
+const MAX_READ: u64 = 64 << 20;
+/// Longest line kept (a name can be long, not this long).
+const MAX_LINE: usize = 64 << 10;
+
+/// One JIT function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// First address.
+    pub start: u64,
+    /// One past the last.
+    pub end: u64,
+    /// Its name as the JIT wrote it.
+    pub name: Symbol,
+}
+
+/// One process's map.
+#[derive(Default)]
+struct PerfMap {
+    /// Identity (device, inode) of the file read so far.
+    file: Option<(u64, u64)>,
+    /// Bytes consumed: up to the last whole line.
+    offset: u64,
+    /// Sorted by start once `dirty` is cleared.
+    entries: Vec<Entry>,
+    dirty: bool,
+    /// The interval it was last refreshed in.
+    refreshed: Option<u64>,
+}
+
+/// What reading perf maps has cost, for `--stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerfMapStats {
+    /// Refreshes that read something.
+    pub reads: u64,
+    /// Bytes read in all.
+    pub bytes: u64,
+    /// Maps read whole again (replaced or shrunk).
+    pub rereads: u64,
+}
+
+/// Every sampled process's perf map, per address space: a process that
+/// execs (or a new process that got an old pid) starts afresh.
+#[derive(Default)]
+pub struct PerfMaps {
+    maps: HashMap<AspaceId, PerfMap>,
+    stats: PerfMapStats,
+    /// Where maps are looked for; `None`: through `/proc/PID/root/tmp`.
+    root: Option<PathBuf>,
+}
+
+impl PerfMaps {
+    /// Perf maps read through each process's root.
+    pub fn new() -> PerfMaps {
+        PerfMaps::default()
+    }
+
+    /// Perf maps read from `dir` (`perf-PID.map` files), for tests.
+    #[cfg(test)]
+    fn in_dir(dir: &std::path::Path) -> PerfMaps {
+        PerfMaps {
+            root: Some(dir.to_path_buf()),
+            ..PerfMaps::default()
+        }
+    }
+
+    /// What reading maps has cost.
+    pub fn stats(&self) -> PerfMapStats {
+        self.stats
+    }
+
+    /// Entries held over all maps.
+    pub fn entries(&self) -> usize {
+        self.maps.values().map(|m| m.entries.len()).sum()
+    }
+
+    /// The JIT function holding `addr` in `pid`'s map, read up to what the
+    /// process has written by now (refreshed at most once per `interval`).
+    pub fn lookup(&mut self, id: AspaceId, addr: u64, interval: u64) -> Option<(&Entry, u64)> {
+        let map = self.maps.entry(id).or_default();
+        if map.refreshed != Some(interval) {
+            map.refreshed = Some(interval);
+            let pid = id.pid;
+            refresh(
+                map,
+                pid,
+                path_for(self.root.as_deref(), pid),
+                &mut self.stats,
+            );
+        }
+        if map.dirty {
+            // Stable: of two entries at one address, the later one (code
+            // recompiled in place) ends up last and wins.
+            map.entries.sort_by_key(|e| e.start);
+            map.dirty = false;
+        }
+        let i = map.entries.partition_point(|e| e.start <= addr);
+        let e = map.entries[..i]
+            .iter()
+            .rev()
+            .take(4)
+            .find(|e| addr < e.end)?;
+        Some((e, addr - e.start))
+    }
+
+    /// Forgets the maps of address spaces no longer sampled.
+    pub fn retain(&mut self, mut keep: impl FnMut(AspaceId) -> bool) {
+        self.maps.retain(|id, _| keep(*id));
+    }
+}
+
+/// Where `pid`'s map is: in `root` (tests), or in the process's own /tmp.
+fn path_for(root: Option<&std::path::Path>, pid: u32) -> PathBuf {
+    match root {
+        Some(dir) => dir.join(format!("perf-{pid}.map")),
+        None => {
+            let ns_pid = ns_pid(pid).unwrap_or(pid);
+            PathBuf::from(format!("/proc/{pid}/root/tmp/perf-{ns_pid}.map"))
+        }
+    }
+}
+
+/// The pid the process has in its own pid namespace (the last of
+/// `NSpid:`), which is the number in its perf map's name.
+fn ns_pid(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .last()?
+        .parse()
+        .ok()
+}
+
+/// The process's real uid.
+fn uid_of(pid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Reads what was appended since the last refresh (or the whole file if
+/// it was replaced or shrank).
+fn refresh(map: &mut PerfMap, pid: u32, path: PathBuf, stats: &mut PerfMapStats) {
+    let Ok(mut f) = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+    else {
+        return;
+    };
+    let Ok(meta) = f.metadata() else { return };
+    if !meta.file_type().is_file() {
+        return;
+    }
+    let owner_ok = meta.uid() == 0 || uid_of(pid).is_none_or(|u| u == meta.uid());
+    if !owner_ok {
+        return;
+    }
+    let id = (meta.dev(), meta.ino());
+    if map.file != Some(id) || meta.len() < map.offset {
+        if map.file.is_some() {
+            stats.rereads += 1;
+        }
+        *map = PerfMap {
+            file: Some(id),
+            refreshed: map.refreshed,
+            ..PerfMap::default()
+        };
+    }
+    if meta.len() == map.offset || map.entries.len() >= MAX_ENTRIES {
+        return;
+    }
+    if f.seek(SeekFrom::Start(map.offset)).is_err() {
+        return;
+    }
+    let mut buf = Vec::new();
+    if f.take(MAX_READ).read_to_end(&mut buf).is_err() {
+        return;
+    }
+    // Only whole lines: a line cut mid-write is read next time.
+    let Some(last_nl) = buf.iter().rposition(|b| *b == b'\n') else {
+        return;
+    };
+    stats.reads += 1;
+    stats.bytes += last_nl as u64 + 1;
+    map.offset += last_nl as u64 + 1;
+    let mut names: HashMap<&[u8], Symbol> = HashMap::new();
+    for line in buf[..last_nl].split(|b| *b == b'\n') {
+        if map.entries.len() >= MAX_ENTRIES {
+            break;
+        }
+        if line.len() > MAX_LINE {
+            continue;
+        }
+        if let Some((start, size, name)) = parse_line(line) {
+            let end = start.saturating_add(size);
+            let name = names
+                .entry(name)
+                .or_insert_with(|| Symbol::from(String::from_utf8_lossy(name).as_ref()))
+                .clone();
+            if map.entries.last().is_some_and(|l| l.start > start) {
+                map.dirty = true;
+            }
+            map.entries.push(Entry { start, end, name });
+        }
+    }
+}
+
+/// `START SIZE name` (hex, hex, the rest of the line), as perf reads it.
+fn parse_line(line: &[u8]) -> Option<(u64, u64, &[u8])> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut it = line.splitn(3, |b| *b == b' ');
+    let hex = |s: &[u8]| {
+        let s = std::str::from_utf8(s).ok()?;
+        let s = s.strip_prefix("0x").unwrap_or(s);
+        u64::from_str_radix(s, 16).ok()
+    };
+    let start = hex(it.next()?)?;
+    let size = hex(it.next()?)?;
+    let name = it.next()?;
+    if name.is_empty() || size == 0 {
+        return None;
+    }
+    Some((start, size, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn name(m: &mut PerfMaps, pid: u32, addr: u64, interval: u64) -> Option<String> {
+        m.lookup(AspaceId { pid, aspace: 0 }, addr, interval)
+            .map(|(e, _)| e.name.to_string())
+    }
+
+    #[test]
+    fn appended_lines_are_read_and_only_they() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("perf-7.map");
+        let mut f = File::create(&path).unwrap();
+        writeln!(f, "1000 100 LazyCompile:~a /app.js:1").unwrap();
+        let mut m = PerfMaps::in_dir(dir.path());
+        assert_eq!(
+            name(&mut m, 7, 0x1010, 0).as_deref(),
+            Some("LazyCompile:~a /app.js:1")
+        );
+        assert_eq!(name(&mut m, 7, 0x2010, 0), None);
+        // Appended later, with a line cut mid-write.
+        write!(f, "2000 80 b\n3000 1").unwrap();
+        f.flush().unwrap();
+        assert_eq!(name(&mut m, 7, 0x2010, 0), None, "once per interval");
+        assert_eq!(name(&mut m, 7, 0x2010, 1).as_deref(), Some("b"));
+        assert_eq!(name(&mut m, 7, 0x3000, 1), None, "the cut line waits");
+        writeln!(f, "0 c").unwrap();
+        f.flush().unwrap();
+        assert_eq!(name(&mut m, 7, 0x3000, 2).as_deref(), Some("c"));
+        let s = m.stats();
+        assert_eq!(s.reads, 3);
+        let total = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(s.bytes, total, "each byte read once");
+        // Offsets into a function.
+        let id = AspaceId { pid: 7, aspace: 0 };
+        assert_eq!(m.lookup(id, 0x1011, 2).map(|(_, off)| off), Some(0x11));
+    }
+
+    #[test]
+    fn a_replaced_or_truncated_map_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("perf-8.map");
+        std::fs::write(&path, "1000 100 old\n").unwrap();
+        let mut m = PerfMaps::in_dir(dir.path());
+        assert_eq!(name(&mut m, 8, 0x1000, 0).as_deref(), Some("old"));
+        // Replaced by another file.
+        let new = dir.path().join("new");
+        std::fs::write(&new, "1000 100 new\n").unwrap();
+        std::fs::rename(&new, &path).unwrap();
+        assert_eq!(name(&mut m, 8, 0x1000, 1).as_deref(), Some("new"));
+        // Truncated in place and rewritten shorter.
+        std::fs::write(&path, "5000 10 x\n").unwrap();
+        assert_eq!(name(&mut m, 8, 0x1000, 2), None);
+        assert_eq!(name(&mut m, 8, 0x5000, 2).as_deref(), Some("x"));
+        assert_eq!(m.stats().rereads, 2);
+        // The pid reused by a new process (another address space): its
+        // own map, read from the start.
+        let reused = AspaceId { pid: 8, aspace: 3 };
+        assert_eq!(
+            m.lookup(reused, 0x5000, 2)
+                .map(|(e, _)| e.name.to_string())
+                .as_deref(),
+            Some("x")
+        );
+    }
+
+    #[test]
+    fn later_entries_win_and_order_does_not_matter() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("perf-9.map"),
+            "3000 100 c\n1000 100 a\n1000 100 a2\nzz bad\n2000 0 empty\n",
+        )
+        .unwrap();
+        let mut m = PerfMaps::in_dir(dir.path());
+        assert_eq!(name(&mut m, 9, 0x1050, 0).as_deref(), Some("a2"));
+        assert_eq!(name(&mut m, 9, 0x3000, 0).as_deref(), Some("c"));
+        assert_eq!(name(&mut m, 9, 0x2000, 0), None);
+        assert_eq!(m.entries(), 3);
+        m.retain(|_| false);
+        assert_eq!(m.entries(), 0);
+    }
+
+    #[test]
+    fn links_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "1000 100 secret\n").unwrap();
+        std::os::unix::fs::symlink(&secret, dir.path().join("perf-10.map")).unwrap();
+        let mut m = PerfMaps::in_dir(dir.path());
+        assert_eq!(name(&mut m, 10, 0x1000, 0), None);
+    }
+}
