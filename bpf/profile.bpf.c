@@ -171,36 +171,15 @@ static __always_inline __u32 new_aspace(__u32 tgid)
 	return n;
 }
 
-/* exec replaces the address space, keeping the pid. With the unwinder on
- * (whole system), the new image is announced at once, so its unwind tables
- * are loaded before its first sample: a compiler that lives 50 ms (a gcc
- * loop) is otherwise sampled before they are in. */
+/* exec replaces the address space, keeping the pid: a new number. Nothing
+ * is announced here: work follows samples, and a process is announced (and
+ * its maps read, its unwind tables loaded) when it is first sampled, so
+ * the hundreds of short processes a busy machine starts each second and
+ * that are never sampled cost nothing. */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	__u32 tgid = BPF_CORE_READ(p, tgid);
-	__u32 n = new_aspace(tgid);
-	struct process_seen *slot;
-
-	if (cfg.unwind_mode == UNWIND_MODE_FP || !cfg.user_stacks || cfg.filter_tgid ||
-	    cfg.filter_tid || cfg.filter_cgroup || cfg.filter_mntns)
-		return 0;
-	if (cfg.use_pidns) {
-		struct bpf_pidns_info ns = {};
-
-		if (bpf_get_ns_current_pid_tgid(cfg.pidns_dev, cfg.pidns_ino, &ns, sizeof(ns)))
-			return 0;
-		tgid = ns.tgid;
-	}
-	if (cfg.exclude_self && tgid == cfg.self_tgid)
-		return 0;
-	slot = bpf_ringbuf_reserve(&new_tgids, sizeof(*slot), 0);
-	if (!slot)
-		return 0;
-	slot->tgid = tgid;
-	slot->aspace = n;
-	slot->refresh = 2;
-	bpf_ringbuf_submit(slot, 0);
+	new_aspace(BPF_CORE_READ(p, tgid));
 	return 0;
 }
 

@@ -194,6 +194,9 @@ trait Drawing: Output {
     fn first_pass(&mut self, intervals: &mut (dyn Iterator<Item = Profile> + Send));
     /// The next interval, given away.
     fn draw(&mut self, interval: Profile) -> Result<()>;
+    /// Ends early (Ctrl-C): as little more work as leaves whole files; a
+    /// message of what was written.
+    fn interrupt(&mut self) -> Result<String>;
 }
 
 impl Drawing for FramesOutput {
@@ -203,6 +206,10 @@ impl Drawing for FramesOutput {
     fn draw(&mut self, interval: Profile) -> Result<()> {
         self.interval_owned(interval)
     }
+    fn interrupt(&mut self) -> Result<String> {
+        let n = FramesOutput::interrupt(self)?;
+        Ok(format!("{n} frames written, each one whole"))
+    }
 }
 
 impl Drawing for crate::output::video::VideoOutput {
@@ -211,6 +218,11 @@ impl Drawing for crate::output::video::VideoOutput {
     }
     fn draw(&mut self, interval: Profile) -> Result<()> {
         self.interval_owned(interval)
+    }
+    fn interrupt(&mut self) -> Result<String> {
+        // The encoder's held frames are flushed: a video that plays.
+        self.finish(&crate::profile::LossReport::default())?;
+        Ok("the video closed over the frames drawn".into())
     }
 }
 
@@ -237,11 +249,12 @@ fn draw_all(out: &mut impl Drawing, args: &RenderArgs, mut intervals: Intervals)
         out.draw(p)?;
         rendered += 1;
     }
+    if stopped() {
+        let what = out.interrupt()?;
+        bail!("interrupted after {rendered} of the recording's intervals: {what}");
+    }
     out.finish(&crate::profile::LossReport::default())?;
     let (used, whole) = intervals.finish();
-    if stopped() {
-        bail!("interrupted: rendered {rendered} frames (each one whole) from the first {used} intervals of the recording");
-    }
     eprintln!("rendered {rendered} frames from {used} of the recording's {whole} whole intervals");
     Ok(())
 }

@@ -31,6 +31,7 @@ use crate::safe_file::Target;
 use crate::sampler::SampleRate;
 use crate::sampler::Sampler;
 use crate::symbolizer::{Symbolizer, SymbolizerStats};
+use crate::unwind::cache::TableCache;
 use crate::unwind::{UnwindMode, UnwindStats, Unwinder};
 
 /// Longest the sampling loop sleeps between looks at the clock and the stop flag.
@@ -321,7 +322,11 @@ pub fn run(cfg: RunConfig) -> Result<()> {
 
     let mut sampler = Sampler::start(&cfg.sampler)?;
     let unwinder = if cfg.sampler.unwind != UnwindMode::Fp && cfg.sampler.user_stacks {
-        let u = Unwinder::start(sampler.unwind_maps()?, cfg.sampler.unwind_memory)?;
+        let cache = match &cfg.sampler.unwind_cache {
+            Some(dir) => TableCache::open(dir, crate::unwind::cache::DEFAULT_MAX_BYTES),
+            None => TableCache::disabled(),
+        };
+        let u = Unwinder::start(sampler.unwind_maps()?, cfg.sampler.unwind_memory, cache)?;
         preload(&u, &cfg.sampler);
         Some(u)
     } else {
@@ -397,28 +402,14 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     Ok(())
 }
 
-/// Loads the unwind tables of the processes already running that will be
-/// sampled, so that their first samples are walked with them: the -p
-/// targets before sampling starts (waiting at most PRELOAD_WAIT), every
-/// process in the background otherwise (a busy machine must not delay the
-/// start; samples before a process's tables are in are walked with frame
-/// pointers and counted as such).
+/// Loads the unwind tables of the `-p` targets before sampling starts
+/// (waiting at most PRELOAD_WAIT), so that their first samples are walked
+/// with them. In a whole-system run nothing is preloaded: work follows
+/// samples, and each process's tables are loaded when it is first sampled
+/// (the tables of the files it maps built, or read from the cache, then).
 fn preload(unwinder: &Unwinder, cfg: &crate::sampler::SamplerConfig) {
     const PRELOAD_WAIT: Duration = Duration::from_secs(2);
-    let pids: Vec<u32> = if !cfg.pids.is_empty() {
-        cfg.pids.clone()
-    } else if cfg.tids.is_empty() {
-        std::fs::read_dir("/proc")
-            .map(|dir| {
-                dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                    .filter(|pid| *pid != std::process::id())
-                    .collect()
-            })
-            .unwrap_or_default()
-    } else {
-        return;
-    };
-    for pid in pids {
+    for &pid in &cfg.pids {
         if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
             // Running before the sampler loaded: address space 0.
             if !maps.is_empty() {
@@ -436,7 +427,7 @@ fn preload(unwinder: &Unwinder, cfg: &crate::sampler::SamplerConfig) {
 fn unwind_line(loss: &LossReport, u: &UnwindStats) -> String {
     let w = &loss.unwind;
     format!(
-        "stats: unwind: {} samples walked with tables ({} stopped early, {} crossed unknown code), {} with frame pointers before their tables were loaded, {} stacks did not fit; {} files ({} without CFI, {} rows) built in {:.0} ms (summed over threads), longest load {:.0} ms, {} loads, {} MB of shards{}",
+        "stats: unwind: {} samples walked with tables ({} stopped early, {} crossed unknown code), {} with frame pointers before their tables were loaded, {} stacks did not fit; {} files ({} without CFI, {} rows) built in {:.0} ms (summed over threads), longest load {:.0} ms, {} loads, {} MB of shards{}{}",
         w.unwound,
         w.truncated,
         w.unknown_mapping,
@@ -449,6 +440,14 @@ fn unwind_line(loss: &LossReport, u: &UnwindStats) -> String {
         u.max_load_latency.as_secs_f64() * 1000.0,
         u.loads,
         u.shard_bytes >> 20,
+        if u.cache.hits + u.cache.stored + u.cache.damaged == 0 {
+            String::new()
+        } else {
+            format!(
+                "; table cache: {} read, {} stored, {} damaged",
+                u.cache.hits, u.cache.stored, u.cache.damaged
+            )
+        },
         if u.left_out.is_empty() {
             String::new()
         } else {

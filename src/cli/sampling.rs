@@ -131,6 +131,15 @@ pub struct SamplingArgs {
     #[arg(long, value_name = "MB", default_value_t = crate::unwind::DEFAULT_MEMORY_MB)]
     pub unwind_memory: u64,
 
+    /// Where built unwind tables are kept for the next run (one file per
+    /// executable file version, size-bounded).
+    #[arg(long, value_name = "DIR", default_value = crate::unwind::cache::DEFAULT_DIR)]
+    pub unwind_cache: std::path::PathBuf,
+
+    /// Build every unwind table afresh, without reading or writing the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
     /// Keep samples of this profiler's own threads (left out by default).
     #[arg(long)]
     pub include_self: bool,
@@ -282,6 +291,7 @@ impl SamplingArgs {
             pid_namespace: sampler::own_pid_namespace(),
             unwind: self.unwind,
             unwind_memory: self.unwind_memory << 20,
+            unwind_cache: (!self.no_cache).then(|| self.unwind_cache.clone()),
         };
         let header = Header {
             rate: match rate {

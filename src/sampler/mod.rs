@@ -75,6 +75,8 @@ pub struct SamplerConfig {
     pub unwind: UnwindMode,
     /// `--unwind-memory`, in bytes.
     pub unwind_memory: u64,
+    /// `--unwind-cache` (None: `--no-cache`).
+    pub unwind_cache: Option<std::path::PathBuf>,
 }
 
 /// The inode of the initial pid namespace (the kernel's PROC_PID_INIT_INO).
@@ -107,6 +109,7 @@ impl Default for SamplerConfig {
             pid_namespace: None,
             unwind: UnwindMode::Auto,
             unwind_memory: crate::unwind::DEFAULT_MEMORY_MB << 20,
+            unwind_cache: None,
         }
     }
 }

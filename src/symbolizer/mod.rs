@@ -340,14 +340,12 @@ impl Symbolizer {
                         mapping: (full, range),
                     }
                 }
-                Place::Anon {
-                    name: None,
-                    live: true,
-                } => {
+                Place::Anon { name: None, live } => {
                     // JIT code: named by the perf map if it has the
-                    // address; else kept as the map's (drawn
-                    // `[perf-PID.map]`, as perf does) and asked again in
-                    // the next interval.
+                    // address (what was read while the process lived
+                    // stays known after it exits); else kept as the map's
+                    // (drawn `[perf-PID.map]`, as perf does) and, while
+                    // the process lives, asked again in the next interval.
                     let map = intern(&mut self.names, &format!("perf-{}.map", id.pid));
                     match self.perf_maps.lookup(*id, lookup, self.intervals) {
                         Some((e, off)) => {
@@ -355,8 +353,11 @@ impl Symbolizer {
                             Pending::Jit(e.name.clone(), off, map)
                         }
                         None => {
-                            self.retry.push((*id, (*addr, *leaf)));
-                            Pending::JitUnknown(Some(map))
+                            if live {
+                                self.retry.push((*id, (*addr, *leaf)));
+                            }
+                            let found = self.perf_maps.found(*id);
+                            Pending::JitUnknown(found.then_some(map))
                         }
                     }
                 }

@@ -131,6 +131,11 @@ impl PerfMaps {
         Some((e, addr - e.start))
     }
 
+    /// Whether a perf map was found for `id` (read at least once).
+    pub fn found(&self, id: AspaceId) -> bool {
+        self.maps.get(&id).is_some_and(|m| m.file.is_some())
+    }
+
     /// Forgets the maps of address spaces no longer sampled.
     pub fn retain(&mut self, mut keep: impl FnMut(AspaceId) -> bool) {
         self.maps.retain(|id, _| keep(*id));

@@ -13,6 +13,7 @@
 //! with frame pointers and counted as such. Tables no process maps any more
 //! stay cached until the memory budget needs their room.
 
+pub mod cache;
 pub mod loader;
 pub mod table;
 
@@ -68,6 +69,8 @@ pub struct UnwindStats {
     pub shard_bytes: u64,
     /// Files left out for the budget.
     pub left_out: Vec<String>,
+    /// What the on-disk table cache did.
+    pub cache: cache::CacheStats,
 }
 
 enum Msg {
@@ -84,14 +87,19 @@ pub struct Unwinder {
 
 impl Unwinder {
     /// Starts the thread that owns the unwind maps.
-    pub fn start(maps: UnwindMaps, budget_bytes: u64) -> Result<Unwinder> {
+    pub fn start(
+        maps: UnwindMaps,
+        budget_bytes: u64,
+        cache: cache::TableCache,
+    ) -> Result<Unwinder> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("unwind".into())
             .spawn(move || {
-                let mut state = State::new(maps, budget_bytes);
+                let mut state = State::new(maps, budget_bytes, cache);
                 state.run(rx);
                 state.stats.shard_bytes = state.space.bytes();
+                state.stats.cache = state.cache.stats();
                 state.stats
             })
             .context("failed to start the unwinder thread")?;
@@ -162,14 +170,16 @@ struct State {
     procs: HashMap<u32, LoadedProcess>,
     stats: UnwindStats,
     last_sweep: Instant,
+    cache: cache::TableCache,
 }
 
 /// How often processes that exited are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl State {
-    fn new(maps: UnwindMaps, budget_bytes: u64) -> State {
+    fn new(maps: UnwindMaps, budget_bytes: u64, cache: cache::TableCache) -> State {
         State {
+            cache,
             maps,
             space: RowSpace::new(budget_bytes),
             files: HashMap::new(),
@@ -239,6 +249,7 @@ impl State {
                 }
             }
         }
+        let cache = &self.cache;
         let built: Vec<(FileId, String, Option<Result<table::UnwindTable>>, Duration)> = wanted
             .into_par_iter()
             .map(|(file, (paths, name))| {
@@ -250,7 +261,19 @@ impl State {
                 let table = paths
                     .iter()
                     .find_map(|(p, check)| open_same(p, &file, *check).map(|f| (f, p)))
-                    .map(|(f, p)| table::build_from(f, p));
+                    .map(|(f, p)| {
+                        // An earlier run's table of this very version, or
+                        // built now and kept for the next run.
+                        let version = f.metadata().ok().map(|m| cache::FileVersion::of(&m));
+                        if let Some(t) = version.as_ref().and_then(|v| cache.get(v)) {
+                            return Ok(t);
+                        }
+                        let t = table::build_from(f, p);
+                        if let (Ok(t), Some(v)) = (&t, &version) {
+                            cache.put(v, t);
+                        }
+                        t
+                    });
                 (file, name, table, t.elapsed())
             })
             .collect();

@@ -59,6 +59,22 @@ pub struct Row {
     pub rbp_offset8: i8,
 }
 
+impl Kind {
+    /// The kind a stored byte names.
+    pub fn from_u8(b: u8) -> Option<Kind> {
+        Some(match b {
+            0 => Kind::None,
+            1 => Kind::CfaRsp,
+            2 => Kind::CfaRbp,
+            3 => Kind::Plt,
+            4 => Kind::Signal,
+            5 => Kind::End,
+            6 => Kind::Unsupported,
+            _ => return None,
+        })
+    }
+}
+
 impl Row {
     fn same_rule(&self, other: &Row) -> bool {
         self.kind == other.kind

@@ -37,6 +37,8 @@ fn import(inputs: &[&Path], out: &Path) -> Output {
 
 #[test]
 fn endless_input_is_refused_in_bounded_memory() {
+    // Renders and ffmpeg: not beside the BPF tests that count samples.
+    let _guard = crate::common::serial();
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("r.rsprof");
     // 1 GiB of address space is plenty for a capped line; an unbounded
@@ -85,6 +87,8 @@ fn endless_input_is_refused_in_bounded_memory() {
 
 #[test]
 fn counts_that_overflow_are_refused_at_import_with_the_line() {
+    // Renders and ffmpeg: not beside the BPF tests that count samples.
+    let _guard = crate::common::serial();
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("big.folded");
     fs::write(&f, format!("a;x 5\na;y {}\na;z 1\n", u64::MAX - 2)).unwrap();
@@ -117,6 +121,8 @@ fn counts_that_overflow_are_refused_at_import_with_the_line() {
 
 #[test]
 fn counts_that_overflow_over_intervals_fail_the_report() {
+    // Renders and ffmpeg: not beside the BPF tests that count samples.
+    let _guard = crate::common::serial();
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a.folded"), dir.path().join("b.folded"));
     let half = u64::MAX / 2 + 1;
@@ -149,6 +155,8 @@ fn records(bytes: &[u8]) -> Vec<(usize, usize)> {
 
 #[test]
 fn repeated_interval_records_are_damage_not_samples() {
+    // Renders and ffmpeg: not beside the BPF tests that count samples.
+    let _guard = crate::common::serial();
     let dir = tempfile::tempdir().unwrap();
     let inputs: Vec<PathBuf> = (0..3)
         .map(|i| {
@@ -182,6 +190,8 @@ fn repeated_interval_records_are_damage_not_samples() {
 
 #[test]
 fn absurd_option_values_get_one_short_line() {
+    // Renders and ffmpeg: not beside the BPF tests that count samples.
+    let _guard = crate::common::serial();
     let digits = format!("1{}", "0".repeat(300));
     for args in [
         vec!["-T", "--history", "99999999999", "1"],
@@ -280,6 +290,8 @@ fn signal(child: &std::process::Child, sig: i32) {
 
 #[test]
 fn render_stops_on_the_first_ctrl_c_and_leaves_whole_files() {
+    // Renders and ffmpeg: not beside the BPF tests that count samples.
+    let _guard = crate::common::serial();
     let dir = tempfile::tempdir().unwrap();
     let rec = long_recording(dir.path());
     let frames = dir.path().join("out");
@@ -302,7 +314,10 @@ fn render_stops_on_the_first_ctrl_c_and_leaves_whole_files() {
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
     let e = err(&out);
     assert!(!out.status.success());
-    assert!(e.contains("interrupted: rendered"), "{e}");
+    assert!(
+        e.contains("interrupted after") && e.contains("each one whole"),
+        "{e}"
+    );
     let written: Vec<_> = fs::read_dir(&frames).unwrap().flatten().collect();
     assert!(
         written.len() > 1 && written.len() < 300,

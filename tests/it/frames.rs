@@ -210,7 +210,7 @@ fn bad_frame_options_are_refused_before_sampling() {
     check(&["-g", "x/fg%04d.gif", "1"], "must end in .png or .svg");
     check(
         &["-g", "/proc/rs-profile-frames/fg%04d.png", "1"],
-        "cannot create the frame folder",
+        "cannot create the folder",
     );
     let existing = dir.path().join("fg0000.png");
     fs::write(&existing, b"earlier").unwrap();

@@ -160,6 +160,8 @@ fn is_roots_video(path: &Path) -> bool {
 
 #[test]
 fn folders_others_can_change_are_refused_with_one_line() {
+    // Renders and ffmpeg: not beside the BPF tests that count samples.
+    let _guard = crate::common::serial();
     let s = scene(0o777);
     let rec = recording(s.open.parent().unwrap(), 4);
     let rec = rec.to_str().unwrap();
@@ -223,6 +225,8 @@ fn folders_others_can_change_are_refused_with_one_line() {
 
 #[test]
 fn a_frame_folder_that_is_their_link_is_not_followed() {
+    // Renders and ffmpeg: not beside the BPF tests that count samples.
+    let _guard = crate::common::serial();
     let s = scene(0o1777);
     let rec = recording(s.open.parent().unwrap(), 4);
     // Root's own frames elsewhere, which --overwrite would delete.
@@ -249,6 +253,8 @@ fn a_frame_folder_that_is_their_link_is_not_followed() {
 
 #[test]
 fn a_trailing_slash_names_a_folder_not_frames() {
+    // Renders and ffmpeg: not beside the BPF tests that count samples.
+    let _guard = crate::common::serial();
     let dir = tempfile::tempdir().unwrap();
     let rec = recording(dir.path(), 2);
     for pattern in ["/f%04d.png/", "out/f%04d.png/"] {
@@ -262,6 +268,8 @@ fn a_trailing_slash_names_a_folder_not_frames() {
 
 #[test]
 fn links_and_block_devices_as_outputs_are_refused() {
+    // Renders and ffmpeg: not beside the BPF tests that count samples.
+    let _guard = crate::common::serial();
     let s = scene(0o1777);
     let rec = recording(s.open.parent().unwrap(), 2);
     // A block device node of our own (loop0's numbers) and their link to it.
@@ -303,6 +311,8 @@ fn links_and_block_devices_as_outputs_are_refused() {
 
 #[test]
 fn make_video_refuses_a_planted_link_and_an_existing_file() {
+    // Renders and ffmpeg: not beside the BPF tests that count samples.
+    let _guard = crate::common::serial();
     let s = scene(0o1777);
     let rec = recording(s.open.parent().unwrap(), 4);
     let frames = s.open.parent().unwrap().join("frames");
@@ -355,6 +365,8 @@ fn make_video_refuses_a_planted_link_and_an_existing_file() {
 /// run fails naming it.
 #[test]
 fn a_video_never_goes_through_a_swapped_name() {
+    // Renders and ffmpeg: not beside the BPF tests that count samples.
+    let _guard = crate::common::serial();
     let s = scene(0o777);
     let rec = recording(s.open.parent().unwrap(), 40);
     let mp4 = s.open.join("talk.mp4");
@@ -420,6 +432,8 @@ fn a_video_never_goes_through_a_swapped_name() {
 /// Frames (and their sidecar, replaced in place) under the same attack.
 #[test]
 fn frames_are_ours_or_the_run_says_which_is_not() {
+    // Renders and ffmpeg: not beside the BPF tests that count samples.
+    let _guard = crate::common::serial();
     let s = scene(0o777);
     let rec = recording(s.open.parent().unwrap(), 30);
     let pattern = s.open.join("f%04d.png");

@@ -61,10 +61,11 @@ pub fn connection_cap() -> usize {
     usable.clamp(16, MAX_CONNECTIONS) as usize
 }
 
-/// Connections one peer address may hold before its own oldest make
-/// room: a quarter of the cap.
+/// Connections one peer address may hold before its own oldest make room:
+/// the whole cap (all of loopback is one address, and a room of viewers
+/// may be too); when the cap is reached, the busiest address gives way.
 fn per_peer(cap: usize) -> usize {
-    (cap / 4).max(8)
+    cap
 }
 
 /// Serves `app` on `listener` until the runtime shuts down.

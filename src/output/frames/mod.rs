@@ -338,7 +338,33 @@ impl Output for FramesOutput {
         self.submit(frame, ticket)
     }
 
-    fn finish(&mut self, _loss: &crate::profile::LossReport) -> Result<()> {
+    fn finish(&mut self, loss: &crate::profile::LossReport) -> Result<()> {
+        self.finish_frames(loss)
+    }
+}
+
+impl FramesOutput {
+    /// Ends early (Ctrl-C under `render`): frames not started are dropped,
+    /// those being drawn finish, and the count says what was written.
+    /// Returns how many frames are on disk.
+    pub fn interrupt(&mut self) -> Result<u64> {
+        self.cancelled.store(true, Ordering::SeqCst);
+        self.backlog.clear();
+        drop(self.tx.take());
+        if let Some(handle) = self.pool.take() {
+            handle
+                .join()
+                .map_err(|_| anyhow!("a render thread panicked"))?;
+        }
+        let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        let done = self.done.load(Ordering::SeqCst) - errors.len() as u64;
+        if let Some(first) = errors.first() {
+            bail!("{} frames failed; first: {first}", errors.len());
+        }
+        Ok(done)
+    }
+
+    fn finish_frames(&mut self, _loss: &crate::profile::LossReport) -> Result<()> {
         let total = self.submitted;
         let bar = (std::io::stderr().is_terminal() && self.done.load(Ordering::SeqCst) < total)
             .then(|| {

@@ -1,0 +1,355 @@
+//! Unwind tables cached on disk, so that a run finds the tables an earlier
+//! run built and loads them in milliseconds instead of evaluating every
+//! FDE again (a C++ compiler's 1M rows take seconds).
+//!
+//! One file per executable file version, named by its identity (device,
+//! inode, size, modification and change times): a file rebuilt or
+//! replaced has another name, so a stale table is never used; the identity
+//! is also stored inside and checked, with a CRC of the rows, before use. A
+//! damaged entry is removed and the table built again. The folder (default
+//! `/var/cache/rs-profile`) is opened through [`crate::safe_file::SafeDir`]
+//! (refused if another user can change it: its tables steer the walker),
+//! entries are written whole under their name, and the oldest are removed
+//! once the folder holds more than its size bound. A folder that can't be
+//! used costs one warning; the run goes on building tables in memory.
+
+use std::fs::Metadata;
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+
+use super::table::{Kind, Row, UnwindTable};
+use crate::safe_file::{SafeDir, TempFile};
+
+/// The cache folder when none is given.
+pub const DEFAULT_DIR: &str = "/var/cache/rs-profile";
+/// Bytes the folder may hold before the oldest entries go.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+
+const MAGIC: &[u8; 8] = b"RSUNWT1\0";
+const HEADER: usize = 8 + 40 + 1 + 4 + 4;
+
+/// What identifies one version of an executable file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileVersion {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl FileVersion {
+    /// The version of an open file.
+    pub fn of(meta: &Metadata) -> FileVersion {
+        FileVersion {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
+    }
+
+    fn bytes(&self) -> [u8; 40] {
+        let mut b = [0u8; 40];
+        b[0..8].copy_from_slice(&self.dev.to_le_bytes());
+        b[8..16].copy_from_slice(&self.ino.to_le_bytes());
+        b[16..24].copy_from_slice(&self.size.to_le_bytes());
+        b[24..32].copy_from_slice(&self.mtime_ns.to_le_bytes());
+        b[32..40].copy_from_slice(&self.ctime_ns.to_le_bytes());
+        b
+    }
+
+    fn name(&self) -> String {
+        format!(
+            "{:x}-{:x}-{:x}-{:x}-{:x}.unwind",
+            self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns
+        )
+    }
+}
+
+/// What the cache did over a run, for `--stats`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheStats {
+    /// Tables read from the cache.
+    pub hits: u64,
+    /// Tables built and written to it.
+    pub stored: u64,
+    /// Entries found damaged (removed).
+    pub damaged: u64,
+}
+
+/// The table cache (or none: `--no-cache`, or a folder that can't be used).
+pub struct TableCache {
+    dir: Option<Arc<SafeDir>>,
+    max_bytes: u64,
+    stats: Mutex<CacheStats>,
+    warned: AtomicBool,
+}
+
+impl TableCache {
+    /// No cache.
+    pub fn disabled() -> TableCache {
+        TableCache {
+            dir: None,
+            max_bytes: 0,
+            stats: Mutex::default(),
+            warned: AtomicBool::new(true),
+        }
+    }
+
+    /// The cache in `dir` (created if missing). A folder that can't be
+    /// used prints one warning and gives a disabled cache.
+    pub fn open(dir: &Path, max_bytes: u64) -> TableCache {
+        match SafeDir::open(dir, true).and_then(|d| d.check_writable().map(|()| d)) {
+            Ok(d) => TableCache {
+                dir: Some(d),
+                max_bytes,
+                stats: Mutex::default(),
+                warned: AtomicBool::new(false),
+            },
+            Err(e) => {
+                eprintln!(
+                    "profile: warning: unwind table cache off: {e:#} (tables are built in memory; --no-cache silences this)"
+                );
+                TableCache::disabled()
+            }
+        }
+    }
+
+    /// What the cache did.
+    pub fn stats(&self) -> CacheStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cached table of `version`, if there is a whole one.
+    pub fn get(&self, version: &FileVersion) -> Option<UnwindTable> {
+        let dir = self.dir.as_ref()?;
+        let name = version.name();
+        let mut f = dir.open_regular(&name).ok()?;
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).ok()?;
+        match decode(&bytes, version) {
+            Ok(t) => {
+                self.stats.lock().unwrap_or_else(|e| e.into_inner()).hits += 1;
+                Some(t)
+            }
+            Err(_) => {
+                let _ = dir.remove(&name);
+                self.stats.lock().unwrap_or_else(|e| e.into_inner()).damaged += 1;
+                None
+            }
+        }
+    }
+
+    /// Stores `table` for `version` (best effort: a failure warns once and
+    /// turns nothing off but this entry).
+    pub fn put(&self, version: &FileVersion, table: &UnwindTable) {
+        let Some(dir) = &self.dir else { return };
+        let result = (|| -> Result<()> {
+            let tmp = TempFile::new(dir, &version.name())?;
+            let mut w = std::io::BufWriter::new(tmp.file());
+            w.write_all(&encode(table, version))?;
+            w.flush()?;
+            drop(w);
+            // Another run may have stored it meanwhile: that is fine.
+            match tmp.persist(false, false) {
+                Err(e) if format!("{e:#}").contains("appeared") => Ok(()),
+                other => other,
+            }
+        })();
+        match result {
+            Ok(()) => {
+                self.stats.lock().unwrap_or_else(|e| e.into_inner()).stored += 1;
+                self.trim(dir);
+            }
+            Err(e) => {
+                if !self.warned.swap(true, Ordering::SeqCst) {
+                    eprintln!("profile: warning: unwind table cache: {e:#}");
+                }
+            }
+        }
+    }
+
+    /// Removes the oldest entries while the folder holds more than the
+    /// bound.
+    fn trim(&self, dir: &SafeDir) {
+        let Ok(names) = dir.names() else { return };
+        let mut entries: Vec<(i64, u64, String)> = names
+            .into_iter()
+            .filter(|n| n.ends_with(".unwind"))
+            .filter_map(|n| {
+                let st = dir.stat(&n).ok()??;
+                Some((st.st_mtime, st.st_size as u64, n))
+            })
+            .collect();
+        let mut total: u64 = entries.iter().map(|e| e.1).sum();
+        if total <= self.max_bytes {
+            return;
+        }
+        entries.sort();
+        for (_, size, name) in entries {
+            if total <= self.max_bytes {
+                break;
+            }
+            if dir.remove(&name).is_ok() {
+                total -= size;
+            }
+        }
+    }
+}
+
+fn encode(table: &UnwindTable, version: &FileVersion) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + table.rows.len() * 8);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&version.bytes());
+    out.push(match table.source {
+        ".eh_frame" => 1,
+        ".debug_frame" => 2,
+        _ => 0,
+    });
+    out.extend_from_slice(&(table.rows.len() as u32).to_le_bytes());
+    let mut rows = Vec::with_capacity(table.rows.len() * 8);
+    for r in &table.rows {
+        rows.extend_from_slice(&r.pc.to_le_bytes());
+        rows.extend_from_slice(&r.cfa_offset.to_le_bytes());
+        rows.push(r.kind as u8);
+        rows.push(r.rbp_offset8 as u8);
+    }
+    out.extend_from_slice(&crc32fast::hash(&rows).to_le_bytes());
+    out.extend_from_slice(&rows);
+    out
+}
+
+fn decode(bytes: &[u8], version: &FileVersion) -> Result<UnwindTable> {
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        bail!("not a table");
+    }
+    if bytes[8..48] != version.bytes() {
+        bail!("another file's table");
+    }
+    let source = match bytes[48] {
+        1 => ".eh_frame",
+        2 => ".debug_frame",
+        _ => "",
+    };
+    let n = u32::from_le_bytes(bytes[49..53].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(bytes[53..57].try_into().expect("4 bytes"));
+    let rows = &bytes[HEADER..];
+    if rows.len() != n * 8 || crc32fast::hash(rows) != crc {
+        bail!("damaged");
+    }
+    let mut out = Vec::with_capacity(n);
+    for r in rows.chunks_exact(8) {
+        let kind = Kind::from_u8(r[6]).context("bad row kind")?;
+        out.push(Row {
+            pc: u32::from_le_bytes(r[0..4].try_into().expect("4 bytes")),
+            cfa_offset: i16::from_le_bytes(r[4..6].try_into().expect("2 bytes")),
+            kind,
+            rbp_offset8: r[7] as i8,
+        });
+    }
+    if out.windows(2).any(|w| w[0].pc >= w[1].pc) {
+        bail!("rows out of order");
+    }
+    Ok(UnwindTable { rows: out, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn table() -> UnwindTable {
+        let exe = std::env::current_exe().unwrap();
+        super::super::table::build(&exe).unwrap()
+    }
+
+    fn version_of(p: &Path) -> FileVersion {
+        FileVersion::of(&std::fs::metadata(p).unwrap())
+    }
+
+    #[test]
+    fn a_stored_table_reads_back_and_a_changed_file_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TableCache::open(dir.path(), DEFAULT_MAX_BYTES);
+        let exe = std::env::current_exe().unwrap();
+        let v = version_of(&exe);
+        assert!(cache.get(&v).is_none());
+        let t = table();
+        assert!(!t.rows.is_empty());
+        cache.put(&v, &t);
+        assert_eq!(cache.get(&v), Some(t.clone()));
+        // Another version of the file (rebuilt: new mtime) misses.
+        let stale = FileVersion {
+            mtime_ns: v.mtime_ns + 1,
+            ..v
+        };
+        assert!(cache.get(&stale).is_none());
+        // An entry renamed to another file's name is refused on its key.
+        std::fs::copy(dir.path().join(v.name()), dir.path().join(stale.name())).unwrap();
+        assert!(cache.get(&stale).is_none());
+        let s = cache.stats();
+        assert_eq!((s.hits, s.stored, s.damaged), (1, 1, 1));
+    }
+
+    #[test]
+    fn a_damaged_entry_is_removed_and_missed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = TableCache::open(dir.path(), DEFAULT_MAX_BYTES);
+        let v = version_of(&std::env::current_exe().unwrap());
+        cache.put(&v, &table());
+        let path = dir.path().join(v.name());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 3;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(cache.get(&v).is_none());
+        assert!(!path.exists(), "removed");
+        // Cut short.
+        cache.put(&v, &table());
+        std::fs::write(&path, &std::fs::read(&path).unwrap()[..100]).unwrap();
+        assert!(cache.get(&v).is_none());
+    }
+
+    #[test]
+    fn a_full_cache_drops_its_oldest_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = table();
+        let one = encode(&t, &version_of(&std::env::current_exe().unwrap())).len() as u64;
+        let cache = TableCache::open(dir.path(), one * 2 + one / 2);
+        let base = version_of(&std::env::current_exe().unwrap());
+        for i in 0..5 {
+            let v = FileVersion {
+                ino: base.ino + i,
+                ..base
+            };
+            cache.put(&v, &t);
+        }
+        let left = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(left, 2, "bounded to two entries' size");
+    }
+
+    #[test]
+    fn an_unusable_folder_turns_the_cache_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        // Others can write it: refused (its tables steer the walker).
+        let cache = TableCache::open(&open, DEFAULT_MAX_BYTES);
+        let v = version_of(&std::env::current_exe().unwrap());
+        cache.put(&v, &table());
+        assert!(cache.get(&v).is_none());
+        assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+        // A file where the folder should be.
+        let file = dir.path().join("file");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(TableCache::open(&file, DEFAULT_MAX_BYTES).get(&v).is_none());
+    }
+}
