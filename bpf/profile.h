@@ -82,6 +82,10 @@ enum unwind_consts {
 	UNWIND_MAX_SHARDS = 8192,
 	/* Binary search steps: enough for 2^24 rows in one file. */
 	UNWIND_SEARCH_STEPS = 25,
+	/* Executable mappings kept per process (sorted; a power of two), and
+	 * the binary search steps over them. */
+	UNWIND_PROC_MAPPINGS = 256,
+	UNWIND_PROC_STEPS = 9,
 };
 
 /* What an unwind row says (see src/unwind/table.rs). */
@@ -105,24 +109,24 @@ struct unwind_row {
 	__s8 rbp_offset8;
 };
 
-/* Key of `unwind_mappings`, a longest-prefix-match trie: a process's
- * executable mappings split into aligned power-of-two blocks. prefixlen
- * counts the bits after itself: 32 for the tgid, then address bits. */
-struct mapping_key {
-	__u32 prefixlen;
-	__u32 tgid;
-	__u64 addr_be; /* big-endian, so prefixes are leading address bits */
-};
-
 /* Which table a mapping uses: file offset = address - bias. */
 struct mapping_info {
 	__u64 bias;
 	__u32 row_start; /* first row, in the global row space of the shards */
 	__u32 row_count; /* 0: no CFI: frame pointers */
 	/* The whole mapping, so the walk can reuse this entry for the next
-	 * frames in it without another trie lookup. */
+	 * frames in it without another lookup. */
 	__u64 start;
 	__u64 end;
+};
+
+/* Value of `unwind_mappings` (key: tgid): one process's executable
+ * mappings, sorted by start, written whole by user space in one update
+ * (a process costs one map write, however many mappings it has). */
+struct proc_mappings {
+	__u32 count;
+	__u32 pad;
+	struct mapping_info m[UNWIND_PROC_MAPPINGS];
 };
 
 /* A stack walked with unwind tables: leaf first. */

@@ -32,11 +32,11 @@ struct {
 } unwind_shards SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__type(key, struct mapping_key);
-	__type(value, struct mapping_info);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, struct proc_mappings);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 1 << 20);
+	__uint(max_entries, 16384);
 } unwind_mappings SEC(".maps");
 
 /* tgid -> the address-space number whose mappings `unwind_mappings` holds:
@@ -96,7 +96,7 @@ struct {
 
 /* Puts the shared types into BTF so the skeleton generates them. */
 struct unwind_row _unwind_row = {};
-struct mapping_key _mapping_key = {};
+struct proc_mappings _proc_mappings = {};
 struct mapping_info _mapping_info = {};
 struct user_stack _user_stack = {};
 enum unwind_mode _unwind_mode = UNWIND_MODE_FP;
@@ -189,11 +189,38 @@ static __always_inline long fp_step(struct walk_state *st)
 	return 0;
 }
 
+/* The mapping of `tgid` that holds `pc`: a binary search over the
+ * process's sorted mappings. */
+static __always_inline struct mapping_info *find_mapping(__u32 tgid, __u64 pc)
+{
+	struct proc_mappings *pm = bpf_map_lookup_elem(&unwind_mappings, &tgid);
+	__u32 lo = 0, hi, mid;
+	struct mapping_info *m;
+
+	if (!pm)
+		return NULL;
+	hi = pm->count;
+	if (hi == 0 || hi > UNWIND_PROC_MAPPINGS)
+		return NULL;
+	for (int i = 0; i < UNWIND_PROC_STEPS; i++) {
+		if (lo + 1 >= hi)
+			break;
+		mid = lo + (hi - lo) / 2;
+		if (pm->m[mid & (UNWIND_PROC_MAPPINGS - 1)].start <= pc)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	m = &pm->m[lo & (UNWIND_PROC_MAPPINGS - 1)];
+	if (pc < m->start || pc >= m->end)
+		return NULL;
+	return m;
+}
+
 static long walk_step(__u32 i, void *unused)
 {
 	__u32 zero = 0, n;
 	struct walk_state *st = bpf_map_lookup_elem(&walk_scratch, &zero);
-	struct mapping_key key = {};
 	struct mapping_info *m = NULL;
 	struct unwind_row *row;
 	__u64 pc, cfa, ra = 0, bp, ip;
@@ -220,10 +247,7 @@ static long walk_step(__u32 i, void *unused)
 	if (pc >= st->last.start && pc < st->last.end) {
 		m = &st->last;
 	} else {
-		key.prefixlen = 32 + 64;
-		key.tgid = st->tgid;
-		key.addr_be = __builtin_bswap64(pc);
-		m = bpf_map_lookup_elem(&unwind_mappings, &key);
+		m = find_mapping(st->tgid, pc);
 		if (m)
 			st->last = *m;
 		else

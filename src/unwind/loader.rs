@@ -1,5 +1,5 @@
 //! The owner of the unwinder's BPF maps: the table shards (`unwind_shards`),
-//! the per-process mapping trie (`unwind_mappings`) and the loaded-process
+//! the per-process mappings (`unwind_mappings`: one value per process) and the loaded-process
 //! marks (`unwind_procs`). Nothing else writes them.
 //!
 //! Tables live in one global row space cut into shards of
@@ -29,7 +29,7 @@ pub const ROW_BYTES: usize = 8;
 pub struct UnwindMaps {
     /// `unwind_shards`: array of row arrays.
     pub shards: MapHandle,
-    /// `unwind_mappings`: LPM trie of process mappings.
+    /// `unwind_mappings`: tgid -> that process's sorted mappings.
     pub mappings: MapHandle,
     /// `unwind_procs`: tgid -> loaded address-space number.
     pub procs: MapHandle,
@@ -212,37 +212,31 @@ impl RowSpace {
     }
 }
 
-/// The trie keys covering [start, end) of `tgid`'s address space: aligned
-/// power-of-two blocks, largest first.
-pub fn prefix_keys(tgid: u32, start: u64, end: u64) -> Vec<[u8; 16]> {
-    let mut out = Vec::new();
-    let mut at = start;
-    while at < end {
-        let align = if at == 0 {
-            63
-        } else {
-            at.trailing_zeros().min(63)
-        };
-        let fit = 63 - (end - at).leading_zeros();
-        let bits = align.min(fit);
-        out.push(trie_key(tgid, at, 64 - bits));
-        at += 1u64 << bits;
-    }
-    out
-}
+/// Mappings kept per process (bpf/profile.h's `UNWIND_PROC_MAPPINGS`).
+pub const PROC_MAPPINGS: usize = 256;
+/// Bytes of `struct mapping_info`.
+const MAPPING_INFO_BYTES: usize = 32;
 
-/// `struct mapping_key`: prefix length (tgid bits + address bits), tgid,
-/// big-endian address.
-pub fn trie_key(tgid: u32, addr: u64, addr_bits: u32) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[0..4].copy_from_slice(&(32 + addr_bits).to_ne_bytes());
-    k[4..8].copy_from_slice(&tgid.to_ne_bytes());
-    k[8..16].copy_from_slice(&addr.to_be_bytes());
-    k
+/// `struct proc_mappings`: a process's executable mappings, sorted by
+/// start, in one value (at most [`PROC_MAPPINGS`]; the rest are left out).
+pub fn proc_mappings(infos: &[[u8; MAPPING_INFO_BYTES]]) -> Vec<u8> {
+    let n = infos.len().min(PROC_MAPPINGS);
+    let mut v = vec![0u8; 8 + PROC_MAPPINGS * MAPPING_INFO_BYTES];
+    v[0..4].copy_from_slice(&(n as u32).to_ne_bytes());
+    for (i, info) in infos.iter().take(n).enumerate() {
+        let at = 8 + i * MAPPING_INFO_BYTES;
+        v[at..at + MAPPING_INFO_BYTES].copy_from_slice(info);
+    }
+    v
 }
 
 /// `struct mapping_info`: the mapping [start, end), its bias and table.
-pub fn mapping_info(range: (u64, u64), bias: u64, row_start: u32, row_count: u32) -> [u8; 32] {
+pub fn mapping_info(
+    range: (u64, u64),
+    bias: u64,
+    row_start: u32,
+    row_count: u32,
+) -> [u8; MAPPING_INFO_BYTES] {
     let mut v = [0u8; 32];
     v[0..8].copy_from_slice(&bias.to_ne_bytes());
     v[8..12].copy_from_slice(&row_start.to_ne_bytes());
@@ -256,35 +250,18 @@ pub fn mapping_info(range: (u64, u64), bias: u64, row_start: u32, row_count: u32
 mod tests {
     use super::*;
 
-    fn covered(keys: &[[u8; 16]]) -> Vec<(u64, u64)> {
-        keys.iter()
-            .map(|k| {
-                let bits = u32::from_ne_bytes(k[0..4].try_into().unwrap()) - 32;
-                let addr = u64::from_be_bytes(k[8..16].try_into().unwrap());
-                (addr, addr + (1u64 << (64 - bits)))
-            })
-            .collect()
-    }
-
     #[test]
-    fn prefixes_tile_the_range_exactly() {
-        for (start, end) in [
-            (0x7f00_0000_1000u64, 0x7f00_0023_5000u64),
-            (0x55_5555_4000, 0x55_5555_5000),
-            (0x1000, 0x2000_0000),
-        ] {
-            let blocks = covered(&prefix_keys(9, start, end));
-            assert_eq!(blocks.first().unwrap().0, start);
-            assert_eq!(blocks.last().unwrap().1, end);
-            for w in blocks.windows(2) {
-                assert_eq!(w[0].1, w[1].0);
-            }
-            for (s, e) in &blocks {
-                let size = e - s;
-                assert!(size.is_power_of_two() && s % size == 0);
-            }
-            assert!(blocks.len() < 2 * 64);
-        }
+    fn a_process_is_one_sorted_value() {
+        let infos: Vec<_> = (0..300u64)
+            .map(|i| mapping_info((i << 20, (i << 20) + 4096), 0, i as u32, 1))
+            .collect();
+        let v = proc_mappings(&infos);
+        assert_eq!(v.len(), 8 + PROC_MAPPINGS * 32);
+        assert_eq!(u32::from_ne_bytes(v[0..4].try_into().unwrap()), 256);
+        let start =
+            |i: usize| u64::from_ne_bytes(v[8 + i * 32 + 16..8 + i * 32 + 24].try_into().unwrap());
+        assert_eq!(start(0), 0);
+        assert_eq!(start(255), 255 << 20);
     }
 
     #[test]

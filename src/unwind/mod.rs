@@ -155,12 +155,11 @@ struct FileTable {
     last_used: Instant,
 }
 
-/// What one address space has in the trie.
+/// What one address space has in `unwind_mappings`.
 struct LoadedProcess {
     aspace: u32,
     /// (start, end, file offset, file) of each executable mapping loaded.
     mappings: Vec<(u64, u64, u64, Option<FileId>)>,
-    keys: Vec<[u8; 16]>,
 }
 
 struct State {
@@ -348,7 +347,7 @@ impl State {
         Ok(Some((start, n)))
     }
 
-    /// Puts one address space's executable mappings in the trie (replacing
+    /// Gives BPF one address space's executable mappings (replacing
     /// what the pid had) and marks it loaded.
     fn load_process(&mut self, id: AspaceId, exec: &[Mapping]) -> Result<()> {
         let mappings: Vec<(u64, u64, u64, Option<FileId>)> = exec
@@ -362,7 +361,7 @@ impl State {
         }
         self.unload(id.pid, false)?;
         let now = Instant::now();
-        let mut keys = Vec::new();
+        let mut infos = Vec::with_capacity(mappings.len());
         for (start, end, offset, file) in &mappings {
             let (row_start, row_count) = match file.and_then(|f| self.files.get_mut(&f)) {
                 Some(f) => {
@@ -372,20 +371,22 @@ impl State {
                 }
                 None => (0, 0),
             };
-            let value = loader::mapping_info(
+            infos.push(loader::mapping_info(
                 (*start, *end),
                 start.wrapping_sub(*offset),
                 row_start,
                 row_count,
-            );
-            for key in loader::prefix_keys(id.pid, *start, *end) {
-                self.maps
-                    .mappings
-                    .update(&key, &value, MapFlags::ANY)
-                    .context("failed to add a mapping to the unwinder")?;
-                keys.push(key);
-            }
+            ));
         }
+        // One write for the whole process (its mappings come sorted).
+        self.maps
+            .mappings
+            .update(
+                &id.pid.to_ne_bytes(),
+                &loader::proc_mappings(&infos),
+                MapFlags::ANY,
+            )
+            .context("failed to give the unwinder a process's mappings")?;
         self.maps
             .procs
             .update(
@@ -399,22 +400,21 @@ impl State {
             LoadedProcess {
                 aspace: id.aspace,
                 mappings,
-                keys,
             },
         );
         Ok(())
     }
 
-    /// Takes a pid's mappings out of the trie.
+    /// Forgets a pid's mappings (and, with `mark`, takes them out of the
+    /// kernel: the process is gone).
     fn unload(&mut self, pid: u32, mark: bool) -> Result<()> {
         let Some(old) = self.procs.remove(&pid) else {
             return Ok(());
         };
         if mark {
+            // Gone for good (a reload overwrites both instead).
             let _ = self.maps.procs.delete(&pid.to_ne_bytes());
-        }
-        for key in &old.keys {
-            let _ = self.maps.mappings.delete(key);
+            let _ = self.maps.mappings.delete(&pid.to_ne_bytes());
         }
         for (_, _, _, file) in old.mappings {
             if let Some(f) = file.and_then(|f| self.files.get_mut(&f)) {

@@ -169,10 +169,12 @@ fn short_lived_processes_are_named() {
 #[test]
 fn fifty_processes_of_one_binary_symbolize_it_once() {
     require_bpf!();
+    // They outlive the run (killed after it): starting the profiler beside
+    // fifty busy processes on two CPUs can take seconds.
     let mut kids: Vec<Child> = (0..50)
         .map(|_| {
             Command::new(wl())
-                .arg("4")
+                .arg("20")
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap()
