@@ -34,6 +34,12 @@ const MAX_CACHED_OFFSETS: usize = 1 << 20;
 /// is started afresh: a development loop that rebuilds and runs a large
 /// debug binary again and again would otherwise keep every build's.
 const MAX_OPENED_BYTES: u64 = 512 << 20;
+/// Files blazesym may hold open (it keeps each one it parsed open and
+/// mapped) before it is started afresh: a build loop makes a new version
+/// of its binaries every few seconds, each a file of its own.
+const MAX_OPENED_FILES: u64 = 96;
+/// Intervals a file's symbols are kept after it was last looked up.
+const KEEP_FILE_INTERVALS: u64 = 60;
 
 /// A frame's cache key: its address as walked, and whether it is the leaf
 /// (looked up as is) or a return address (looked up one byte earlier).
@@ -57,6 +63,8 @@ struct FileSyms {
     /// Its ELF build id, hex, read when it is first opened.
     build_id: Option<Symbol>,
     syms: HashMap<u64, Option<Resolved>>,
+    /// The interval it was last looked up in.
+    last_used: u64,
 }
 
 pub use perf_map::PerfMapStats;
@@ -90,6 +98,8 @@ pub struct Symbolizer {
     cached_offsets: usize,
     /// Size of the files opened since blazesym was (re)started.
     opened_bytes: u64,
+    /// Files opened since blazesym was (re)started.
+    opened_files: u64,
     names: HashSet<Symbol>,
     unknown: Symbol,
     kernel_module: Symbol,
@@ -158,6 +168,7 @@ impl Symbolizer {
             files: HashMap::new(),
             cached_offsets: 0,
             opened_bytes: 0,
+            opened_files: 0,
             names: HashSet::new(),
             unknown: Symbol::from(UNKNOWN),
             kernel_module: Symbol::from("kernel"),
@@ -221,6 +232,19 @@ impl Symbolizer {
             }
         }
         self.intervals += 1;
+        if self.intervals.is_multiple_of(KEEP_FILE_INTERVALS) {
+            // Files nobody sampled for a while (an old build's binary).
+            let now = self.intervals;
+            let mut dropped = 0;
+            self.files.retain(|_, f| {
+                let keep = now - f.last_used <= KEEP_FILE_INTERVALS;
+                if !keep {
+                    dropped += f.syms.len();
+                }
+                keep
+            });
+            self.cached_offsets = self.cached_offsets.saturating_sub(dropped);
+        }
         profile
     }
 
@@ -466,18 +490,22 @@ impl Symbolizer {
             }
             self.cached_offsets = 0;
         }
-        if self.opened_bytes > MAX_OPENED_BYTES {
-            // Start blazesym afresh (it keeps every file it parsed), and
-            // with it which files are open; the hot ones reopen on demand.
+        if self.opened_bytes > MAX_OPENED_BYTES || self.opened_files >= MAX_OPENED_FILES {
+            // Start blazesym afresh (it keeps every file it parsed open),
+            // and with it which files are open; the hot ones reopen on
+            // demand.
             self.inner = blazesym_symbolizer(self.source_lines);
             self.opened_bytes = 0;
+            self.opened_files = 0;
             for f in self.files.values_mut() {
                 f.open = None;
                 f.syms.clear();
             }
             self.cached_offsets = 0;
         }
+        let interval = self.intervals;
         let entry = self.files.entry(file).or_default();
+        entry.last_used = interval;
         if entry.open.is_none() {
             // The path itself when it still is this file (shared by every
             // process, and by blazesym's file cache); else the process's own
@@ -489,6 +517,7 @@ impl Symbolizer {
             };
             if let Some(open) = &entry.open {
                 self.stats.files += 1;
+                self.opened_files += 1;
                 self.opened_bytes += std::fs::metadata(open).map_or(0, |m| m.len());
                 entry.build_id = blazesym::helper::read_elf_build_id(open)
                     .ok()

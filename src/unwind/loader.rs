@@ -35,22 +35,43 @@ pub struct UnwindMaps {
     pub procs: MapHandle,
 }
 
-/// One shard: its map (kept open) and its rows, mapped into our memory.
+/// One shard: its map, kept open. Its rows are mapped into our memory
+/// only while a table is written into it, so the tables (up to
+/// `--unwind-memory` of them) are kernel memory, not the profiler's RSS.
 struct Shard {
-    _map: MapHandle,
+    map: MapHandle,
+}
+
+/// A shard's rows, mapped for writing; unmapped when dropped.
+struct MappedRows {
     rows: NonNull<u8>,
 }
 
-impl Drop for Shard {
+impl Drop for MappedRows {
     fn drop(&mut self) {
-        // SAFETY: mapped in `Shard::create` with this length, unmapped once.
+        // SAFETY: mapped in `Shard::map_rows` with this length, unmapped once.
         unsafe { libc::munmap(self.rows.as_ptr().cast(), SHARD_ROWS as usize * ROW_BYTES) };
     }
 }
 
-// SAFETY: the mapping is owned by the shard and only written through
-// `&mut RowSpace`.
-unsafe impl Send for Shard {}
+impl MappedRows {
+    fn write(&mut self, slot: u32, row: &Row) {
+        let mut bytes = [0u8; ROW_BYTES];
+        bytes[0..4].copy_from_slice(&row.pc.to_ne_bytes());
+        bytes[4..6].copy_from_slice(&row.cfa_offset.to_ne_bytes());
+        bytes[6] = row.kind as u8;
+        bytes[7] = row.rbp_offset8 as u8;
+        assert!(slot < SHARD_ROWS);
+        // SAFETY: slot < SHARD_ROWS, so the 8 bytes are inside the mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.rows.as_ptr().add(slot as usize * ROW_BYTES),
+                ROW_BYTES,
+            )
+        };
+    }
+}
 
 impl Shard {
     fn create(index: u32) -> Result<Shard> {
@@ -68,6 +89,11 @@ impl Shard {
             &opts,
         )
         .context("failed to create an unwind table shard")?;
+        Ok(Shard { map })
+    }
+
+    /// Maps the shard's rows for writing.
+    fn map_rows(&self) -> Result<MappedRows> {
         let len = SHARD_ROWS as usize * ROW_BYTES;
         // SAFETY: a shared mapping of the whole array map, which the kernel
         // allows for BPF_F_MMAPABLE arrays; checked for failure below.
@@ -77,7 +103,7 @@ impl Shard {
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
-                map.as_fd().as_raw_fd(),
+                self.map.as_fd().as_raw_fd(),
                 0,
             )
         };
@@ -88,24 +114,7 @@ impl Shard {
             );
         }
         let rows = NonNull::new(ptr.cast()).ok_or_else(|| anyhow!("mmap returned null"))?;
-        Ok(Shard { _map: map, rows })
-    }
-
-    fn write(&mut self, slot: u32, row: &Row) {
-        let mut bytes = [0u8; ROW_BYTES];
-        bytes[0..4].copy_from_slice(&row.pc.to_ne_bytes());
-        bytes[4..6].copy_from_slice(&row.cfa_offset.to_ne_bytes());
-        bytes[6] = row.kind as u8;
-        bytes[7] = row.rbp_offset8 as u8;
-        assert!(slot < SHARD_ROWS);
-        // SAFETY: slot < SHARD_ROWS, so the 8 bytes are inside the mapping.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.rows.as_ptr().add(slot as usize * ROW_BYTES),
-                ROW_BYTES,
-            )
-        };
+        Ok(MappedRows { rows })
     }
 }
 
@@ -192,21 +201,27 @@ impl RowSpace {
     }
 
     /// Writes `rows` at `start`, creating shards (and putting them in the
-    /// outer map) as needed.
+    /// outer map) as needed; each shard touched is mapped once for it.
     pub fn write(&mut self, outer: &MapHandle, start: u32, rows: &[Row]) -> Result<()> {
+        let mut mapped: Option<(usize, MappedRows)> = None;
         for (i, row) in rows.iter().enumerate() {
             let index = start + i as u32;
             let shard = (index >> SHARD_SHIFT) as usize;
             while self.shards.len() <= shard {
                 let n = self.shards.len() as u32;
                 let s = Shard::create(n)?;
-                let fd = s._map.as_fd().as_raw_fd() as u32;
+                let fd = s.map.as_fd().as_raw_fd() as u32;
                 outer
                     .update(&n.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
                     .context("failed to add an unwind table shard")?;
                 self.shards.push(s);
             }
-            self.shards[shard].write(index & (SHARD_ROWS - 1), row);
+            if mapped.as_ref().is_none_or(|(at, _)| *at != shard) {
+                mapped = Some((shard, self.shards[shard].map_rows()?));
+            }
+            if let Some((_, m)) = &mut mapped {
+                m.write(index & (SHARD_ROWS - 1), row);
+            }
         }
         Ok(())
     }
