@@ -30,8 +30,13 @@ fn one_short_line(out: &Output) -> String {
 }
 
 fn import(inputs: &[&Path], out: &Path) -> Output {
+    import_with(inputs, out, &[])
+}
+
+/// `profile import INPUTS -o OUT EXTRA...`.
+fn import_with(inputs: &[&Path], out: &Path, extra: &[&str]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_profile"));
-    c.arg("import").args(inputs).arg("-o").arg(out);
+    c.arg("import").args(inputs).arg("-o").arg(out).args(extra);
     c.output().unwrap()
 }
 
@@ -60,16 +65,7 @@ fn endless_input_is_refused_in_bounded_memory() {
     // A 30 MB line without a count: quoted in at most ~80 characters.
     let long = dir.path().join("long.folded");
     fs::write(&long, format!("app;{}\n", "f".repeat(30 << 20))).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_profile"))
-        .args([
-            "import",
-            long.to_str().unwrap(),
-            "-o",
-            rec.to_str().unwrap(),
-        ])
-        .args(["--max-line-bytes", "67108864"])
-        .output()
-        .unwrap();
+    let out = import_with(&[&long], &rec, &["--max-line-bytes", "67108864"]);
     let e = one_short_line(&out);
     assert!(e.contains("no count") && e.contains("bytes)"), "{e}");
     assert!(!rec.exists());
@@ -104,16 +100,7 @@ fn counts_that_overflow_are_refused_at_import_with_the_line() {
         ));
     }
     fs::write(&script, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_profile"))
-        .args([
-            "import",
-            script.to_str().unwrap(),
-            "-o",
-            rec.to_str().unwrap(),
-        ])
-        .args(["--weight", "period"])
-        .output()
-        .unwrap();
+    let out = import_with(&[&script], &rec, &["--weight", "period"]);
     let e = one_short_line(&out);
     assert!(e.contains("line 6") && e.contains("add up"), "{e}");
     assert!(!rec.exists());

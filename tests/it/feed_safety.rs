@@ -185,10 +185,9 @@ fn slowloris_clients_are_dropped() {
     );
 }
 
-#[test]
-fn idle_connections_never_starve_the_profiler() {
-    require_bpf!();
-    // This test opens 2000 connections: raise its own open-file limit.
+/// Raises this test process's open-file limit (to at most 8192): the tests
+/// below open hundreds of connections.
+fn raise_fd_limit() {
     // SAFETY: get/setrlimit with valid pointers to a local rlimit.
     unsafe {
         let mut lim = libc::rlimit {
@@ -199,6 +198,13 @@ fn idle_connections_never_starve_the_profiler() {
         lim.rlim_cur = lim.rlim_max.min(8192);
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
     }
+}
+
+#[test]
+fn idle_connections_never_starve_the_profiler() {
+    require_bpf!();
+    // This test opens 2000 connections.
+    raise_fd_limit();
     let dir = tempfile::tempdir().unwrap();
     let pattern = dir.path().join("f%04d.png");
     let feed = Feed::start(&[
@@ -280,16 +286,8 @@ fn never_read(port: u16, path: &str) -> Option<TcpStream> {
 #[test]
 fn streams_that_are_never_read_lock_nobody_out() {
     require_bpf!();
-    // Same limit raise as above: 520 clients.
-    unsafe {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
-        lim.rlim_cur = lim.rlim_max.min(8192);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
-    }
+    // 520 clients.
+    raise_fd_limit();
     let feed = Feed::start(&["--interval", "0.2", "-f", "20"]);
     std::thread::sleep(Duration::from_secs(2));
     let mut crowd = Vec::new();

@@ -222,7 +222,7 @@ fn bad_frame_options_are_refused_before_sampling() {
 #[test]
 fn ctrl_c_finishes_frames_in_flight() {
     require_bpf!();
-    let _w = Workload::start("mix", 6.0, &[]);
+    let _w = Workload::start("mix", 8.0, &[]);
     let dir = tempfile::tempdir().unwrap();
     let pattern = format!("{}/fg%04d.png", dir.path().display());
     let child = Command::new(env!("CARGO_BIN_EXE_profile"))
@@ -231,7 +231,9 @@ fn ctrl_c_finishes_frames_in_flight() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2000));
+    // Start-up (BPF load, fonts) can take a second on a loaded machine;
+    // eight frames need 1.6 s after it.
+    std::thread::sleep(Duration::from_millis(3000));
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();

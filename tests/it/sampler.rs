@@ -106,7 +106,9 @@ fn user_only_and_kernel_only() {
 #[test]
 fn delimiter_and_annotations_in_both_formats() {
     require_bpf!();
-    let w = Workload::start("syscall", 5.0, &[]);
+    // Three runs of 1-2 s, each with its start-up: the workload outlives
+    // them all, also on a loaded machine.
+    let w = Workload::start("syscall", 12.0, &[]);
     let pid = w.pid.to_string();
     // Upstream's newest profile.py ignores -a in multi-line output.
     let text = profile_ok(&["-d", "-a", "-p", &pid, "1"]);

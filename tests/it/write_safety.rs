@@ -9,7 +9,6 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
 use crate::common::{profile, require_bpf};
 
@@ -99,6 +98,20 @@ fn attacker(dir: &Path, victim: &Path, secs: f64, only_tmp: bool) -> Child {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// `profile render REC ARGS --overwrite --unsafe-output-dir` while the
+/// attacker swaps temporary names in the scene's open folder; the output
+/// and how many names it swapped. The victim is checked untouched.
+fn render_under_attack(s: &Scene, rec: &Path, args: &[&str], secs: f64) -> (Output, u64) {
+    let a = attacker(&s.open, &s.victim, secs, true);
+    let mut all = vec!["render", rec.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.extend(["--overwrite", "--unsafe-output-dir"]);
+    let out = profile(&all);
+    let swapped = stop_attacker(a);
+    assert_eq!(fs::read(&s.victim).unwrap(), VICTIM);
+    (out, swapped)
 }
 
 /// Stops the attacker; how many names it swapped.
@@ -373,17 +386,7 @@ fn a_video_never_goes_through_a_swapped_name() {
     let mut outcomes = (0, 0);
     for _ in 0..2 {
         fs::write(&mp4, b"old video").unwrap();
-        let a = attacker(&s.open, &s.victim, 8.0, true);
-        let out = profile(&[
-            "render",
-            rec.to_str().unwrap(),
-            "-o",
-            mp4.to_str().unwrap(),
-            "--overwrite",
-            "--unsafe-output-dir",
-        ]);
-        let swapped = stop_attacker(a);
-        assert_eq!(fs::read(&s.victim).unwrap(), VICTIM);
+        let (out, swapped) = render_under_attack(&s, &rec, &["-o", mp4.to_str().unwrap()], 8.0);
         let e = err(&out);
         eprintln!("video race: the attacker swapped {swapped} names");
         if out.status.success() {
@@ -438,17 +441,7 @@ fn frames_are_ours_or_the_run_says_which_is_not() {
     let rec = recording(s.open.parent().unwrap(), 30);
     let pattern = s.open.join("f%04d.png");
     for round in 0..2 {
-        let a = attacker(&s.open, &s.victim, 6.0, true);
-        let out = profile(&[
-            "render",
-            rec.to_str().unwrap(),
-            "-g",
-            pattern.to_str().unwrap(),
-            "--overwrite",
-            "--unsafe-output-dir",
-        ]);
-        let swapped = stop_attacker(a);
-        assert_eq!(fs::read(&s.victim).unwrap(), VICTIM);
+        let (out, swapped) = render_under_attack(&s, &rec, &["-g", pattern.to_str().unwrap()], 6.0);
         let e = err(&out);
         eprintln!("frames race: the attacker swapped {swapped} names");
         if out.status.success() {
@@ -522,6 +515,8 @@ fn a_fifo_swapped_for_a_link_mid_run_is_not_followed() {
     ])
     .spawn()
     .unwrap();
+    // Something to sample (an idle machine may give no stack at all).
+    let _load = crate::common::Workload::start("mix", 6.0, &[]);
     let out = profile(&["-f", "-o", fifo.to_str().unwrap(), "3"]);
     swap.wait().unwrap();
     assert!(out.status.success(), "{}", err(&out));
@@ -531,5 +526,4 @@ fn a_fifo_swapped_for_a_link_mid_run_is_not_followed() {
         got.lines().count() > 0 && got.lines().all(|l| l.rsplit_once(' ').is_some()),
         "{got}"
     );
-    std::thread::sleep(Duration::from_millis(10));
 }
