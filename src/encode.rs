@@ -14,7 +14,6 @@ use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
@@ -89,8 +88,12 @@ pub fn encode(args: EncodeArgs) -> Result<()> {
     };
     let temp = TempFile::new(out_dir, name)?;
     // The open folder, as ffmpeg (a child of ours) sees it.
-    let input = PathBuf::from(format!("/proc/{}/fd/{}", std::process::id(), dir_fd(&dir)))
-        .join(pattern.file_pattern());
+    let input = PathBuf::from(format!(
+        "/proc/{}/fd/{}",
+        std::process::id(),
+        dir.as_raw_fd()
+    ))
+    .join(pattern.file_pattern());
     let mut ffargs: Vec<String> = vec![
         "-framerate".into(),
         format!("{fps}"),
@@ -117,10 +120,6 @@ pub fn encode(args: EncodeArgs) -> Result<()> {
         count as f64 / fps
     );
     Ok(())
-}
-
-fn dir_fd(dir: &Arc<SafeDir>) -> i32 {
-    dir.as_raw_fd()
 }
 
 /// The fps `-E` and `render` wrote beside the frames.

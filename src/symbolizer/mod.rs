@@ -130,8 +130,6 @@ enum Pending {
     },
     /// Named by the process's perf map: the entry's name and the offset.
     Jit(Symbol, u64, Symbol),
-    /// JIT code its perf map does not name (yet).
-    JitUnknown(Option<Symbol>),
     /// Looked up through the live process (the vDSO).
     Live(Option<Symbol>),
     Unknown(Option<Symbol>),
@@ -381,7 +379,7 @@ impl Symbolizer {
                                 self.retry.push((*id, (*addr, *leaf)));
                             }
                             let found = self.perf_maps.found(*id);
-                            Pending::JitUnknown(found.then_some(map))
+                            Pending::Unknown(found.then_some(map))
                         }
                     }
                 }
@@ -468,9 +466,7 @@ impl Symbolizer {
                     source: None,
                     mapping: None,
                 }),
-                Pending::JitUnknown(module) | Pending::Unknown(module) => {
-                    self.unknown_frame(addr, module)
-                }
+                Pending::Unknown(module) => self.unknown_frame(addr, module),
             };
             self.user.entry(id).or_default().insert(key, frame);
         }

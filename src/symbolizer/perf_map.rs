@@ -108,13 +108,12 @@ impl PerfMaps {
         let map = self.maps.entry(id).or_default();
         if map.refreshed != Some(interval) {
             map.refreshed = Some(interval);
-            let pid = id.pid;
-            refresh(
-                map,
-                pid,
-                path_for(self.root.as_deref(), pid),
-                &mut self.stats,
-            );
+            let ids = match self.root {
+                Some(_) => Ids::default(),
+                None => ids_of(id.pid),
+            };
+            let path = path_for(self.root.as_deref(), id.pid, &ids);
+            refresh(map, &ids, path, &mut self.stats);
         }
         if map.dirty {
             // Stable: of two entries at one address, the later one (code
@@ -143,44 +142,47 @@ impl PerfMaps {
 }
 
 /// Where `pid`'s map is: in `root` (tests), or in the process's own /tmp.
-fn path_for(root: Option<&std::path::Path>, pid: u32) -> PathBuf {
+fn path_for(root: Option<&std::path::Path>, pid: u32, ids: &Ids) -> PathBuf {
     match root {
         Some(dir) => dir.join(format!("perf-{pid}.map")),
         None => {
-            let ns_pid = ns_pid(pid).unwrap_or(pid);
+            let ns_pid = ids.ns_pid.unwrap_or(pid);
             PathBuf::from(format!("/proc/{pid}/root/tmp/perf-{ns_pid}.map"))
         }
     }
 }
 
-/// The pid the process has in its own pid namespace (the last of
-/// `NSpid:`), which is the number in its perf map's name.
-fn ns_pid(pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))?
-        .split_whitespace()
-        .last()?
-        .parse()
-        .ok()
+/// What `/proc/PID/status` says of the process, read once per refresh.
+#[derive(Default)]
+struct Ids {
+    /// Its pid in its own pid namespace (the last of `NSpid:`): the number
+    /// in its perf map's name.
+    ns_pid: Option<u32>,
+    /// Its real uid.
+    uid: Option<u32>,
 }
 
-/// The process's real uid.
-fn uid_of(pid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+fn ids_of(pid: u32) -> Ids {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Ids::default();
+    };
+    let field = |key: &str, last: bool| -> Option<u32> {
+        let mut words = status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))?
+            .split_whitespace();
+        let w = if last { words.last() } else { words.next() };
+        w?.parse().ok()
+    };
+    Ids {
+        ns_pid: field("NSpid:", true),
+        uid: field("Uid:", false),
+    }
 }
 
 /// Reads what was appended since the last refresh (or the whole file if
 /// it was replaced or shrank).
-fn refresh(map: &mut PerfMap, pid: u32, path: PathBuf, stats: &mut PerfMapStats) {
+fn refresh(map: &mut PerfMap, ids: &Ids, path: PathBuf, stats: &mut PerfMapStats) {
     let Ok(mut f) = File::options()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -192,7 +194,7 @@ fn refresh(map: &mut PerfMap, pid: u32, path: PathBuf, stats: &mut PerfMapStats)
     if !meta.file_type().is_file() {
         return;
     }
-    let owner_ok = meta.uid() == 0 || uid_of(pid).is_none_or(|u| u == meta.uid());
+    let owner_ok = meta.uid() == 0 || ids.uid.is_none_or(|u| u == meta.uid());
     if !owner_ok {
         return;
     }
