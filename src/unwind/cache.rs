@@ -90,6 +90,11 @@ pub struct TableCache {
     max_bytes: u64,
     stats: Mutex<CacheStats>,
     warned: AtomicBool,
+    /// Bytes the folder holds, as last listed plus what this run stored
+    /// since (None: not listed yet). Listing the folder at every store
+    /// cost a stat per entry: under a build loop that stores a table a
+    /// second, the unwinder's biggest cost.
+    used: Mutex<Option<u64>>,
 }
 
 impl TableCache {
@@ -100,6 +105,7 @@ impl TableCache {
             max_bytes: 0,
             stats: Mutex::default(),
             warned: AtomicBool::new(true),
+            used: Mutex::default(),
         }
     }
 
@@ -112,6 +118,7 @@ impl TableCache {
                 max_bytes,
                 stats: Mutex::default(),
                 warned: AtomicBool::new(false),
+                used: Mutex::default(),
             },
             Err(e) => {
                 eprintln!(
@@ -151,10 +158,11 @@ impl TableCache {
     /// turns nothing off but this entry).
     pub fn put(&self, version: &FileVersion, table: &UnwindTable) {
         let Some(dir) = &self.dir else { return };
+        let bytes = encode(table, version);
         let result = (|| -> Result<()> {
             let tmp = TempFile::new(dir, &version.name())?;
             let mut w = std::io::BufWriter::new(tmp.file());
-            w.write_all(&encode(table, version))?;
+            w.write_all(&bytes)?;
             w.flush()?;
             drop(w);
             // Another run may have stored it meanwhile: that is fine.
@@ -166,7 +174,13 @@ impl TableCache {
         match result {
             Ok(()) => {
                 self.stats.lock().unwrap_or_else(|e| e.into_inner()).stored += 1;
-                self.trim(dir);
+                let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+                match used.as_mut() {
+                    Some(u) if *u + bytes.len() as u64 <= self.max_bytes => {
+                        *u += bytes.len() as u64
+                    }
+                    _ => *used = Some(self.trim(dir)),
+                }
             }
             Err(e) => {
                 if !self.warned.swap(true, Ordering::SeqCst) {
@@ -177,9 +191,9 @@ impl TableCache {
     }
 
     /// Removes the oldest entries while the folder holds more than the
-    /// bound.
-    fn trim(&self, dir: &SafeDir) {
-        let Ok(names) = dir.names() else { return };
+    /// bound; returns what it holds then.
+    fn trim(&self, dir: &SafeDir) -> u64 {
+        let Ok(names) = dir.names() else { return 0 };
         let mut entries: Vec<(i64, u64, String)> = names
             .into_iter()
             .filter(|n| n.ends_with(".unwind"))
@@ -190,7 +204,7 @@ impl TableCache {
             .collect();
         let mut total: u64 = entries.iter().map(|e| e.1).sum();
         if total <= self.max_bytes {
-            return;
+            return total;
         }
         entries.sort();
         for (_, size, name) in entries {
@@ -201,6 +215,7 @@ impl TableCache {
                 total -= size;
             }
         }
+        total
     }
 }
 
