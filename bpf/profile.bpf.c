@@ -193,6 +193,45 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+/* A process (its last thread) exits: user space drops what it holds for
+ * it (the unwinder's mappings, the process model's live reads) at once,
+ * instead of polling /proc. Only processes announced are told of, so the
+ * many that were never sampled cost one map lookup. The tracepoint runs in
+ * the exiting task, after `signal->live` went down, so the last thread is
+ * the one that sees zero (whichever thread it is). */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *p)
+{
+	__u32 host_tgid = BPF_CORE_READ(p, tgid);
+	__u32 tgid = host_tgid, aspace, *num;
+	struct process_seen *slot;
+	__u64 id;
+
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0;
+	if (cfg.use_pidns) {
+		struct bpf_pidns_info ns = {};
+
+		if (bpf_get_ns_current_pid_tgid(cfg.pidns_dev, cfg.pidns_ino, &ns, sizeof(ns)))
+			return 0;
+		tgid = ns.tgid;
+	}
+	num = bpf_map_lookup_elem(&proc_gens, &host_tgid);
+	aspace = num ? *num : 0;
+	id = ((__u64)tgid << 32) | aspace;
+	if (!bpf_map_lookup_elem(&seen_tgids, &id))
+		return 0;
+	bpf_map_delete_elem(&seen_tgids, &id);
+	slot = bpf_ringbuf_reserve(&new_tgids, sizeof(*slot), 0);
+	if (!slot)
+		return 0;
+	slot->tgid = tgid;
+	slot->aspace = aspace;
+	slot->refresh = PROCESS_EXITED;
+	bpf_ringbuf_submit(slot, 0);
+	return 0;
+}
+
 static __always_inline void note_stack_error(__s32 id, __u64 *collision, __u64 *nomem)
 {
 	if (id >= 0 || id == -EFAULT || id == -ENOENT)
@@ -211,28 +250,26 @@ static __always_inline bool tables_loaded(__u32 tgid, __u32 aspace)
 	return loaded && *loaded == aspace;
 }
 
+/* What the unwinder made of a sample's user stack, before a generation's
+ * maps are picked: walked (0, with its hash), no user stack (-EFAULT), or
+ * not walked with tables (NOT_WALKED). */
+#define NOT_WALKED 1
+
 static __always_inline int sample(struct bpf_perf_event_data *ctx, void *counts, void *stacks,
-				  void *user_stacks, __u32 gen, __u32 tgid, __u32 aspace)
+				  void *user_stacks, struct sample_stats *st, __u32 tgid,
+				  __u32 aspace, int walked, __u64 hash)
 {
-	struct sample_stats *st;
 	struct stack_key key = {};
 	__u64 *val, one = 1;
 	int err;
 
-	st = bpf_map_lookup_elem(&stats, &gen);
-	if (!st)
-		return 0;
-	st->taken++;
-
 	key.user_stack_id = -ENOENT;
 	key.kernel_stack_id = -ENOENT;
-	if (cfg.user_stacks && cfg.unwind_mode != UNWIND_MODE_FP && tgid != 0 &&
-	    tables_loaded(tgid, aspace)) {
-		__u64 hash = 0;
-		int err = walk_user_stack(ctx, user_stacks, tgid, aspace, st, &hash);
-
-		if (err)
-			key.user_stack_id = err;
+	if (walked != NOT_WALKED) {
+		if (walked == 0)
+			walked = store_user_stack(user_stacks, hash, st);
+		if (walked)
+			key.user_stack_id = walked;
 		else
 			key.user_stack_hash = hash;
 	} else if (cfg.user_stacks) {
@@ -281,6 +318,9 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 	__u32 tgid = host_tgid;
 	__u32 tid = (__u32)id;
 	__u32 gen, aspace, *aspace_num;
+	struct sample_stats *st;
+	int walked = NOT_WALKED;
+	__u64 hash = 0;
 
 	if (cfg.use_pidns) {
 		/* As upstream profile.py: pids as the profiler's namespace sees
@@ -318,9 +358,16 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 		announce(tgid, aspace);
 
 	gen = generation & 1;
+	st = bpf_map_lookup_elem(&stats, &gen);
+	if (!st)
+		return 0;
+	st->taken++;
+	if (cfg.user_stacks && cfg.unwind_mode != UNWIND_MODE_FP && tgid != 0 &&
+	    tables_loaded(tgid, aspace))
+		walked = walk_user_stack(ctx, tgid, aspace, st, &hash);
 	if (gen)
-		return sample(ctx, &counts1, &stacks1, &user_stacks1, 1, tgid, aspace);
-	return sample(ctx, &counts0, &stacks0, &user_stacks0, 0, tgid, aspace);
+		return sample(ctx, &counts1, &stacks1, &user_stacks1, st, tgid, aspace, walked, hash);
+	return sample(ctx, &counts0, &stacks0, &user_stacks0, st, tgid, aspace, walked, hash);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

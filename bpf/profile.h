@@ -141,9 +141,11 @@ struct process_seen {
 	__u32 tgid;
 	__u32 aspace;
 	/* 0: first sampled; 1: the unwinder met code in no mapping it knows
-	 * (the maps changed); 2: it just exec'd (announced before sampling). */
+	 * (the maps changed); 3: the process exited (PROCESS_EXITED). */
 	__u32 refresh;
 };
+
+#define PROCESS_EXITED 3
 
 /* Filters, written into .rodata before load. */
 struct sampler_config {

@@ -328,12 +328,14 @@ static long walk_step(__u32 i, void *unused)
 #define PF_KTHREAD 0x00200000
 
 /*
- * Walks the current task's user stack into this generation's user stacks
- * map and sets *hash to its key. Returns 0 when done, -EFAULT when the task
- * has no user stack, -ENOMEM when the stack did not fit in the map.
+ * Walks the current task's user stack into the walk scratch and sets *hash
+ * to its key. Returns 0 when done, -EFAULT when the task has no user stack.
+ * Called once per sample, before the generation's maps are picked: the
+ * verifier then checks the walk once, not once per generation (it was half
+ * of the profiler's start-up time).
  */
-static __always_inline int walk_user_stack(struct bpf_perf_event_data *ctx, void *user_stacks,
-					   __u32 tgid, __u32 aspace, struct sample_stats *stats,
+static __always_inline int walk_user_stack(struct bpf_perf_event_data *ctx, __u32 tgid,
+					   __u32 aspace, struct sample_stats *stats,
 					   __u64 *hash_out)
 {
 	__u32 zero = 0;
@@ -385,14 +387,26 @@ static __always_inline int walk_user_stack(struct bpf_perf_event_data *ctx, void
 	}
 
 	hash = st->hash ^ st->stack.len ^ ((__u64)st->stack.truncated << 63);
-	hash |= 1;
+	*hash_out = hash | 1;
+	return 0;
+}
+
+/* Stores the stack just walked in a generation's user stacks map under
+ * `hash`; -ENOMEM when it did not fit. */
+static __always_inline int store_user_stack(void *user_stacks, __u64 hash,
+					    struct sample_stats *stats)
+{
+	__u32 zero = 0;
+	struct walk_state *st = bpf_map_lookup_elem(&walk_scratch, &zero);
+
+	if (!st)
+		return -EFAULT;
 	if (!bpf_map_lookup_elem(user_stacks, &hash) &&
 	    bpf_map_update_elem(user_stacks, &hash, &st->stack, BPF_NOEXIST) &&
 	    !bpf_map_lookup_elem(user_stacks, &hash)) {
 		stats->unwind_stacks_full++;
 		return -ENOMEM;
 	}
-	*hash_out = hash;
 	return 0;
 }
 

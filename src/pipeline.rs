@@ -24,12 +24,14 @@ use crate::export::{ExportFormat, ExportOutput};
 use crate::output::feed::FeedOutput;
 use crate::output::frames::FramesOutput;
 use crate::output::{Output, Report};
+use crate::process::maps::Mapping;
+use crate::process::query::MapsReader;
 use crate::process::AspaceId;
 use crate::profile::LossReport;
 use crate::recording::{Meta, RecordWriter};
 use crate::safe_file::Target;
 use crate::sampler::SampleRate;
-use crate::sampler::Sampler;
+use crate::sampler::{ProcessEvent, Sampler};
 use crate::symbolizer::{Symbolizer, SymbolizerStats};
 use crate::unwind::cache::TableCache;
 use crate::unwind::{UnwindMode, UnwindStats, Unwinder};
@@ -105,11 +107,18 @@ impl StatusLine {
 
 /// What the sampling thread hands the processing thread.
 enum Work {
-    /// Address spaces sampled for the first time, with their maps as read
-    /// on the sampling thread as soon as they were announced.
-    NewProcesses(Vec<(AspaceId, Option<String>)>),
+    /// Address spaces sampled for the first time, with their executable
+    /// mappings as read on the sampling thread as soon as they were
+    /// announced (None: gone already), and processes that exited, in order.
+    Processes(Vec<Seen>),
     /// An interval to symbolize and output.
     Interval(Interval),
+}
+
+/// One process event, with what was read of it.
+enum Seen {
+    Sampled(AspaceId, Option<Arc<Vec<Mapping>>>),
+    Exited(AspaceId),
 }
 
 /// The profiler's own memory now and at its peak, and its open files.
@@ -123,10 +132,14 @@ fn memory_line() -> String {
             .unwrap_or_else(|| "?".into())
     };
     let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    // File pages (the binaries symbols are read from, mapped) count in
+    // RSS but are the page cache's: shown apart from the heap.
     format!(
-        "RSS {} (peak {}), {fds} open files",
+        "RSS {} (peak {}; now {} anonymous, {} of mapped files), {fds} open files",
         field("VmRSS:"),
-        field("VmHWM:")
+        field("VmHWM:"),
+        field("RssAnon:"),
+        field("RssFile:"),
     )
 }
 
@@ -216,9 +229,13 @@ fn start_processing(
             let mut intervals = 0;
             for work in rx {
                 match work {
-                    Work::NewProcesses(seen) => {
-                        for (id, maps) in seen {
-                            symbolizer.remember_process(id, maps.as_deref());
+                    Work::Processes(seen) => {
+                        for s in seen {
+                            match s {
+                                Seen::Sampled(id, maps) => symbolizer
+                                    .remember_process(id, maps.as_deref().map(Vec::as_slice)),
+                                Seen::Exited(id) => symbolizer.process_exited(id),
+                            }
                         }
                     }
                     Work::Interval(interval) => {
@@ -409,11 +426,12 @@ pub fn run(cfg: RunConfig) -> Result<()> {
 /// (the tables of the files it maps built, or read from the cache, then).
 fn preload(unwinder: &Unwinder, cfg: &crate::sampler::SamplerConfig) {
     const PRELOAD_WAIT: Duration = Duration::from_secs(2);
+    let mut reader = MapsReader::new();
     for &pid in &cfg.pids {
-        if let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+        if let Some(maps) = reader.read(pid) {
             // Running before the sampler loaded: address space 0.
             if !maps.is_empty() {
-                unwinder.process(AspaceId { pid, aspace: 0 }, &maps);
+                unwinder.process(AspaceId { pid, aspace: 0 }, Arc::new(maps));
             }
         }
     }
@@ -500,6 +518,8 @@ fn sample(
     let deadline = cfg.duration.and_then(|d| t0.checked_add(d));
     let mut interval_start = t0;
     let mut next_cut = t0 + cfg.interval;
+    let mut reader = MapsReader::new();
+    let mut seen = Vec::new();
     let mut index = 0;
     loop {
         let now = Instant::now();
@@ -516,6 +536,11 @@ fn sample(
             let cut = Instant::now();
             let interval =
                 collector::collect(&batch, index, interval_start - t0, cut - interval_start);
+            // What the processing thread needs before this interval, in one
+            // hand-off (one wake-up) per interval.
+            if !seen.is_empty() {
+                send(Work::Processes(std::mem::take(&mut seen)))?;
+            }
             status.interval(&interval.loss);
             send(Work::Interval(interval))?;
             index += 1;
@@ -532,21 +557,26 @@ fn sample(
         status.tick(now - t0, index);
         let until = deadline.map_or(next_cut, |d| d.min(next_cut));
         let wait = until.saturating_duration_since(Instant::now()).min(TICK);
-        let seen = sampler.poll_new_processes(wait)?;
-        if !seen.is_empty() {
+        let events = sampler.poll_process_events(wait)?;
+        if !events.is_empty() {
             // Read now: a short-lived process may be gone by the time the
-            // processing thread gets to it.
-            let with_maps = seen
-                .into_iter()
-                .map(|id| {
-                    let maps = std::fs::read_to_string(format!("/proc/{}/maps", id.pid)).ok();
-                    if let (Some(u), Some(text)) = (unwinder, &maps) {
-                        u.process(id, text);
+            // processing thread gets to it. One read, shared by the
+            // unwinder and the process model.
+            seen.extend(events.into_iter().map(|event| match event {
+                ProcessEvent::Sampled(id) => {
+                    let maps = reader.read(id.pid).map(Arc::new);
+                    if let (Some(u), Some(m)) = (unwinder, &maps) {
+                        u.process(id, m.clone());
                     }
-                    (id, maps)
-                })
-                .collect();
-            send(Work::NewProcesses(with_maps))?;
+                    Seen::Sampled(id, maps)
+                }
+                ProcessEvent::Exited(id) => {
+                    if let Some(u) = unwinder {
+                        u.exited(id);
+                    }
+                    Seen::Exited(id)
+                }
+            }));
         }
     }
 }

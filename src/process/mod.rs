@@ -4,10 +4,11 @@
 //! The BPF program numbers address spaces (bpf/profile.h): a process that
 //! execs, and every new process (which may reuse an old pid), gets a new
 //! number, and each sample carries its process's number. An address space
-//! is announced the first time it is sampled, and its `/proc/PID/maps` is
-//! read then, on the sampling thread; while it is the process's current one
-//! and the process lives, a miss (a library loaded since, JIT code) reads the
-//! maps again, at most once per interval. So samples before and after an
+//! is announced the first time it is sampled, and its executable mappings
+//! are read then, on the sampling thread ([`query::MapsReader`]); while it
+//! is the process's current one and the process lives (until the BPF exit
+//! event says otherwise), a miss (a library loaded since, JIT code) reads
+//! them again, at most once per interval. So samples before and after an
 //! exec, or of two processes that shared a pid, are looked up in their own
 //! maps.
 //!
@@ -16,9 +17,11 @@
 //! that maps it (see [`crate::symbolizer`]). Address spaces unused for a
 //! while are released, so a long run with process churn stays bounded.
 
+pub mod executables;
 pub mod maps;
+pub mod query;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use self::maps::Mapping;
@@ -76,7 +79,7 @@ pub enum Place {
     /// process lives), the vDSO, the heap. `name` is the pseudo name
     /// (`[vdso]`) if it has one.
     Anon {
-        /// `[vdso]`, `[heap]`, or None.
+        /// `[vdso]`, or None (only executable mappings are read).
         name: Option<String>,
         /// The process lives and this is its current address space, so it
         /// can still be asked (its perf map, its vDSO).
@@ -115,9 +118,10 @@ pub struct ProcessModel {
     spaces: HashMap<AspaceId, Space>,
     current: HashMap<u32, u32>,
     interval: u64,
-    /// Whether each pid still had its address space, asked once per
-    /// interval (a read of /proc/PID/stat), not once per address.
-    alive: HashMap<u32, bool>,
+    /// Address spaces whose process exited (the BPF exit event): their
+    /// `/proc` entries are gone, or another process's.
+    exited: HashSet<AspaceId>,
+    reader: query::MapsReader,
 }
 
 impl ProcessModel {
@@ -126,15 +130,16 @@ impl ProcessModel {
         ProcessModel::default()
     }
 
-    /// An address space sampled for the first time, with its maps as read
-    /// when it was announced (None if the process was gone already).
-    pub fn seen(&mut self, id: AspaceId, maps_text: Option<&str>) {
+    /// An address space sampled for the first time, with its executable
+    /// mappings as read when it was announced (None if the process was gone
+    /// already).
+    pub fn seen(&mut self, id: AspaceId, maps: Option<&[Mapping]>) {
         let cur = self.current.entry(id.pid).or_insert(id.aspace);
         if id.aspace >= *cur {
             *cur = id.aspace;
         }
-        let maps = maps_text.map(maps::parse).unwrap_or_default();
-        let read_in = maps_text.map(|_| self.interval);
+        let read_in = maps.map(|_| self.interval);
+        let maps = maps.map(<[Mapping]>::to_vec).unwrap_or_default();
         let space = self.spaces.entry(id).or_insert(Space {
             maps: Vec::new(),
             last_used: self.interval,
@@ -146,14 +151,16 @@ impl ProcessModel {
         }
     }
 
+    /// A process exited: its maps stay (its samples are still to be
+    /// symbolized) but are never read again.
+    pub fn exited(&mut self, id: AspaceId) {
+        self.exited.insert(id);
+    }
+
     /// Whether `id` is its process's current address space and the process
     /// still runs: only then do `/proc/PID/*` describe it.
-    fn live(&mut self, id: AspaceId) -> bool {
-        self.current.get(&id.pid).is_none_or(|c| *c == id.aspace)
-            && *self
-                .alive
-                .entry(id.pid)
-                .or_insert_with(|| has_mappings(id.pid))
+    fn live(&self, id: AspaceId) -> bool {
+        self.current.get(&id.pid).is_none_or(|c| *c == id.aspace) && !self.exited.contains(&id)
     }
 
     /// Where `addr` of `id` comes from.
@@ -168,8 +175,8 @@ impl ProcessModel {
                 .get(&id)
                 .is_none_or(|s| s.read_in != Some(interval));
             if fresh {
-                let text = std::fs::read_to_string(format!("/proc/{}/maps", id.pid)).ok();
-                self.seen(id, text.as_deref());
+                let maps = self.reader.read(id.pid);
+                self.seen(id, maps.as_deref());
                 if let Some(s) = self.spaces.get_mut(&id) {
                     s.read_in = Some(interval);
                 }
@@ -206,11 +213,11 @@ impl ProcessModel {
     /// process exited, or exec'd) are released.
     pub fn end_interval(&mut self) {
         self.interval += 1;
-        self.alive.clear();
         let now = self.interval;
         self.spaces
             .retain(|_, s| now.saturating_sub(s.last_used) <= KEEP_INTERVALS);
         let spaces = &self.spaces;
+        self.exited.retain(|id| spaces.contains_key(id));
         self.current.retain(|pid, aspace| {
             spaces.contains_key(&AspaceId {
                 pid: *pid,
@@ -254,8 +261,8 @@ mod tests {
         let pid = u32::MAX - 7;
         let before = AspaceId { pid, aspace: 0 };
         let after = AspaceId { pid, aspace: 5 };
-        m.seen(before, Some(A));
-        m.seen(after, Some(B));
+        m.seen(before, Some(&maps::parse(A)));
+        m.seen(after, Some(&maps::parse(B)));
         let name = |p: Place| match p {
             Place::File { path, offset, .. } => (path, offset),
             other => panic!("{other:?}"),
@@ -296,7 +303,7 @@ mod tests {
         let mut m = ProcessModel::new();
         let id = |pid| AspaceId { pid, aspace: 0 };
         for pid in 0..100 {
-            m.seen(id(u32::MAX - pid), Some(A));
+            m.seen(id(u32::MAX - pid), Some(&maps::parse(A)));
         }
         for _ in 0..KEEP_INTERVALS {
             m.place(id(u32::MAX), 0x5598a0000010);

@@ -127,6 +127,20 @@ pub enum LoadError {
     NoPermission,
 }
 
+/// What the BPF program tells of a process, in the order it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessEvent {
+    /// An address space sampled for the first time (or whose maps changed):
+    /// its mappings are to be read now, while it lives.
+    Sampled(AspaceId),
+    /// A process that was announced exited: what is held for it can go once
+    /// the samples already taken are symbolized.
+    Exited(AspaceId),
+}
+
+/// bpf/profile.h's `PROCESS_EXITED` (`process_seen.refresh`).
+const PROCESS_EXITED: u32 = 3;
+
 /// A loaded and attached sampler. Dropping it detaches every perf event.
 pub struct Sampler {
     // Field order matters: links detach before the skeleton is closed.
@@ -134,7 +148,7 @@ pub struct Sampler {
     skel: ProfileSkel<'static>,
     generation: u32,
     cpus: Vec<u32>,
-    new_tgids: Option<(RingBuffer<'static>, mpsc::Receiver<AspaceId>)>,
+    new_tgids: Option<(RingBuffer<'static>, mpsc::Receiver<ProcessEvent>)>,
     zero_stats: Vec<Vec<u8>>,
     event: SampleEvent,
     /// Until [`Sampler::attach`]: the rate to sample at.
@@ -250,12 +264,17 @@ impl Sampler {
         builder
             .add(&skel.maps.new_tgids, move |data: &[u8]| {
                 let mut seen = types::process_seen::default();
-                // A refresh (maps changed) is handled as an announcement:
-                // the maps are read again either way.
                 if plain::copy_from_bytes(&mut seen, data).is_ok() {
-                    let _ = tx.send(AspaceId {
+                    let id = AspaceId {
                         pid: seen.tgid,
                         aspace: seen.aspace,
+                    };
+                    // A refresh (maps changed) is handled as an
+                    // announcement: the maps are read again either way.
+                    let _ = tx.send(if seen.refresh == PROCESS_EXITED {
+                        ProcessEvent::Exited(id)
+                    } else {
+                        ProcessEvent::Sampled(id)
                     });
                 }
                 0
@@ -281,6 +300,7 @@ impl Sampler {
         for (prog, what) in [
             (&sampler.skel.progs.on_exec, "exec"),
             (&sampler.skel.progs.on_fork, "fork"),
+            (&sampler.skel.progs.on_exit, "process exit"),
         ] {
             let link = prog
                 .attach()
@@ -328,9 +348,10 @@ impl Sampler {
         &self.cpus
     }
 
-    /// Waits up to `timeout` for address spaces seen for the first time and
-    /// returns them, so their memory maps can be read while they live.
-    pub fn poll_new_processes(&mut self, timeout: Duration) -> Result<Vec<AspaceId>> {
+    /// Waits up to `timeout` for address spaces seen for the first time
+    /// (so their memory maps can be read while they live) and for processes
+    /// that were seen and exited, and returns them in order.
+    pub fn poll_process_events(&mut self, timeout: Duration) -> Result<Vec<ProcessEvent>> {
         let Some((ringbuf, rx)) = &self.new_tgids else {
             std::thread::sleep(timeout);
             return Ok(Vec::new());

@@ -21,6 +21,7 @@ use blazesym::symbolize::{Input, Symbolized};
 use blazesym::Pid;
 
 use crate::collector::{Interval, RawStack};
+use crate::process::maps::Mapping;
 use crate::process::{AspaceId, FileId, Place, ProcessModel};
 use crate::profile::{Frame, FrameInfo, MappingInfo, Profile, Stack, StackKey, Symbol};
 
@@ -62,6 +63,10 @@ struct FileSyms {
     open: Option<PathBuf>,
     /// Its ELF build id, hex, read when it is first opened.
     build_id: Option<Symbol>,
+    /// Stripped, with a debug link: its names are in a separate debug
+    /// file (a distribution's -dbgsym package), found through blazesym's
+    /// debug-info lookup.
+    debug_file: bool,
     syms: HashMap<u64, Option<Resolved>>,
     /// The interval it was last looked up in.
     last_used: u64,
@@ -179,8 +184,13 @@ impl Symbolizer {
 
     /// An address space the sampler saw for the first time, with its maps
     /// as read then (None if the process was gone already).
-    pub fn remember_process(&mut self, id: AspaceId, maps: Option<&str>) {
+    pub fn remember_process(&mut self, id: AspaceId, maps: Option<&[Mapping]>) {
         self.model.seen(id, maps);
+    }
+
+    /// A process exited: its `/proc` entries are no longer asked.
+    pub fn process_exited(&mut self, id: AspaceId) {
+        self.model.exited(id);
     }
 
     /// What symbolization has cost so far.
@@ -242,6 +252,15 @@ impl Symbolizer {
                 keep
             });
             self.cached_offsets = self.cached_offsets.saturating_sub(dropped);
+            // Frames are a cache: a JIT service that keeps compiling makes
+            // new addresses (and new names) for as long as it runs.
+            let frames: usize = self.user.values().map(HashMap::len).sum();
+            if frames > MAX_CACHED_OFFSETS {
+                self.user.clear();
+            }
+            // Names nothing holds any more (a frame, a file's symbols, the
+            // profile just made is still to be handed out: it holds its own).
+            self.names.retain(|n| Arc::strong_count(n) > 1);
         }
         profile
     }
@@ -515,6 +534,7 @@ impl Symbolizer {
                 self.stats.files += 1;
                 self.opened_files += 1;
                 self.opened_bytes += std::fs::metadata(open).map_or(0, |m| m.len());
+                entry.debug_file = names_in_debug_file(open);
                 entry.build_id = blazesym::helper::read_elf_build_id(open)
                     .ok()
                     .flatten()
@@ -523,10 +543,18 @@ impl Symbolizer {
                     });
             }
         }
+        let debug_file = entry.debug_file;
         let resolved = match entry.open.clone() {
             Some(open) => {
                 self.stats.file_lookups += offsets.len() as u64;
-                self.resolve(&Source::Elf(Elf::new(open)), Input::FileOffset(offsets))
+                // Names from the ELF symbol tables, as perf and bcc take
+                // them; DWARF (decompressed and parsed: megabytes a file)
+                // only when an output keeps source lines.
+                let elf = Elf {
+                    debug_syms: self.source_lines || debug_file,
+                    ..Elf::new(open)
+                };
+                self.resolve(&Source::Elf(elf), Input::FileOffset(offsets))
             }
             None => vec![None; offsets.len()],
         };
@@ -595,6 +623,21 @@ fn module_name(names: &mut HashSet<Symbol>, path: &str) -> Symbol {
     intern(names, path.rsplit('/').next().unwrap_or(path))
 }
 
+/// Whether an ELF file keeps its full symbol table elsewhere: it has no
+/// `.symtab` but a `.gnu_debuglink` (Debian's stripped binaries). Only the
+/// section headers are read.
+fn names_in_debug_file(path: &Path) -> bool {
+    use object::Object;
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let cache = object::read::ReadCache::new(file);
+    let Ok(elf) = object::File::parse(&cache) else {
+        return false;
+    };
+    elf.section_by_name(".symtab").is_none() && elf.section_by_name(".gnu_debuglink").is_some()
+}
+
 /// Whether `path` is the file `id` (same device and inode).
 fn same_file(path: &Path, id: FileId) -> bool {
     std::fs::metadata(path).is_ok_and(|m| FileId::of(&m) == id)
@@ -643,6 +686,15 @@ fn intern(names: &mut HashSet<Symbol>, name: &str) -> Symbol {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stripped_binaries_take_their_names_from_the_debug_file() {
+        // Debian's coreutils: no .symtab, a .gnu_debuglink.
+        assert!(names_in_debug_file(Path::new("/usr/bin/true")));
+        // A binary with its own symbol table needs no DWARF for names.
+        assert!(!names_in_debug_file(&std::env::current_exe().unwrap()));
+        assert!(!names_in_debug_file(Path::new("/proc/self/status")));
+    }
+
     use super::*;
     use crate::collector::RawSample;
     use std::time::Duration;
@@ -672,7 +724,7 @@ mod tests {
             loss: Default::default(),
         };
         let mut s = Symbolizer::new();
-        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let maps = crate::process::query::MapsReader::new().read(pid).unwrap();
         s.remember_process(AspaceId { pid, aspace: 0 }, Some(&maps));
         let p = s.symbolize(&interval);
         let (key, n) = p.counts.iter().next().unwrap();

@@ -19,7 +19,7 @@ pub mod table;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,8 @@ use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 use rayon::prelude::*;
 
-use crate::process::maps::{self, Mapping};
+use crate::process::executables::{Attached, Executables, MappingRef};
+use crate::process::maps::Mapping;
 use crate::process::{has_mappings, AspaceId, FileId};
 
 use self::loader::{RowSpace, UnwindMaps};
@@ -74,7 +75,10 @@ pub struct UnwindStats {
 }
 
 enum Msg {
-    Process(AspaceId, String, Instant),
+    /// An address space's executable mappings, as read when announced.
+    Process(AspaceId, Arc<Vec<Mapping>>, Instant),
+    /// A process exited (the BPF exit event).
+    Exited(AspaceId),
     /// Answered once everything sent before it is loaded.
     Barrier(mpsc::Sender<()>),
 }
@@ -109,10 +113,17 @@ impl Unwinder {
         })
     }
 
-    /// An address space's current memory maps (`/proc/PID/maps` text).
-    pub fn process(&self, id: AspaceId, maps_text: &str) {
+    /// An address space's current executable mappings.
+    pub fn process(&self, id: AspaceId, exec: Arc<Vec<Mapping>>) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(Msg::Process(id, maps_text.to_string(), Instant::now()));
+            let _ = tx.send(Msg::Process(id, exec, Instant::now()));
+        }
+    }
+
+    /// A process exited: its mappings leave the kernel's lookup at once.
+    pub fn exited(&self, id: AspaceId) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Msg::Exited(id));
         }
     }
 
@@ -145,35 +156,25 @@ impl Drop for Unwinder {
     }
 }
 
-/// A file's table, as loaded.
-struct FileTable {
-    /// (first row, rows); None: no usable CFI, or left out.
-    rows: Option<(u32, u32)>,
-    /// Address spaces whose mappings use it.
-    refs: usize,
-    /// When it was last wanted (eviction order).
-    last_used: Instant,
-}
-
-/// What one address space has in `unwind_mappings`.
-struct LoadedProcess {
-    aspace: u32,
-    /// (start, end, file offset, file) of each executable mapping loaded.
-    mappings: Vec<(u64, u64, u64, Option<FileId>)>,
-}
+/// A file's table, as loaded: (first row, rows); None: no usable CFI, or
+/// left out. Held in the executable table, once per file.
+type FileTable = Option<(u32, u32)>;
 
 struct State {
     maps: UnwindMaps,
     space: RowSpace,
-    files: HashMap<FileId, FileTable>,
-    procs: HashMap<u32, LoadedProcess>,
+    /// Each executable's table and the processes (as loaded into
+    /// `unwind_mappings`) that map it.
+    exes: Executables<FileTable>,
     stats: UnwindStats,
     last_sweep: Instant,
     cache: cache::TableCache,
 }
 
-/// How often processes that exited are looked for.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often processes that exited are looked for in /proc: exits come
+/// as BPF events; this only catches one whose event was lost (a full ring
+/// buffer, or an announcement the kernel's LRU forgot).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 impl State {
     fn new(maps: UnwindMaps, budget_bytes: u64, cache: cache::TableCache) -> State {
@@ -181,8 +182,7 @@ impl State {
             cache,
             maps,
             space: RowSpace::new(budget_bytes),
-            files: HashMap::new(),
-            procs: HashMap::new(),
+            exes: Executables::new(),
             stats: UnwindStats::default(),
             last_sweep: Instant::now(),
         }
@@ -211,18 +211,27 @@ impl State {
     /// Loads a batch of announced address spaces.
     fn load(&mut self, batch: Vec<Msg>) -> Result<()> {
         // The latest maps of each pid win.
-        let mut latest: HashMap<u32, (AspaceId, Vec<Mapping>, Instant)> = HashMap::new();
+        let mut latest: HashMap<u32, (AspaceId, Arc<Vec<Mapping>>, Instant)> = HashMap::new();
         let mut barriers = Vec::new();
         for msg in batch {
-            let (id, text, at) = match msg {
-                Msg::Process(id, text, at) => (id, text, at),
+            let (id, exec, at) = match msg {
+                Msg::Process(id, exec, at) => (id, exec, at),
+                Msg::Exited(id) => {
+                    // Exit comes after every announcement of the process.
+                    if latest.get(&id.pid).is_some_and(|e| e.0 == id) {
+                        latest.remove(&id.pid);
+                    }
+                    self.unload(id.pid, Some(id.aspace));
+                    continue;
+                }
                 Msg::Barrier(tx) => {
                     barriers.push(tx);
                     continue;
                 }
             };
-            let exec: Vec<Mapping> = maps::parse(&text).into_iter().filter(|m| m.exec).collect();
-            let e = latest.entry(id.pid).or_insert((id, Vec::new(), at));
+            let e = latest
+                .entry(id.pid)
+                .or_insert((id, Arc::new(Vec::new()), at));
             if id.aspace >= e.0.aspace {
                 *e = (id, exec, e.2.min(at));
             }
@@ -234,7 +243,7 @@ impl State {
         for (id, exec, _) in latest.values() {
             for m in exec.iter().filter(|m| m.is_file()) {
                 let file = m.file_id();
-                if !self.files.contains_key(&file) {
+                if !self.exes.contains(&file) {
                     let e = wanted
                         .entry(file)
                         .or_insert_with(|| (Vec::new(), m.path.clone().unwrap_or_default()));
@@ -276,7 +285,6 @@ impl State {
                 (file, name, table, t.elapsed())
             })
             .collect();
-        let now = Instant::now();
         for (file, name, table, took) in built {
             let Some(table) = table else {
                 continue;
@@ -293,14 +301,7 @@ impl State {
                     None
                 }
             };
-            self.files.insert(
-                file,
-                FileTable {
-                    rows,
-                    refs: 0,
-                    last_used: now,
-                },
-            );
+            self.exes.insert(file, rows);
         }
 
         for (_, (id, exec, at)) in latest {
@@ -323,12 +324,7 @@ impl State {
                 break start;
             }
             // Evict the least recently wanted table no process uses.
-            let victim = self
-                .files
-                .iter()
-                .filter(|(_, f)| f.refs == 0 && f.rows.is_some())
-                .min_by_key(|(_, f)| f.last_used)
-                .map(|(id, _)| *id);
+            let victim = self.exes.least_recently_used_unused(Option::is_some);
             let Some(victim) = victim else {
                 eprintln!(
                     "profile: warning: the unwind table of {name} ({} KB) does not fit in --unwind-memory; its frames are walked with frame pointers",
@@ -337,10 +333,8 @@ impl State {
                 self.stats.left_out.push(name.to_string());
                 return Ok(None);
             };
-            if let Some(f) = self.files.remove(&victim) {
-                if let Some((s, n)) = f.rows {
-                    self.space.release(s, n);
-                }
+            if let Some(Some((s, n))) = self.exes.remove(&victim) {
+                self.space.release(s, n);
             }
         };
         self.space.write(&self.maps.shards, start, rows)?;
@@ -350,30 +344,26 @@ impl State {
     /// Gives BPF one address space's executable mappings (replacing
     /// what the pid had) and marks it loaded.
     fn load_process(&mut self, id: AspaceId, exec: &[Mapping]) -> Result<()> {
-        let mappings: Vec<(u64, u64, u64, Option<FileId>)> = exec
+        let mappings: Vec<MappingRef> = exec
             .iter()
-            .map(|m| (m.start, m.end, m.offset, m.is_file().then(|| m.file_id())))
+            .map(|m| MappingRef {
+                start: m.start,
+                end: m.end,
+                offset: m.offset,
+                file: m.is_file().then(|| m.file_id()),
+            })
             .collect();
-        if let Some(old) = self.procs.get(&id.pid) {
-            if old.aspace == id.aspace && old.mappings == mappings {
-                return Ok(());
-            }
+        if self.exes.attach(id.pid, id.aspace, mappings) == Attached::Unchanged {
+            return Ok(());
         }
-        self.unload(id.pid, false)?;
-        let now = Instant::now();
-        let mut infos = Vec::with_capacity(mappings.len());
-        for (start, end, offset, file) in &mappings {
-            let (row_start, row_count) = match file.and_then(|f| self.files.get_mut(&f)) {
-                Some(f) => {
-                    f.refs += 1;
-                    f.last_used = now;
-                    f.rows.unwrap_or((0, 0))
-                }
-                None => (0, 0),
-            };
+        let loaded = self.exes.process(id.pid).expect("just attached");
+        let mut infos = Vec::with_capacity(loaded.mappings.len());
+        for m in &loaded.mappings {
+            let (row_start, row_count) =
+                m.file.and_then(|f| *self.exes.state(&f)?).unwrap_or((0, 0));
             infos.push(loader::mapping_info(
-                (*start, *end),
-                start.wrapping_sub(*offset),
+                (m.start, m.end),
+                m.start.wrapping_sub(m.offset),
                 row_start,
                 row_count,
             ));
@@ -395,45 +385,23 @@ impl State {
                 MapFlags::ANY,
             )
             .context("failed to mark a process loaded")?;
-        self.procs.insert(
-            id.pid,
-            LoadedProcess {
-                aspace: id.aspace,
-                mappings,
-            },
-        );
         Ok(())
     }
 
-    /// Forgets a pid's mappings (and, with `mark`, takes them out of the
-    /// kernel: the process is gone).
-    fn unload(&mut self, pid: u32, mark: bool) -> Result<()> {
-        let Some(old) = self.procs.remove(&pid) else {
-            return Ok(());
-        };
-        if mark {
-            // Gone for good (a reload overwrites both instead).
+    /// A process exited (of address space `aspace`, or whichever it had):
+    /// its mappings leave the kernel, its files lose a user.
+    fn unload(&mut self, pid: u32, aspace: Option<u32>) {
+        if self.exes.detach(pid, aspace).is_some() {
             let _ = self.maps.procs.delete(&pid.to_ne_bytes());
             let _ = self.maps.mappings.delete(&pid.to_ne_bytes());
         }
-        for (_, _, _, file) in old.mappings {
-            if let Some(f) = file.and_then(|f| self.files.get_mut(&f)) {
-                f.refs = f.refs.saturating_sub(1);
-            }
-        }
-        Ok(())
     }
 
-    /// Unloads processes that exited.
+    /// Unloads processes that exited and whose exit event was lost.
     fn sweep(&mut self) {
-        let gone: Vec<u32> = self
-            .procs
-            .keys()
-            .copied()
-            .filter(|pid| !has_mappings(*pid))
-            .collect();
+        let gone: Vec<u32> = self.exes.pids().filter(|pid| !has_mappings(*pid)).collect();
         for pid in gone {
-            let _ = self.unload(pid, true);
+            self.unload(pid, None);
         }
     }
 }

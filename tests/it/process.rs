@@ -160,10 +160,17 @@ fn short_lived_processes_are_named() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(spawned > 50, "{spawned} processes");
     // Their start-up (execve, the dynamic linker) is part of them: it must
-    // be named too, or at least keep its module.
+    // be named too, or at least keep its module. A frame in no code
+    // mapping (`[stack]`, `[heap]` once, now `[unknown]`: a frame-pointer
+    // walk through the dynamic linker before the process's tables were
+    // loaded) counts as unknown; one sample in ~50 is that first window.
     let (unknown, n) = unknown_share(&text, "proc-wl");
     assert!(n > 100, "{n} samples of short-lived processes:\n{text}");
-    assert!(unknown <= 0.01, "{unknown} of {n} [unknown]:\n{text}");
+    assert!(
+        !text.contains("[stack]") && !text.contains("[heap]"),
+        "{text}"
+    );
+    assert!(unknown <= 0.02, "{unknown} of {n} [unknown]:\n{text}");
 }
 
 #[test]
