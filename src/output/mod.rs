@@ -7,7 +7,7 @@ pub mod frames;
 pub mod text;
 pub mod video;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::io::Write;
 
 use anyhow::Result;
@@ -45,7 +45,7 @@ pub trait Output {
 #[derive(Debug, Default)]
 pub struct PrintedLines {
     /// Text -> (count, `[Missed ... Stack]` markers in it).
-    lines: HashMap<String, (u64, u64)>,
+    lines: FxHashMap<String, (u64, u64)>,
 }
 
 impl PrintedLines {

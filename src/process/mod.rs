@@ -21,7 +21,7 @@ pub mod executables;
 pub mod maps;
 pub mod query;
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::PathBuf;
 
 use self::maps::Mapping;
@@ -115,12 +115,12 @@ struct Space {
 /// Every address space sampled recently, and each process's current one.
 #[derive(Default)]
 pub struct ProcessModel {
-    spaces: HashMap<AspaceId, Space>,
-    current: HashMap<u32, u32>,
+    spaces: FxHashMap<AspaceId, Space>,
+    current: FxHashMap<u32, u32>,
     interval: u64,
     /// Address spaces whose process exited (the BPF exit event): their
     /// `/proc` entries are gone, or another process's.
-    exited: HashSet<AspaceId>,
+    exited: FxHashSet<AspaceId>,
     reader: query::MapsReader,
 }
 

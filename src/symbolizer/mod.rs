@@ -12,7 +12,7 @@
 
 mod perf_map;
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -67,7 +67,7 @@ struct FileSyms {
     /// file (a distribution's -dbgsym package), found through blazesym's
     /// debug-info lookup.
     debug_file: bool,
-    syms: HashMap<u64, Option<Resolved>>,
+    syms: FxHashMap<u64, Option<Resolved>>,
     /// The interval it was last looked up in.
     last_used: u64,
 }
@@ -96,16 +96,16 @@ pub struct Symbolizer {
     inner: blazesym::symbolize::Symbolizer,
     source_lines: bool,
     model: ProcessModel,
-    kernel: HashMap<FrameAddr, Frame>,
+    kernel: FxHashMap<FrameAddr, Frame>,
     /// Frames of each address space, by walked address.
-    user: HashMap<AspaceId, HashMap<FrameAddr, Frame>>,
-    files: HashMap<FileId, FileSyms>,
+    user: FxHashMap<AspaceId, FxHashMap<FrameAddr, Frame>>,
+    files: FxHashMap<FileId, FileSyms>,
     cached_offsets: usize,
     /// Size of the files opened since blazesym was (re)started.
     opened_bytes: u64,
     /// Files opened since blazesym was (re)started.
     opened_files: u64,
-    names: HashSet<Symbol>,
+    names: FxHashSet<Symbol>,
     unknown: Symbol,
     kernel_module: Symbol,
     stats: SymbolizerStats,
@@ -166,13 +166,13 @@ impl Symbolizer {
             inner,
             source_lines,
             model: ProcessModel::new(),
-            kernel: HashMap::new(),
-            user: HashMap::new(),
-            files: HashMap::new(),
+            kernel: FxHashMap::default(),
+            user: FxHashMap::default(),
+            files: FxHashMap::default(),
             cached_offsets: 0,
             opened_bytes: 0,
             opened_files: 0,
-            names: HashSet::new(),
+            names: FxHashSet::default(),
             unknown: Symbol::from(UNKNOWN),
             kernel_module: Symbol::from("kernel"),
             stats: SymbolizerStats::default(),
@@ -254,7 +254,7 @@ impl Symbolizer {
             self.cached_offsets = self.cached_offsets.saturating_sub(dropped);
             // Frames are a cache: a JIT service that keeps compiling makes
             // new addresses (and new names) for as long as it runs.
-            let frames: usize = self.user.values().map(HashMap::len).sum();
+            let frames: usize = self.user.values().map(FxHashMap::len).sum();
             if frames > MAX_CACHED_OFFSETS {
                 self.user.clear();
             }
@@ -347,8 +347,8 @@ impl Symbolizer {
     /// frames per address space.
     fn prefetch_user(&mut self, user: Vec<(AspaceId, FrameAddr)>) {
         let mut pending = Vec::with_capacity(user.len());
-        let mut by_file: HashMap<FileId, (Vec<u64>, String, Option<PathBuf>)> = HashMap::new();
-        let mut by_process: HashMap<u32, Vec<u64>> = HashMap::new();
+        let mut by_file: FxHashMap<FileId, (Vec<u64>, String, Option<PathBuf>)> = FxHashMap::default();
+        let mut by_process: FxHashMap<u32, Vec<u64>> = FxHashMap::default();
         for (id, (addr, leaf)) in &user {
             let lookup = lookup_addr(*leaf, *addr);
             let p = match self.model.place(*id, lookup) {
@@ -420,7 +420,7 @@ impl Symbolizer {
             offsets.dedup();
             self.lookup_file(file, &offsets, &path, live_path);
         }
-        let mut live: HashMap<(u32, u64), Option<Resolved>> = HashMap::new();
+        let mut live: FxHashMap<(u32, u64), Option<Resolved>> = FxHashMap::default();
         for (pid, mut addrs) in by_process {
             addrs.sort_unstable();
             addrs.dedup();
@@ -432,7 +432,7 @@ impl Symbolizer {
             let resolved = self.resolve(&Source::Process(process), Input::AbsAddr(&addrs));
             live.extend(addrs.into_iter().map(|a| (pid, a)).zip(resolved));
         }
-        let mut mappings: HashMap<MappingInfo, Arc<MappingInfo>> = HashMap::new();
+        let mut mappings: FxHashMap<MappingInfo, Arc<MappingInfo>> = FxHashMap::default();
         for ((id, key), p) in user.into_iter().zip(pending) {
             let (addr, leaf) = key;
             let frame = match p {
@@ -619,7 +619,7 @@ impl Symbolizer {
 }
 
 /// The module a path names: its file name.
-fn module_name(names: &mut HashSet<Symbol>, path: &str) -> Symbol {
+fn module_name(names: &mut FxHashSet<Symbol>, path: &str) -> Symbol {
     intern(names, path.rsplit('/').next().unwrap_or(path))
 }
 
@@ -675,7 +675,7 @@ fn lookup_addr(leaf: bool, addr: u64) -> u64 {
     }
 }
 
-fn intern(names: &mut HashSet<Symbol>, name: &str) -> Symbol {
+fn intern(names: &mut FxHashSet<Symbol>, name: &str) -> Symbol {
     if let Some(s) = names.get(name) {
         return s.clone();
     }
