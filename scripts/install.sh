@@ -15,5 +15,9 @@ bin="$prefix/bin/profile"
 "$bin" completions zsh | install -Dm644 /dev/stdin "$prefix/share/zsh/site-functions/_profile"
 "$bin" completions fish | install -Dm644 /dev/stdin "$prefix/share/fish/vendor_completions.d/profile.fish"
 "$bin" man | install -Dm644 /dev/stdin "$prefix/share/man/man1/profile.1"
+# One page per subcommand, as profile(1) refers to them: profile-record(1)...
+for sub in record render report import export encode completions man help; do
+    "$bin" man "$sub" | install -Dm644 /dev/stdin "$prefix/share/man/man1/profile-$sub.1"
+done
 install -Dm755 scripts/make_video.sh "$prefix/bin/profile-make-video"
-echo "installed $bin, its completions (bash, zsh, fish) and man page (man profile)"
+echo "installed $bin, its completions (bash, zsh, fish) and man pages (man profile, man profile-record, ...)"

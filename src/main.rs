@@ -59,9 +59,9 @@ fn main() -> ExitCode {
             Cli::completions(shell, &mut buf);
             write_stdout(&buf)
         }
-        Action::Man => {
+        Action::Man(sub) => {
             let mut buf = Vec::new();
-            Cli::man(&mut buf)?;
+            Cli::man(sub.as_deref(), &mut buf)?;
             write_stdout(&buf)
         }
     });

@@ -242,10 +242,14 @@ fn draw_all(out: &mut impl Drawing, args: &RenderArgs, mut intervals: Intervals)
         out.first_pass(&mut regrouped(&mut first, args.regroup).take_while(|_| !stopped()));
     }
     let mut rendered = 0;
+    let (mut samples, mut first, mut end) = (0u64, None, Duration::ZERO);
     for p in regrouped(&mut intervals, args.regroup) {
         if stopped() {
             break;
         }
+        samples += p.samples();
+        first.get_or_insert(p.start);
+        end = end.max(p.start + p.duration);
         out.draw(p)?;
         rendered += 1;
     }
@@ -255,7 +259,14 @@ fn draw_all(out: &mut impl Drawing, args: &RenderArgs, mut intervals: Intervals)
     }
     out.finish(&crate::profile::LossReport::default())?;
     let (used, whole) = intervals.finish();
-    eprintln!("rendered {rendered} frames from {used} of the recording's {whole} whole intervals");
+    let into = match &args.output {
+        Some(video) => video.display().to_string(),
+        None => args.frame_pattern.clone(),
+    };
+    let secs = end.saturating_sub(first.unwrap_or_default()).as_secs_f64();
+    eprintln!(
+        "rendered {into}: {rendered} frames from {used} of the recording's {whole} whole intervals, {samples} samples, {secs:.1} s"
+    );
     Ok(())
 }
 

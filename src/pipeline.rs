@@ -291,7 +291,7 @@ fn run_meta(cfg: &RunConfig) -> Meta {
 pub fn run(cfg: RunConfig) -> Result<()> {
     let stop = install_stop_handler()?;
     let mut outputs: Vec<Box<dyn Output + Send>> = Vec::new();
-    if !cfg.record {
+    if !cfg.quiet {
         outputs.push(Box::new(Report::new(
             BufWriter::new(std::io::stdout()),
             cfg.format,
@@ -415,6 +415,22 @@ pub fn run(cfg: RunConfig) -> Result<()> {
             eprintln!("profile: {f}");
         }
         bail!("{last}");
+    }
+    if cfg.record {
+        // `record` prints no report: one line says what it wrote.
+        if let Some(path) = &cfg.output {
+            eprintln!(
+                "recorded {}: {intervals} intervals, {} samples{}, {:.1} s",
+                path.display(),
+                loss.counted,
+                if loss.lost() > 0 {
+                    format!(" ({} lost)", loss.lost())
+                } else {
+                    String::new()
+                },
+                intervals as f64 * cfg.interval.as_secs_f64()
+            );
+        }
     }
     Ok(())
 }

@@ -20,6 +20,7 @@ pub const MAX_START_NUMBER: u64 = 999_999_999_999;
 
 /// How frames look and are numbered.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Frames and video")]
 pub struct FrameOptions {
     /// What a frame shows: interval, cumulative, window:N (last N intervals) or decay:F.
     #[arg(long, value_name = "MODE", default_value = "interval")]
@@ -246,6 +247,7 @@ impl FrameOptions {
             title: self.title.clone().unwrap_or_else(|| default_title(&target)),
             look: self.look(),
             fps: None,
+            video_hint: true,
             target,
             threads: self.render_threads,
             renderer: self.renderer,

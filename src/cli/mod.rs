@@ -76,12 +76,19 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff), for `man -l -` or /usr/local/share/man/man1.
-    Man,
+    /// Print a man page (roff), for `man -l -` or /usr/local/share/man/man1:
+    /// profile(1), or a subcommand's (`profile man record` is
+    /// profile-record(1)).
+    Man {
+        /// The subcommand whose page to print.
+        #[arg(value_name = "SUBCOMMAND", value_parser = clap::builder::PossibleValuesParser::new(MAN_PAGES))]
+        subcommand: Option<String>,
+    },
 }
 
 /// profile.py's stack formatting options.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Output format")]
 pub struct FormatArgs {
     /// Insert delimiter between kernel/user stacks.
     #[arg(short = 'd', long = "delimited")]
@@ -135,14 +142,17 @@ struct LiveArgs {
     format: FormatArgs,
 
     /// Print the BPF program's source and exit.
+    #[arg(help_heading = "Output format")]
     #[arg(long)]
     ebpf: bool,
 
     /// Emit a flame-graph frame per interval (to frames/flamegraph%04d.png unless -g).
+    #[arg(help_heading = "Frames and video")]
     #[arg(short = 'E', long = "emit-frames")]
     emit_frames: bool,
 
     /// Frame file pattern, with exactly one %d or %0Nd; .png or .svg (implies -E).
+    #[arg(help_heading = "Frames and video")]
     #[arg(short = 'g', long = "frame-pattern", value_name = "PATTERN")]
     frame_pattern: Option<String>,
 
@@ -152,35 +162,48 @@ struct LiveArgs {
     /// Also write the whole run: .pb.gz (pprof), .speedscope.json, .folded
     /// or .rsprof (a recording), or a video of its frames (.mp4, .webm,
     /// .gif; needs ffmpeg), by extension.
+    #[arg(help_heading = "Output format")]
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
 
+    /// Print no report on stdout: only the frames, video, live page and
+    /// -o file are made.
+    #[arg(short = 'q', long = "quiet", help_heading = "Output format")]
+    quiet: bool,
+
     /// Serve a live flame graph over HTTP (see -P, -R, --listen).
+    #[arg(help_heading = "Live page")]
     #[arg(short = 'T', long = "serve")]
     serve: bool,
 
     /// URL path of the live flame graph.
+    #[arg(help_heading = "Live page")]
     #[arg(short = 'P', long = "serve-path", value_name = "PATH", default_value = feed::defaults::PATH)]
     serve_path: String,
 
     /// Port of the live flame graph.
+    #[arg(help_heading = "Live page")]
     #[arg(short = 'R', long = "serve-port", value_name = "PORT", default_value_t = feed::defaults::PORT)]
     serve_port: u16,
 
     /// Address the live flame graph listens on.
+    #[arg(help_heading = "Live page")]
     #[arg(long, value_name = "ADDR", default_value = feed::defaults::LISTEN)]
     listen: std::net::IpAddr,
 
     /// Intervals the live flame graph keeps for its timeline.
+    #[arg(help_heading = "Live page")]
     #[arg(long, value_name = "N", default_value_t = feed::defaults::HISTORY)]
     history: usize,
 
     /// Memory (MB) those intervals may use; the oldest go first.
+    #[arg(help_heading = "Live page")]
     #[arg(long, value_name = "MB", default_value_t = feed::defaults::HISTORY_MB)]
     history_mb: u64,
 
     /// Serve beyond loopback without the access token (anyone who can reach
     /// the port sees process names and stacks).
+    #[arg(help_heading = "Live page")]
     #[arg(long)]
     no_token: bool,
 }
@@ -231,6 +254,8 @@ pub struct RunConfig {
     pub output: Option<PathBuf>,
     /// `record`: no report on stdout, every interval to `output`.
     pub record: bool,
+    /// `-q`: no report on stdout.
+    pub quiet: bool,
     /// The command line, kept in recordings.
     pub command_line: String,
     /// What is profiled ("all threads", "PID 42"), for headers and recordings.
@@ -282,9 +307,23 @@ pub enum Action {
     Encode(EncodeArgs),
     /// `completions SHELL`.
     Completions(clap_complete::Shell),
-    /// `man`.
-    Man,
+    /// `man [SUBCOMMAND]`.
+    Man(Option<String>),
 }
+
+/// The subcommands that have a man page of their own (profile-NAME(1)),
+/// the ones profile(1) refers to.
+pub const MAN_PAGES: &[&str] = &[
+    "record",
+    "render",
+    "report",
+    "import",
+    "export",
+    "encode",
+    "completions",
+    "man",
+    "help",
+];
 
 fn command_line() -> String {
     std::env::args().collect::<Vec<_>>().join(" ")
@@ -297,9 +336,32 @@ impl Cli {
         clap_complete::generate(shell, &mut cmd, "profile", out);
     }
 
-    /// Writes the man page (roff).
-    pub fn man(out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(out)
+    /// Writes the man page (roff) of `profile`, or of one of its
+    /// subcommands as `profile-NAME(1)`.
+    pub fn man(subcommand: Option<&str>, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        cmd.build();
+        let page = match subcommand {
+            None => cmd,
+            Some(name) => {
+                let sub = cmd
+                    .find_subcommand(name)
+                    .ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            format!("no subcommand {name}"),
+                        )
+                    })?
+                    .clone();
+                // Its own page: named as profile(1) refers to it. (clap
+                // names are 'static; this runs once, to print one page.)
+                let full: &'static str = format!("profile-{name}").leak();
+                sub.name(full)
+                    .bin_name(full)
+                    .version(env!("CARGO_PKG_VERSION"))
+            }
+        };
+        clap_mangen::Man::new(page).render(out)
     }
 
     /// Validates the options and turns them into an [`Action`].
@@ -323,6 +385,7 @@ impl Cli {
                     output: Some(r.output),
                     video: None,
                     record: true,
+                    quiet: true,
                     command_line: command_line(),
                     target: r.sampling.target(),
                     sampler,
@@ -334,7 +397,7 @@ impl Cli {
             Some(Command::Export(r)) => Ok(Action::Export(r)),
             Some(Command::Encode(r)) => Ok(Action::Encode(r)),
             Some(Command::Completions { shell }) => Ok(Action::Completions(shell)),
-            Some(Command::Man) => Ok(Action::Man),
+            Some(Command::Man { subcommand }) => Ok(Action::Man(subcommand)),
             None if live.ebpf => live
                 .into_run_config()
                 .map(|c| Action::PrintBpf(Box::new(c))),
@@ -387,9 +450,14 @@ impl LiveArgs {
             .map(|mut f| {
                 // One frame per interval, played at --speed.
                 f.fps = Some(self.frames.speed / self.sampling.interval()?.as_secs_f64());
+                f.video_hint = video.is_none();
                 Ok::<_, anyhow::Error>(f)
             })
             .transpose()?;
+        if self.quiet && frames.is_none() && video.is_none() && !self.serve && self.output.is_none()
+        {
+            bail!("-q leaves nothing to make: add -E, -o FILE or -T");
+        }
         let feed = if self.serve {
             // Validates the canvas the same way frames do.
             let fc = self.frames.frames_config(
@@ -419,7 +487,7 @@ impl LiveArgs {
             interval: self.sampling.interval()?,
             duration: self.sampling.duration(),
             stats: self.sampling.stats,
-            header: (!self.format.folded).then_some(header),
+            header: (!self.format.folded && !self.quiet).then_some(header),
             folded: self.format.folded,
             text_style: self.format.text_style(),
             format,
@@ -429,6 +497,7 @@ impl LiveArgs {
             output: if video.is_some() { None } else { self.output },
             video,
             record: false,
+            quiet: self.quiet,
             command_line: command_line(),
             target: self.sampling.target(),
             sampler,
@@ -466,7 +535,7 @@ mod tests {
             assert!(bash.contains(opt), "{opt} missing from bash completions");
         }
         let mut man = Vec::new();
-        Cli::man(&mut man).unwrap();
+        Cli::man(None, &mut man).unwrap();
         let man = String::from_utf8(man).unwrap();
         assert!(
             man.starts_with(".ie") || man.contains(".TH profile"),
@@ -474,6 +543,32 @@ mod tests {
             &man[..200]
         );
         assert!(man.contains("frequency"));
+    }
+
+    #[test]
+    fn every_page_the_man_page_refers_to_exists() {
+        let mut main = Vec::new();
+        Cli::man(None, &mut main).unwrap();
+        let main = String::from_utf8(main).unwrap();
+        let mut cmd = <Cli as clap::CommandFactory>::command();
+        cmd.build();
+        let subs: Vec<&str> = cmd.get_subcommands().map(|s| s.get_name()).collect();
+        assert_eq!(subs, MAN_PAGES, "a page for each subcommand");
+        for name in subs {
+            let full = format!("profile\\-{name}(1)");
+            assert!(main.contains(&full), "profile(1) names {full}");
+            let mut page = Vec::new();
+            Cli::man(Some(name), &mut page).unwrap();
+            let page = String::from_utf8(page).unwrap();
+            assert!(
+                page.contains(&format!(".TH profile-{name} 1 ")),
+                "{}",
+                &page[..page.len().min(300)]
+            );
+        }
+        let mut record = Vec::new();
+        Cli::man(Some("record"), &mut record).unwrap();
+        assert!(String::from_utf8(record).unwrap().contains("\\-\\-output"));
     }
 
     #[test]

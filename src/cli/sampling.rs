@@ -53,6 +53,7 @@ pub fn check_rate(rate: SampleRate, max_hz: u64) -> Result<()> {
 
 /// What to sample and for how long.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Sampling")]
 pub struct SamplingArgs {
     /// Profile processes with one or more comma-separated PIDs only.
     #[arg(short = 'p', long = "pid", value_name = "PID", conflicts_with = "tid")]
@@ -92,10 +93,12 @@ pub struct SamplingArgs {
     pub include_idle: bool,
 
     /// The number of hash keys that can be stored.
+    #[arg(help_heading = "Limits and caches")]
     #[arg(long, value_name = "N", default_value_t = defaults::HASH_STORAGE_SIZE)]
     pub hash_storage_size: u32,
 
     /// The number of unique stack traces that can be stored and displayed.
+    #[arg(help_heading = "Limits and caches")]
     #[arg(long, value_name = "N", default_value_t = defaults::STACK_STORAGE_SIZE)]
     pub stack_storage_size: u32,
 
@@ -128,15 +131,18 @@ pub struct SamplingArgs {
 
     /// Kernel memory for unwind tables, in MB; files that don't fit are
     /// walked with frame pointers (with a warning naming them).
+    #[arg(help_heading = "Limits and caches")]
     #[arg(long, value_name = "MB", default_value_t = crate::unwind::DEFAULT_MEMORY_MB)]
     pub unwind_memory: u64,
 
     /// Where built unwind tables are kept for the next run (one file per
     /// executable file version, size-bounded).
+    #[arg(help_heading = "Limits and caches")]
     #[arg(long, value_name = "DIR", default_value = crate::unwind::cache::DEFAULT_DIR)]
     pub unwind_cache: std::path::PathBuf,
 
     /// Build every unwind table afresh, without reading or writing the cache.
+    #[arg(help_heading = "Limits and caches")]
     #[arg(long)]
     pub no_cache: bool,
 

@@ -347,7 +347,8 @@ impl Symbolizer {
     /// frames per address space.
     fn prefetch_user(&mut self, user: Vec<(AspaceId, FrameAddr)>) {
         let mut pending = Vec::with_capacity(user.len());
-        let mut by_file: FxHashMap<FileId, (Vec<u64>, String, Option<PathBuf>)> = FxHashMap::default();
+        let mut by_file: FxHashMap<FileId, (Vec<u64>, String, Option<PathBuf>)> =
+            FxHashMap::default();
         let mut by_process: FxHashMap<u32, Vec<u64>> = FxHashMap::default();
         for (id, (addr, leaf)) in &user {
             let lookup = lookup_addr(*leaf, *addr);

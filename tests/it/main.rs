@@ -11,6 +11,7 @@ mod filters;
 mod frames;
 mod hardening;
 mod interop;
+mod messages;
 mod parity;
 mod process;
 mod recording;

@@ -78,6 +78,9 @@ pub struct FramesConfig {
     /// Video frames per second for real-time playback (1 / interval, times
     /// `--speed`), written to the sidecar for scripts/make_video.sh.
     pub fps: Option<f64>,
+    /// Say at the end how to make a video of the frames (not when the run
+    /// made one already).
+    pub video_hint: bool,
 }
 
 /// One frame to make and render, and where.
@@ -270,10 +273,12 @@ impl FramesOutput {
             .context("the sidecar names no file")?;
         crate::safe_file::write_whole(&self.dir, name, format!("{json}\n").as_bytes(), true)
             .with_context(|| format!("failed to write {}", path.display()))?;
-        eprintln!(
-            "make the video: scripts/make_video.sh '{}' talk.mp4   ({fps} fps, real time; -o talk.mp4 does it in one step)",
-            p.display()
-        );
+        if self.cfg.video_hint {
+            eprintln!(
+                "make the video: profile encode '{}' -o talk.mp4   ({fps} fps, real time; -o talk.mp4 does it in one step)",
+                p.display()
+            );
+        }
         Ok(())
     }
 
