@@ -7,7 +7,7 @@
 # and everything it ran), the ratio to `perf record -g`, and max RSS.
 #
 #   scripts/bench-busy.sh [SECONDS]          the comparison (default 20 s)
-#   scripts/bench-busy.sh soak MINUTES       `profile -E -T --interval 1`
+#   scripts/bench-busy.sh soak MINUTES       `profile -q -E -T --interval 1`
 #                                            under the load: RSS and open
 #                                            files every 30 s, and the RSS
 #                                            slope from minute 2 on
@@ -71,7 +71,9 @@ measure() {
 
 if [ "$mode" = soak ]; then
     echo "minute rss_MB open_files"
-    "$prof" -E -g "$work/frames/f%06d.png" -T -R 0 --interval 1 --stats \
+    # -q: the end-of-run text report keeps every distinct printed line of
+    # the run (as profile.py's does), which under a JIT grows by design.
+    "$prof" -q -E -g "$work/frames/f%06d.png" -T -R 0 --interval 1 --stats \
         $((minutes * 60)) > /dev/null 2> "$work/soak.err" &
     p=$!
     t=0

@@ -41,8 +41,12 @@ pub mod defaults {
     pub const LISTEN: &str = "127.0.0.1";
     /// `--history`: intervals kept for the timeline.
     pub const HISTORY: usize = 600;
-    /// `--history-mb`: memory the kept intervals may use.
-    pub const HISTORY_MB: u64 = 256;
+    /// `--history-mb`: memory the kept intervals may use. Sized so a
+    /// long run's memory is flat within two minutes on a busy machine
+    /// (measured: a whole-system interval under a build loop and a JIT
+    /// service holds ~280 KB of tree, so 32 MB is ~2 minutes there and the
+    /// whole 600 intervals on a quieter one).
+    pub const HISTORY_MB: u64 = 32;
 }
 
 /// Checks a `-P` prefix: `/`, or `/`-separated segments of letters, digits

@@ -114,7 +114,10 @@ impl Order {
 impl Shared {
     fn namer(&self) -> Namer {
         let mut free = self.namers.lock().unwrap_or_else(|e| e.into_inner());
-        free.pop().unwrap_or_else(|| Namer::new(self.naming))
+        // One that grew too big is dropped here, between two trees.
+        free.pop()
+            .filter(|n| !n.full())
+            .unwrap_or_else(|| Namer::new(self.naming))
     }
 
     fn give_back(&self, namer: Namer) {

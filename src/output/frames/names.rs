@@ -25,7 +25,11 @@ const RUN_MIN: usize = 3;
 
 /// Entries a namer keeps before starting afresh (bounded memory in a long
 /// live run whose frames keep changing: JIT code, short-lived processes).
-const NAMER_LIMIT: usize = 1 << 20;
+/// Each entry holds its frame alive (~200 bytes with its name): at 2^20 a
+/// soak under process churn and a JIT grew 20 MB a minute for most of an
+/// hour; a whole-system interval names ~10-30k frames, so 2^16 still
+/// spares the work of naming them again from one frame to the next.
+const NAMER_LIMIT: usize = 1 << 16;
 
 /// How frames are named in the graph: as folded output names them (`-d`,
 /// `-a`), and for `--colors kernel` with kernel frames marked `_[k]` and
@@ -69,6 +73,12 @@ impl Namer {
             naming,
             ..Default::default()
         }
+    }
+
+    /// Whether the namer holds so much that it should start afresh. Only
+    /// between trees: the ids of a tree being built point into it.
+    pub fn full(&self) -> bool {
+        self.user.len() + self.kernel.len() + self.names.len() > NAMER_LIMIT
     }
 
     /// The id of `s`, interned.
@@ -119,9 +129,6 @@ impl Namer {
     /// [`for_each_part`]); runs of one frame collapsed to `name ×N`. Into
     /// `out`, cleared first.
     pub fn stack(&mut self, key: &StackKey, out: &mut Vec<NameId>) {
-        if self.user.len() + self.kernel.len() + self.names.len() > NAMER_LIMIT {
-            *self = Namer::new(self.naming);
-        }
         out.clear();
         let fmt = self.naming.format;
         for_each_part(key, &fmt, |part, kind| {
