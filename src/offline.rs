@@ -150,10 +150,14 @@ pub fn render(args: RenderArgs) -> Result<()> {
     if let Some(out) = &args.output {
         return render_video(&args, out, format, intervals);
     }
-    let mut cfg =
-        args.frames
-            .frames_config(&args.frame_pattern, format, intervals.meta().target.clone())?;
-    cfg.fps = Some(args.frames.speed / interval_secs(&args, &intervals));
+    let secs = interval_secs(&args, &intervals);
+    let mut cfg = args.frames.frames_config(
+        &args.frame_pattern,
+        format,
+        intervals.meta().target.clone(),
+        secs,
+    )?;
+    cfg.fps = Some(args.frames.speed / secs);
     let dir = cfg.pattern.prepare(args.frames.overwrite)?;
     let mut frames = FramesOutput::new(cfg, dir)?;
     frames.wait_for_pool();

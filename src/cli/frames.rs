@@ -11,6 +11,31 @@ use crate::output::frames::FramesConfig;
 use crate::output::StackFormat;
 use crate::profile::modes::FrameMode;
 
+/// The sample rate of a run that makes frames, a video or a live page
+/// when neither -F nor -c is given (the text report keeps profile.py's
+/// 49 Hz). Chosen by measurement (tests/frames_audience.rs): at 49 Hz an
+/// interval has too few samples and bars jump from frame to frame.
+pub const DEFAULT_VIDEO_FREQUENCY: u64 = 199;
+
+/// Seconds of samples a frame shows when --frame-mode is not given: a
+/// window of this many seconds' intervals (window:4 at 0.5 s intervals,
+/// window:2 at 1 s). Measured (tests/frames_audience.rs) on a phased
+/// whole-system recording at 199 Hz and 1080p: one interval a frame moved
+/// a process's bar a median 27 px between frames (106 px at 49 Hz), a 2 s
+/// window 19 px; the header names the window.
+pub const DEFAULT_WINDOW_SECS: f64 = 2.0;
+
+/// The frame mode when --frame-mode is not given, for frames that each
+/// stand for `interval` seconds.
+pub fn default_frame_mode(interval: f64) -> FrameMode {
+    let n = (DEFAULT_WINDOW_SECS / interval.max(0.001)).round();
+    if n <= 1.0 {
+        FrameMode::Interval
+    } else {
+        FrameMode::Window(n.min(1000.0) as usize)
+    }
+}
+
 /// The largest canvas: 8K UHD.
 pub const MAX_WIDTH: u32 = 7680;
 /// See [`MAX_WIDTH`].
@@ -22,9 +47,11 @@ pub const MAX_START_NUMBER: u64 = 999_999_999_999;
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Frames and video")]
 pub struct FrameOptions {
-    /// What a frame shows: interval, cumulative, window:N (last N intervals) or decay:F.
-    #[arg(long, value_name = "MODE", default_value = "interval")]
-    pub frame_mode: FrameMode,
+    /// What a frame shows: interval, cumulative, window:N (last N intervals)
+    /// or decay:F [default: the last 2 s, e.g. window:4 at 0.5 s intervals;
+    /// `interval` for one interval a frame].
+    #[arg(long, value_name = "MODE")]
+    pub frame_mode: Option<FrameMode>,
 
     /// Replace (remove) existing frames that match the pattern.
     #[arg(long)]
@@ -166,6 +193,7 @@ impl FrameOptions {
             crate::output::frames::pattern::DEFAULT_PATTERN,
             format,
             target,
+            interval,
         )?;
         Ok(Some(crate::output::video::VideoConfig {
             path: path.to_path_buf(),
@@ -197,12 +225,14 @@ impl FrameOptions {
         }
     }
 
-    /// Validates the options into the frames output's config.
+    /// Validates the options into the frames output's config, for frames
+    /// that each stand for `interval` seconds.
     pub fn frames_config(
         &self,
         pattern: &str,
         format: StackFormat,
         target: String,
+        interval: f64,
     ) -> Result<FramesConfig> {
         let Canvas { width, height } = self.canvas();
         if width < 64
@@ -240,7 +270,9 @@ impl FrameOptions {
         }
         Ok(FramesConfig {
             pattern: FramePattern::parse(pattern)?,
-            mode: self.frame_mode,
+            mode: self
+                .frame_mode
+                .unwrap_or_else(|| default_frame_mode(interval)),
             start_number: self.start_number,
             canvas: self.canvas(),
             format,

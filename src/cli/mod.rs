@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 
-pub use self::frames::FrameOptions;
+pub use self::frames::{default_frame_mode, FrameOptions, DEFAULT_VIDEO_FREQUENCY};
 pub use self::offline::{EncodeArgs, ExportArgs, ImportArgs, RenderArgs, ReportArgs, TimeRange};
 pub use self::sampling::{SamplingArgs, DEFAULT_INTERVAL, MAX_INTERVAL, MIN_INTERVAL};
 use crate::output::feed::{self, FeedConfig};
@@ -43,6 +43,8 @@ use crate::sampler::SamplerConfig;
     profile --cgroupmap mappath  # only trace cgroups in this BPF map
     profile --mntnsmap mappath   # only trace mount namespaces in the map
     profile -E 30       # one flame-graph frame per second in frames/
+    profile -q -o talk.mp4 30    # a flame-graph video of 30 s, for a talk
+    profile -T          # a live flame graph at http://127.0.0.1:9090/
     profile record -o run.rsprof 60 && profile render run.rsprof -g out/fg%04d.png"
 )]
 pub struct Cli {
@@ -369,7 +371,9 @@ impl Cli {
         let live = self.live;
         crate::safe_file::allow_unsafe_dirs(self.unsafe_output_dir);
         match self.command {
-            Some(Command::Record(r)) => {
+            Some(Command::Record(mut r)) => {
+                // Recorded to be rendered: the rate frames need.
+                r.sampling.default_to_video_rate();
                 let (sampler, _) = r.sampling.sampler_config()?;
                 Ok(Action::Run(Box::new(RunConfig {
                     format: StackFormat::default(),
@@ -407,7 +411,19 @@ impl Cli {
 }
 
 impl LiveArgs {
-    fn into_run_config(self) -> Result<RunConfig> {
+    fn into_run_config(mut self) -> Result<RunConfig> {
+        let makes_frames = self.emit_frames
+            || self.frame_pattern.is_some()
+            || self.serve
+            || self
+                .output
+                .as_deref()
+                .and_then(crate::output::video::VideoFormat::from_path)
+                .is_some();
+        if makes_frames {
+            self.sampling.default_to_video_rate();
+        }
+        let interval = self.sampling.interval()?.as_secs_f64();
         let (sampler, header) = self.sampling.sampler_config()?;
         feed::validate_prefix(&self.serve_path)?;
         if !(1..=MAX_HISTORY).contains(&self.history) {
@@ -445,7 +461,10 @@ impl LiveArgs {
             (None, false) => None,
         };
         let frames = pattern
-            .map(|p| self.frames.frames_config(p, format, self.sampling.target()))
+            .map(|p| {
+                self.frames
+                    .frames_config(p, format, self.sampling.target(), interval)
+            })
             .transpose()?
             .map(|mut f| {
                 // One frame per interval, played at --speed.
@@ -464,6 +483,7 @@ impl LiveArgs {
                 crate::output::frames::pattern::DEFAULT_PATTERN,
                 format,
                 self.sampling.target(),
+                interval,
             )?;
             Some(FeedConfig {
                 listen: self.listen,

@@ -75,7 +75,8 @@ pub struct SamplingArgs {
     #[arg(short = 'K', long = "kernel-stacks-only")]
     pub kernel_stacks_only: bool,
 
-    /// Sample frequency in Hertz [default: 49].
+    /// Sample frequency in Hertz [default: 49; 199 when making frames, a
+    /// video or the live page, and for record].
     #[arg(
         short = 'F',
         long = "frequency",
@@ -219,6 +220,18 @@ impl SamplingArgs {
             (Some(t), _) => format!("TID {t}"),
             (None, Some(p)) => format!("PID {p}"),
             (None, None) => "all threads".into(),
+        }
+    }
+
+    /// A run that makes frames samples at [`DEFAULT_VIDEO_FREQUENCY`] unless
+    /// -F or -c says otherwise (profile.py's 49 Hz leaves too few samples
+    /// per frame: bars jump).
+    ///
+    /// [`DEFAULT_VIDEO_FREQUENCY`]: super::DEFAULT_VIDEO_FREQUENCY
+    pub fn default_to_video_rate(&mut self) {
+        let given = self.frequency.is_some_and(|f| f > 0) || self.count.is_some_and(|c| c > 0);
+        if !given {
+            self.frequency = Some(super::DEFAULT_VIDEO_FREQUENCY);
         }
     }
 
