@@ -35,21 +35,23 @@ pub fn encode(meta: &Meta, intervals: &[Profile], merge: bool) -> Result<Vec<u8>
         ids.insert(key, frames.len() - 1);
         frames.len() - 1
     };
-    let merged;
-    let groups: Vec<&Profile> = if merge {
-        let mut total = Profile::default();
-        intervals.iter().for_each(|p| total.merge(p));
-        merged = total;
-        vec![&merged]
+    // Merged: one profile whose samples come interval after interval, so
+    // speedscope's Time Order view runs in run time (a program that ran
+    // first is on the left); within an interval, stacks in sorted order.
+    let groups: Vec<&[Profile]> = if merge {
+        vec![intervals]
     } else {
-        intervals.iter().collect()
+        intervals.chunks(1).collect()
     };
     let mut profiles = Vec::new();
-    for p in groups {
+    for group in groups {
+        let (Some(first), Some(last)) = (group.first(), group.last()) else {
+            continue;
+        };
         let mut samples = Vec::new();
         let mut weights = Vec::new();
         let mut total = 0u64;
-        for (key, n) in p.sorted() {
+        for (key, n) in group.iter().flat_map(Profile::sorted) {
             // Root first: comm, user root..leaf, kernel root..leaf.
             let mut stack = vec![frame_id(&Symbol::from(key.comm.as_str()), None, None)];
             for (half, missed) in [(&key.user, MISSED_USER), (&key.kernel, MISSED_KERNEL)] {
@@ -71,10 +73,10 @@ pub fn encode(meta: &Meta, intervals: &[Profile], merge: bool) -> Result<Vec<u8>
             samples.push(stack);
             weights.push(w);
         }
-        let end = (p.start + p.duration).as_secs_f64();
+        let end = (last.start + last.duration).as_secs_f64();
         profiles.push(json!({
             "type": "sampled",
-            "name": format!("{} {:.2}s-{:.2}s", meta.target, p.start.as_secs_f64(), end),
+            "name": format!("{} {:.2}s-{:.2}s", meta.target, first.start.as_secs_f64(), end),
             "unit": "nanoseconds",
             "startValue": 0,
             "endValue": total,
@@ -151,5 +153,45 @@ mod tests {
         let merged: Value =
             serde_json::from_slice(&encode(&Meta::default(), &[a], true).unwrap()).unwrap();
         assert_eq!(merged["profiles"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_merged_profile_keeps_time_order() {
+        use crate::profile::{Stack, StackKey};
+        // "zz" runs first, "aa" after: alphabetical order would swap them.
+        let phase = |comm: &str, start: u64| {
+            let mut p = Profile {
+                start: std::time::Duration::from_secs(start),
+                duration: std::time::Duration::from_secs(1),
+                ..Default::default()
+            };
+            p.add(
+                StackKey {
+                    comm: comm.into(),
+                    pid: 1,
+                    user: Stack::Absent,
+                    kernel: Stack::Absent,
+                },
+                5,
+            );
+            p
+        };
+        let run = [phase("zz", 0), phase("zz", 1), phase("aa", 2)];
+        let v: Value =
+            serde_json::from_slice(&encode(&Meta::default(), &run, true).unwrap()).unwrap();
+        let frames = v["shared"]["frames"].as_array().unwrap();
+        let p = &v["profiles"][0];
+        let comms: Vec<&str> = p["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                frames[s[0].as_u64().unwrap() as usize]["name"]
+                    .as_str()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(comms, ["zz", "zz", "aa"]);
+        assert_eq!(p["name"], " 0.00s-3.00s");
     }
 }

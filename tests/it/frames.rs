@@ -110,6 +110,9 @@ fn frames_account_for_every_sample_and_follow_the_workload() {
         &pattern,
         "--interval",
         "0.5",
+        // One interval a frame (the default shows the last 2 s).
+        "--frame-mode",
+        "interval",
         "-f",
         "4",
     ]);

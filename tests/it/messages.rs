@@ -23,7 +23,7 @@ fn quiet_keeps_the_report_off_stdout() {
     require_bpf!();
     let dir = tempfile::tempdir().unwrap();
     let pattern = dir.path().join("f%02d.png");
-    let mut w = Workload::start("fixed", 3.0, &[]);
+    let mut w = Workload::start("mix", 3.0, &[]);
     let out = profile(&["-q", "-F", "99", "-g", pattern.to_str().unwrap(), "2"]);
     w.wait();
     let err = stderr(&out);
@@ -43,7 +43,7 @@ fn record_and_render_end_with_one_summary_line() {
     require_bpf!();
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("run.rsprof");
-    let mut w = Workload::start("fixed", 3.0, &[]);
+    let mut w = Workload::start("mix", 3.0, &[]);
     let out = profile(&["record", "-F", "99", "-o", rec.to_str().unwrap(), "2"]);
     w.wait();
     let err = stderr(&out);
