@@ -417,6 +417,7 @@ pub fn export(args: ExportArgs) -> Result<()> {
         merge: args.merge,
         pprof: crate::export::pprof::PprofOptions {
             comm_frame: args.pprof_comm_frame,
+            interval_labels: args.pprof_interval_labels,
         },
     };
     let meta = it.meta().clone();

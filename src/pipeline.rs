@@ -245,6 +245,8 @@ fn start_processing(
                         set.each(|out| out.interval(&profile));
                         loss.add(&profile.loss);
                         intervals += 1;
+                        drop(profile);
+                        crate::output::frames::release_freed_memory();
                     }
                 }
             }

@@ -198,6 +198,12 @@ pub struct ExportArgs {
     /// shows it); by default it is only the `comm` label.
     #[arg(long)]
     pub pprof_comm_frame: bool,
+
+    /// pprof: label each sample with its interval's start (`interval_start`,
+    /// seconds); off by default: a label per interval multiplies the series
+    /// a store like Pyroscope keeps.
+    #[arg(long)]
+    pub pprof_interval_labels: bool,
 }
 
 #[cfg(test)]

@@ -144,6 +144,8 @@ pub struct PprofOptions {
     /// Also push the process name as a root frame (a fake function), as
     /// folded output shows it; off by default: it is the `comm` label.
     pub comm_frame: bool,
+    /// Label each sample with its interval's start (`interval_start`).
+    pub interval_labels: bool,
 }
 
 /// A mapping being collected: a process mapping the symbolizer saw, or,
@@ -264,8 +266,38 @@ impl Builder {
         id
     }
 
-    /// The mappings, in id order.
+    /// The mappings, in id order, the main one first: pprof tools take the
+    /// first mapping for the profiled binary (`go tool pprof` prints it as
+    /// `File:`). That is the file mapping in the most samples' stacks (the
+    /// executable, whose main is under everything it runs), else the first.
     fn finish_mappings(&mut self) {
+        let mut in_samples = vec![0u64; self.mappings.len()];
+        for s in &self.profile.sample {
+            let mut seen: Vec<u64> = s
+                .location_id
+                .iter()
+                .map(|l| self.profile.location[*l as usize - 1].mapping_id)
+                .collect();
+            seen.sort_unstable();
+            seen.dedup();
+            for m in seen {
+                in_samples[m as usize - 1] += s.value[0].max(0) as u64;
+            }
+        }
+        let main = (0..self.mappings.len())
+            .filter(|i| matches!(self.mappings[*i].0, MappingEntry::Real(_)))
+            .max_by_key(|i| (in_samples[*i], std::cmp::Reverse(*i)));
+        if let Some(main) = main.filter(|m| *m > 0) {
+            self.mappings.swap(0, main);
+            let (a, b) = (1u64, main as u64 + 1);
+            for l in &mut self.profile.location {
+                if l.mapping_id == a {
+                    l.mapping_id = b;
+                } else if l.mapping_id == b {
+                    l.mapping_id = a;
+                }
+            }
+        }
         let entries = std::mem::take(&mut self.mappings);
         for (i, (entry, lines)) in entries.into_iter().enumerate() {
             let m = match entry {
@@ -391,7 +423,8 @@ impl Encoder {
                 .collect();
             let comm = b.string(&key.comm);
             let pid = b.string(&key.pid.to_string());
-            let label = [comm, comm, pid, start]
+            let labels = if self.opts.interval_labels { 4 } else { 3 };
+            let label = [comm, comm, pid, start][..labels]
                 .iter()
                 .zip(self.keys)
                 .map(|(&str, key)| Label {
@@ -523,6 +556,12 @@ mod tests {
             .location
             .iter()
             .all(|l| l.mapping_id >= 1 && l.mapping_id <= d.mapping.len() as u64));
+        // The main mapping first (what `go tool pprof` calls the File):
+        // the file in most samples' stacks, not the kernel.
+        assert_eq!(
+            str(d.mapping[0].filename),
+            "/usr/lib/x86_64-linux-gnu/libc.so.6"
+        );
         // String labels only: Pyroscope drops numeric ones.
         let labels: Vec<(String, String)> = s
             .label
@@ -538,9 +577,16 @@ mod tests {
                 ("comm".into(), "dd".into()),
                 ("thread".into(), "dd".into()),
                 ("pid".into(), "28401".into()),
-                ("interval_start".into(), "0.000".into())
             ]
         );
+        // The interval label only on request.
+        let opts = PprofOptions {
+            interval_labels: true,
+            ..Default::default()
+        };
+        let d = decode(&encode(&meta, std::slice::from_ref(&p), opts).unwrap());
+        let s = &d.sample[0];
+        assert_eq!(d.string_table[s.label[3].key as usize], "interval_start");
     }
 
     #[test]
@@ -550,7 +596,10 @@ mod tests {
             &encode(
                 &Meta::default(),
                 std::slice::from_ref(&p),
-                PprofOptions { comm_frame: true },
+                PprofOptions {
+                    comm_frame: true,
+                    interval_labels: true,
+                },
             )
             .unwrap(),
         );
