@@ -18,7 +18,7 @@ use rayon::iter::{ParallelBridge, ParallelIterator};
 
 use super::arrange::{Arranger, PrefixMap};
 use super::layout::{self, Canvas, Fit, FrameInfo};
-use super::palette::{Colors, Look};
+use super::palette::{self, Colors, Look};
 use super::tree::{FlameTree, Namer, Naming, RawTree, TreeBuilder};
 use crate::output::StackFormat;
 use crate::profile::modes::{FrameMode, FrameModeState};
@@ -95,10 +95,16 @@ struct Order {
 }
 
 impl Order {
-    /// Gives processes not seen before the next palette slots.
+    /// Gives processes not seen before the next palette slots, while the
+    /// palette has distinct colours left: the first twelve processes to
+    /// matter keep their colour for the whole run.
     fn assign_slots<'a>(&mut self, comms: impl Iterator<Item = &'a str>) {
+        let free = palette::CATEGORICAL
+            .len()
+            .saturating_sub(self.comm_slots.len());
         let new: Vec<&str> = comms
             .filter(|c| !self.comm_slots.contains_key(*c))
+            .take(free)
             .collect();
         if new.is_empty() {
             return;
@@ -418,7 +424,16 @@ impl PendingFrame {
         let deltas =
             (shared.colors == Colors::Diff).then(|| Arc::new(order.arranger.deltas(&tree)));
         let comm_slots = (shared.colors == Colors::Comm).then(|| {
-            order.assign_slots(tree.processes().into_iter().map(|(c, _)| c));
+            // Live: a process gets a slot of its own once it holds 2% of a
+            // frame (a short-lived helper seen first would take one of the
+            // twelve from a process that matters).
+            let total = tree.total().max(1);
+            order.assign_slots(
+                tree.processes()
+                    .into_iter()
+                    .filter(|(_, n)| n * 50 >= total)
+                    .map(|(c, _)| c),
+            );
             order.comm_slots.clone()
         });
         shared.end_turn(order);

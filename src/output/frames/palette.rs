@@ -83,21 +83,27 @@ impl Look {
     }
 }
 
-/// Eight colours told apart at a glance (and by most colour-blind eyes):
-/// the process palette of `--colors comm`.
-const CATEGORICAL: [[u8; 3]; 8] = [
+/// Twelve colours told apart at a glance, none grey (the root and the
+/// background are): the process palette of `--colors comm`. The first
+/// eight are the most distinct; the biggest processes get them.
+pub const CATEGORICAL: [[u8; 3]; 12] = [
     [230, 120, 40],
-    [70, 140, 220],
+    [70, 130, 220],
     [90, 180, 90],
     [190, 100, 200],
-    [220, 190, 50],
-    [60, 190, 190],
-    [225, 90, 110],
-    [150, 150, 150],
+    [225, 200, 50],
+    [40, 190, 180],
+    [225, 80, 100],
+    [140, 95, 55],
+    [150, 210, 250],
+    [170, 225, 110],
+    [250, 170, 210],
+    [100, 80, 180],
 ];
 
 /// The colour of a process (`--colors comm`); `slot` is its rank among the
-/// run's processes when known, so the biggest get distinct colours.
+/// run's biggest processes when it has one, so those get distinct colours;
+/// the others a colour of the palette by name.
 pub fn comm_color(comm: &str, slot: Option<usize>) -> [u8; 3] {
     let i = slot.unwrap_or_else(|| fnv1a(comm) as usize) % CATEGORICAL.len();
     CATEGORICAL[i]
@@ -207,6 +213,29 @@ fn to_color([r, g, b]: [u8; 3]) -> Color {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn twelve_process_colours_far_apart_and_none_grey() {
+        let dist = |a: [u8; 3], b: [u8; 3]| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| (f64::from(*x) - f64::from(y)).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        };
+        for (i, a) in CATEGORICAL.iter().enumerate() {
+            let [r, g, b] = a.map(i32::from);
+            let spread = r.max(g).max(b) - r.min(g).min(b);
+            assert!(spread >= 60, "colour {i} {a:?} is greyish");
+            for b in &CATEGORICAL[i + 1..] {
+                assert!(dist(*a, *b) >= 70.0, "{a:?} and {b:?} look alike");
+            }
+        }
+        // Slots give distinct colours to the first twelve.
+        let all: std::collections::HashSet<[u8; 3]> =
+            (0..12).map(|s| comm_color("x", Some(s))).collect();
+        assert_eq!(all.len(), 12);
+    }
 
     #[test]
     fn stable_and_warm() {

@@ -367,31 +367,38 @@ impl DirectRenderer {
     }
 
     /// `--colors comm`: the top processes with their colour and share, at
-    /// the header's right.
+    /// the header's right, biggest first (read left to right), as many as
+    /// fit in the right 45% of the header (six at most).
     fn draw_legend(&self, pixmap: &mut Pixmap, frame: &Frame) {
-        let top = frame.tree.processes();
         let total = frame.tree.total();
         let size = self.scale.subtitle_font;
-        let band_h = self.scale.header as f32;
-        let mut x = pixmap.width() as f32 - 16.0;
-        let y = band_h * 0.40;
-        for (comm, n) in top.into_iter().take(4) {
+        let gap = f32::from(size);
+        let sq = f32::from(size) * 0.8;
+        let room = pixmap.width() as f32 * 0.45 - 16.0;
+        let mut entries: Vec<(&str, String, f32)> = Vec::new();
+        let mut width = 0.0;
+        for (comm, n) in frame.tree.processes().into_iter().take(6) {
             let text = format!("{comm} {:.0}%", 100.0 * n as f64 / total.max(1) as f64);
-            let w = self.width_of(&text, size) + f32::from(size) * 1.4;
-            x -= w;
-            if x < pixmap.width() as f32 * 0.55 {
+            let w = sq * 1.4 + self.width_of(&text, size);
+            let more = if entries.is_empty() { w } else { w + gap };
+            if width + more > room {
                 break;
             }
+            width += more;
+            entries.push((comm, text, w));
+        }
+        let y = self.scale.header as f32 * 0.40;
+        let mut x = pixmap.width() as f32 - 16.0 - width;
+        for (comm, text, w) in entries {
             let slot = frame.comm_slots.as_ref().and_then(|s| s.get(comm).copied());
             let [r, g, b] = palette::comm_color(comm, slot);
             let mut paint = Paint::default();
             paint.set_color_rgba8(r, g, b, 0xff);
-            let sq = f32::from(size) * 0.8;
             if let Some(rect) = Rect::from_xywh(x, y - sq, sq, sq) {
                 pixmap.fill_rect(rect, &paint, Transform::identity(), None);
             }
             self.text(pixmap, &text, x + sq * 1.4, y, size, self.look.title());
-            x -= f32::from(size);
+            x += w + gap;
         }
     }
 
