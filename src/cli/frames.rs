@@ -79,7 +79,7 @@ pub struct FrameOptions {
 
     /// Bar colours: hot (by function name), comm (by process, with a
     /// legend), kernel (kernel orange, user red) or diff (red grew, blue
-    /// shrank since the previous frame).
+    /// shrank against the last ~4 frames, with a legend).
     #[arg(long, value_enum, value_name = "MODE", default_value = "hot")]
     pub colors: Colors,
 

@@ -28,6 +28,9 @@ const DEPTH_STEP: usize = 8;
 const SHRINK_AFTER: u64 = 60;
 /// Decay of the live running weights per frame.
 const DECAY: f64 = 0.85;
+/// Weight of the newest frame in the diff colours' baseline (about the
+/// last four frames).
+const DIFF_WEIGHT: f32 = 0.25;
 /// Running weights below this are forgotten (bounded memory).
 const FORGET: f64 = 0.01;
 
@@ -92,9 +95,12 @@ pub struct Arranger {
     /// and the largest it was meanwhile.
     below: u64,
     below_max: usize,
-    /// Share (in % of the frame) of each prefix in the previous frame, for
-    /// the diff colours.
+    /// Share (in % of the frame) of each prefix over the recent frames (a
+    /// moving average), what the diff colours compare a frame against.
     last_shares: PrefixMap<f32>,
+    /// Whether a frame was taken in yet (the first has nothing to differ
+    /// from).
+    has_baseline: bool,
 }
 
 fn round_up(d: usize) -> usize {
@@ -164,25 +170,35 @@ impl Arranger {
         (-((w * 1000.0) as i64), node.name.clone())
     }
 
-    /// How much each bar (by path hash) grew (+) or shrank (-) since the
-    /// previous frame, in points of the frame's share; remembers this
-    /// frame's.
+    /// How much each bar (by path hash) grew (+) or shrank (-) against the
+    /// recent frames (a moving average over about four frames, so one
+    /// frame's sampling noise is not a change), in points of the frame's
+    /// share; takes this frame into the average.
     pub fn deltas(&mut self, tree: &FlameTree) -> PrefixMap<f32> {
         let total = tree.total().max(1) as f64;
         let shares: PrefixMap<f32> = tree.nodes()[1..]
             .iter()
             .map(|n| (n.hash, (100.0 * n.total as f64 / total) as f32))
             .collect();
+        if !self.has_baseline {
+            self.has_baseline = true;
+            self.last_shares = shares.clone();
+        }
         let mut out: PrefixMap<f32> = shares
             .iter()
             .map(|(h, s)| (*h, s - self.last_shares.get(h).copied().unwrap_or(0.0)))
             .collect();
-        // Gone since the last frame: fully shrunk (not drawn, but kept
-        // for consistency).
+        // Gone since: fully shrunk (not drawn, but kept for consistency).
         for (h, s) in &self.last_shares {
             out.entry(*h).or_insert(-s);
         }
-        self.last_shares = shares;
+        for s in self.last_shares.values_mut() {
+            *s *= 1.0 - DIFF_WEIGHT;
+        }
+        for (h, s) in shares {
+            *self.last_shares.entry(h).or_insert(0.0) += DIFF_WEIGHT * s;
+        }
+        self.last_shares.retain(|_, s| *s >= 0.01);
         out
     }
 }
@@ -262,10 +278,19 @@ mod tests {
     #[test]
     fn diffs_say_what_grew() {
         let mut a = Arranger::new();
-        a.deltas(&builder(&[("p;a", 50), ("p;b", 50)]).finish(None, |_| ()));
+        let first = a.deltas(&builder(&[("p;a", 50), ("p;b", 50)]).finish(None, |_| ()));
+        assert!(
+            first.values().all(|d| d.abs() < 1e-3),
+            "nothing to differ from"
+        );
         let d = a.deltas(&builder(&[("p;a", 80), ("p;b", 20)]).finish(None, |_| ()));
         assert!((d[&prefix_hash("p;a")] - 30.0).abs() < 1e-3);
         assert!((d[&prefix_hash("p;b")] + 30.0).abs() < 1e-3);
         assert!(d[&prefix_hash("p")].abs() < 1e-3);
+        // Against the recent frames, not the last one alone: the same
+        // frame again still shows a rise, smaller (the baseline moves up).
+        let again = a.deltas(&builder(&[("p;a", 80), ("p;b", 20)]).finish(None, |_| ()));
+        let g = again[&prefix_hash("p;a")];
+        assert!(g > 0.0 && g < 30.0, "{g}");
     }
 }

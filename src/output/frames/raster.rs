@@ -166,8 +166,10 @@ impl DirectRenderer {
         self.draw_labels(pixmap, &placed, &frame.fit);
         self.draw_root_total(pixmap, &placed, &frame.fit, frame.info.samples);
         self.draw_header(pixmap, &frame.info, frame.tree.is_empty());
-        if self.look.colors == Colors::Comm {
-            self.draw_legend(pixmap, frame);
+        match self.look.colors {
+            Colors::Comm => self.draw_legend(pixmap, frame),
+            Colors::Diff => self.draw_diff_legend(pixmap),
+            _ => {}
         }
         // The bars with their labels (a label may pass its bar's edges by
         // a little), and the "no samples" line.
@@ -399,6 +401,34 @@ impl DirectRenderer {
             }
             self.text(pixmap, &text, x + sq * 1.4, y, size, self.look.title());
             x += w + gap;
+        }
+    }
+
+    /// `--colors diff`: what the colours mean, at the header's right.
+    fn draw_diff_legend(&self, pixmap: &mut Pixmap) {
+        let size = self.scale.subtitle_font;
+        let gap = f32::from(size);
+        let sq = f32::from(size) * 0.8;
+        let entries = [
+            ("grew or new", palette::diff_color(10.0)),
+            ("shrank", palette::diff_color(-10.0)),
+            ("steady, vs the last ~4 frames", palette::diff_color(0.0)),
+        ];
+        let width: f32 = entries
+            .iter()
+            .map(|(t, _)| sq * 1.4 + self.width_of(t, size) + gap)
+            .sum::<f32>()
+            - gap;
+        let y = self.scale.header as f32 * 0.40;
+        let mut x = pixmap.width() as f32 - 16.0 - width;
+        for (text, [r, g, b]) in entries {
+            let mut paint = Paint::default();
+            paint.set_color_rgba8(r, g, b, 0xff);
+            if let Some(rect) = Rect::from_xywh(x, y - sq, sq, sq) {
+                pixmap.fill_rect(rect, &paint, Transform::identity(), None);
+            }
+            self.text(pixmap, text, x + sq * 1.4, y, size, self.look.title());
+            x += sq * 1.4 + self.width_of(text, size) + gap;
         }
     }
 
