@@ -368,67 +368,71 @@ impl DirectRenderer {
         }
     }
 
-    /// `--colors comm`: the top processes with their colour and share, at
-    /// the header's right, biggest first (read left to right), as many as
-    /// fit in the right 45% of the header (six at most).
+    /// `--colors comm`: the top processes (1% or more) with their colour and
+    /// share, at the header's right, biggest first (read left to right), as
+    /// many as fit in the right 45% of the header (six at most).
     fn draw_legend(&self, pixmap: &mut Pixmap, frame: &Frame) {
-        let total = frame.tree.total();
-        let size = self.scale.subtitle_font;
-        let gap = f32::from(size);
-        let sq = f32::from(size) * 0.8;
-        let room = pixmap.width() as f32 * 0.45 - 16.0;
-        let mut entries: Vec<(&str, String, f32)> = Vec::new();
-        let mut width = 0.0;
-        for (comm, n) in frame.tree.processes().into_iter().take(6) {
-            let text = format!("{comm} {:.0}%", 100.0 * n as f64 / total.max(1) as f64);
-            let w = sq * 1.4 + self.width_of(&text, size);
-            let more = if entries.is_empty() { w } else { w + gap };
-            if width + more > room {
-                break;
-            }
-            width += more;
-            entries.push((comm, text, w));
-        }
-        let y = self.scale.header as f32 * 0.40;
-        let mut x = pixmap.width() as f32 - 16.0 - width;
-        for (comm, text, w) in entries {
-            let slot = frame.comm_slots.as_ref().and_then(|s| s.get(comm).copied());
-            let [r, g, b] = palette::comm_color(comm, slot);
-            let mut paint = Paint::default();
-            paint.set_color_rgba8(r, g, b, 0xff);
-            if let Some(rect) = Rect::from_xywh(x, y - sq, sq, sq) {
-                pixmap.fill_rect(rect, &paint, Transform::identity(), None);
-            }
-            self.text(pixmap, &text, x + sq * 1.4, y, size, self.look.title());
-            x += w + gap;
-        }
+        let total = frame.tree.total().max(1) as f64;
+        let entries: Vec<(String, [u8; 3])> = frame
+            .tree
+            .processes()
+            .into_iter()
+            .take(6)
+            // A process under 1% is not worth a place in the key.
+            .filter(|(_, n)| *n as f64 * 100.0 >= total)
+            .map(|(comm, n)| {
+                let slot = frame.comm_slots.as_ref().and_then(|s| s.get(comm).copied());
+                (
+                    format!("{comm} {:.0}%", 100.0 * n as f64 / total),
+                    palette::comm_color(comm, slot),
+                )
+            })
+            .collect();
+        self.draw_key(pixmap, &entries);
     }
 
     /// `--colors diff`: what the colours mean, at the header's right.
     fn draw_diff_legend(&self, pixmap: &mut Pixmap) {
+        let entries = [
+            ("grew or new".to_string(), palette::diff_color(10.0)),
+            ("shrank".to_string(), palette::diff_color(-10.0)),
+            (
+                "steady, vs the last ~4 frames".to_string(),
+                palette::diff_color(0.0),
+            ),
+        ];
+        self.draw_key(pixmap, &entries);
+    }
+
+    /// A key at the header's right: a swatch and a text per entry, read
+    /// left to right, as many entries (in order) as fit in the right 45%
+    /// of the header.
+    fn draw_key(&self, pixmap: &mut Pixmap, entries: &[(String, [u8; 3])]) {
         let size = self.scale.subtitle_font;
         let gap = f32::from(size);
         let sq = f32::from(size) * 0.8;
-        let entries = [
-            ("grew or new", palette::diff_color(10.0)),
-            ("shrank", palette::diff_color(-10.0)),
-            ("steady, vs the last ~4 frames", palette::diff_color(0.0)),
-        ];
-        let width: f32 = entries
-            .iter()
-            .map(|(t, _)| sq * 1.4 + self.width_of(t, size) + gap)
-            .sum::<f32>()
-            - gap;
+        let room = pixmap.width() as f32 * 0.45 - 16.0;
+        let mut shown = Vec::new();
+        let mut width = 0.0;
+        for (text, color) in entries {
+            let w = sq * 1.4 + self.width_of(text, size);
+            let more = if shown.is_empty() { w } else { w + gap };
+            if width + more > room {
+                break;
+            }
+            width += more;
+            shown.push((text, *color, w));
+        }
         let y = self.scale.header as f32 * 0.40;
         let mut x = pixmap.width() as f32 - 16.0 - width;
-        for (text, [r, g, b]) in entries {
+        for (text, [r, g, b], w) in shown {
             let mut paint = Paint::default();
             paint.set_color_rgba8(r, g, b, 0xff);
             if let Some(rect) = Rect::from_xywh(x, y - sq, sq, sq) {
                 pixmap.fill_rect(rect, &paint, Transform::identity(), None);
             }
             self.text(pixmap, text, x + sq * 1.4, y, size, self.look.title());
-            x += sq * 1.4 + self.width_of(text, size) + gap;
+            x += w + gap;
         }
     }
 
