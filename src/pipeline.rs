@@ -232,8 +232,7 @@ fn start_processing(
                     Work::Processes(seen) => {
                         for s in seen {
                             match s {
-                                Seen::Sampled(id, maps) => symbolizer
-                                    .remember_process(id, maps.as_deref().map(Vec::as_slice)),
+                                Seen::Sampled(id, maps) => symbolizer.remember_process(id, maps),
                                 Seen::Exited(id) => symbolizer.process_exited(id),
                             }
                         }

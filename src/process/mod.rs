@@ -21,6 +21,8 @@ pub mod executables;
 pub mod maps;
 pub mod query;
 
+use std::sync::Arc;
+
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::PathBuf;
 
@@ -105,7 +107,8 @@ pub fn has_mappings(pid: u32) -> bool {
 const KEEP_INTERVALS: u64 = 30;
 
 struct Space {
-    maps: Vec<Mapping>,
+    /// Shared with the unwinder (one read per announcement).
+    maps: Arc<Vec<Mapping>>,
     /// Interval it was last looked up in.
     last_used: u64,
     /// Interval its maps were last read in.
@@ -133,15 +136,15 @@ impl ProcessModel {
     /// An address space sampled for the first time, with its executable
     /// mappings as read when it was announced (None if the process was gone
     /// already).
-    pub fn seen(&mut self, id: AspaceId, maps: Option<&[Mapping]>) {
+    pub fn seen(&mut self, id: AspaceId, maps: Option<Arc<Vec<Mapping>>>) {
         let cur = self.current.entry(id.pid).or_insert(id.aspace);
         if id.aspace >= *cur {
             *cur = id.aspace;
         }
-        let read_in = maps.map(|_| self.interval);
-        let maps = maps.map(<[Mapping]>::to_vec).unwrap_or_default();
+        let read_in = maps.as_ref().map(|_| self.interval);
+        let maps = maps.unwrap_or_default();
         let space = self.spaces.entry(id).or_insert(Space {
-            maps: Vec::new(),
+            maps: Arc::default(),
             last_used: self.interval,
             read_in: None,
         });
@@ -176,7 +179,7 @@ impl ProcessModel {
                 .is_none_or(|s| s.read_in != Some(interval));
             if fresh {
                 let maps = self.reader.read(id.pid);
-                self.seen(id, maps.as_deref());
+                self.seen(id, maps.map(Arc::new));
                 if let Some(s) = self.spaces.get_mut(&id) {
                     s.read_in = Some(interval);
                 }
@@ -261,8 +264,8 @@ mod tests {
         let pid = u32::MAX - 7;
         let before = AspaceId { pid, aspace: 0 };
         let after = AspaceId { pid, aspace: 5 };
-        m.seen(before, Some(&maps::parse(A)));
-        m.seen(after, Some(&maps::parse(B)));
+        m.seen(before, Some(Arc::new(maps::parse(A))));
+        m.seen(after, Some(Arc::new(maps::parse(B))));
         let name = |p: Place| match p {
             Place::File { path, offset, .. } => (path, offset),
             other => panic!("{other:?}"),
@@ -303,7 +306,7 @@ mod tests {
         let mut m = ProcessModel::new();
         let id = |pid| AspaceId { pid, aspace: 0 };
         for pid in 0..100 {
-            m.seen(id(u32::MAX - pid), Some(&maps::parse(A)));
+            m.seen(id(u32::MAX - pid), Some(Arc::new(maps::parse(A))));
         }
         for _ in 0..KEEP_INTERVALS {
             m.place(id(u32::MAX), 0x5598a0000010);

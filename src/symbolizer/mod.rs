@@ -184,7 +184,7 @@ impl Symbolizer {
 
     /// An address space the sampler saw for the first time, with its maps
     /// as read then (None if the process was gone already).
-    pub fn remember_process(&mut self, id: AspaceId, maps: Option<&[Mapping]>) {
+    pub fn remember_process(&mut self, id: AspaceId, maps: Option<Arc<Vec<Mapping>>>) {
         self.model.seen(id, maps);
     }
 
@@ -726,7 +726,7 @@ mod tests {
         };
         let mut s = Symbolizer::new();
         let maps = crate::process::query::MapsReader::new().read(pid).unwrap();
-        s.remember_process(AspaceId { pid, aspace: 0 }, Some(&maps));
+        s.remember_process(AspaceId { pid, aspace: 0 }, Some(Arc::new(maps)));
         let p = s.symbolize(&interval);
         let (key, n) = p.counts.iter().next().unwrap();
         assert_eq!(*n, 3);
