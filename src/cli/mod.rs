@@ -473,8 +473,7 @@ impl LiveArgs {
                 Ok::<_, anyhow::Error>(f)
             })
             .transpose()?;
-        if self.quiet && frames.is_none() && video.is_none() && !self.serve && self.output.is_none()
-        {
+        if self.quiet && !makes_frames && self.output.is_none() {
             bail!("-q leaves nothing to make: add -E, -o FILE or -T");
         }
         let feed = if self.serve {
@@ -586,6 +585,15 @@ mod tests {
                 &page[..page.len().min(300)]
             );
         }
+        // install.sh installs exactly these pages.
+        let install = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/install.sh"),
+        )
+        .unwrap();
+        assert!(
+            install.contains(&format!("for sub in {}; do", MAN_PAGES.join(" "))),
+            "scripts/install.sh's page list differs from MAN_PAGES"
+        );
         let mut record = Vec::new();
         Cli::man(Some("record"), &mut record).unwrap();
         assert!(String::from_utf8(record).unwrap().contains("\\-\\-output"));

@@ -21,10 +21,10 @@ pub mod executables;
 pub mod maps;
 pub mod query;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::path::PathBuf;
 
 use self::maps::Mapping;
 
