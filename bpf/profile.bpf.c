@@ -17,6 +17,7 @@
 #define ENOENT 2
 #define EFAULT 14
 #define ENOMEM 12
+#define ENOSPC 28
 #define BPF_F_USER_STACK (1ULL << 8)
 #define BPF_NOEXIST 1
 
@@ -251,13 +252,15 @@ static __always_inline bool tables_loaded(__u32 tgid, __u32 aspace)
 }
 
 /* What the unwinder made of a sample's user stack, before a generation's
- * maps are picked: walked (0, with its hash), no user stack (-EFAULT), or
- * not walked with tables (NOT_WALKED). */
+ * maps are picked: walked (0, with its hash), no user stack (-EFAULT), not
+ * walked with tables (NOT_WALKED), or copied to be walked by user space
+ * (DEFERRED). */
 #define NOT_WALKED 1
+#define DEFERRED 2
 
 static __always_inline int sample(struct bpf_perf_event_data *ctx, void *counts, void *stacks,
 				  void *user_stacks, struct sample_stats *st, __u32 tgid,
-				  __u32 aspace, int walked, __u64 hash)
+				  __u32 aspace, __u32 gen, int walked, __u64 hash)
 {
 	struct stack_key key = {};
 	__u64 *val, one = 1;
@@ -265,6 +268,19 @@ static __always_inline int sample(struct bpf_perf_event_data *ctx, void *counts,
 
 	key.user_stack_id = -ENOENT;
 	key.kernel_stack_id = -ENOENT;
+	if (cfg.kernel_stacks)
+		key.kernel_stack_id = bpf_get_stackid(ctx, stacks, 0);
+	note_stack_error(key.kernel_stack_id, &st->kernel_stack_collision, &st->kernel_stack_nomem);
+	if (walked == DEFERRED) {
+		/* Counted in user space, once walked; `deferred` is bumped after
+		 * the record is out, so a drained generation has all of its. */
+		if (send_deferred(gen, key.kernel_stack_id) == 0) {
+			st->deferred++;
+			return 0;
+		}
+		st->deferred_ring_full++;
+		walked = NOT_WALKED;
+	}
 	if (walked != NOT_WALKED) {
 		if (walked == 0)
 			walked = store_user_stack(user_stacks, hash, st);
@@ -277,10 +293,7 @@ static __always_inline int sample(struct bpf_perf_event_data *ctx, void *counts,
 			st->unwind_not_loaded++;
 		key.user_stack_id = bpf_get_stackid(ctx, stacks, BPF_F_USER_STACK);
 	}
-	if (cfg.kernel_stacks)
-		key.kernel_stack_id = bpf_get_stackid(ctx, stacks, 0);
 	note_stack_error(key.user_stack_id, &st->user_stack_collision, &st->user_stack_nomem);
-	note_stack_error(key.kernel_stack_id, &st->kernel_stack_collision, &st->kernel_stack_nomem);
 
 	key.tgid = tgid;
 	key.aspace = aspace;
@@ -362,12 +375,16 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 	if (!st)
 		return 0;
 	st->taken++;
-	if (cfg.user_stacks && cfg.unwind_mode != UNWIND_MODE_FP && tgid != 0 &&
-	    tables_loaded(tgid, aspace))
-		walked = walk_user_stack(ctx, tgid, aspace, st, &hash);
+	if (cfg.user_stacks && cfg.unwind_mode != UNWIND_MODE_FP && tgid != 0) {
+		if (tables_loaded(tgid, aspace))
+			walked = walk_user_stack(ctx, tgid, aspace, st, &hash);
+		else
+			walked = copy_user_stack(ctx, tgid, aspace) == 0 ? DEFERRED : -EFAULT;
+	}
 	if (gen)
-		return sample(ctx, &counts1, &stacks1, &user_stacks1, st, tgid, aspace, walked, hash);
-	return sample(ctx, &counts0, &stacks0, &user_stacks0, st, tgid, aspace, walked, hash);
+		return sample(ctx, &counts1, &stacks1, &user_stacks1, st, tgid, aspace, gen, walked,
+			      hash);
+	return sample(ctx, &counts0, &stacks0, &user_stacks0, st, tgid, aspace, gen, walked, hash);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

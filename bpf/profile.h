@@ -65,6 +65,17 @@ struct sample_stats {
 	/* Counted samples whose unwound stack did not fit in `user_stacks`:
 	 * their user stack is missing. */
 	__u64 unwind_stacks_full;
+	/* Samples of a process whose tables were not loaded yet, sent whole
+	 * (registers and the top of the user stack) on `deferred_stacks` for
+	 * user space to walk once the tables are built: not in the counts
+	 * hash. taken == counted + lost_hash_full + deferred. */
+	__u64 deferred;
+	/* Of the samples that should have been deferred, those the ring buffer
+	 * had no room for: walked with frame pointers (and `unwind_not_loaded`). */
+	__u64 deferred_ring_full;
+	/* Walks (within unwind_truncated) cut at MAX_STACK_DEPTH frames: the
+	 * stack is deeper than a sample keeps, not stopped early. */
+	__u64 unwind_cut;
 };
 
 /* How user stacks are walked (--unwind). */
@@ -86,6 +97,9 @@ enum unwind_consts {
 	 * the binary search steps over them. */
 	UNWIND_PROC_MAPPINGS = 256,
 	UNWIND_PROC_STEPS = 9,
+	/* Bytes of user stack a deferred sample carries at most: what fits in
+	 * a per-CPU array value (32 KB) with the record's header. */
+	UNWIND_DEFER_BYTES = 32768 - 64,
 };
 
 /* What an unwind row says (see src/unwind/table.rs). */
@@ -134,6 +148,25 @@ struct user_stack {
 	__u32 len;
 	__u32 truncated;
 	__u64 ips[MAX_STACK_DEPTH];
+};
+
+/* A sample deferred for user space to walk (`deferred_stacks`): what the
+ * counts key would hold, the user registers, and the user stack from %rsp
+ * up (`len` bytes; the record is cut after them). */
+struct deferred_stack {
+	__u32 tgid;
+	__u32 aspace;
+	/* The generation the sample belongs to (its interval). */
+	__u32 generation;
+	/* As in stack_key. */
+	__s32 kernel_stack_id;
+	char comm[COMM_LEN];
+	__u64 ip;
+	__u64 sp;
+	__u64 bp;
+	__u32 len;
+	__u32 pad;
+	__u8 stack[UNWIND_DEFER_BYTES];
 };
 
 /* What `new_tgids` announces: an address space seen for the first time. */

@@ -78,7 +78,8 @@ struct walk_state {
 	/* The last frame was a signal frame: `ip` is where the signal hit, not
 	 * a return address. */
 	__u32 after_signal;
-	/* 1: complete (reached the outermost frame); 2: stopped early. */
+	/* 1: complete (reached the outermost frame); 2: stopped early; 3: cut
+	 * at the frame limit. */
 	__u32 done;
 	__u32 unknown_mapping;
 	/* The mapping of the last frame: most callers are in the same file. */
@@ -105,6 +106,7 @@ enum unwind_consts _unwind_consts = UNWIND_SHARD_SHIFT;
 
 #define WALK_COMPLETE 1
 #define WALK_STOPPED 2
+#define WALK_CUT 3
 
 /* Offsets in the ucontext a signal trampoline finds at %rsp (x86-64
  * rt_sigframe after its return address was popped): uc_mcontext starts at
@@ -234,7 +236,7 @@ static long walk_step(__u32 i, void *unused)
 	}
 	n = st->stack.len;
 	if (n >= MAX_STACK_DEPTH) {
-		st->done = WALK_STOPPED;
+		st->done = WALK_CUT;
 		return 1;
 	}
 	st->stack.ips[n] = ip;
@@ -327,6 +329,37 @@ static long walk_step(__u32 i, void *unused)
 
 #define PF_KTHREAD 0x00200000
 
+/* The sampled task's user registers: the sample's own if it interrupted
+ * user mode, else those saved at kernel entry. -EFAULT for a kernel thread
+ * (no user stack). */
+static __always_inline int user_regs(struct bpf_perf_event_data *ctx, __u64 *ip, __u64 *sp,
+				     __u64 *bp)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 cs;
+
+	if (task->flags & PF_KTHREAD)
+		return -EFAULT;
+	/* The context only allows whole-register loads. */
+	cs = *(volatile __u64 *)&ctx->regs.cs;
+	if ((cs & 3) == 3) {
+		/* The sample interrupted user mode: these are its registers. */
+		*ip = ctx->regs.ip;
+		*sp = ctx->regs.sp;
+		*bp = ctx->regs.bp;
+		return 0;
+	}
+	/* In the kernel: the user registers saved at kernel entry. Read
+	 * through a helper, so the compiler can't merge these loads with the
+	 * context loads above (the verifier refuses a moved ctx pointer). */
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+
+	if (bpf_probe_read_kernel(ip, 8, &regs->ip) || bpf_probe_read_kernel(sp, 8, &regs->sp) ||
+	    bpf_probe_read_kernel(bp, 8, &regs->bp))
+		return -EFAULT;
+	return 0;
+}
+
 /*
  * Walks the current task's user stack into the walk scratch and sets *hash
  * to its key. Returns 0 when done, -EFAULT when the task has no user stack.
@@ -340,32 +373,12 @@ static __always_inline int walk_user_stack(struct bpf_perf_event_data *ctx, __u3
 {
 	__u32 zero = 0;
 	struct walk_state *st = bpf_map_lookup_elem(&walk_scratch, &zero);
-	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 hash, cs;
+	__u64 hash;
 
 	if (!st)
 		return -EFAULT;
-	if (task->flags & PF_KTHREAD)
+	if (user_regs(ctx, &st->ip, &st->sp, &st->bp))
 		return -EFAULT;
-	/* The context only allows whole-register loads. */
-	cs = *(volatile __u64 *)&ctx->regs.cs;
-	if ((cs & 3) == 3) {
-		/* The sample interrupted user mode: these are its registers. */
-		st->ip = ctx->regs.ip;
-		st->sp = ctx->regs.sp;
-		st->bp = ctx->regs.bp;
-	} else {
-		/* In the kernel: the user registers saved at kernel entry. Read
-		 * through a helper, so the compiler can't merge these loads with
-		 * the context loads above (the verifier refuses a moved ctx
-		 * pointer). */
-		struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-
-		if (bpf_probe_read_kernel(&st->ip, 8, &regs->ip) ||
-		    bpf_probe_read_kernel(&st->sp, 8, &regs->sp) ||
-		    bpf_probe_read_kernel(&st->bp, 8, &regs->bp))
-			return -EFAULT;
-	}
 	st->tgid = tgid;
 	st->hash = 0xcbf29ce484222325ULL;
 	st->after_signal = 0;
@@ -381,6 +394,8 @@ static __always_inline int walk_user_stack(struct bpf_perf_event_data *ctx, __u3
 	stats->unwound++;
 	if (st->stack.truncated)
 		stats->unwind_truncated++;
+	if (st->done == WALK_CUT)
+		stats->unwind_cut++;
 	if (st->unknown_mapping) {
 		stats->unwind_unknown_mapping++;
 		ask_refresh(tgid, aspace);
@@ -388,6 +403,89 @@ static __always_inline int walk_user_stack(struct bpf_perf_event_data *ctx, __u3
 
 	hash = st->hash ^ st->stack.len ^ ((__u64)st->stack.truncated << 63);
 	*hash_out = hash | 1;
+	return 0;
+}
+
+/*
+ * Deferred unwinding: a sample of a process whose tables are not in the
+ * kernel yet (its first samples, while they are built or read from the
+ * cache) is not walked with frame pointers, which stop at the first
+ * function built without them. Its registers and the top of its user stack
+ * are copied (as `perf --call-graph dwarf` does) and sent to user space,
+ * which walks them with the same tables once they are built
+ * (src/unwind/deferred.rs), so these samples come out whole, in their own
+ * interval.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 * 1024 * 1024);
+} deferred_stacks SEC(".maps");
+
+/* Per CPU: a record is built here, then copied into the ring buffer at
+ * the length it needs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct deferred_stack);
+	__uint(max_entries, 1);
+} defer_scratch SEC(".maps");
+
+struct deferred_stack _deferred_stack = {};
+
+#define PAGE_BYTES 4096
+#define DEFER_HEADER_BYTES 64
+
+/* Copies the registers and user stack of the current task into the
+ * deferral scratch: from %rsp to its page's end, then whole pages until
+ * one can't be read (the stack's top) or the record is full. 0 when there
+ * is something to send, -EFAULT when not (no user stack). */
+static __always_inline int copy_user_stack(struct bpf_perf_event_data *ctx, __u32 tgid,
+					   __u32 aspace)
+{
+	__u32 zero = 0, off, first;
+	struct deferred_stack *d = bpf_map_lookup_elem(&defer_scratch, &zero);
+
+	if (!d)
+		return -EFAULT;
+	if (user_regs(ctx, &d->ip, &d->sp, &d->bp))
+		return -EFAULT;
+	d->tgid = tgid;
+	d->aspace = aspace;
+	d->len = 0;
+	first = PAGE_BYTES - (d->sp & (PAGE_BYTES - 1));
+	if (first > PAGE_BYTES)
+		return -EFAULT;
+	if (bpf_probe_read_user(d->stack, first, (void *)d->sp))
+		return 0; /* no stack to read: the leaf alone */
+	off = first;
+	for (int i = 0; i < UNWIND_DEFER_BYTES / PAGE_BYTES; i++) {
+		if (off > UNWIND_DEFER_BYTES - PAGE_BYTES)
+			break;
+		if (bpf_probe_read_user(d->stack + off, PAGE_BYTES, (void *)(d->sp + off)))
+			break;
+		off += PAGE_BYTES;
+	}
+	d->len = off;
+	return 0;
+}
+
+/* Sends the sample copied by copy_user_stack, with the rest of its key;
+ * 0 when sent, -ENOSPC when the ring buffer is full. */
+static __always_inline int send_deferred(__u32 generation, __s32 kernel_stack_id)
+{
+	__u32 zero = 0, len;
+	struct deferred_stack *d = bpf_map_lookup_elem(&defer_scratch, &zero);
+
+	if (!d)
+		return -EFAULT;
+	d->generation = generation;
+	d->kernel_stack_id = kernel_stack_id;
+	bpf_get_current_comm(&d->comm, sizeof(d->comm));
+	len = d->len;
+	if (len > UNWIND_DEFER_BYTES)
+		len = UNWIND_DEFER_BYTES;
+	if (bpf_ringbuf_output(&deferred_stacks, d, DEFER_HEADER_BYTES + len, 0))
+		return -ENOSPC;
 	return 0;
 }
 

@@ -16,7 +16,7 @@ const ENOENT: i32 = 2;
 const EEXIST: i32 = 17;
 
 /// One half of a raw stack.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum RawStack {
     /// Not collected, or no such stack.
     Absent,
@@ -56,6 +56,35 @@ pub struct Interval {
     pub samples: Vec<RawSample>,
     /// Accounting.
     pub loss: LossReport,
+}
+
+/// A sample whose user stack is still to be walked: taken before its
+/// process's unwind tables were loaded, it came whole from the kernel
+/// (registers and the top of the user stack) and the unwinder walks it
+/// once they are (see [`crate::unwind::deferred`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingSample {
+    /// Process id.
+    pub tgid: u32,
+    /// Which of its address spaces.
+    pub aspace: u32,
+    /// Thread name.
+    pub comm: String,
+    /// Kernel stack.
+    pub kernel: RawStack,
+    /// The user registers.
+    pub regs: crate::unwind::deferred::UserRegs,
+    /// The user stack from `regs.sp` up.
+    pub stack: Vec<u8>,
+}
+
+/// The pending samples' user stacks, walked: what joins the interval.
+#[derive(Debug, Clone, Default)]
+pub struct WalkedSamples {
+    /// The samples, with their user stacks.
+    pub samples: Vec<RawSample>,
+    /// How they were walked.
+    pub unwind: crate::sampler::UnwindCounts,
 }
 
 /// profile.py's `stack_id_err`: a negative id other than -EFAULT (and our
@@ -115,10 +144,20 @@ pub fn collect(batch: &RawBatch, index: u64, start: Duration, duration: Duration
             count: e.count,
         });
     }
+    // Deferred samples are in the profile (once walked): accounted here.
+    for d in &batch.deferred {
+        loss.counted += 1;
+        if resolve(d.kernel_stack_id, batch) == RawStack::Missed {
+            loss.missing_stacks += 1;
+            loss.missed_stack_samples += 1;
+            loss.stack_collision |= d.kernel_stack_id == -EEXIST;
+        }
+    }
     // What the program counted but the map did not hold (can't happen with
     // a quiet map): report it as lost in flight rather than hide it.
-    if batch.stats.counted > loss.counted {
-        loss.lost_in_flight += batch.stats.counted - loss.counted;
+    let program_counted = batch.stats.counted + batch.stats.deferred;
+    if program_counted > loss.counted {
+        loss.lost_in_flight += program_counted - loss.counted;
     }
     Interval {
         index,
@@ -127,6 +166,23 @@ pub fn collect(batch: &RawBatch, index: u64, start: Duration, duration: Duration
         samples,
         loss,
     }
+}
+
+/// Takes a batch's deferred samples, their kernel stacks resolved, for the
+/// unwinder to walk (they were accounted for by [`collect`]).
+pub fn pending(batch: &mut RawBatch) -> Vec<PendingSample> {
+    let deferred = std::mem::take(&mut batch.deferred);
+    deferred
+        .into_iter()
+        .map(|d| PendingSample {
+            tgid: d.tgid,
+            aspace: d.aspace,
+            kernel: resolve(d.kernel_stack_id, batch),
+            comm: d.comm,
+            regs: d.regs,
+            stack: d.stack,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -193,5 +249,46 @@ mod tests {
         assert_eq!(iv.loss.counted, 5);
         assert_eq!(iv.loss.lost(), 2);
         assert_eq!(iv.loss.taken, iv.loss.counted + iv.loss.lost());
+    }
+
+    fn deferred(kernel_stack_id: i32) -> crate::sampler::DeferredSample {
+        crate::sampler::DeferredSample {
+            tgid: 9,
+            aspace: 1,
+            generation: 0,
+            kernel_stack_id,
+            comm: "cc1".into(),
+            regs: Default::default(),
+            stack: vec![0; 16],
+        }
+    }
+
+    #[test]
+    fn deferred_samples_are_counted_once_and_a_missing_record_is_lost() {
+        let mut batch = RawBatch {
+            entries: vec![entry(1, -EFAULT, 2)],
+            stacks: [(1, vec![0x10]), (4, vec![0xffff_0000])].into(),
+            stats: SampleStats {
+                taken: 6,
+                counted: 2,
+                deferred: 4,
+                ..Default::default()
+            },
+            // One of the four records never arrived.
+            deferred: vec![deferred(4), deferred(-EFAULT), deferred(-EEXIST)],
+            ..Default::default()
+        };
+        let iv = collect(&batch, 0, Duration::ZERO, Duration::ZERO);
+        assert_eq!(iv.loss.counted, 5);
+        assert_eq!(iv.loss.lost_in_flight, 1);
+        assert_eq!(iv.loss.taken, iv.loss.counted + iv.loss.lost());
+        assert_eq!(iv.loss.missed_stack_samples, 1);
+        assert_eq!(iv.samples.len(), 1, "deferred samples join once walked");
+        let p = pending(&mut batch);
+        assert_eq!(p.len(), 3);
+        assert_eq!(p[0].kernel, RawStack::Addrs(vec![0xffff_0000]));
+        assert_eq!(p[1].kernel, RawStack::Absent);
+        assert_eq!(p[2].kernel, RawStack::Missed);
+        assert!(batch.deferred.is_empty());
     }
 }

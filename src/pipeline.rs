@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::cli::RunConfig;
-use crate::collector::{self, Interval};
+use crate::collector::{self, Interval, WalkedSamples};
 use crate::export::{ExportFormat, ExportOutput};
 use crate::output::feed::FeedOutput;
 use crate::output::frames::FramesOutput;
@@ -111,9 +111,14 @@ enum Work {
     /// mappings as read on the sampling thread as soon as they were
     /// announced (None: gone already), and processes that exited, in order.
     Processes(Vec<Seen>),
-    /// An interval to symbolize and output.
-    Interval(Interval),
+    /// An interval to symbolize and output, and (with how many there are)
+    /// its deferred samples, walked by the unwinder thread.
+    Interval(Interval, Option<Deferred>),
 }
+
+/// An interval's deferred samples: how many, and where the unwinder sends
+/// them once walked.
+type Deferred = (u64, mpsc::Receiver<WalkedSamples>);
 
 /// One process event, with what was read of it.
 enum Seen {
@@ -237,7 +242,10 @@ fn start_processing(
                             }
                         }
                     }
-                    Work::Interval(interval) => {
+                    Work::Interval(mut interval, deferred) => {
+                        if let Some((n, rx)) = deferred {
+                            join_deferred(&mut interval, n, rx.recv().ok());
+                        }
                         let t = Instant::now();
                         let profile = symbolizer.symbolize(&interval);
                         symbolize_times.push(t.elapsed());
@@ -344,7 +352,12 @@ pub fn run(cfg: RunConfig) -> Result<()> {
             Some(dir) => TableCache::open(dir, crate::unwind::cache::DEFAULT_MAX_BYTES),
             None => TableCache::disabled(),
         };
-        let u = Unwinder::start(sampler.unwind_maps()?, cfg.sampler.unwind_memory, cache)?;
+        let u = Unwinder::start(
+            sampler.unwind_maps()?,
+            cfg.sampler.unwind_memory,
+            cache,
+            cfg.sampler.unwind,
+        )?;
         preload(&u, &cfg.sampler);
         Some(u)
     } else {
@@ -462,11 +475,15 @@ fn preload(unwinder: &Unwinder, cfg: &crate::sampler::SamplerConfig) {
 fn unwind_line(loss: &LossReport, u: &UnwindStats) -> String {
     let w = &loss.unwind;
     format!(
-        "stats: unwind: {} samples walked with tables ({} stopped early, {} crossed unknown code), {} with frame pointers before their tables were loaded, {} stacks did not fit; {} files ({} without CFI, {} rows) built in {:.0} ms (summed over threads), longest load {:.0} ms, {} loads, {} MB of shards{}{}",
-        w.unwound,
-        w.truncated,
+        "stats: unwind: {} samples walked with tables ({} of them in user space, taken before their tables were loaded; {} stopped early, {} cut at {} frames, {} crossed unknown code), {} with frame pointers before their tables were loaded ({} for a full ring buffer), {} stacks did not fit; {} files ({} without CFI, {} rows) built in {:.0} ms (summed over threads), longest load {:.0} ms, {} loads, {} MB of shards{}{}",
+        w.unwound + w.deferred,
+        w.deferred,
+        (w.truncated + w.deferred_truncated).saturating_sub(w.cut),
+        w.cut,
+        crate::unwind::deferred::MAX_FRAMES,
         w.unknown_mapping,
         w.not_loaded,
+        w.deferred_ring_full,
         w.stacks_full,
         u.files_built,
         u.files_without_cfi,
@@ -548,18 +565,32 @@ fn sample(
         let boundary = now >= next_cut && deadline.is_none_or(|d| next_cut < d);
         if boundary || end {
             let t = Instant::now();
-            let batch = sampler.drain()?;
+            let mut batch = sampler.drain()?;
             drain_times.push(t.elapsed());
             let cut = Instant::now();
-            let interval =
+            // Announcements of processes sampled just before the cut: the
+            // unwinder loads them before it walks the deferred samples.
+            let events = sampler.poll_process_events(Duration::ZERO)?;
+            on_events(events, &mut reader, unwinder, &mut seen);
+            let mut interval =
                 collector::collect(&batch, index, interval_start - t0, cut - interval_start);
+            let pending = collector::pending(&mut batch);
+            let n = pending.len() as u64;
+            let deferred = match unwinder {
+                Some(u) => u.end_interval(pending).map(|rx| (n, rx)),
+                None => {
+                    // Nothing defers without an unwinder: report, never hide.
+                    join_deferred(&mut interval, n, None);
+                    None
+                }
+            };
             // What the processing thread needs before this interval, in one
             // hand-off (one wake-up) per interval.
             if !seen.is_empty() {
                 send(Work::Processes(std::mem::take(&mut seen)))?;
             }
             status.interval(&interval.loss);
-            send(Work::Interval(interval))?;
+            send(Work::Interval(interval, deferred))?;
             index += 1;
             interval_start = cut;
             if boundary {
@@ -575,25 +606,47 @@ fn sample(
         let until = deadline.map_or(next_cut, |d| d.min(next_cut));
         let wait = until.saturating_duration_since(Instant::now()).min(TICK);
         let events = sampler.poll_process_events(wait)?;
-        if !events.is_empty() {
-            // Read now: a short-lived process may be gone by the time the
-            // processing thread gets to it. One read, shared by the
-            // unwinder and the process model.
-            seen.extend(events.into_iter().map(|event| match event {
-                ProcessEvent::Sampled(id) => {
-                    let maps = reader.read(id.pid).map(Arc::new);
-                    if let (Some(u), Some(m)) = (unwinder, &maps) {
-                        u.process(id, m.clone());
-                    }
-                    Seen::Sampled(id, maps)
-                }
-                ProcessEvent::Exited(id) => {
-                    if let Some(u) = unwinder {
-                        u.exited(id);
-                    }
-                    Seen::Exited(id)
-                }
-            }));
+        on_events(events, &mut reader, unwinder, &mut seen);
+    }
+}
+
+/// Reads the maps of each process announced, at once (a short-lived
+/// process may be gone by the time the processing thread gets to it), and
+/// hands them to the unwinder; one read, shared with the process model.
+fn on_events(
+    events: Vec<ProcessEvent>,
+    reader: &mut MapsReader,
+    unwinder: Option<&Unwinder>,
+    seen: &mut Vec<Seen>,
+) {
+    seen.extend(events.into_iter().map(|event| match event {
+        ProcessEvent::Sampled(id) => {
+            let maps = reader.read(id.pid).map(Arc::new);
+            if let (Some(u), Some(m)) = (unwinder, &maps) {
+                u.process(id, m.clone());
+            }
+            Seen::Sampled(id, maps)
+        }
+        ProcessEvent::Exited(id) => {
+            if let Some(u) = unwinder {
+                u.exited(id);
+            }
+            Seen::Exited(id)
+        }
+    }));
+}
+
+/// Adds an interval's `n` deferred samples, walked; if the unwinder could
+/// not answer, they are reported lost instead of counted.
+fn join_deferred(interval: &mut Interval, n: u64, walked: Option<WalkedSamples>) {
+    match walked {
+        Some(w) => {
+            interval.samples.extend(w.samples);
+            interval.loss.unwind.add(&w.unwind);
+        }
+        None => {
+            interval.loss.counted = interval.loss.counted.saturating_sub(n);
+            interval.loss.lost_in_flight = interval.loss.lost_in_flight.saturating_add(n);
         }
     }
 }

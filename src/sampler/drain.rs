@@ -40,6 +40,8 @@ pub struct SampleStats {
     pub counted: u64,
     /// Samples dropped because the counts hash was full.
     pub lost_hash_full: u64,
+    /// Samples sent whole for user space to walk (not in the counts hash).
+    pub deferred: u64,
     /// Counted samples whose user stack id was -EEXIST (stack map collision).
     pub user_stack_collision: u64,
     /// Counted samples whose user stack id was another error (e.g. -ENOMEM).
@@ -66,6 +68,17 @@ pub struct UnwindCounts {
     pub not_loaded: u64,
     /// Walked stacks that did not fit in the map (user stack missing).
     pub stacks_full: u64,
+    /// Samples taken before their tables were loaded and walked in user
+    /// space with them once they were (deferred unwinding).
+    pub deferred: u64,
+    /// Of those, walks that stopped before the outermost frame.
+    pub deferred_truncated: u64,
+    /// Samples that should have been deferred but found the ring buffer
+    /// full (walked with frame pointers, within `not_loaded`).
+    pub deferred_ring_full: u64,
+    /// Walks, in the kernel or deferred, cut at the frame limit (127)
+    /// rather than stopped early: the stack is deeper than a sample keeps.
+    pub cut: u64,
 }
 
 impl UnwindCounts {
@@ -76,6 +89,10 @@ impl UnwindCounts {
         self.unknown_mapping = self.unknown_mapping.saturating_add(o.unknown_mapping);
         self.not_loaded = self.not_loaded.saturating_add(o.not_loaded);
         self.stacks_full = self.stacks_full.saturating_add(o.stacks_full);
+        self.deferred = self.deferred.saturating_add(o.deferred);
+        self.deferred_truncated = self.deferred_truncated.saturating_add(o.deferred_truncated);
+        self.deferred_ring_full = self.deferred_ring_full.saturating_add(o.deferred_ring_full);
+        self.cut = self.cut.saturating_add(o.cut);
     }
 }
 
@@ -93,6 +110,9 @@ pub struct RawBatch {
     /// Samples the program had taken but not finished when the drain gave up
     /// waiting for it (should stay 0; reported as lost if not).
     pub in_flight: u64,
+    /// Samples sent whole for user space to walk (their kernel stacks are
+    /// in `stacks`).
+    pub deferred: Vec<super::DeferredSample>,
 }
 
 /// How long to wait for programs still running on the old generation. BPF
@@ -120,6 +140,7 @@ pub(super) fn drain_generation(
     maps: GenerationMaps<'_>,
     bufs: &mut DrainBuffers,
     zero_stats: &[Vec<u8>],
+    take_deferred: impl FnOnce() -> Result<Vec<super::DeferredSample>>,
 ) -> Result<RawBatch> {
     let GenerationMaps {
         counts,
@@ -132,16 +153,19 @@ pub(super) fn drain_generation(
     std::thread::sleep(Duration::from_micros(500));
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     let mut stats = read_stats(stats_map, generation)?;
-    while stats.taken != stats.counted + stats.lost_hash_full && Instant::now() < deadline {
+    let done = |s: &SampleStats| s.counted + s.lost_hash_full + s.deferred;
+    while stats.taken != done(&stats) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
         stats = read_stats(stats_map, generation)?;
     }
-    let in_flight = stats.taken - (stats.counted + stats.lost_hash_full).min(stats.taken);
+    let in_flight = stats.taken - done(&stats).min(stats.taken);
 
     let entries = drain_counts(counts, &mut bufs.counts)?;
+    let deferred = take_deferred()?;
     let mut ids: Vec<i32> = entries
         .iter()
         .flat_map(|e| [e.user_stack_id, e.kernel_stack_id])
+        .chain(deferred.iter().map(|d| d.kernel_stack_id))
         .filter(|id| *id >= 0)
         .collect();
     ids.sort_unstable();
@@ -164,6 +188,7 @@ pub(super) fn drain_generation(
         walked,
         stats,
         in_flight,
+        deferred,
     })
 }
 
@@ -253,6 +278,7 @@ pub(super) fn read_stats(stats_map: &MapMut<'_>, generation: u32) -> Result<Samp
         sum.taken += s.taken;
         sum.counted += s.counted;
         sum.lost_hash_full += s.lost_hash_full;
+        sum.deferred += s.deferred;
         sum.user_stack_collision += s.user_stack_collision;
         sum.user_stack_nomem += s.user_stack_nomem;
         sum.kernel_stack_collision += s.kernel_stack_collision;
@@ -263,6 +289,9 @@ pub(super) fn read_stats(stats_map: &MapMut<'_>, generation: u32) -> Result<Samp
             unknown_mapping: s.unwind_unknown_mapping,
             not_loaded: s.unwind_not_loaded,
             stacks_full: s.unwind_stacks_full,
+            deferred_ring_full: s.deferred_ring_full,
+            cut: s.unwind_cut,
+            ..Default::default()
         });
     }
     Ok(sum)

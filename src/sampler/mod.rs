@@ -6,6 +6,7 @@
 //! [`RawBatch`] of stack ids, addresses and counters.
 
 mod batch;
+mod deferred;
 mod drain;
 pub mod perf_event;
 pub mod program;
@@ -22,6 +23,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, MapType, OpenMapMut, RingBuffer};
 
+pub use deferred::DeferredSample;
 pub use drain::{RawBatch, RawEntry, SampleStats, UnwindCounts};
 
 pub use perf_event::{SampleEvent, SampleRate};
@@ -149,6 +151,11 @@ pub struct Sampler {
     generation: u32,
     cpus: Vec<u32>,
     new_tgids: Option<(RingBuffer<'static>, mpsc::Receiver<ProcessEvent>)>,
+    /// Samples deferred for user space to walk, as the ring buffer
+    /// delivers them ...
+    deferred_ring: (RingBuffer<'static>, mpsc::Receiver<DeferredSample>),
+    /// ... and kept until the drain of their generation.
+    deferred: Vec<DeferredSample>,
     zero_stats: Vec<Vec<u8>>,
     event: SampleEvent,
     /// Until [`Sampler::attach`]: the rate to sample at.
@@ -284,6 +291,20 @@ impl Sampler {
             .build()
             .context("failed to set up the new-process ring buffer")?;
 
+        let (tx, deferred_rx) = mpsc::channel();
+        let mut builder = libbpf_rs::RingBufferBuilder::new();
+        builder
+            .add(&skel.maps.deferred_stacks, move |data: &[u8]| {
+                if let Some(d) = deferred::parse(data) {
+                    let _ = tx.send(d);
+                }
+                0
+            })
+            .context("failed to set up the deferred-stack ring buffer")?;
+        let deferred_ring = builder
+            .build()
+            .context("failed to set up the deferred-stack ring buffer")?;
+
         let zero_stats = drain::zero_stats(&skel.maps.stats)?;
         let mut sampler = Sampler {
             zero_stats,
@@ -292,6 +313,8 @@ impl Sampler {
             generation: 0,
             cpus: cpus.clone(),
             new_tgids: Some((ringbuf, rx)),
+            deferred_ring: (deferred_ring, deferred_rx),
+            deferred: Vec::new(),
             event: SampleEvent::CpuClock,
             rate: None,
             drain_buffers: Default::default(),
@@ -364,7 +387,20 @@ impl Sampler {
                 Err(err)
             }
         })?;
-        Ok(rx.try_iter().collect())
+        let events = rx.try_iter().collect();
+        // After the announcements: a deferred sample is then never handed
+        // on before the announcement of its process.
+        self.take_deferred()?;
+        Ok(events)
+    }
+
+    /// Moves what the deferred-stack ring buffer holds into `deferred`.
+    fn take_deferred(&mut self) -> Result<()> {
+        let (ring, rx) = &self.deferred_ring;
+        ring.consume()
+            .context("failed to read the deferred-stack ring buffer")?;
+        self.deferred.extend(rx.try_iter());
+        Ok(())
     }
 
     /// Ends the current interval: flips the BPF program to the other map set,
@@ -382,7 +418,15 @@ impl Sampler {
         // SAFETY: a valid, aligned pointer into the mmap'ed .bss; volatile so
         // the store is not elided (the BPF program reads it concurrently).
         unsafe { std::ptr::write_volatile(&mut bss.generation, self.generation) };
-        let maps = &self.skel.maps;
+        let Sampler {
+            skel,
+            deferred_ring: (ring, rx),
+            deferred,
+            drain_buffers,
+            zero_stats,
+            ..
+        } = self;
+        let maps = &skel.maps;
         let (counts, stacks, walked) = if old == 0 {
             (&maps.counts0, &maps.stacks0, &maps.user_stacks0)
         } else {
@@ -396,8 +440,20 @@ impl Sampler {
                 stacks,
                 walked,
             },
-            &mut self.drain_buffers,
-            &self.zero_stats,
+            drain_buffers,
+            zero_stats,
+            || {
+                // Called once the programs on `old` are done: every record
+                // of it is in the ring by now.
+                ring.consume()
+                    .context("failed to read the deferred-stack ring buffer")?;
+                deferred.extend(rx.try_iter());
+                let (mine, later): (Vec<_>, Vec<_>) = std::mem::take(deferred)
+                    .into_iter()
+                    .partition(|d| d.generation == old);
+                *deferred = later;
+                Ok(mine)
+            },
         )
     }
 

@@ -14,7 +14,7 @@ use std::ptr::NonNull;
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{libbpf_sys, MapCore, MapFlags, MapHandle, MapType};
 
-use super::table::Row;
+use super::table::{Kind, Row};
 
 /// Rows per shard and its shift (bpf/profile.h's `unwind_consts`).
 pub const SHARD_SHIFT: u32 = 17;
@@ -55,6 +55,26 @@ impl Drop for MappedRows {
 }
 
 impl MappedRows {
+    fn read(&self, slot: u32) -> Row {
+        assert!(slot < SHARD_ROWS);
+        let mut b = [0u8; ROW_BYTES];
+        // SAFETY: slot < SHARD_ROWS, so the 8 bytes are inside the mapping.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.rows.as_ptr().add(slot as usize * ROW_BYTES),
+                b.as_mut_ptr(),
+                ROW_BYTES,
+            )
+        };
+        Row {
+            pc: u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+            cfa_offset: i16::from_ne_bytes([b[4], b[5]]),
+            // A kind this build does not know reads as "no CFI here".
+            kind: Kind::from_u8(b[6]).unwrap_or(Kind::None),
+            rbp_offset8: b[7] as i8,
+        }
+    }
+
     fn write(&mut self, slot: u32, row: &Row) {
         let mut bytes = [0u8; ROW_BYTES];
         bytes[0..4].copy_from_slice(&row.pc.to_ne_bytes());
@@ -198,6 +218,24 @@ impl RowSpace {
                 self.free.pop();
             }
         }
+    }
+
+    /// Reads back `n` rows from `start` (what the BPF walker sees), for
+    /// walks done in user space.
+    pub fn read(&self, start: u32, n: u32) -> Result<Vec<Row>> {
+        let mut out = Vec::with_capacity(n as usize);
+        let mut mapped: Option<(usize, MappedRows)> = None;
+        for index in start..start.checked_add(n).context("row range overflows")? {
+            let shard = (index >> SHARD_SHIFT) as usize;
+            let s = self.shards.get(shard).context("row beyond the shards")?;
+            if mapped.as_ref().is_none_or(|(at, _)| *at != shard) {
+                mapped = Some((shard, s.map_rows()?));
+            }
+            if let Some((_, m)) = &mapped {
+                out.push(m.read(index & (SHARD_ROWS - 1)));
+            }
+        }
+        Ok(out)
     }
 
     /// Writes `rows` at `start`, creating shards (and putting them in the

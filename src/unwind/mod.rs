@@ -9,11 +9,13 @@
 //! address space's memory maps as soon as it is announced (first sample,
 //! again shortly after, and whenever the walker meets code in no known
 //! mapping, a library loaded since). Tables are built in parallel, off the
-//! sampling thread; until a process's tables are in, its samples are walked
-//! with frame pointers and counted as such. Tables no process maps any more
-//! stay cached until the memory budget needs their room.
+//! sampling thread; until a process's tables are in, its samples come whole
+//! from the kernel and are walked here once they are ([`deferred`]), at the
+//! end of their interval. Tables no process maps any more stay cached until
+//! the memory budget needs their room.
 
 pub mod cache;
+pub mod deferred;
 pub mod loader;
 pub mod table;
 
@@ -27,10 +29,12 @@ use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 use rayon::prelude::*;
 
+use crate::collector::{PendingSample, RawSample, RawStack, WalkedSamples};
 use crate::process::executables::{Attached, Executables, MappingRef};
 use crate::process::maps::Mapping;
 use crate::process::{has_mappings, AspaceId, FileId};
 
+use self::deferred::{Fallback, StackCopy, WalkMapping};
 use self::loader::{RowSpace, UnwindMaps};
 
 /// How user stacks are walked (`--unwind`).
@@ -77,8 +81,13 @@ pub struct UnwindStats {
 enum Msg {
     /// An address space's executable mappings, as read when announced.
     Process(AspaceId, Arc<Vec<Mapping>>, Instant),
-    /// A process exited (the BPF exit event).
+    /// A process exited (the BPF exit event). Applied after the next
+    /// `Interval`: the samples it took before it exited may still need its
+    /// mappings.
     Exited(AspaceId),
+    /// An interval ended: its deferred samples to walk, and where to send
+    /// them walked.
+    Interval(Vec<PendingSample>, Option<mpsc::Sender<WalkedSamples>>),
     /// Answered once everything sent before it is loaded.
     Barrier(mpsc::Sender<()>),
 }
@@ -95,12 +104,18 @@ impl Unwinder {
         maps: UnwindMaps,
         budget_bytes: u64,
         cache: cache::TableCache,
+        mode: UnwindMode,
     ) -> Result<Unwinder> {
         let (tx, rx) = mpsc::channel();
+        let fallback = if mode == UnwindMode::Dwarf {
+            Fallback::Stop
+        } else {
+            Fallback::FramePointers
+        };
         let thread = std::thread::Builder::new()
             .name("unwind".into())
             .spawn(move || {
-                let mut state = State::new(maps, budget_bytes, cache);
+                let mut state = State::new(maps, budget_bytes, cache, fallback);
                 state.run(rx);
                 state.stats.shard_bytes = state.space.bytes();
                 state.stats.cache = state.cache.stats();
@@ -125,6 +140,25 @@ impl Unwinder {
         if let Some(tx) = &self.tx {
             let _ = tx.send(Msg::Exited(id));
         }
+    }
+
+    /// An interval ended: walks its deferred samples (after loading what
+    /// was announced before) and answers with them; None when there are
+    /// none. Exits announced so far are applied after it.
+    pub fn end_interval(
+        &self,
+        pending: Vec<PendingSample>,
+    ) -> Option<mpsc::Receiver<WalkedSamples>> {
+        let tx = self.tx.as_ref()?;
+        if pending.is_empty() {
+            let _ = tx.send(Msg::Interval(Vec::new(), None));
+            return None;
+        }
+        let (reply, rx) = mpsc::channel();
+        // If the thread is gone, the receiver says so (and the samples are
+        // reported lost by whoever waits for them).
+        let _ = tx.send(Msg::Interval(pending, Some(reply)));
+        Some(rx)
     }
 
     /// Waits up to `timeout` for everything sent so far to be loaded.
@@ -169,6 +203,10 @@ struct State {
     stats: UnwindStats,
     last_sweep: Instant,
     cache: cache::TableCache,
+    /// How deferred walks step code without a table.
+    fallback: Fallback,
+    /// Exits not applied yet (see `Msg::Exited`).
+    exits: Vec<AspaceId>,
 }
 
 /// How often processes that exited are looked for in /proc: exits come
@@ -177,9 +215,16 @@ struct State {
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 impl State {
-    fn new(maps: UnwindMaps, budget_bytes: u64, cache: cache::TableCache) -> State {
+    fn new(
+        maps: UnwindMaps,
+        budget_bytes: u64,
+        cache: cache::TableCache,
+        fallback: Fallback,
+    ) -> State {
         State {
             cache,
+            fallback,
+            exits: Vec::new(),
             maps,
             space: RowSpace::new(budget_bytes),
             exes: Executables::new(),
@@ -213,15 +258,17 @@ impl State {
         // The latest maps of each pid win.
         let mut latest: HashMap<u32, (AspaceId, Arc<Vec<Mapping>>, Instant)> = HashMap::new();
         let mut barriers = Vec::new();
+        // Each interval's samples, and how many exits came before it.
+        let mut intervals = Vec::new();
         for msg in batch {
             let (id, exec, at) = match msg {
                 Msg::Process(id, exec, at) => (id, exec, at),
                 Msg::Exited(id) => {
-                    // Exit comes after every announcement of the process.
-                    if latest.get(&id.pid).is_some_and(|e| e.0 == id) {
-                        latest.remove(&id.pid);
-                    }
-                    self.unload(id.pid, Some(id.aspace));
+                    self.exits.push(id);
+                    continue;
+                }
+                Msg::Interval(pending, reply) => {
+                    intervals.push((pending, reply, self.exits.len()));
                     continue;
                 }
                 Msg::Barrier(tx) => {
@@ -309,10 +356,93 @@ impl State {
             self.stats.loads += 1;
             self.stats.max_load_latency = self.stats.max_load_latency.max(at.elapsed());
         }
+        let mut applied = 0;
+        for (pending, reply, exits_before) in intervals {
+            if let Some(reply) = reply {
+                let _ = reply.send(self.walk_deferred(pending));
+            }
+            // Processes that exited before this interval ended took their
+            // last samples in it or earlier: their mappings can go now.
+            let exits: Vec<AspaceId> = self.exits.drain(..exits_before - applied).collect();
+            applied = exits_before;
+            for id in exits {
+                self.unload(id.pid, Some(id.aspace));
+            }
+        }
         for b in barriers {
             let _ = b.send(());
         }
         Ok(())
+    }
+
+    /// Walks deferred samples with the tables of their processes, as
+    /// loaded now; a process not loaded (its maps could not be read) is
+    /// walked as the kernel would have: by frame pointers.
+    fn walk_deferred(&mut self, pending: Vec<PendingSample>) -> WalkedSamples {
+        let mut out = WalkedSamples::default();
+        let mut rows: HashMap<(u32, u32), Option<Vec<table::Row>>> = HashMap::new();
+        let mut merged: HashMap<(u32, u32, String, Vec<u64>, RawStack), u64> = HashMap::new();
+        for p in pending {
+            let process = self
+                .exes
+                .process(p.tgid)
+                .filter(|proc| proc.aspace == p.aspace);
+            // (start, end, bias, table) of each executable mapping.
+            let ranges: Vec<(u64, u64, u64, FileTable)> = process
+                .map(|proc| {
+                    proc.mappings
+                        .iter()
+                        .map(|m| {
+                            let table = m.file.and_then(|f| *self.exes.state(&f)?);
+                            (m.start, m.end, m.start.wrapping_sub(m.offset), table)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (_, _, _, table) in &ranges {
+                if let Some(t) = table {
+                    rows.entry(*t)
+                        .or_insert_with(|| self.space.read(t.0, t.1).ok());
+                }
+            }
+            let mappings: Vec<WalkMapping<'_>> = ranges
+                .iter()
+                .map(|(start, end, bias, table)| WalkMapping {
+                    start: *start,
+                    end: *end,
+                    bias: *bias,
+                    rows: table.and_then(|t| rows.get(&t)?.as_deref()),
+                })
+                .collect();
+            let stack = StackCopy {
+                base: p.regs.sp,
+                bytes: &p.stack,
+            };
+            let walk = deferred::walk(p.regs, &stack, &mappings, self.fallback);
+            let u = &mut out.unwind;
+            if process.is_some() {
+                u.deferred += 1;
+                u.deferred_truncated += u64::from(!walk.complete);
+                u.cut += u64::from(walk.cut);
+            } else {
+                u.not_loaded += 1;
+            }
+            *merged
+                .entry((p.tgid, p.aspace, p.comm, walk.ips, p.kernel))
+                .or_default() += 1;
+        }
+        out.samples = merged
+            .into_iter()
+            .map(|((tgid, aspace, comm, ips, kernel), count)| RawSample {
+                tgid,
+                aspace,
+                comm,
+                user: RawStack::Addrs(ips),
+                kernel,
+                count,
+            })
+            .collect();
+        out
     }
 
     /// Finds room for a table (evicting unused ones if need be) and writes
@@ -399,10 +529,17 @@ impl State {
 
     /// Unloads processes that exited and whose exit event was lost.
     fn sweep(&mut self) {
-        let gone: Vec<u32> = self.exes.pids().filter(|pid| !has_mappings(*pid)).collect();
-        for pid in gone {
-            self.unload(pid, None);
-        }
+        let gone: Vec<AspaceId> = self
+            .exes
+            .pids()
+            .filter(|pid| !has_mappings(*pid))
+            .filter_map(|pid| {
+                let aspace = self.exes.process(pid)?.aspace;
+                Some(AspaceId { pid, aspace })
+            })
+            .collect();
+        // As exits: applied after the next interval.
+        self.exits.extend(gone);
     }
 }
 

@@ -205,8 +205,9 @@ fn idle_connections_never_starve_the_profiler() {
         "0.25",
         "-f",
         // Long enough to open 2000 connections on a loaded machine (a
-        // connect can wait on a full accept queue) and still be running.
-        "10",
+        // connect can wait on a full accept queue; other tests run beside
+        // this one) and still be running; killed when the test ends.
+        "30",
     ]);
     let mut idle = Vec::new();
     for _ in 0..2000 {

@@ -17,4 +17,5 @@ mod process;
 mod recording;
 mod sampler;
 mod unwind;
+mod whole_system;
 mod write_safety;

@@ -29,7 +29,7 @@ fn src(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn tmp(name: &str) -> PathBuf {
+pub(crate) fn tmp(name: &str) -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join(name)
 }
 
@@ -40,7 +40,7 @@ fn run(cmd: &mut Command) {
 
 /// The shared library and every workload, built once without frame
 /// pointers (and checked to have none: no `push %rbp; mov %rsp,%rbp`).
-fn bins() -> &'static HashMap<&'static str, PathBuf> {
+pub(crate) fn bins() -> &'static HashMap<&'static str, PathBuf> {
     static BINS: OnceLock<HashMap<&'static str, PathBuf>> = OnceLock::new();
     BINS.get_or_init(|| {
         let lib = tmp("libnofp.so");
@@ -89,9 +89,9 @@ fn bins() -> &'static HashMap<&'static str, PathBuf> {
 }
 
 /// A running target; killed when dropped.
-struct Target {
+pub(crate) struct Target {
     child: Child,
-    pid: u32,
+    pub(crate) pid: u32,
 }
 
 impl Drop for Target {
@@ -102,13 +102,13 @@ impl Drop for Target {
 }
 
 /// Starts a workload that prints `pid=P` first.
-fn start_printing_pid(cmd: &mut Command) -> Target {
+pub(crate) fn start_printing_pid(cmd: &mut Command) -> Target {
     let (child, pid) = crate::common::start_printing_pid(cmd);
     Target { child, pid }
 }
 
 /// Starts any command, its output discarded.
-fn start_quiet(cmd: &mut Command) -> Target {
+pub(crate) fn start_quiet(cmd: &mut Command) -> Target {
     let child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -122,15 +122,15 @@ fn start_quiet(cmd: &mut Command) -> Target {
 
 /// Inclusive shares of one process's samples: (samples, function -> share
 /// in %, share in % of samples whose stack reaches main).
-struct Shares {
-    samples: u64,
-    inclusive: HashMap<String, f64>,
-    reach_main: f64,
+pub(crate) struct Shares {
+    pub(crate) samples: u64,
+    pub(crate) inclusive: HashMap<String, f64>,
+    pub(crate) reach_main: f64,
 }
 
 const ROOTS: &[&str] = &["main", "__libc_start_call_main", "start_thread"];
 
-fn shares(text: &str, comm: &str) -> Shares {
+pub(crate) fn shares(text: &str, comm: &str) -> Shares {
     let mut samples = 0;
     let mut reach = 0;
     let mut inc: HashMap<String, u64> = HashMap::new();
@@ -158,7 +158,7 @@ fn shares(text: &str, comm: &str) -> Shares {
 
 /// Profiles `target` for `secs` with ours and with
 /// `perf record --call-graph dwarf` at the same time; returns both.
-fn side_by_side(target: &Target, secs: u32, comm: &str) -> (Shares, Shares, String) {
+pub(crate) fn side_by_side(target: &Target, secs: u32, comm: &str) -> (Shares, Shares, String) {
     let pid = target.pid.to_string();
     let data = tmp(&format!("unwind-{comm}.perf.data"));
     let mut perf = Command::new("perf")
@@ -193,14 +193,25 @@ fn side_by_side(target: &Target, secs: u32, comm: &str) -> (Shares, Shares, Stri
     assert!(ours.status.success(), "{stderr}");
     assert!(perf.wait().unwrap().success());
 
+    let theirs = perf_folded(&data, comm);
+    (
+        shares(&String::from_utf8_lossy(&ours.stdout), comm),
+        shares(&theirs, comm),
+        stderr,
+    )
+}
+
+/// perf.data made folded, through `perf script` and our importer (so both
+/// sides are named by the same symbolizer rules).
+pub(crate) fn perf_folded(data: &Path, name: &str) -> String {
     let script = Command::new("perf")
         .args(["script", "--no-inline", "-i"])
-        .arg(&data)
+        .arg(data)
         .stderr(Stdio::null())
         .output()
         .unwrap();
     assert!(script.status.success());
-    let rec = tmp(&format!("unwind-{comm}.perf.rsprof"));
+    let rec = tmp(&format!("unwind-{name}.perf.rsprof"));
     let mut import = Command::new(env!("CARGO_BIN_EXE_profile"))
         .args(["import", "-", "--overwrite", "-o"])
         .arg(&rec)
@@ -217,12 +228,7 @@ fn side_by_side(target: &Target, secs: u32, comm: &str) -> (Shares, Shares, Stri
     assert!(import.wait().unwrap().success());
     let report = profile(&["report", rec.to_str().unwrap(), "-f"]);
     assert!(report.status.success());
-    let theirs = String::from_utf8_lossy(&report.stdout).into_owned();
-    (
-        shares(&String::from_utf8_lossy(&ours.stdout), comm),
-        shares(&theirs, comm),
-        stderr,
-    )
+    String::from_utf8_lossy(&report.stdout).into_owned()
 }
 
 /// The acceptance figures: >= 95% reach main; shares within 3 points.
@@ -231,7 +237,7 @@ fn assert_agrees(name: &str, ours: &Shares, perf: &Shares, hot: &[&str], stderr:
 }
 
 /// As [`assert_agrees`], with at least `min_compared` functions both name.
-fn assert_agrees_on(
+pub(crate) fn assert_agrees_on(
     name: &str,
     ours: &Shares,
     perf: &Shares,
@@ -337,7 +343,7 @@ fn deep_recursion() {
 }
 
 /// A file of text for the compressors, made by the test.
-fn text_file() -> &'static Path {
+pub(crate) fn text_file() -> &'static Path {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
     FILE.get_or_init(|| {
         let p = tmp("unwind-input.txt");

@@ -1,0 +1,413 @@
+//! Deferred unwinding: walks, in user space, the user stacks of samples
+//! taken before their process's unwind tables were in the kernel.
+//!
+//! The BPF program copies such a sample's registers and the top of its user
+//! stack (bpf/unwinder.bpf.h, `copy_user_stack`) instead of walking it with
+//! frame pointers, which stop at the first function built without them (most
+//! of a distribution's binaries). Once the unwinder thread has loaded the
+//! process's tables, it walks the copy here with the very rows the BPF
+//! walker uses, step for step the same rules (`walk_step` in
+//! bpf/unwinder.bpf.h), so a sample comes out the same whether it was walked
+//! in the kernel or here. Memory is read only from the copy: a frame whose
+//! return address lies above it ends the walk, counted as stopped early.
+
+use super::table::{Kind, Row};
+
+/// `MAX_STACK_DEPTH` in bpf/profile.h: frames a walk keeps at most.
+pub const MAX_FRAMES: usize = 127;
+
+/// The user registers a walk starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UserRegs {
+    /// Instruction pointer (the leaf).
+    pub ip: u64,
+    /// Stack pointer: the address of the copy's first byte.
+    pub sp: u64,
+    /// Frame pointer.
+    pub bp: u64,
+}
+
+/// The copied top of a user stack: `bytes` were at `base..`.
+#[derive(Debug, Clone, Copy)]
+pub struct StackCopy<'a> {
+    /// Address of the first byte.
+    pub base: u64,
+    /// The bytes.
+    pub bytes: &'a [u8],
+}
+
+impl StackCopy<'_> {
+    /// The 8 bytes at `addr`, if the copy holds them.
+    fn read(&self, addr: u64) -> Option<u64> {
+        let off = usize::try_from(addr.checked_sub(self.base)?).ok()?;
+        let end = off.checked_add(8)?;
+        let b = self.bytes.get(off..end)?;
+        Some(u64::from_ne_bytes(b.try_into().ok()?))
+    }
+}
+
+/// One executable mapping of the process, as the BPF walker sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct WalkMapping<'a> {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// File offset = address - bias.
+    pub bias: u64,
+    /// The file's table; None: no CFI (frame pointers in `auto` mode).
+    pub rows: Option<&'a [Row]>,
+}
+
+/// How a frame without a table is stepped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// `--unwind auto`: frame pointers.
+    FramePointers,
+    /// `--unwind dwarf`: the walk stops.
+    Stop,
+}
+
+/// A walked stack.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Walk {
+    /// Addresses, leaf first (return addresses as read, like the kernel's).
+    pub ips: Vec<u64>,
+    /// Reached the outermost frame (else stopped early or cut).
+    pub complete: bool,
+    /// Stopped because the frame limit was reached.
+    pub cut: bool,
+}
+
+/// Offsets in the ucontext a signal trampoline finds at %rsp (see
+/// bpf/unwinder.bpf.h).
+const UC_RBP: u64 = 40 + 10 * 8;
+const UC_RSP: u64 = 40 + 15 * 8;
+const UC_RIP: u64 = 40 + 16 * 8;
+
+struct State {
+    ip: u64,
+    sp: u64,
+    bp: u64,
+    after_signal: bool,
+}
+
+enum Step {
+    Next,
+    Complete,
+    Stopped,
+}
+
+/// Walks `stack` from `regs` with the process's `mappings` (sorted by
+/// start, not overlapping).
+pub fn walk(
+    regs: UserRegs,
+    stack: &StackCopy<'_>,
+    mappings: &[WalkMapping<'_>],
+    fallback: Fallback,
+) -> Walk {
+    let mut st = State {
+        ip: regs.ip,
+        sp: regs.sp,
+        bp: regs.bp,
+        after_signal: false,
+    };
+    let mut out = Walk::default();
+    loop {
+        if st.ip == 0 {
+            out.complete = true;
+            return out;
+        }
+        if out.ips.len() >= MAX_FRAMES {
+            out.cut = true;
+            return out;
+        }
+        let n = out.ips.len();
+        out.ips.push(st.ip);
+        match step(&mut st, n, stack, mappings, fallback) {
+            Step::Next => {}
+            Step::Complete => {
+                out.complete = true;
+                return out;
+            }
+            Step::Stopped => return out,
+        }
+    }
+}
+
+/// The mapping holding `pc`.
+fn find_mapping<'a>(mappings: &'a [WalkMapping<'a>], pc: u64) -> Option<&'a WalkMapping<'a>> {
+    let i = mappings.partition_point(|m| m.start <= pc);
+    let m = mappings.get(i.checked_sub(1)?)?;
+    (pc < m.end).then_some(m)
+}
+
+/// The row that applies at file offset `pc`.
+fn find_row(rows: &[Row], pc: u64) -> Option<&Row> {
+    let pc = u32::try_from(pc).ok()?;
+    let i = rows.partition_point(|r| r.pc <= pc);
+    rows.get(i.checked_sub(1)?)
+}
+
+fn fp_step(st: &mut State, stack: &StackCopy<'_>) -> Step {
+    if st.bp == 0 {
+        // _start clears %rbp: the outermost frame.
+        return Step::Complete;
+    }
+    if st.bp < st.sp {
+        return Step::Stopped;
+    }
+    let (Some(bp), Some(ra)) = (stack.read(st.bp), stack.read(st.bp.wrapping_add(8))) else {
+        return Step::Stopped;
+    };
+    st.sp = st.bp + 16;
+    st.bp = bp;
+    st.ip = ra;
+    st.after_signal = false;
+    Step::Next
+}
+
+fn step(
+    st: &mut State,
+    n: usize,
+    stack: &StackCopy<'_>,
+    mappings: &[WalkMapping<'_>],
+    fallback: Fallback,
+) -> Step {
+    let no_table = |st: &mut State| match fallback {
+        Fallback::FramePointers => fp_step(st, stack),
+        Fallback::Stop => Step::Stopped,
+    };
+    // A return address points after its call: look up the call itself.
+    let pc = if n == 0 || st.after_signal {
+        st.ip
+    } else {
+        st.ip - 1
+    };
+    let Some(m) = find_mapping(mappings, pc) else {
+        return no_table(st);
+    };
+    let Some(rows) = m.rows else {
+        return no_table(st);
+    };
+    let row = match find_row(rows, pc.wrapping_sub(m.bias)) {
+        Some(r) if !matches!(r.kind, Kind::None | Kind::Unsupported) => *r,
+        _ => return no_table(st),
+    };
+    let cfa = match row.kind {
+        Kind::End => return Step::Complete,
+        Kind::Signal => {
+            let (Some(bp), Some(sp), Some(ip)) = (
+                stack.read(st.sp.wrapping_add(UC_RBP)),
+                stack.read(st.sp.wrapping_add(UC_RSP)),
+                stack.read(st.sp.wrapping_add(UC_RIP)),
+            ) else {
+                return Step::Stopped;
+            };
+            st.bp = bp;
+            st.sp = sp;
+            st.ip = ip;
+            st.after_signal = true;
+            return Step::Next;
+        }
+        Kind::CfaRsp => st.sp.wrapping_add_signed(i64::from(row.cfa_offset)),
+        Kind::CfaRbp => st.bp.wrapping_add_signed(i64::from(row.cfa_offset)),
+        Kind::Plt => {
+            let extra = if (st.ip & 15) >= row.cfa_offset as u64 {
+                8
+            } else {
+                0
+            };
+            st.sp.wrapping_add(8 + extra)
+        }
+        Kind::None | Kind::Unsupported => return Step::Stopped,
+    };
+    // The stack grows down: each caller's frame is above its callee's.
+    if cfa <= st.sp {
+        return Step::Stopped;
+    }
+    let Some(ra) = stack.read(cfa - 8) else {
+        return Step::Stopped;
+    };
+    let mut bp = st.bp;
+    if row.rbp_offset8 != 0 {
+        match stack.read(cfa.wrapping_add_signed(i64::from(row.rbp_offset8) * 8)) {
+            Some(v) => bp = v,
+            None => return Step::Stopped,
+        }
+    }
+    st.sp = cfa;
+    st.bp = bp;
+    st.ip = ra;
+    st.after_signal = false;
+    Step::Next
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(pc: u32, kind: Kind, cfa_offset: i16, rbp_offset8: i8) -> Row {
+        Row {
+            pc,
+            kind,
+            cfa_offset,
+            rbp_offset8,
+        }
+    }
+
+    /// A stack of u64 words at `base`.
+    fn words(w: &[u64]) -> Vec<u8> {
+        w.iter().flat_map(|x| x.to_ne_bytes()).collect()
+    }
+
+    const BASE: u64 = 0x7fff_0000;
+
+    #[test]
+    fn walks_cfa_rows_through_a_file_without_frame_pointers() {
+        // One file mapped at 0x40_0000 (bias 0x40_0000 - 0):
+        //   leaf   [0x1000, 0x1100): CFA = rsp + 16 (one local, no rbp)
+        //   caller [0x2000, 0x2100): CFA = rsp + 8
+        //   _start [0x3000, ..):     outermost
+        let rows = [
+            row(0x1000, Kind::CfaRsp, 16, 0),
+            row(0x2000, Kind::CfaRsp, 8, 0),
+            row(0x3000, Kind::End, 0, 0),
+        ];
+        let maps = [WalkMapping {
+            start: 0x40_0000,
+            end: 0x41_0000,
+            bias: 0x40_0000,
+            rows: Some(&rows),
+        }];
+        // leaf frame: [local][ra into caller]; caller frame: [ra into _start]
+        let bytes = words(&[0xdead, 0x40_2010, 0x40_3005]);
+        let stack = StackCopy {
+            base: BASE,
+            bytes: &bytes,
+        };
+        let regs = UserRegs {
+            ip: 0x40_1010,
+            sp: BASE,
+            bp: 0x1234, // garbage: no frame pointers
+        };
+        let w = walk(regs, &stack, &maps, Fallback::FramePointers);
+        assert_eq!(w.ips, vec![0x40_1010, 0x40_2010, 0x40_3005]);
+        assert!(w.complete);
+    }
+
+    #[test]
+    fn a_frame_above_the_copy_stops_the_walk() {
+        let rows = [row(0x1000, Kind::CfaRsp, 64, 0)];
+        let maps = [WalkMapping {
+            start: 0x40_0000,
+            end: 0x41_0000,
+            bias: 0x40_0000,
+            rows: Some(&rows),
+        }];
+        let bytes = words(&[0, 0]);
+        let stack = StackCopy {
+            base: BASE,
+            bytes: &bytes,
+        };
+        let regs = UserRegs {
+            ip: 0x40_1000,
+            sp: BASE,
+            bp: 0,
+        };
+        let w = walk(regs, &stack, &maps, Fallback::FramePointers);
+        assert_eq!(w.ips, vec![0x40_1000]);
+        assert!(!w.complete && !w.cut);
+    }
+
+    #[test]
+    fn code_without_a_table_is_stepped_by_frame_pointers_in_auto_mode_only() {
+        // No mapping at all (JIT code): [saved rbp = 0][ra]
+        let bytes = words(&[0, 0x50_0000, 0]);
+        let stack = StackCopy {
+            base: BASE,
+            bytes: &bytes,
+        };
+        let regs = UserRegs {
+            ip: 0x60_0000,
+            sp: BASE,
+            bp: BASE,
+        };
+        let w = walk(regs, &stack, &[], Fallback::FramePointers);
+        assert_eq!(w.ips, vec![0x60_0000, 0x50_0000]);
+        assert!(w.complete, "then rbp 0: the outermost frame");
+        let w = walk(regs, &stack, &[], Fallback::Stop);
+        assert_eq!(w.ips, vec![0x60_0000]);
+        assert!(!w.complete);
+    }
+
+    #[test]
+    fn rbp_rules_restore_the_callers_frame_pointer() {
+        // f: CFA = rbp + 16, rbp saved at CFA - 16; caller: CFA = rbp + 16.
+        let rows = [
+            row(0x1000, Kind::CfaRbp, 16, -2),
+            row(0x2000, Kind::CfaRbp, 16, -2),
+            row(0x3000, Kind::End, 0, 0),
+        ];
+        let maps = [WalkMapping {
+            start: 0x1000,
+            end: 0x4000,
+            bias: 0,
+            rows: Some(&rows),
+        }];
+        // f's frame at BASE: [saved rbp -> BASE+16][ra 0x2005]
+        // caller's at BASE+16: [saved rbp 0][ra 0x3001]
+        let bytes = words(&[BASE + 16, 0x2005, 0, 0x3001]);
+        let stack = StackCopy {
+            base: BASE,
+            bytes: &bytes,
+        };
+        let regs = UserRegs {
+            ip: 0x1003,
+            sp: BASE - 32,
+            bp: BASE,
+        };
+        let w = walk(regs, &stack, &maps, Fallback::Stop);
+        assert_eq!(w.ips, vec![0x1003, 0x2005, 0x3001]);
+        assert!(w.complete);
+    }
+
+    #[test]
+    fn a_loop_is_cut_at_the_frame_limit() {
+        // A frame that returns to itself: CFA = rsp + 8 with ra = itself
+        // would move up; make every word the same return address.
+        let rows = [row(0x1000, Kind::CfaRsp, 8, 0)];
+        let maps = [WalkMapping {
+            start: 0x1000,
+            end: 0x2000,
+            bias: 0,
+            rows: Some(&rows),
+        }];
+        let bytes = words(&[0x1100; 200]);
+        let stack = StackCopy {
+            base: BASE,
+            bytes: &bytes,
+        };
+        let regs = UserRegs {
+            ip: 0x1100,
+            sp: BASE,
+            bp: 0,
+        };
+        let w = walk(regs, &stack, &maps, Fallback::Stop);
+        assert_eq!(w.ips.len(), MAX_FRAMES);
+        assert!(w.cut && !w.complete);
+    }
+
+    #[test]
+    fn reads_outside_the_copy_are_refused() {
+        let bytes = words(&[1, 2]);
+        let s = StackCopy {
+            base: BASE,
+            bytes: &bytes,
+        };
+        assert_eq!(s.read(BASE + 8), Some(2));
+        assert_eq!(s.read(BASE + 9), None);
+        assert_eq!(s.read(BASE - 8), None);
+        assert_eq!(s.read(u64::MAX - 3), None);
+    }
+}
