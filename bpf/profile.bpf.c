@@ -40,6 +40,35 @@ struct stacks_map {
 	__uint(max_entries, 16384);
 };
 
+/* Kernel stacks by a hash of their addresses, one map per generation.
+ * bpf_get_stackid's stack-trace map keeps one stack per bucket and answers
+ * -EEXIST when two stacks meet in one: at profile.py's default size, about
+ * one kernel stack in a hundred was lost that way on a default run. Keyed
+ * by a 64-bit hash of the whole stack, two stacks never share an entry. */
+struct kernel_stacks_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct user_stack);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+};
+
+struct kernel_stacks_map kernel_stacks0 SEC(".maps");
+struct kernel_stacks_map kernel_stacks1 SEC(".maps");
+
+/* Per CPU: the kernel stack being taken, and its hash. */
+struct kernel_stack_state {
+	__u64 hash;
+	struct user_stack stack;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct kernel_stack_state);
+	__uint(max_entries, 1);
+} kernel_stack_scratch SEC(".maps");
+
 struct counts_map counts0 SEC(".maps");
 struct counts_map counts1 SEC(".maps");
 struct stacks_map stacks0 SEC(".maps");
@@ -233,6 +262,61 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	return 0;
 }
 
+static long kernel_hash_step(__u32 i, void *unused)
+{
+	__u32 zero = 0;
+	struct kernel_stack_state *k = bpf_map_lookup_elem(&kernel_stack_scratch, &zero);
+
+	if (!k || i >= MAX_STACK_DEPTH)
+		return 1;
+	k->hash = (k->hash ^ k->stack.ips[i]) * 0x100000001b3ULL;
+	k->hash ^= k->hash >> 29;
+	return 0;
+}
+
+/* Takes the sample's kernel stack into the scratch and sets *hash to its
+ * key; -EFAULT when there is none (a sample in user mode). Before the
+ * generation is picked, like the user walk. */
+static __always_inline int take_kernel_stack(struct bpf_perf_event_data *ctx, __u64 *hash)
+{
+	__u32 zero = 0, len;
+	struct kernel_stack_state *k = bpf_map_lookup_elem(&kernel_stack_scratch, &zero);
+	long n;
+
+	if (!k)
+		return -EFAULT;
+	n = bpf_get_stack(ctx, k->stack.ips, sizeof(k->stack.ips), 0);
+	if (n < 0)
+		return n;
+	len = n / 8;
+	if (len == 0)
+		return -EFAULT;
+	if (len > MAX_STACK_DEPTH)
+		len = MAX_STACK_DEPTH;
+	k->stack.len = len;
+	k->stack.truncated = 0;
+	k->hash = 0xcbf29ce484222325ULL;
+	bpf_loop(len, kernel_hash_step, NULL, 0);
+	*hash = (k->hash ^ len) | 1;
+	return 0;
+}
+
+/* Stores the kernel stack just taken under `hash`; -ENOMEM when the map is
+ * full. */
+static __always_inline int store_kernel_stack(void *kernel_stacks, __u64 hash)
+{
+	__u32 zero = 0;
+	struct kernel_stack_state *k = bpf_map_lookup_elem(&kernel_stack_scratch, &zero);
+
+	if (!k)
+		return -EFAULT;
+	if (!bpf_map_lookup_elem(kernel_stacks, &hash) &&
+	    bpf_map_update_elem(kernel_stacks, &hash, &k->stack, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(kernel_stacks, &hash))
+		return -ENOMEM;
+	return 0;
+}
+
 static __always_inline void note_stack_error(__s32 id, __u64 *collision, __u64 *nomem)
 {
 	if (id >= 0 || id == -EFAULT || id == -ENOENT)
@@ -259,22 +343,28 @@ static __always_inline bool tables_loaded(__u32 tgid, __u32 aspace)
 #define DEFERRED 2
 
 static __always_inline int sample(struct bpf_perf_event_data *ctx, void *counts, void *stacks,
-				  void *user_stacks, struct sample_stats *st, __u32 tgid,
-				  __u32 aspace, __u32 gen, int walked, __u64 hash)
+				  void *user_stacks, void *kernel_stacks, struct sample_stats *st,
+				  __u32 tgid, __u32 aspace, __u32 gen, int walked, __u64 hash,
+				  int kernel, __u64 khash)
 {
 	struct stack_key key = {};
 	__u64 *val, one = 1;
 	int err;
 
 	key.user_stack_id = -ENOENT;
-	key.kernel_stack_id = -ENOENT;
-	if (cfg.kernel_stacks)
-		key.kernel_stack_id = bpf_get_stackid(ctx, stacks, 0);
+	key.kernel_stack_id = kernel;
+	if (kernel == 0) {
+		key.kernel_stack_id = store_kernel_stack(kernel_stacks, khash);
+		if (key.kernel_stack_id == 0) {
+			key.kernel_stack_id = -ENOENT;
+			key.kernel_stack_hash = khash;
+		}
+	}
 	note_stack_error(key.kernel_stack_id, &st->kernel_stack_collision, &st->kernel_stack_nomem);
 	if (walked == DEFERRED) {
 		/* Counted in user space, once walked; `deferred` is bumped after
 		 * the record is out, so a drained generation has all of its. */
-		if (send_deferred(gen, key.kernel_stack_id) == 0) {
+		if (send_deferred(gen, key.kernel_stack_id, key.kernel_stack_hash) == 0) {
 			st->deferred++;
 			return 0;
 		}
@@ -332,8 +422,8 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 	__u32 tid = (__u32)id;
 	__u32 gen, aspace, *aspace_num;
 	struct sample_stats *st;
-	int walked = NOT_WALKED;
-	__u64 hash = 0;
+	int walked = NOT_WALKED, kernel = -ENOENT;
+	__u64 hash = 0, khash = 0;
 
 	if (cfg.use_pidns) {
 		/* As upstream profile.py: pids as the profiler's namespace sees
@@ -381,10 +471,13 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 		else
 			walked = copy_user_stack(ctx, tgid, aspace) == 0 ? DEFERRED : -EFAULT;
 	}
+	if (cfg.kernel_stacks)
+		kernel = take_kernel_stack(ctx, &khash);
 	if (gen)
-		return sample(ctx, &counts1, &stacks1, &user_stacks1, st, tgid, aspace, gen, walked,
-			      hash);
-	return sample(ctx, &counts0, &stacks0, &user_stacks0, st, tgid, aspace, gen, walked, hash);
+		return sample(ctx, &counts1, &stacks1, &user_stacks1, &kernel_stacks1, st, tgid,
+			      aspace, gen, walked, hash, kernel, khash);
+	return sample(ctx, &counts0, &stacks0, &user_stacks0, &kernel_stacks0, st, tgid, aspace,
+		      gen, walked, hash, kernel, khash);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -36,6 +36,9 @@ struct stack_key {
 	 * generation's `user_stacks` under this hash (user_stack_id is then
 	 * -ENOENT). */
 	__u64 user_stack_hash;
+	/* Non-zero: the kernel stack is in this generation's `kernel_stacks`
+	 * under this hash (kernel_stack_id is then -ENOENT). */
+	__u64 kernel_stack_hash;
 };
 
 /* Per-CPU, per-generation accounting. Every sample that passes the filters
@@ -99,7 +102,7 @@ enum unwind_consts {
 	UNWIND_PROC_STEPS = 9,
 	/* Bytes of user stack a deferred sample carries at most: what fits in
 	 * a per-CPU array value (32 KB) with the record's header. */
-	UNWIND_DEFER_BYTES = 32768 - 64,
+	UNWIND_DEFER_BYTES = 32768 - 72,
 };
 
 /* What an unwind row says (see src/unwind/table.rs). */
@@ -111,6 +114,7 @@ enum unwind_kind {
 	UNWIND_SIGNAL = 4,      /* a signal trampoline: registers in the ucontext at rsp */
 	UNWIND_END = 5,         /* outermost frame */
 	UNWIND_UNSUPPORTED = 6, /* CFI the walker can't evaluate */
+	UNWIND_STACK_SWITCH = 7, /* calls on another stack (Go): step by frame pointers */
 };
 
 /* One row of an unwind table: applies from file offset `pc` to the next
@@ -143,7 +147,7 @@ struct proc_mappings {
 	struct mapping_info m[UNWIND_PROC_MAPPINGS];
 };
 
-/* A stack walked with unwind tables: leaf first. */
+/* A stack walked with unwind tables, or a kernel stack: leaf first. */
 struct user_stack {
 	__u32 len;
 	__u32 truncated;
@@ -161,6 +165,7 @@ struct deferred_stack {
 	/* As in stack_key. */
 	__s32 kernel_stack_id;
 	char comm[COMM_LEN];
+	__u64 kernel_stack_hash;
 	__u64 ip;
 	__u64 sp;
 	__u64 bp;

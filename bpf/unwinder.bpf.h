@@ -169,8 +169,9 @@ static __always_inline void ask_refresh(__u32 tgid, __u32 aspace)
 }
 
 /* One frame by frame pointers: the caller's frame pointer and return
- * address are saved at %rbp. */
-static __always_inline long fp_step(struct walk_state *st)
+ * address are saved at %rbp. Frame pointers only go up the stack, unless
+ * the frame switched stacks (`other_stack`: Go's systemstack). */
+static __always_inline long fp_step(struct walk_state *st, bool other_stack)
 {
 	__u64 ra = 0, bp = 0;
 
@@ -179,7 +180,8 @@ static __always_inline long fp_step(struct walk_state *st)
 		st->done = WALK_COMPLETE;
 		return 1;
 	}
-	if (st->bp < st->sp || bpf_probe_read_user(&bp, sizeof(bp), (void *)st->bp) ||
+	if ((st->bp < st->sp && !other_stack) ||
+	    bpf_probe_read_user(&bp, sizeof(bp), (void *)st->bp) ||
 	    bpf_probe_read_user(&ra, sizeof(ra), (void *)(st->bp + 8))) {
 		st->done = WALK_STOPPED;
 		return 1;
@@ -189,6 +191,46 @@ static __always_inline long fp_step(struct walk_state *st)
 	st->ip = ra;
 	st->after_signal = 0;
 	return 0;
+}
+
+/*
+ * CPython's perf trampoline (3.12+ with `-X perf`): a stub in anonymous
+ * memory, without CFI, that each Python call goes through:
+ *     sub $8, %rsp; call *%rcx; add $8, %rsp; ret
+ * A return address into it points at the `add`, 6 bytes in; the caller's
+ * return address is then 8 bytes above the stack pointer, and %rbp is
+ * untouched. Recognised by its bytes, so the walk continues into the
+ * `_PyEval_EvalFrameDefault` that called it instead of stopping there.
+ */
+#define PY_TRAMPOLINE_RA_OFFSET 6
+#define PY_TRAMPOLINE_LO 0x8348d1ff08ec8348ULL /* bytes 0-7 */
+#define PY_TRAMPOLINE_HI 0xc308c4ULL		/* bytes 8-10 */
+
+static __always_inline bool py_trampoline_step(struct walk_state *st)
+{
+	__u64 code[2] = {}, ra = 0;
+
+	if (bpf_probe_read_user(code, 11, (void *)(st->ip - PY_TRAMPOLINE_RA_OFFSET)) ||
+	    code[0] != PY_TRAMPOLINE_LO || code[1] != PY_TRAMPOLINE_HI)
+		return false;
+	if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(st->sp + 8)))
+		return false;
+	st->sp += 16;
+	st->ip = ra;
+	st->after_signal = 0;
+	return true;
+}
+
+/* A frame in code without a table: CPython's trampoline, else (auto) by
+ * frame pointers, else (dwarf) the end of the walk. */
+static __always_inline long no_table_step(struct walk_state *st, __u32 n)
+{
+	if (n > 0 && !st->after_signal && py_trampoline_step(st))
+		return 0;
+	if (cfg.unwind_mode == UNWIND_MODE_AUTO)
+		return fp_step(st, false);
+	st->done = WALK_STOPPED;
+	return 1;
 }
 
 /* The mapping of `tgid` that holds `pc`: a binary search over the
@@ -257,30 +299,21 @@ static long walk_step(__u32 i, void *unused)
 	}
 	if (!m) {
 		st->unknown_mapping = 1;
-		if (cfg.unwind_mode == UNWIND_MODE_AUTO)
-			return fp_step(st);
-		st->done = WALK_STOPPED;
-		return 1;
+		return no_table_step(st, n);
 	}
-	if (m->row_count == 0) {
-		if (cfg.unwind_mode == UNWIND_MODE_AUTO)
-			return fp_step(st);
-		st->done = WALK_STOPPED;
-		return 1;
-	}
+	if (m->row_count == 0)
+		return no_table_step(st, n);
 	pc -= m->bias;
 	row = pc >> 32 ? NULL : find_row(m->row_start, m->row_count, (__u32)pc);
-	if (!row || row->kind == UNWIND_NONE || row->kind == UNWIND_UNSUPPORTED) {
-		if (cfg.unwind_mode == UNWIND_MODE_AUTO)
-			return fp_step(st);
-		st->done = WALK_STOPPED;
-		return 1;
-	}
+	if (!row || row->kind == UNWIND_NONE || row->kind == UNWIND_UNSUPPORTED)
+		return no_table_step(st, n);
 
 	switch (row->kind) {
 	case UNWIND_END:
 		st->done = WALK_COMPLETE;
 		return 1;
+	case UNWIND_STACK_SWITCH:
+		return fp_step(st, true);
 	case UNWIND_SIGNAL: {
 		__u64 regs[3] = {};
 
@@ -433,7 +466,7 @@ struct {
 struct deferred_stack _deferred_stack = {};
 
 #define PAGE_BYTES 4096
-#define DEFER_HEADER_BYTES 64
+#define DEFER_HEADER_BYTES 72
 
 /* Copies the registers and user stack of the current task into the
  * deferral scratch: from %rsp to its page's end, then whole pages until
@@ -471,7 +504,8 @@ static __always_inline int copy_user_stack(struct bpf_perf_event_data *ctx, __u3
 
 /* Sends the sample copied by copy_user_stack, with the rest of its key;
  * 0 when sent, -ENOSPC when the ring buffer is full. */
-static __always_inline int send_deferred(__u32 generation, __s32 kernel_stack_id)
+static __always_inline int send_deferred(__u32 generation, __s32 kernel_stack_id,
+					 __u64 kernel_stack_hash)
 {
 	__u32 zero = 0, len;
 	struct deferred_stack *d = bpf_map_lookup_elem(&defer_scratch, &zero);
@@ -480,6 +514,7 @@ static __always_inline int send_deferred(__u32 generation, __s32 kernel_stack_id
 		return -EFAULT;
 	d->generation = generation;
 	d->kernel_stack_id = kernel_stack_id;
+	d->kernel_stack_hash = kernel_stack_hash;
 	bpf_get_current_comm(&d->comm, sizeof(d->comm));
 	len = d->len;
 	if (len > UNWIND_DEFER_BYTES)

@@ -14,6 +14,8 @@ const EFAULT: i32 = 14;
 const ENOENT: i32 = 2;
 /// -EEXIST: stack-map hash collision.
 const EEXIST: i32 = 17;
+/// -ENOMEM: the stack map is full.
+const ENOMEM: i32 = 12;
 
 /// One half of a raw stack.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -109,6 +111,24 @@ fn resolve(id: i32, batch: &RawBatch) -> RawStack {
     }
 }
 
+/// Whether a stack was missed for want of room: a stack-map collision
+/// (-EEXIST), or a full stack map (-ENOMEM, from the hashed maps). Either
+/// way a larger --stack-storage-size helps.
+fn too_small(id: i32) -> bool {
+    id == -EEXIST || id == -ENOMEM
+}
+
+/// A kernel stack: by hash from the kernel-stack map, else as an id.
+fn resolve_kernel(id: i32, hash: u64, batch: &RawBatch) -> RawStack {
+    if hash == 0 {
+        return resolve(id, batch);
+    }
+    match batch.kernel.get(&hash) {
+        Some(addrs) => RawStack::Addrs(addrs.clone()),
+        None => RawStack::Missed,
+    }
+}
+
 /// Builds an interval from a drained batch.
 pub fn collect(batch: &RawBatch, index: u64, start: Duration, duration: Duration) -> Interval {
     let mut loss = LossReport {
@@ -128,11 +148,11 @@ pub fn collect(batch: &RawBatch, index: u64, start: Duration, duration: Duration
         } else {
             resolve(e.user_stack_id, batch)
         };
-        let kernel = resolve(e.kernel_stack_id, batch);
+        let kernel = resolve_kernel(e.kernel_stack_id, e.kernel_stack_hash, batch);
         if user == RawStack::Missed || kernel == RawStack::Missed {
             loss.missing_stacks += 1;
             loss.missed_stack_samples += e.count;
-            loss.stack_collision |= e.user_stack_id == -EEXIST || e.kernel_stack_id == -EEXIST;
+            loss.stack_collision |= too_small(e.user_stack_id) || too_small(e.kernel_stack_id);
         }
         loss.counted += e.count;
         samples.push(RawSample {
@@ -147,10 +167,10 @@ pub fn collect(batch: &RawBatch, index: u64, start: Duration, duration: Duration
     // Deferred samples are in the profile (once walked): accounted here.
     for d in &batch.deferred {
         loss.counted += 1;
-        if resolve(d.kernel_stack_id, batch) == RawStack::Missed {
+        if resolve_kernel(d.kernel_stack_id, d.kernel_stack_hash, batch) == RawStack::Missed {
             loss.missing_stacks += 1;
             loss.missed_stack_samples += 1;
-            loss.stack_collision |= d.kernel_stack_id == -EEXIST;
+            loss.stack_collision |= too_small(d.kernel_stack_id);
         }
     }
     // What the program counted but the map did not hold (can't happen with
@@ -177,7 +197,7 @@ pub fn pending(batch: &mut RawBatch) -> Vec<PendingSample> {
         .map(|d| PendingSample {
             tgid: d.tgid,
             aspace: d.aspace,
-            kernel: resolve(d.kernel_stack_id, batch),
+            kernel: resolve_kernel(d.kernel_stack_id, d.kernel_stack_hash, batch),
             comm: d.comm,
             regs: d.regs,
             stack: d.stack,
@@ -198,6 +218,7 @@ mod tests {
             user_stack_id: u,
             kernel_stack_id: k,
             user_stack_hash: 0,
+            kernel_stack_hash: 0,
             count,
         }
     }
@@ -251,12 +272,38 @@ mod tests {
         assert_eq!(iv.loss.taken, iv.loss.counted + iv.loss.lost());
     }
 
+    #[test]
+    fn kernel_stacks_by_hash_are_found_or_missed() {
+        let mut e = entry(-ENOENT, -ENOENT, 2);
+        e.kernel_stack_hash = 0x51;
+        let mut gone = entry(-ENOENT, -ENOENT, 1);
+        gone.kernel_stack_hash = 0x77;
+        let batch = RawBatch {
+            entries: vec![e, gone],
+            kernel: [(0x51, vec![0xffff_1000, 0xffff_2000])].into(),
+            stats: SampleStats {
+                taken: 3,
+                counted: 3,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let iv = collect(&batch, 0, Duration::ZERO, Duration::ZERO);
+        assert_eq!(
+            iv.samples[0].kernel,
+            RawStack::Addrs(vec![0xffff_1000, 0xffff_2000])
+        );
+        assert_eq!(iv.samples[1].kernel, RawStack::Missed);
+        assert_eq!(iv.loss.missed_stack_samples, 1);
+    }
+
     fn deferred(kernel_stack_id: i32) -> crate::sampler::DeferredSample {
         crate::sampler::DeferredSample {
             tgid: 9,
             aspace: 1,
             generation: 0,
             kernel_stack_id,
+            kernel_stack_hash: 0,
             comm: "cc1".into(),
             regs: Default::default(),
             stack: vec![0; 16],

@@ -257,7 +257,9 @@ pub struct LossReport {
     pub missing_stacks: u64,
     /// Samples (within `counted`) with a missed stack.
     pub missed_stack_samples: u64,
-    /// Whether any stack was missed through a stack-map hash collision.
+    /// Whether any stack was missed for want of room in the stack maps (a
+    /// hash collision, or a full map): profile.py's cue to suggest a
+    /// larger --stack-storage-size.
     pub stack_collision: bool,
     /// How user stacks were walked (`--unwind`), in samples.
     pub unwind: crate::sampler::UnwindCounts,

@@ -27,6 +27,9 @@ pub struct RawEntry {
     /// Non-zero: the user stack was walked with unwind tables and is in
     /// [`RawBatch::walked`] under this hash.
     pub user_stack_hash: u64,
+    /// Non-zero: the kernel stack is in [`RawBatch::kernel`] under this
+    /// hash.
+    pub kernel_stack_hash: u64,
     /// Samples with this key.
     pub count: u64,
 }
@@ -105,6 +108,8 @@ pub struct RawBatch {
     pub stacks: HashMap<i32, Vec<u64>>,
     /// Walked user stacks by hash, leaf first.
     pub walked: HashMap<u64, Vec<u64>>,
+    /// Kernel stacks by hash, leaf first.
+    pub kernel: HashMap<u64, Vec<u64>>,
     /// The program's accounting.
     pub stats: SampleStats,
     /// Samples the program had taken but not finished when the drain gave up
@@ -125,6 +130,7 @@ pub(super) struct GenerationMaps<'a> {
     pub counts: &'a MapMut<'a>,
     pub stacks: &'a MapMut<'a>,
     pub walked: &'a MapMut<'a>,
+    pub kernel: &'a MapMut<'a>,
 }
 
 /// Drain buffers, kept by the sampler across intervals.
@@ -132,6 +138,7 @@ pub(super) struct GenerationMaps<'a> {
 pub(super) struct DrainBuffers {
     counts: BatchBuffers,
     walked: BatchBuffers,
+    kernel: BatchBuffers,
 }
 
 pub(super) fn drain_generation(
@@ -146,6 +153,7 @@ pub(super) fn drain_generation(
         counts,
         stacks,
         walked,
+        kernel,
     } = maps;
     // A program that read `generation` just before the flip may still be
     // about to touch the old maps: give it time to start, then wait until
@@ -181,11 +189,13 @@ pub(super) fn drain_generation(
     }
     clear_stacks(stacks)?;
     let walked = drain_walked(walked, &mut bufs.walked)?;
+    let kernel = drain_walked(kernel, &mut bufs.kernel)?;
     reset_stats(stats_map, generation, zero_stats)?;
     Ok(RawBatch {
         entries,
         stacks: stack_of,
         walked,
+        kernel,
         stats,
         in_flight,
         deferred,
@@ -200,11 +210,11 @@ fn drain_counts(counts: &MapMut<'_>, bufs: &mut BatchBuffers) -> Result<Vec<RawE
     Ok(out)
 }
 
-/// Reads and deletes every walked stack of a generation.
+/// Reads and deletes every walked (or kernel) stack of a generation.
 fn drain_walked(walked: &MapMut<'_>, bufs: &mut BatchBuffers) -> Result<HashMap<u64, Vec<u64>>> {
     let mut out = HashMap::new();
     if walked.max_entries() <= 1 {
-        // --unwind fp: the map is a placeholder.
+        // A placeholder (--unwind fp, or -U for kernel stacks).
         return Ok(out);
     }
     drain_hash(walked, bufs, |key, value| {
@@ -242,6 +252,7 @@ fn entry(key: &[u8], value: &[u8]) -> RawEntry {
         user_stack_id: k.user_stack_id,
         kernel_stack_id: k.kernel_stack_id,
         user_stack_hash: k.user_stack_hash,
+        kernel_stack_hash: k.kernel_stack_hash,
         count,
     }
 }
@@ -329,7 +340,7 @@ mod tests {
         // padding.
         assert_eq!(
             std::mem::size_of::<types::stack_key>(),
-            4 + 4 + 4 + 4 + 16 + 8
+            4 + 4 + 4 + 4 + 16 + 8 + 8
         );
         assert_eq!(std::mem::size_of::<types::user_stack>(), 8 + 127 * 8);
         assert_eq!(std::mem::size_of::<types::unwind_row>(), 8);
@@ -351,6 +362,7 @@ mod tests {
             (Kind::Signal, types::unwind_kind::UNWIND_SIGNAL),
             (Kind::End, types::unwind_kind::UNWIND_END),
             (Kind::Unsupported, types::unwind_kind::UNWIND_UNSUPPORTED),
+            (Kind::StackSwitch, types::unwind_kind::UNWIND_STACK_SWITCH),
         ] {
             assert_eq!(kind as u32, c.0);
         }

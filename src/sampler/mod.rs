@@ -231,6 +231,15 @@ impl Sampler {
             map.set_max_entries(walked)
                 .context("failed to size the walked-stack map")?;
         }
+        let kernel = if cfg.kernel_stacks {
+            cfg.stack_storage_size
+        } else {
+            1
+        };
+        for map in [&mut maps.kernel_stacks0, &mut maps.kernel_stacks1] {
+            map.set_max_entries(kernel)
+                .context("failed to size the kernel-stack map")?;
+        }
         let cgroup_set = cfg
             .cgroup_map
             .as_deref()
@@ -427,10 +436,20 @@ impl Sampler {
             ..
         } = self;
         let maps = &skel.maps;
-        let (counts, stacks, walked) = if old == 0 {
-            (&maps.counts0, &maps.stacks0, &maps.user_stacks0)
+        let (counts, stacks, walked, kernel) = if old == 0 {
+            (
+                &maps.counts0,
+                &maps.stacks0,
+                &maps.user_stacks0,
+                &maps.kernel_stacks0,
+            )
         } else {
-            (&maps.counts1, &maps.stacks1, &maps.user_stacks1)
+            (
+                &maps.counts1,
+                &maps.stacks1,
+                &maps.user_stacks1,
+                &maps.kernel_stacks1,
+            )
         };
         drain::drain_generation(
             old,
@@ -439,6 +458,7 @@ impl Sampler {
                 counts,
                 stacks,
                 walked,
+                kernel,
             },
             drain_buffers,
             zero_stats,

@@ -30,7 +30,14 @@ pub const DEFAULT_DIR: &str = "/var/cache/rs-profile";
 /// Bytes the folder may hold before the oldest entries go.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
-const MAGIC: &[u8; 8] = b"RSUNWT1\0";
+/// Bumped whenever what a table holds changes (5: Go's stack switches and
+/// signal returns), so tables an older version built are built again.
+const MAGIC: &[u8; 8] = b"RSUNWT5\0";
+
+/// Whether `bytes` are a table in another version's format.
+fn is_older_format(bytes: &[u8]) -> bool {
+    bytes.len() >= MAGIC.len() && bytes[..6] == MAGIC[..6] && bytes[..8] != MAGIC[..]
+}
 const HEADER: usize = 8 + 40 + 1 + 4 + 4;
 
 /// What identifies one version of an executable file.
@@ -148,7 +155,10 @@ impl TableCache {
             }
             Err(_) => {
                 let _ = dir.remove(&name);
-                self.stats.lock().unwrap_or_else(|e| e.into_inner()).damaged += 1;
+                // A table an older version wrote is replaced, not damaged.
+                if !is_older_format(&bytes) {
+                    self.stats.lock().unwrap_or_else(|e| e.into_inner()).damaged += 1;
+                }
                 None
             }
         }
@@ -330,6 +340,15 @@ mod tests {
         cache.put(&v, &table());
         std::fs::write(&path, &std::fs::read(&path).unwrap()[..100]).unwrap();
         assert!(cache.get(&v).is_none());
+        assert_eq!(cache.stats().damaged, 2);
+        // An older version's table: replaced, not counted as damaged.
+        cache.put(&v, &table());
+        let mut old = std::fs::read(&path).unwrap();
+        old[6] = b'1';
+        std::fs::write(&path, &old).unwrap();
+        assert!(cache.get(&v).is_none());
+        assert!(!path.exists(), "removed");
+        assert_eq!(cache.stats().damaged, 2);
     }
 
     #[test]

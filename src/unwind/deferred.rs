@@ -98,13 +98,25 @@ enum Step {
     Stopped,
 }
 
+/// Reads code of the process: fills the buffer from an address, or false.
+pub type CodeReader<'a> = &'a dyn Fn(u64, &mut [u8]) -> bool;
+
+/// CPython's perf trampoline (see bpf/unwinder.bpf.h): its bytes, and where
+/// a return address into it points.
+const PY_TRAMPOLINE: [u8; 11] = [
+    0x48, 0x83, 0xec, 0x08, 0xff, 0xd1, 0x48, 0x83, 0xc4, 0x08, 0xc3,
+];
+const PY_TRAMPOLINE_RA_OFFSET: u64 = 6;
+
 /// Walks `stack` from `regs` with the process's `mappings` (sorted by
-/// start, not overlapping).
+/// start, not overlapping); `code` reads the process's code where a frame
+/// has no table (to recognise CPython's trampoline).
 pub fn walk(
     regs: UserRegs,
     stack: &StackCopy<'_>,
     mappings: &[WalkMapping<'_>],
     fallback: Fallback,
+    code: CodeReader<'_>,
 ) -> Walk {
     let mut st = State {
         ip: regs.ip,
@@ -124,7 +136,7 @@ pub fn walk(
         }
         let n = out.ips.len();
         out.ips.push(st.ip);
-        match step(&mut st, n, stack, mappings, fallback) {
+        match step(&mut st, n, stack, mappings, fallback, code) {
             Step::Next => {}
             Step::Complete => {
                 out.complete = true;
@@ -149,12 +161,12 @@ fn find_row(rows: &[Row], pc: u64) -> Option<&Row> {
     rows.get(i.checked_sub(1)?)
 }
 
-fn fp_step(st: &mut State, stack: &StackCopy<'_>) -> Step {
+fn fp_step(st: &mut State, stack: &StackCopy<'_>, other_stack: bool) -> Step {
     if st.bp == 0 {
         // _start clears %rbp: the outermost frame.
         return Step::Complete;
     }
-    if st.bp < st.sp {
+    if st.bp < st.sp && !other_stack {
         return Step::Stopped;
     }
     let (Some(bp), Some(ra)) = (stack.read(st.bp), stack.read(st.bp.wrapping_add(8))) else {
@@ -167,16 +179,40 @@ fn fp_step(st: &mut State, stack: &StackCopy<'_>) -> Step {
     Step::Next
 }
 
+/// A step through CPython's trampoline, if `st.ip` returns into one.
+fn py_trampoline_step(st: &mut State, stack: &StackCopy<'_>, code: CodeReader<'_>) -> bool {
+    let mut bytes = [0u8; PY_TRAMPOLINE.len()];
+    let Some(at) = st.ip.checked_sub(PY_TRAMPOLINE_RA_OFFSET) else {
+        return false;
+    };
+    if !code(at, &mut bytes) || bytes != PY_TRAMPOLINE {
+        return false;
+    }
+    let Some(ra) = stack.read(st.sp.wrapping_add(8)) else {
+        return false;
+    };
+    st.sp += 16;
+    st.ip = ra;
+    st.after_signal = false;
+    true
+}
+
 fn step(
     st: &mut State,
     n: usize,
     stack: &StackCopy<'_>,
     mappings: &[WalkMapping<'_>],
     fallback: Fallback,
+    code: CodeReader<'_>,
 ) -> Step {
-    let no_table = |st: &mut State| match fallback {
-        Fallback::FramePointers => fp_step(st, stack),
-        Fallback::Stop => Step::Stopped,
+    let no_table = |st: &mut State| {
+        if n > 0 && !st.after_signal && py_trampoline_step(st, stack, code) {
+            return Step::Next;
+        }
+        match fallback {
+            Fallback::FramePointers => fp_step(st, stack, false),
+            Fallback::Stop => Step::Stopped,
+        }
     };
     // A return address points after its call: look up the call itself.
     let pc = if n == 0 || st.after_signal {
@@ -196,6 +232,7 @@ fn step(
     };
     let cfa = match row.kind {
         Kind::End => return Step::Complete,
+        Kind::StackSwitch => return fp_step(st, stack, true),
         Kind::Signal => {
             let (Some(bp), Some(sp), Some(ip)) = (
                 stack.read(st.sp.wrapping_add(UC_RBP)),
@@ -263,6 +300,59 @@ mod tests {
 
     const BASE: u64 = 0x7fff_0000;
 
+    fn no_code(_: u64, _: &mut [u8]) -> bool {
+        false
+    }
+
+    #[test]
+    fn cpythons_perf_trampoline_is_stepped_through() {
+        // eval (a table: CFA = rsp + 8) called from a trampoline at
+        // 0x9000 (anonymous, no table), called from eval again.
+        let rows = [
+            row(0x1000, Kind::CfaRsp, 8, 0),
+            row(0x2000, Kind::End, 0, 0),
+        ];
+        let maps = [
+            WalkMapping {
+                start: 0x40_0000,
+                end: 0x40_3000,
+                bias: 0x40_0000,
+                rows: Some(&rows),
+            },
+            WalkMapping {
+                start: 0x9000,
+                end: 0xa000,
+                bias: 0,
+                rows: None,
+            },
+        ];
+        // eval's ra into the trampoline (0x9006), the trampoline's 8 bytes
+        // of padding, its ra into eval, then eval's ra into _start.
+        let bytes = words(&[0x9006, 0, 0x40_1050, 0x40_2001]);
+        let stack = StackCopy {
+            base: BASE,
+            bytes: &bytes,
+        };
+        let regs = UserRegs {
+            ip: 0x40_1010,
+            sp: BASE,
+            bp: 0,
+        };
+        let code = |addr: u64, buf: &mut [u8]| {
+            if addr != 0x9000 {
+                return false;
+            }
+            buf.copy_from_slice(&PY_TRAMPOLINE);
+            true
+        };
+        let w = walk(regs, &stack, &maps, Fallback::Stop, &code);
+        assert_eq!(w.ips, vec![0x40_1010, 0x9006, 0x40_1050, 0x40_2001]);
+        assert!(w.complete);
+        // Other code without a table is not taken for it.
+        let w = walk(regs, &stack, &maps, Fallback::Stop, &no_code);
+        assert_eq!(w.ips, vec![0x40_1010, 0x9006]);
+    }
+
     #[test]
     fn walks_cfa_rows_through_a_file_without_frame_pointers() {
         // One file mapped at 0x40_0000 (bias 0x40_0000 - 0):
@@ -291,7 +381,7 @@ mod tests {
             sp: BASE,
             bp: 0x1234, // garbage: no frame pointers
         };
-        let w = walk(regs, &stack, &maps, Fallback::FramePointers);
+        let w = walk(regs, &stack, &maps, Fallback::FramePointers, &no_code);
         assert_eq!(w.ips, vec![0x40_1010, 0x40_2010, 0x40_3005]);
         assert!(w.complete);
     }
@@ -315,7 +405,7 @@ mod tests {
             sp: BASE,
             bp: 0,
         };
-        let w = walk(regs, &stack, &maps, Fallback::FramePointers);
+        let w = walk(regs, &stack, &maps, Fallback::FramePointers, &no_code);
         assert_eq!(w.ips, vec![0x40_1000]);
         assert!(!w.complete && !w.cut);
     }
@@ -333,10 +423,10 @@ mod tests {
             sp: BASE,
             bp: BASE,
         };
-        let w = walk(regs, &stack, &[], Fallback::FramePointers);
+        let w = walk(regs, &stack, &[], Fallback::FramePointers, &no_code);
         assert_eq!(w.ips, vec![0x60_0000, 0x50_0000]);
         assert!(w.complete, "then rbp 0: the outermost frame");
-        let w = walk(regs, &stack, &[], Fallback::Stop);
+        let w = walk(regs, &stack, &[], Fallback::Stop, &no_code);
         assert_eq!(w.ips, vec![0x60_0000]);
         assert!(!w.complete);
     }
@@ -367,7 +457,7 @@ mod tests {
             sp: BASE - 32,
             bp: BASE,
         };
-        let w = walk(regs, &stack, &maps, Fallback::Stop);
+        let w = walk(regs, &stack, &maps, Fallback::Stop, &no_code);
         assert_eq!(w.ips, vec![0x1003, 0x2005, 0x3001]);
         assert!(w.complete);
     }
@@ -393,7 +483,7 @@ mod tests {
             sp: BASE,
             bp: 0,
         };
-        let w = walk(regs, &stack, &maps, Fallback::Stop);
+        let w = walk(regs, &stack, &maps, Fallback::Stop, &no_code);
         assert_eq!(w.ips.len(), MAX_FRAMES);
         assert!(w.cut && !w.complete);
     }

@@ -43,6 +43,12 @@ pub enum Kind {
     End = 5,
     /// CFI the walker can't evaluate (an unusual expression).
     Unsupported = 6,
+    /// A function that runs its callee on another stack (Go's
+    /// `runtime.systemstack` and `runtime.mcall`, which switch to the g0
+    /// stack): its CFI leads to the top of that stack, not to its caller.
+    /// The walk steps it by frame pointers instead, which Go keeps across
+    /// the switch, and accepts a frame pointer on the other stack.
+    StackSwitch = 7,
 }
 
 /// One row: from `pc` (a file offset) up to the next row's `pc`.
@@ -70,6 +76,7 @@ impl Kind {
             4 => Kind::Signal,
             5 => Kind::End,
             6 => Kind::Unsupported,
+            7 => Kind::StackSwitch,
             _ => return None,
         })
     }
@@ -141,14 +148,15 @@ pub fn build_from(file: File, path: &Path) -> Result<UnwindTable> {
         .collect();
     let to_offset = |address: u64| segments.iter().find_map(|s| s.file_offset_of(address));
 
+    // Go compresses its .debug_frame (SHF_COMPRESSED).
     let section = |name: &str| {
         elf.section_by_name(name)
-            .and_then(|s| Some((s.address(), s.data().ok()?)))
+            .and_then(|s| Some((s.address(), s.uncompressed_data().ok()?)))
             .filter(|(_, d)| !d.is_empty())
     };
     let text = elf.section_by_name(".text").map_or(0, |s| s.address());
     let (rows, source) = if let Some((address, data)) = section(".eh_frame") {
-        let mut eh = EhFrame::new(data, LittleEndian);
+        let mut eh = EhFrame::new(&data, LittleEndian);
         eh.set_address_size(8);
         let mut bases = BaseAddresses::default()
             .set_eh_frame(address)
@@ -161,14 +169,107 @@ pub fn build_from(file: File, path: &Path) -> Result<UnwindTable> {
         }
         (rows_of(&eh, &bases, &to_offset)?, ".eh_frame")
     } else if let Some((_, data)) = section(".debug_frame") {
-        let mut df = gimli::DebugFrame::new(data, LittleEndian);
+        let mut df = gimli::DebugFrame::new(&data, LittleEndian);
         df.set_address_size(8);
         let bases = BaseAddresses::default();
         (rows_of(&df, &bases, &to_offset)?, ".debug_frame")
     } else {
         bail!("{}: no .eh_frame or .debug_frame", path.display());
     };
+    let mut rows = rows;
+    for (start, end, kind) in go_special_frames(&elf, &to_offset) {
+        override_range(&mut rows, start, end, kind);
+    }
     Ok(UnwindTable { rows, source })
+}
+
+/// Go's functions that call on the g0 stack (see [`Kind::StackSwitch`]):
+/// the runtime's switches, stack growth, and the vDSO clock calls.
+const STACK_SWITCHES: &[&str] = &[
+    "runtime.systemstack",
+    "runtime.systemstack.abi0",
+    "runtime.mcall",
+    "runtime.mcall.abi0",
+    "runtime.morestack",
+    "runtime.morestack.abi0",
+    "runtime.nanotime1",
+    "runtime.nanotime1.abi0",
+    "runtime.walltime",
+    "runtime.walltime.abi0",
+    "runtime.asmcgocall",
+    "runtime.asmcgocall.abi0",
+    "time.now",
+    "time.now.abi0",
+];
+
+/// Go's signal return trampolines: the restorer its signal handlers return
+/// to (a signal frame, which Go's CFI does not mark as one).
+const SIGNAL_RETURNS: &[&str] = &[
+    "runtime.sigreturn",
+    "runtime.sigreturn.abi0",
+    "runtime.sigreturn__sigaction",
+    "runtime.sigreturn__sigaction.abi0",
+];
+
+/// File-offset ranges of the Go runtime's functions whose CFI misleads a
+/// walk, with the rule to use instead.
+fn go_special_frames<'d>(
+    elf: &object::File<'d, &'d ReadCache<File>>,
+    to_offset: &dyn Fn(u64) -> Option<u64>,
+) -> Vec<(u32, u32, Kind)> {
+    use object::ObjectSymbol;
+    // Only Go binaries define these; the section is cheap to look for.
+    if elf.section_by_name(".go.buildinfo").is_none() && elf.section_by_name(".gopclntab").is_none()
+    {
+        return Vec::new();
+    }
+    elf.symbols()
+        .filter(|s| s.size() > 0)
+        .filter_map(|s| {
+            let name = s.name().ok()?;
+            let (kind, before) = if STACK_SWITCHES.contains(&name) {
+                (Kind::StackSwitch, 0)
+            } else if SIGNAL_RETURNS.contains(&name) {
+                // The handler returns to the restorer's first byte, and a
+                // return address is looked up one byte before it.
+                (Kind::Signal, 1)
+            } else {
+                return None;
+            };
+            let start = to_offset(s.address())? - before;
+            let end = to_offset(s.address() + s.size() - 1)? + 1;
+            Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?, kind))
+        })
+        .collect()
+}
+
+/// Makes `[start, end)` one row of `kind`, keeping the rule that applied
+/// from `end` on.
+fn override_range(rows: &mut Vec<Row>, start: u32, end: u32, kind: Kind) {
+    if start >= end {
+        return;
+    }
+    let at_end = rows
+        .iter()
+        .take_while(|r| r.pc <= end)
+        .last()
+        .map(|r| Row { pc: end, ..*r });
+    rows.retain(|r| r.pc < start || r.pc > end);
+    let i = rows.partition_point(|r| r.pc < start);
+    rows.insert(
+        i,
+        Row {
+            pc: start,
+            kind,
+            cfa_offset: 0,
+            rbp_offset8: 0,
+        },
+    );
+    if let Some(r) = at_end {
+        if rows.get(i + 1).is_none_or(|n| n.pc != end) {
+            rows.insert(i + 1, r);
+        }
+    }
 }
 
 /// Row storage sized for x86-64: gimli's default keeps 192 register rules
@@ -350,6 +451,47 @@ impl UnwindTable {
     pub fn lookup(&self, pc: u32) -> Option<&Row> {
         let i = self.rows.partition_point(|r| r.pc <= pc);
         self.rows[..i].last()
+    }
+}
+
+#[cfg(test)]
+mod switch_tests {
+    use super::*;
+
+    fn row(pc: u32, kind: Kind, cfa_offset: i16) -> Row {
+        Row {
+            pc,
+            kind,
+            cfa_offset,
+            rbp_offset8: 0,
+        }
+    }
+
+    #[test]
+    fn an_overridden_range_keeps_the_rule_after_it() {
+        let mut rows = vec![
+            row(0x10, Kind::CfaRsp, 8),
+            row(0x18, Kind::CfaRsp, 16),
+            row(0x30, Kind::CfaRsp, 24),
+            row(0x50, Kind::None, 0),
+        ];
+        override_range(&mut rows, 0x14, 0x40, Kind::StackSwitch);
+        assert_eq!(
+            rows,
+            vec![
+                row(0x10, Kind::CfaRsp, 8),
+                row(0x14, Kind::StackSwitch, 0),
+                row(0x40, Kind::CfaRsp, 24),
+                row(0x50, Kind::None, 0),
+            ]
+        );
+        // A range that ends where a row starts keeps that row.
+        let mut rows = vec![row(0x10, Kind::CfaRsp, 8), row(0x20, Kind::End, 0)];
+        override_range(&mut rows, 0x10, 0x20, Kind::StackSwitch);
+        assert_eq!(
+            rows,
+            vec![row(0x10, Kind::StackSwitch, 0), row(0x20, Kind::End, 0)]
+        );
     }
 }
 

@@ -17,5 +17,5 @@ mod process;
 mod recording;
 mod sampler;
 mod unwind;
-mod whole_system;
+mod whole_stacks;
 mod write_safety;

@@ -1,6 +1,6 @@
 /*
- * Deep recursion without frame pointers: main -> run -> recurse x100 -> leaf.
- * Usage: recurse SECONDS.
+ * Deep recursion without frame pointers: main -> run -> recurse xN -> leaf.
+ * Usage: recurse SECONDS [N] (N: 100 by default).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -23,12 +23,12 @@ __attribute__((noinline)) uint64_t recurse(int depth, uint64_t x)
 	return y ^ (uint64_t)depth;
 }
 
-__attribute__((noinline)) void run(double secs)
+__attribute__((noinline)) void run(double secs, int depth)
 {
 	struct timespec t0, t;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (;;) {
-		sink = recurse(99, sink);
+		sink = recurse(depth - 1, sink);
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		if (t.tv_sec - t0.tv_sec + (t.tv_nsec - t0.tv_nsec) / 1e9 > secs)
 			return;
@@ -39,6 +39,6 @@ int main(int argc, char **argv)
 {
 	printf("pid=%d\n", getpid());
 	fflush(stdout);
-	run(argc > 1 ? atof(argv[1]) : 10);
+	run(argc > 1 ? atof(argv[1]) : 10, argc > 2 ? atoi(argv[2]) : 100);
 	return (int)(sink & 1);
 }
