@@ -466,7 +466,7 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 		return 0;
 	st->taken++;
 	if (cfg.user_stacks && cfg.unwind_mode != UNWIND_MODE_FP && tgid != 0) {
-		if (tables_loaded(tgid, aspace))
+		if (!cfg.defer_all && tables_loaded(tgid, aspace))
 			walked = walk_user_stack(ctx, tgid, aspace, st, &hash);
 		else
 			walked = copy_user_stack(ctx, tgid, aspace) == 0 ? DEFERRED : -EFAULT;

@@ -197,6 +197,7 @@ struct sampler_config {
 	__u8 exclude_self;     /* drop samples of the profiler's own tgid */
 	__u8 use_pidns;        /* the profiler runs in a pid namespace: see pids as it does */
 	__u8 unwind_mode;      /* enum unwind_mode */
+	__u8 defer_all;        /* every user stack deferred (benchmarks, tests) */
 	__u32 self_tgid;
 	__u64 pidns_dev;       /* that namespace: stat("/proc/self/ns/pid") */
 	__u64 pidns_ino;

@@ -5,6 +5,9 @@
 # per CPU), for
 #   profile --unwind fp      (bpf_get_stackid, what bcc does)
 #   profile --unwind auto    (CFI tables in BPF)
+#   profile, every sample deferred (--unwind-defer-all: registers and stack
+#            copied to a ring buffer and walked in user space, the path a
+#            process's first samples take before its tables are loaded)
 #   perf record --call-graph dwarf, then perf script
 #   perf record -g
 # Per row: the profiler's CPU (user+sys of it and its children; perf's
@@ -68,12 +71,16 @@ base=$(workload)
 printf 'workload alone: %.2f s\n\n' "$base"
 printf '%-28s %5s %10s %14s %10s %9s\n' tool Hz "CPU s" "BPF ns/sample" slowdown "RSS MB"
 for hz in 99 999; do
-    for tool in fp auto perf-dwarf perf-g; do
+    for tool in fp auto deferred perf-dwarf perf-g; do
         rm -f "$work/bpf" "$work/perf.data"
         case $tool in
             fp|auto)
                 /usr/bin/time -f '%U %S %M' -o "$work/time" \
                     "$bin" -F "$hz" -f --unwind "$tool" > "$work/out" 2>/dev/null &
+                ;;
+            deferred)
+                /usr/bin/time -f '%U %S %M' -o "$work/time" \
+                    "$bin" -F "$hz" -f --unwind-defer-all --stats > "$work/out" 2> "$work/stats-$hz" &
                 ;;
             perf-dwarf)
                 /usr/bin/time -f '%U %S %M' -o "$work/time" \
@@ -112,6 +119,20 @@ for hz in 99 999; do
             "$(echo "$w / $base" | bc -l)" "$(echo "$rss / 1024" | bc -l)"
     done
 done
+
+echo
+for hz in 99 999; do
+    grep -o '[0-9]* deferred walks in [0-9.]* ms' "$work/stats-$hz" |
+        awk -v hz="$hz" '{ printf "deferred, %s Hz: %d samples walked in user space in %s ms: %.1f us a sample\n", hz, $1, $5, $5 * 1000 / ($1 ? $1 : 1) }'
+done
+# The path as a user meets it: a whole-system run started beside the
+# workload, no table cache, so every process's first samples are deferred.
+workload > /dev/null &
+wl=$!
+sleep 1
+"$bin" -F 999 -f --no-cache --stats 2 2>&1 >/dev/null | grep '^stats: unwind' |
+    sed 's/^stats: unwind:/cold start, 999 Hz, 2 s, no cache:/'
+wait $wl
 
 echo
 echo "unwind tables for every process on this machine ($(ls /proc | grep -c '^[0-9]') processes):"

@@ -475,7 +475,7 @@ fn preload(unwinder: &Unwinder, cfg: &crate::sampler::SamplerConfig) {
 fn unwind_line(loss: &LossReport, u: &UnwindStats) -> String {
     let w = &loss.unwind;
     format!(
-        "stats: unwind: {} samples walked with tables ({} of them in user space, taken before their tables were loaded; {} stopped early, {} cut at {} frames, {} crossed unknown code), {} with frame pointers before their tables were loaded ({} for a full ring buffer), {} stacks did not fit; {} files ({} without CFI, {} rows) built in {:.0} ms (summed over threads), longest load {:.0} ms, {} loads, {} MB of shards{}{}",
+        "stats: unwind: {} samples walked with tables ({} of them in user space, taken before their tables were loaded; {} stopped early, {} cut at {} frames, {} crossed unknown code), {} with frame pointers before their tables were loaded ({} for a full ring buffer), {} stacks did not fit; {} files ({} without CFI, {} rows) built in {:.0} ms (summed over threads), longest load {:.0} ms, {} loads, {} MB of shards; {} deferred walks in {:.1} ms{}{}",
         w.unwound + w.deferred,
         w.deferred,
         (w.truncated + w.deferred_truncated).saturating_sub(w.cut),
@@ -492,6 +492,8 @@ fn unwind_line(loss: &LossReport, u: &UnwindStats) -> String {
         u.max_load_latency.as_secs_f64() * 1000.0,
         u.loads,
         u.shard_bytes >> 20,
+        u.deferred_walks,
+        u.deferred_time.as_secs_f64() * 1000.0,
         if u.cache.hits + u.cache.stored + u.cache.damaged == 0 {
             String::new()
         } else {

@@ -147,6 +147,12 @@ pub struct SamplingArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// Walk every user stack in user space from a copy, as samples taken
+    /// before their tables loaded are (for benchmarks and tests of that
+    /// path; costs more).
+    #[arg(long, hide = true)]
+    pub unwind_defer_all: bool,
+
     /// Keep samples of this profiler's own threads (left out by default).
     #[arg(long)]
     pub include_self: bool,
@@ -311,6 +317,7 @@ impl SamplingArgs {
             unwind: self.unwind,
             unwind_memory: self.unwind_memory << 20,
             unwind_cache: (!self.no_cache).then(|| self.unwind_cache.clone()),
+            defer_all: self.unwind_defer_all,
         };
         let header = Header {
             rate: match rate {

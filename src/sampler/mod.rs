@@ -79,6 +79,8 @@ pub struct SamplerConfig {
     pub unwind_memory: u64,
     /// `--unwind-cache` (None: `--no-cache`).
     pub unwind_cache: Option<std::path::PathBuf>,
+    /// `--unwind-defer-all`: every user stack deferred to user space.
+    pub defer_all: bool,
 }
 
 /// The inode of the initial pid namespace (the kernel's PROC_PID_INIT_INO).
@@ -112,6 +114,7 @@ impl Default for SamplerConfig {
             unwind: UnwindMode::Auto,
             unwind_memory: crate::unwind::DEFAULT_MEMORY_MB << 20,
             unwind_cache: None,
+            defer_all: false,
         }
     }
 }
@@ -200,6 +203,7 @@ impl Sampler {
             c.filter_mntns = u8::from(cfg.mntns_map.is_some());
             c.exclude_self = u8::from(!cfg.include_self);
             c.self_tgid = std::process::id();
+            c.defer_all = u8::from(cfg.defer_all);
             c.unwind_mode = match cfg.unwind {
                 UnwindMode::Fp => types::unwind_mode::UNWIND_MODE_FP,
                 UnwindMode::Auto => types::unwind_mode::UNWIND_MODE_AUTO,

@@ -76,6 +76,10 @@ pub struct UnwindStats {
     pub left_out: Vec<String>,
     /// What the on-disk table cache did.
     pub cache: cache::CacheStats,
+    /// Deferred samples walked in user space, and the time that took.
+    pub deferred_walks: u64,
+    /// Time spent walking deferred samples.
+    pub deferred_time: Duration,
 }
 
 enum Msg {
@@ -379,6 +383,8 @@ impl State {
     /// loaded now; a process not loaded (its maps could not be read) is
     /// walked as the kernel would have: by frame pointers.
     fn walk_deferred(&mut self, pending: Vec<PendingSample>) -> WalkedSamples {
+        let started = Instant::now();
+        self.stats.deferred_walks += pending.len() as u64;
         let mut out = WalkedSamples::default();
         let mut rows: HashMap<(u32, u32), Option<Vec<table::Row>>> = HashMap::new();
         let mut merged: HashMap<(u32, u32, String, Vec<u64>, RawStack), u64> = HashMap::new();
@@ -444,6 +450,7 @@ impl State {
                 count,
             })
             .collect();
+        self.stats.deferred_time += started.elapsed();
         out
     }
 

@@ -350,3 +350,38 @@ fn python_3_13_perf_trampolines_are_crossed() {
     require_bpf!();
     python_perf_trampolines("3.13");
 }
+
+#[test]
+fn stacks_walked_in_user_space_agree_with_the_kernel_walk() {
+    require_bpf!();
+    // Two profilers on one program at once: one walks in BPF, the other
+    // defers every sample and walks the copies in user space.
+    let t = start_printing_pid(Command::new(&bins()["nofp-c"]).arg("8"));
+    let pid = t.pid.to_string();
+    let args = ["-p", &pid, "-U", "-f", "-F", "499", "--stats", "4"];
+    let deferred = Command::new(env!("CARGO_BIN_EXE_profile"))
+        .args(args)
+        .arg("--unwind-defer-all")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let kernel = profile(&args);
+    let deferred = deferred.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&deferred.stderr).into_owned();
+    assert!(kernel.status.success() && deferred.status.success(), "{err}");
+    let walked = unwind_figure(&err, " samples walked with tables");
+    let in_user = unwind_figure(&err, " of them in user space");
+    assert!(walked >= 500 && in_user == walked, "{err}");
+    let k = shares(&String::from_utf8_lossy(&kernel.stdout), "nofp-c");
+    let d = shares(&String::from_utf8_lossy(&deferred.stdout), "nofp-c");
+    assert_agrees_on(
+        "deferred vs kernel",
+        &d,
+        &k,
+        &["main", "run", "level1", "level2", "lib_warm", "lib_hot", "side"],
+        7,
+        &err,
+    );
+    assert!(d.reach_main >= 99.0, "{err}");
+}
