@@ -11,6 +11,7 @@
 //! `[libfoo.so]`).
 
 mod perf_map;
+mod plt;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::{Path, PathBuf};
@@ -67,6 +68,8 @@ struct FileSyms {
     /// file (a distribution's -dbgsym package), found through blazesym's
     /// debug-info lookup.
     debug_file: bool,
+    /// Its PLT stubs, named as perf names them (`strlen@plt`).
+    plt: plt::PltStubs,
     syms: FxHashMap<u64, Option<Resolved>>,
     /// The interval it was last looked up in.
     last_used: u64,
@@ -536,6 +539,7 @@ impl Symbolizer {
                 self.opened_files += 1;
                 self.opened_bytes += std::fs::metadata(open).map_or(0, |m| m.len());
                 entry.debug_file = names_in_debug_file(open);
+                entry.plt = plt::PltStubs::read(open);
                 entry.build_id = blazesym::helper::read_elf_build_id(open)
                     .ok()
                     .flatten()
@@ -560,7 +564,17 @@ impl Symbolizer {
             None => vec![None; offsets.len()],
         };
         let entry = self.files.entry(file).or_default();
-        for (off, r) in offsets.iter().zip(resolved) {
+        let names = &mut self.names;
+        for (off, mut r) in offsets.iter().zip(resolved) {
+            // Symbol tables name no PLT stub: the name found is the symbol
+            // before the PLT (`_init`), never right.
+            if let Some((name, within)) = entry.plt.lookup(*off) {
+                r = Some(Resolved {
+                    name: intern(names, name),
+                    offset: within,
+                    source: None,
+                });
+            }
             if entry.syms.insert(*off, r).is_none() {
                 self.cached_offsets += 1;
             }

@@ -369,7 +369,10 @@ fn stacks_walked_in_user_space_agree_with_the_kernel_walk() {
     let kernel = profile(&args);
     let deferred = deferred.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&deferred.stderr).into_owned();
-    assert!(kernel.status.success() && deferred.status.success(), "{err}");
+    assert!(
+        kernel.status.success() && deferred.status.success(),
+        "{err}"
+    );
     let walked = unwind_figure(&err, " samples walked with tables");
     let in_user = unwind_figure(&err, " of them in user space");
     assert!(walked >= 500 && in_user == walked, "{err}");
@@ -379,9 +382,38 @@ fn stacks_walked_in_user_space_agree_with_the_kernel_walk() {
         "deferred vs kernel",
         &d,
         &k,
-        &["main", "run", "level1", "level2", "lib_warm", "lib_hot", "side"],
+        &[
+            "main", "run", "level1", "level2", "lib_warm", "lib_hot", "side",
+        ],
         7,
         &err,
     );
     assert!(d.reach_main >= 99.0, "{err}");
+}
+
+#[test]
+fn a_call_through_the_plt_is_named_name_at_plt() {
+    require_bpf!();
+    let bin = tmp("plt");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/plt.c");
+    let st = Command::new("gcc")
+        .args(["-O2", "-fno-builtin", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let t = start_printing_pid(Command::new(&bin).arg("6"));
+    let pid = t.pid.to_string();
+    let out = profile(&["-p", &pid, "-U", "-f", "-F", "499", "2"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let in_stub: u64 = crate::common::folded(&text)
+        .iter()
+        .filter(|(s, _)| s.ends_with(";main;strlen@plt"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(in_stub >= 20, "{text}");
+    // The symbol before the PLT never stands for it.
+    assert!(!text.contains(";_init"), "{text}");
 }
