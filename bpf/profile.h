@@ -79,6 +79,19 @@ struct sample_stats {
 	/* Walks (within unwind_truncated) cut at MAX_STACK_DEPTH frames: the
 	 * stack is deeper than a sample keeps, not stopped early. */
 	__u64 unwind_cut;
+	/* Why walks stopped early (within unwind_truncated, cut aside). */
+	__u64 stop_bad_read;      /* the stack could not be read there */
+	__u64 stop_fp_off_stack;  /* a frame pointer below the stack pointer */
+	__u64 stop_no_rule;       /* code without a usable rule (--unwind dwarf) */
+	__u64 stop_not_growing;   /* a caller's frame not above its callee's */
+};
+
+/* Why a walk stopped early (walk_state.stop_reason). */
+enum stop_reason {
+	STOP_BAD_READ = 1,
+	STOP_FP_OFF_STACK = 2,
+	STOP_NO_RULE = 3,
+	STOP_NOT_GROWING = 4,
 };
 
 /* How user stacks are walked (--unwind). */

@@ -82,6 +82,9 @@ struct walk_state {
 	 * at the frame limit. */
 	__u32 done;
 	__u32 unknown_mapping;
+	/* enum stop_reason, when done == WALK_STOPPED. */
+	__u32 stop_reason;
+	__u32 pad;
 	/* The mapping of the last frame: most callers are in the same file. */
 	struct mapping_info last;
 	struct user_stack stack;
@@ -107,6 +110,13 @@ enum unwind_consts _unwind_consts = UNWIND_SHARD_SHIFT;
 #define WALK_COMPLETE 1
 #define WALK_STOPPED 2
 #define WALK_CUT 3
+
+static __always_inline long stop(struct walk_state *st, __u32 reason)
+{
+	st->done = WALK_STOPPED;
+	st->stop_reason = reason;
+	return 1;
+}
 
 /* Offsets in the ucontext a signal trampoline finds at %rsp (x86-64
  * rt_sigframe after its return address was popped): uc_mcontext starts at
@@ -180,12 +190,11 @@ static __always_inline long fp_step(struct walk_state *st, bool other_stack)
 		st->done = WALK_COMPLETE;
 		return 1;
 	}
-	if ((st->bp < st->sp && !other_stack) ||
-	    bpf_probe_read_user(&bp, sizeof(bp), (void *)st->bp) ||
-	    bpf_probe_read_user(&ra, sizeof(ra), (void *)(st->bp + 8))) {
-		st->done = WALK_STOPPED;
-		return 1;
-	}
+	if (st->bp < st->sp && !other_stack)
+		return stop(st, STOP_FP_OFF_STACK);
+	if (bpf_probe_read_user(&bp, sizeof(bp), (void *)st->bp) ||
+	    bpf_probe_read_user(&ra, sizeof(ra), (void *)(st->bp + 8)))
+		return stop(st, STOP_BAD_READ);
 	st->sp = st->bp + 16;
 	st->bp = bp;
 	st->ip = ra;
@@ -229,8 +238,7 @@ static __always_inline long no_table_step(struct walk_state *st, __u32 n)
 		return 0;
 	if (cfg.unwind_mode == UNWIND_MODE_AUTO)
 		return fp_step(st, false);
-	st->done = WALK_STOPPED;
-	return 1;
+	return stop(st, STOP_NO_RULE);
 }
 
 /* The mapping of `tgid` that holds `pc`: a binary search over the
@@ -319,10 +327,8 @@ static long walk_step(__u32 i, void *unused)
 
 		if (bpf_probe_read_user(&regs[0], 8, (void *)(st->sp + UC_RBP)) ||
 		    bpf_probe_read_user(&regs[1], 8, (void *)(st->sp + UC_RSP)) ||
-		    bpf_probe_read_user(&regs[2], 8, (void *)(st->sp + UC_RIP))) {
-			st->done = WALK_STOPPED;
-			return 1;
-		}
+		    bpf_probe_read_user(&regs[2], 8, (void *)(st->sp + UC_RIP)))
+			return stop(st, STOP_BAD_READ);
 		st->bp = regs[0];
 		st->sp = regs[1];
 		st->ip = regs[2];
@@ -339,20 +345,17 @@ static long walk_step(__u32 i, void *unused)
 		cfa = st->sp + 8 + (((ip & 15) >= (__u64)row->cfa_offset) ? 8 : 0);
 		break;
 	default:
-		st->done = WALK_STOPPED;
-		return 1;
+		return stop(st, STOP_NO_RULE);
 	}
 	/* The stack grows down: each caller's frame is above its callee's. */
-	if (cfa <= st->sp || bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8))) {
-		st->done = WALK_STOPPED;
-		return 1;
-	}
+	if (cfa <= st->sp)
+		return stop(st, STOP_NOT_GROWING);
+	if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8)))
+		return stop(st, STOP_BAD_READ);
 	bp = st->bp;
 	if (row->rbp_offset8 &&
-	    bpf_probe_read_user(&bp, sizeof(bp), (void *)(cfa + (__s64)row->rbp_offset8 * 8))) {
-		st->done = WALK_STOPPED;
-		return 1;
-	}
+	    bpf_probe_read_user(&bp, sizeof(bp), (void *)(cfa + (__s64)row->rbp_offset8 * 8)))
+		return stop(st, STOP_BAD_READ);
 	st->sp = cfa;
 	st->bp = bp;
 	st->ip = ra;
@@ -417,6 +420,7 @@ static __always_inline int walk_user_stack(struct bpf_perf_event_data *ctx, __u3
 	st->after_signal = 0;
 	st->done = 0;
 	st->unknown_mapping = 0;
+	st->stop_reason = 0;
 	st->last.start = 0;
 	st->last.end = 0;
 	st->stack.len = 0;
@@ -429,6 +433,16 @@ static __always_inline int walk_user_stack(struct bpf_perf_event_data *ctx, __u3
 		stats->unwind_truncated++;
 	if (st->done == WALK_CUT)
 		stats->unwind_cut++;
+	if (st->done == WALK_STOPPED) {
+		if (st->stop_reason == STOP_BAD_READ)
+			stats->stop_bad_read++;
+		else if (st->stop_reason == STOP_FP_OFF_STACK)
+			stats->stop_fp_off_stack++;
+		else if (st->stop_reason == STOP_NO_RULE)
+			stats->stop_no_rule++;
+		else if (st->stop_reason == STOP_NOT_GROWING)
+			stats->stop_not_growing++;
+	}
 	if (st->unknown_mapping) {
 		stats->unwind_unknown_mapping++;
 		ask_refresh(tgid, aspace);

@@ -113,7 +113,7 @@ enum Work {
     Processes(Vec<Seen>),
     /// An interval to symbolize and output, and (with how many there are)
     /// its deferred samples, walked by the unwinder thread.
-    Interval(Interval, Option<Deferred>),
+    Interval(Box<Interval>, Option<Deferred>),
 }
 
 /// An interval's deferred samples: how many, and where the unwinder sends
@@ -475,10 +475,14 @@ fn preload(unwinder: &Unwinder, cfg: &crate::sampler::SamplerConfig) {
 fn unwind_line(loss: &LossReport, u: &UnwindStats) -> String {
     let w = &loss.unwind;
     format!(
-        "stats: unwind: {} samples walked with tables ({} of them in user space, taken before their tables were loaded; {} stopped early, {} cut at {} frames, {} crossed unknown code), {} with frame pointers before their tables were loaded ({} for a full ring buffer), {} stacks did not fit; {} files ({} without CFI, {} rows) built in {:.0} ms (summed over threads), longest load {:.0} ms, {} loads, {} MB of shards; {} deferred walks in {:.1} ms{}{}",
+        "stats: unwind: {} samples walked with tables ({} of them in user space, taken before their tables were loaded; {} stopped early: {} unreadable stack, {} frame pointer off the stack, {} no rule for the code, {} frame not above its callee; {} cut at {} frames, {} crossed unknown code), {} with frame pointers before their tables were loaded ({} for a full ring buffer), {} stacks did not fit; {} files ({} without CFI, {} rows) built in {:.0} ms (summed over threads), longest load {:.0} ms, {} loads, {} MB of shards; {} deferred walks in {:.1} ms{}{}",
         w.unwound + w.deferred,
         w.deferred,
         (w.truncated + w.deferred_truncated).saturating_sub(w.cut),
+        w.stopped.bad_read,
+        w.stopped.fp_off_stack,
+        w.stopped.no_rule,
+        w.stopped.not_growing,
         w.cut,
         crate::unwind::deferred::MAX_FRAMES,
         w.unknown_mapping,
@@ -592,7 +596,7 @@ fn sample(
                 send(Work::Processes(std::mem::take(&mut seen)))?;
             }
             status.interval(&interval.loss);
-            send(Work::Interval(interval, deferred))?;
+            send(Work::Interval(Box::new(interval), deferred))?;
             index += 1;
             interval_start = cut;
             if boundary {

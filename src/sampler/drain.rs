@@ -82,6 +82,34 @@ pub struct UnwindCounts {
     /// Walks, in the kernel or deferred, cut at the frame limit (127)
     /// rather than stopped early: the stack is deeper than a sample keeps.
     pub cut: u64,
+    /// Why walks stopped early.
+    pub stopped: StopReasons,
+}
+
+/// Why walks (in the kernel or deferred) stopped before the outermost
+/// frame, in samples (bpf/profile.h's `enum stop_reason`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StopReasons {
+    /// The stack could not be read where the next frame was.
+    pub bad_read: u64,
+    /// A frame pointer pointed below the stack pointer (code without frame
+    /// pointers walked by them).
+    pub fp_off_stack: u64,
+    /// Code without a rule the walker can use (`--unwind dwarf`, or an
+    /// unusual CFI expression).
+    pub no_rule: u64,
+    /// A caller's frame that was not above its callee's.
+    pub not_growing: u64,
+}
+
+impl StopReasons {
+    /// Adds another count.
+    pub fn add(&mut self, o: &StopReasons) {
+        self.bad_read = self.bad_read.saturating_add(o.bad_read);
+        self.fp_off_stack = self.fp_off_stack.saturating_add(o.fp_off_stack);
+        self.no_rule = self.no_rule.saturating_add(o.no_rule);
+        self.not_growing = self.not_growing.saturating_add(o.not_growing);
+    }
 }
 
 impl UnwindCounts {
@@ -96,6 +124,7 @@ impl UnwindCounts {
         self.deferred_truncated = self.deferred_truncated.saturating_add(o.deferred_truncated);
         self.deferred_ring_full = self.deferred_ring_full.saturating_add(o.deferred_ring_full);
         self.cut = self.cut.saturating_add(o.cut);
+        self.stopped.add(&o.stopped);
     }
 }
 
@@ -302,6 +331,12 @@ pub(super) fn read_stats(stats_map: &MapMut<'_>, generation: u32) -> Result<Samp
             stacks_full: s.unwind_stacks_full,
             deferred_ring_full: s.deferred_ring_full,
             cut: s.unwind_cut,
+            stopped: StopReasons {
+                bad_read: s.stop_bad_read,
+                fp_off_stack: s.stop_fp_off_stack,
+                no_rule: s.stop_no_rule,
+                not_growing: s.stop_not_growing,
+            },
             ..Default::default()
         });
     }

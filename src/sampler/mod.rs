@@ -24,7 +24,7 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, MapType, OpenMapMut, RingBuffer};
 
 pub use deferred::DeferredSample;
-pub use drain::{RawBatch, RawEntry, SampleStats, UnwindCounts};
+pub use drain::{RawBatch, RawEntry, SampleStats, StopReasons, UnwindCounts};
 
 pub use perf_event::{SampleEvent, SampleRate};
 use skel::{types, ProfileSkel, ProfileSkelBuilder};

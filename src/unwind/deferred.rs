@@ -77,6 +77,21 @@ pub struct Walk {
     pub complete: bool,
     /// Stopped because the frame limit was reached.
     pub cut: bool,
+    /// Why it stopped early, if it did (and was not cut).
+    pub stopped: Option<Stop>,
+}
+
+/// Why a walk stopped early (as bpf/profile.h's `enum stop_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The stack (the copy) did not hold the next frame.
+    BadRead,
+    /// A frame pointer below the stack pointer.
+    FpOffStack,
+    /// Code without a usable rule.
+    NoRule,
+    /// A caller's frame not above its callee's.
+    NotGrowing,
 }
 
 /// Offsets in the ucontext a signal trampoline finds at %rsp (see
@@ -95,7 +110,7 @@ struct State {
 enum Step {
     Next,
     Complete,
-    Stopped,
+    Stopped(Stop),
 }
 
 /// Reads code of the process: fills the buffer from an address, or false.
@@ -142,7 +157,10 @@ pub fn walk(
                 out.complete = true;
                 return out;
             }
-            Step::Stopped => return out,
+            Step::Stopped(why) => {
+                out.stopped = Some(why);
+                return out;
+            }
         }
     }
 }
@@ -167,10 +185,10 @@ fn fp_step(st: &mut State, stack: &StackCopy<'_>, other_stack: bool) -> Step {
         return Step::Complete;
     }
     if st.bp < st.sp && !other_stack {
-        return Step::Stopped;
+        return Step::Stopped(Stop::FpOffStack);
     }
     let (Some(bp), Some(ra)) = (stack.read(st.bp), stack.read(st.bp.wrapping_add(8))) else {
-        return Step::Stopped;
+        return Step::Stopped(Stop::BadRead);
     };
     st.sp = st.bp + 16;
     st.bp = bp;
@@ -211,7 +229,7 @@ fn step(
         }
         match fallback {
             Fallback::FramePointers => fp_step(st, stack, false),
-            Fallback::Stop => Step::Stopped,
+            Fallback::Stop => Step::Stopped(Stop::NoRule),
         }
     };
     // A return address points after its call: look up the call itself.
@@ -239,7 +257,7 @@ fn step(
                 stack.read(st.sp.wrapping_add(UC_RSP)),
                 stack.read(st.sp.wrapping_add(UC_RIP)),
             ) else {
-                return Step::Stopped;
+                return Step::Stopped(Stop::BadRead);
             };
             st.bp = bp;
             st.sp = sp;
@@ -257,20 +275,20 @@ fn step(
             };
             st.sp.wrapping_add(8 + extra)
         }
-        Kind::None | Kind::Unsupported => return Step::Stopped,
+        Kind::None | Kind::Unsupported => return Step::Stopped(Stop::NoRule),
     };
     // The stack grows down: each caller's frame is above its callee's.
     if cfa <= st.sp {
-        return Step::Stopped;
+        return Step::Stopped(Stop::NotGrowing);
     }
     let Some(ra) = stack.read(cfa - 8) else {
-        return Step::Stopped;
+        return Step::Stopped(Stop::BadRead);
     };
     let mut bp = st.bp;
     if row.rbp_offset8 != 0 {
         match stack.read(cfa.wrapping_add_signed(i64::from(row.rbp_offset8) * 8)) {
             Some(v) => bp = v,
-            None => return Step::Stopped,
+            None => return Step::Stopped(Stop::BadRead),
         }
     }
     st.sp = cfa;
@@ -314,16 +332,16 @@ mod tests {
         ];
         let maps = [
             WalkMapping {
-                start: 0x40_0000,
-                end: 0x40_3000,
-                bias: 0x40_0000,
-                rows: Some(&rows),
-            },
-            WalkMapping {
                 start: 0x9000,
                 end: 0xa000,
                 bias: 0,
                 rows: None,
+            },
+            WalkMapping {
+                start: 0x40_0000,
+                end: 0x40_3000,
+                bias: 0x40_0000,
+                rows: Some(&rows),
             },
         ];
         // eval's ra into the trampoline (0x9006), the trampoline's 8 bytes
@@ -408,6 +426,7 @@ mod tests {
         let w = walk(regs, &stack, &maps, Fallback::FramePointers, &no_code);
         assert_eq!(w.ips, vec![0x40_1000]);
         assert!(!w.complete && !w.cut);
+        assert_eq!(w.stopped, Some(Stop::BadRead));
     }
 
     #[test]

@@ -432,6 +432,14 @@ impl State {
                 u.deferred += 1;
                 u.deferred_truncated += u64::from(!walk.complete);
                 u.cut += u64::from(walk.cut);
+                let s = &mut u.stopped;
+                match walk.stopped {
+                    Some(deferred::Stop::BadRead) => s.bad_read += 1,
+                    Some(deferred::Stop::FpOffStack) => s.fp_off_stack += 1,
+                    Some(deferred::Stop::NoRule) => s.no_rule += 1,
+                    Some(deferred::Stop::NotGrowing) => s.not_growing += 1,
+                    None => {}
+                }
             } else {
                 u.not_loaded += 1;
             }
