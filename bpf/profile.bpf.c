@@ -169,6 +169,7 @@ struct stack_key _stack_key = {};
 struct process_seen _process_seen = {};
 
 #include "unwinder.bpf.h"
+#include "python.bpf.h"
 
 static __always_inline void announce(__u32 tgid, __u32 aspace)
 {
@@ -345,7 +346,7 @@ static __always_inline bool tables_loaded(__u32 tgid, __u32 aspace)
 static __always_inline int sample(struct bpf_perf_event_data *ctx, void *counts, void *stacks,
 				  void *user_stacks, void *kernel_stacks, struct sample_stats *st,
 				  __u32 tgid, __u32 aspace, __u32 gen, int walked, __u64 hash,
-				  int kernel, __u64 khash)
+				  int kernel, __u64 khash, void *python_stacks, int python, __u64 pyhash)
 {
 	struct stack_key key = {};
 	__u64 *val, one = 1;
@@ -361,10 +362,19 @@ static __always_inline int sample(struct bpf_perf_event_data *ctx, void *counts,
 		}
 	}
 	note_stack_error(key.kernel_stack_id, &st->kernel_stack_collision, &st->kernel_stack_nomem);
+	if (python == 0) {
+		if (store_python_stack(python_stacks, pyhash) == 0) {
+			key.python_stack_hash = pyhash;
+			st->python_walked++;
+		} else {
+			st->python_stacks_full++;
+		}
+	}
 	if (walked == DEFERRED) {
 		/* Counted in user space, once walked; `deferred` is bumped after
 		 * the record is out, so a drained generation has all of its. */
-		if (send_deferred(gen, key.kernel_stack_id, key.kernel_stack_hash) == 0) {
+		if (send_deferred(gen, key.kernel_stack_id, key.kernel_stack_hash,
+				  key.python_stack_hash) == 0) {
 			st->deferred++;
 			return 0;
 		}
@@ -422,8 +432,8 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 	__u32 tid = (__u32)id;
 	__u32 gen, aspace, *aspace_num;
 	struct sample_stats *st;
-	int walked = NOT_WALKED, kernel = -ENOENT;
-	__u64 hash = 0, khash = 0;
+	int walked = NOT_WALKED, kernel = -ENOENT, python = -ENOENT;
+	__u64 hash = 0, khash = 0, pyhash = 0;
 
 	if (cfg.use_pidns) {
 		/* As upstream profile.py: pids as the profiler's namespace sees
@@ -473,11 +483,14 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 	}
 	if (cfg.kernel_stacks)
 		kernel = take_kernel_stack(ctx, &khash);
+	if (cfg.python && cfg.user_stacks && tgid != 0)
+		python = take_python_stack(tgid, aspace, &pyhash);
 	if (gen)
 		return sample(ctx, &counts1, &stacks1, &user_stacks1, &kernel_stacks1, st, tgid,
-			      aspace, gen, walked, hash, kernel, khash);
+			      aspace, gen, walked, hash, kernel, khash, &python_stacks1, python,
+			      pyhash);
 	return sample(ctx, &counts0, &stacks0, &user_stacks0, &kernel_stacks0, st, tgid, aspace,
-		      gen, walked, hash, kernel, khash);
+		      gen, walked, hash, kernel, khash, &python_stacks0, python, pyhash);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -39,6 +39,9 @@ struct stack_key {
 	/* Non-zero: the kernel stack is in this generation's `kernel_stacks`
 	 * under this hash (kernel_stack_id is then -ENOENT). */
 	__u64 kernel_stack_hash;
+	/* Non-zero: the Python frames the thread was running are in this
+	 * generation's `python_stacks` under this hash. */
+	__u64 python_stack_hash;
 };
 
 /* Per-CPU, per-generation accounting. Every sample that passes the filters
@@ -84,6 +87,10 @@ struct sample_stats {
 	__u64 stop_fp_off_stack;  /* a frame pointer below the stack pointer */
 	__u64 stop_no_rule;       /* code without a usable rule (--unwind dwarf) */
 	__u64 stop_not_growing;   /* a caller's frame not above its callee's */
+	/* Samples of a known Python process with Python frames, and those
+	 * whose Python frames did not fit in `python_stacks`. */
+	__u64 python_walked;
+	__u64 python_stacks_full;
 };
 
 /* Why a walk stopped early (walk_state.stop_reason). */
@@ -115,7 +122,7 @@ enum unwind_consts {
 	UNWIND_PROC_STEPS = 9,
 	/* Bytes of user stack a deferred sample carries at most: what fits in
 	 * a per-CPU array value (32 KB) with the record's header. */
-	UNWIND_DEFER_BYTES = 32768 - 72,
+	UNWIND_DEFER_BYTES = 32768 - 80,
 };
 
 /* What an unwind row says (see src/unwind/table.rs). */
@@ -167,6 +174,49 @@ struct user_stack {
 	__u64 ips[MAX_STACK_DEPTH];
 };
 
+enum python_consts {
+	/* Python frames kept per sample. */
+	PYTHON_MAX_FRAMES = 128,
+	/* Threads of an interpreter searched for the sampled one. */
+	PYTHON_MAX_THREADS = 64,
+	/* python_frame.flags: the last frame one _PyEval_EvalFrameDefault
+	 * call ran (the outermost of its group). */
+	PYTHON_FRAME_ENTRY = 1,
+};
+
+/* Where an interpreter's state is and how it is laid out: written by user
+ * space per process (src/python/), read by the frame walk. Offsets in bytes. */
+struct python_proc {
+	__u64 runtime;         /* address of _PyRuntime */
+	__u32 aspace;          /* the address space these hold for */
+	__u16 runtime_interp_head; /* _PyRuntime.interpreters.head */
+	__u16 interp_threads_head; /* PyInterpreterState.threads.head */
+	__u16 thread_next;     /* PyThreadState.next */
+	__u16 thread_id;       /* PyThreadState.thread_id (pthread_self: the fs base) */
+	__u16 thread_frame;    /* PyThreadState.cframe (<= 3.12) or .current_frame */
+	__s16 cframe_frame;    /* _PyCFrame.current_frame; -1: none (3.13) */
+	__u16 frame_code;      /* _PyInterpreterFrame.f_code / f_executable */
+	__u16 frame_previous;  /* .previous */
+	__u16 frame_instr;     /* .prev_instr / .instr_ptr */
+	__s16 frame_is_entry;  /* .is_entry (3.11); -1: none */
+	__s16 frame_owner;     /* .owner (3.12+: 3 is a C-stack shim); -1: none */
+	__u16 pad;
+};
+
+/* One Python frame: the code object and the instruction pointer. */
+struct python_frame {
+	__u64 code;
+	__u64 instr;
+	__u32 flags;
+	__u32 pad;
+};
+
+struct python_stack {
+	__u32 len;
+	__u32 pad;
+	struct python_frame frames[PYTHON_MAX_FRAMES];
+};
+
 /* A sample deferred for user space to walk (`deferred_stacks`): what the
  * counts key would hold, the user registers, and the user stack from %rsp
  * up (`len` bytes; the record is cut after them). */
@@ -179,6 +229,8 @@ struct deferred_stack {
 	__s32 kernel_stack_id;
 	char comm[COMM_LEN];
 	__u64 kernel_stack_hash;
+	/* As in stack_key. */
+	__u64 python_stack_hash;
 	__u64 ip;
 	__u64 sp;
 	__u64 bp;
@@ -211,6 +263,7 @@ struct sampler_config {
 	__u8 use_pidns;        /* the profiler runs in a pid namespace: see pids as it does */
 	__u8 unwind_mode;      /* enum unwind_mode */
 	__u8 defer_all;        /* every user stack deferred (benchmarks, tests) */
+	__u8 python;           /* walk Python frames of processes in python_procs */
 	__u32 self_tgid;
 	__u64 pidns_dev;       /* that namespace: stat("/proc/self/ns/pid") */
 	__u64 pidns_ino;

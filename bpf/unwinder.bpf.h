@@ -480,7 +480,7 @@ struct {
 struct deferred_stack _deferred_stack = {};
 
 #define PAGE_BYTES 4096
-#define DEFER_HEADER_BYTES 72
+#define DEFER_HEADER_BYTES 80
 
 /* Copies the registers and user stack of the current task into the
  * deferral scratch: from %rsp to its page's end, then whole pages until
@@ -519,7 +519,7 @@ static __always_inline int copy_user_stack(struct bpf_perf_event_data *ctx, __u3
 /* Sends the sample copied by copy_user_stack, with the rest of its key;
  * 0 when sent, -ENOSPC when the ring buffer is full. */
 static __always_inline int send_deferred(__u32 generation, __s32 kernel_stack_id,
-					 __u64 kernel_stack_hash)
+					 __u64 kernel_stack_hash, __u64 python_stack_hash)
 {
 	__u32 zero = 0, len;
 	struct deferred_stack *d = bpf_map_lookup_elem(&defer_scratch, &zero);
@@ -529,6 +529,7 @@ static __always_inline int send_deferred(__u32 generation, __s32 kernel_stack_id
 	d->generation = generation;
 	d->kernel_stack_id = kernel_stack_id;
 	d->kernel_stack_hash = kernel_stack_hash;
+	d->python_stack_hash = python_stack_hash;
 	bpf_get_current_comm(&d->comm, sizeof(d->comm));
 	len = d->len;
 	if (len > UNWIND_DEFER_BYTES)

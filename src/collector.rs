@@ -41,6 +41,8 @@ pub struct RawSample {
     pub user: RawStack,
     /// Kernel stack.
     pub kernel: RawStack,
+    /// The Python frames the thread ran, innermost first (empty: none).
+    pub python: Vec<crate::python::RawPyFrame>,
     /// Samples.
     pub count: u64,
 }
@@ -74,6 +76,8 @@ pub struct PendingSample {
     pub comm: String,
     /// Kernel stack.
     pub kernel: RawStack,
+    /// The Python frames, innermost first (empty: none).
+    pub python: Vec<crate::python::RawPyFrame>,
     /// The user registers.
     pub regs: crate::unwind::deferred::UserRegs,
     /// The user stack from `regs.sp` up.
@@ -109,6 +113,14 @@ fn resolve(id: i32, batch: &RawBatch) -> RawStack {
     } else {
         RawStack::Absent
     }
+}
+
+/// The Python frames kept under `hash` (none for 0, or if not kept).
+fn python_of(hash: u64, batch: &RawBatch) -> Vec<crate::python::RawPyFrame> {
+    if hash == 0 {
+        return Vec::new();
+    }
+    batch.python.get(&hash).cloned().unwrap_or_default()
 }
 
 /// Whether a stack was missed for want of room: a stack-map collision
@@ -161,6 +173,7 @@ pub fn collect(batch: &RawBatch, index: u64, start: Duration, duration: Duration
             comm: e.comm.clone(),
             user,
             kernel,
+            python: python_of(e.python_stack_hash, batch),
             count: e.count,
         });
     }
@@ -198,6 +211,7 @@ pub fn pending(batch: &mut RawBatch) -> Vec<PendingSample> {
             tgid: d.tgid,
             aspace: d.aspace,
             kernel: resolve_kernel(d.kernel_stack_id, d.kernel_stack_hash, batch),
+            python: python_of(d.python_stack_hash, batch),
             comm: d.comm,
             regs: d.regs,
             stack: d.stack,
@@ -219,6 +233,7 @@ mod tests {
             kernel_stack_id: k,
             user_stack_hash: 0,
             kernel_stack_hash: 0,
+            python_stack_hash: 0,
             count,
         }
     }
@@ -304,6 +319,7 @@ mod tests {
             generation: 0,
             kernel_stack_id,
             kernel_stack_hash: 0,
+            python_stack_hash: 0,
             comm: "cc1".into(),
             regs: Default::default(),
             stack: vec![0; 16],

@@ -16,6 +16,7 @@ pub mod output;
 pub mod pipeline;
 pub mod process;
 pub mod profile;
+pub mod python;
 pub mod recording;
 pub mod safe_file;
 pub mod sampler;

@@ -28,6 +28,7 @@ use crate::process::maps::Mapping;
 use crate::process::query::MapsReader;
 use crate::process::AspaceId;
 use crate::profile::LossReport;
+use crate::python::{Interpreters, PythonMode};
 use crate::recording::{Meta, RecordWriter};
 use crate::safe_file::Target;
 use crate::sampler::SampleRate;
@@ -122,7 +123,12 @@ type Deferred = (u64, mpsc::Receiver<WalkedSamples>);
 
 /// One process event, with what was read of it.
 enum Seen {
-    Sampled(AspaceId, Option<Arc<Vec<Mapping>>>),
+    /// With its maps and, for a CPython process, its interpreter.
+    Sampled(
+        AspaceId,
+        Option<Arc<Vec<Mapping>>>,
+        Option<crate::python::Interpreter>,
+    ),
     Exited(AspaceId),
 }
 
@@ -237,7 +243,12 @@ fn start_processing(
                     Work::Processes(seen) => {
                         for s in seen {
                             match s {
-                                Seen::Sampled(id, maps) => symbolizer.remember_process(id, maps),
+                                Seen::Sampled(id, maps, python) => {
+                                    symbolizer.remember_process(id, maps);
+                                    if let Some(interp) = python {
+                                        symbolizer.remember_interpreter(id, interp);
+                                    }
+                                }
                                 Seen::Exited(id) => symbolizer.process_exited(id),
                             }
                         }
@@ -561,6 +572,13 @@ fn sample(
     let mut reader = MapsReader::new();
     let mut seen = Vec::new();
     let mut index = 0;
+    // The owner of BPF's Python process map, on this thread: processes are
+    // found when their maps are read.
+    let mut python = if cfg.sampler.python == PythonMode::Auto && cfg.sampler.user_stacks {
+        Some(Interpreters::new(Some(sampler.python_procs()?)))
+    } else {
+        None
+    };
     loop {
         let now = Instant::now();
         let end = stop.load(Ordering::SeqCst)
@@ -577,7 +595,7 @@ fn sample(
             // Announcements of processes sampled just before the cut: the
             // unwinder loads them before it walks the deferred samples.
             let events = sampler.poll_process_events(Duration::ZERO)?;
-            on_events(events, &mut reader, unwinder, &mut seen);
+            on_events(events, &mut reader, unwinder, python.as_mut(), &mut seen);
             let mut interval =
                 collector::collect(&batch, index, interval_start - t0, cut - interval_start);
             let pending = collector::pending(&mut batch);
@@ -612,7 +630,7 @@ fn sample(
         let until = deadline.map_or(next_cut, |d| d.min(next_cut));
         let wait = until.saturating_duration_since(Instant::now()).min(TICK);
         let events = sampler.poll_process_events(wait)?;
-        on_events(events, &mut reader, unwinder, &mut seen);
+        on_events(events, &mut reader, unwinder, python.as_mut(), &mut seen);
     }
 }
 
@@ -623,6 +641,7 @@ fn on_events(
     events: Vec<ProcessEvent>,
     reader: &mut MapsReader,
     unwinder: Option<&Unwinder>,
+    mut python: Option<&mut Interpreters>,
     seen: &mut Vec<Seen>,
 ) {
     seen.extend(events.into_iter().map(|event| match event {
@@ -631,11 +650,18 @@ fn on_events(
             if let (Some(u), Some(m)) = (unwinder, &maps) {
                 u.process(id, m.clone());
             }
-            Seen::Sampled(id, maps)
+            let interp = match (python.as_deref_mut(), &maps) {
+                (Some(p), Some(m)) => p.seen(id, m),
+                _ => None,
+            };
+            Seen::Sampled(id, maps, interp)
         }
         ProcessEvent::Exited(id) => {
             if let Some(u) = unwinder {
                 u.exited(id);
+            }
+            if let Some(p) = python.as_deref_mut() {
+                p.exited(id);
             }
             Seen::Exited(id)
         }

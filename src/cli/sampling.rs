@@ -153,6 +153,12 @@ pub struct SamplingArgs {
     #[arg(long, hide = true)]
     pub unwind_defer_all: bool,
 
+    /// Python functions in the stacks: read from each CPython 3.11-3.13
+    /// process's own frames, in place of the interpreter's C frames (auto);
+    /// native frames only (off).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    pub python: crate::python::PythonMode,
+
     /// Keep samples of this profiler's own threads (left out by default).
     #[arg(long)]
     pub include_self: bool,
@@ -318,6 +324,7 @@ impl SamplingArgs {
             unwind_memory: self.unwind_memory << 20,
             unwind_cache: (!self.no_cache).then(|| self.unwind_cache.clone()),
             defer_all: self.unwind_defer_all,
+            python: self.python,
         };
         let header = Header {
             rate: match rate {

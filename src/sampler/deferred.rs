@@ -10,7 +10,7 @@
 use crate::unwind::deferred::UserRegs;
 
 /// Bytes of `struct deferred_stack`'s header (bpf/profile.h).
-pub const HEADER_BYTES: usize = 72;
+pub const HEADER_BYTES: usize = 80;
 
 /// One deferred sample.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub struct DeferredSample {
     pub kernel_stack_id: i32,
     /// As in the counts key: the kernel stack's hash, or 0.
     pub kernel_stack_hash: u64,
+    /// As in the counts key: the Python frames' hash, or 0.
+    pub python_stack_hash: u64,
     /// Thread name.
     pub comm: String,
     /// The user registers.
@@ -46,7 +48,7 @@ pub fn parse(b: &[u8]) -> Option<DeferredSample> {
     if b.len() < HEADER_BYTES {
         return None;
     }
-    let len = u32_at(b, 64) as usize;
+    let len = u32_at(b, 72) as usize;
     let stack = b.get(HEADER_BYTES..HEADER_BYTES.checked_add(len)?)?;
     let comm: Vec<u8> = b[16..32].iter().copied().take_while(|c| *c != 0).collect();
     Some(DeferredSample {
@@ -56,10 +58,11 @@ pub fn parse(b: &[u8]) -> Option<DeferredSample> {
         kernel_stack_id: u32_at(b, 12) as i32,
         comm: String::from_utf8_lossy(&comm).into_owned(),
         kernel_stack_hash: u64_at(b, 32),
+        python_stack_hash: u64_at(b, 40),
         regs: UserRegs {
-            ip: u64_at(b, 40),
-            sp: u64_at(b, 48),
-            bp: u64_at(b, 56),
+            ip: u64_at(b, 48),
+            sp: u64_at(b, 56),
+            bp: u64_at(b, 64),
         },
         stack: stack.to_vec(),
     })
@@ -89,14 +92,16 @@ mod tests {
         b[12..16].copy_from_slice(&(-14i32).to_ne_bytes());
         b[16..20].copy_from_slice(b"xz\0\0");
         b[32..40].copy_from_slice(&5u64.to_ne_bytes());
-        b[40..48].copy_from_slice(&0x1000u64.to_ne_bytes());
-        b[48..56].copy_from_slice(&0x7ff0u64.to_ne_bytes());
-        b[56..64].copy_from_slice(&7u64.to_ne_bytes());
-        b[64..68].copy_from_slice(&16u32.to_ne_bytes());
+        b[40..48].copy_from_slice(&6u64.to_ne_bytes());
+        b[48..56].copy_from_slice(&0x1000u64.to_ne_bytes());
+        b[56..64].copy_from_slice(&0x7ff0u64.to_ne_bytes());
+        b[64..72].copy_from_slice(&7u64.to_ne_bytes());
+        b[72..76].copy_from_slice(&16u32.to_ne_bytes());
         b.extend_from_slice(&[9u8; 16]);
         let s = parse(&b).unwrap();
         assert_eq!((s.tgid, s.aspace, s.generation), (42, 3, 1));
         assert_eq!((s.kernel_stack_id, s.kernel_stack_hash), (-14, 5));
+        assert_eq!(s.python_stack_hash, 6);
         assert_eq!(s.comm, "xz");
         assert_eq!(
             s.regs,

@@ -30,6 +30,9 @@ pub struct RawEntry {
     /// Non-zero: the kernel stack is in [`RawBatch::kernel`] under this
     /// hash.
     pub kernel_stack_hash: u64,
+    /// Non-zero: the Python frames are in [`RawBatch::python`] under this
+    /// hash.
+    pub python_stack_hash: u64,
     /// Samples with this key.
     pub count: u64,
 }
@@ -139,6 +142,8 @@ pub struct RawBatch {
     pub walked: HashMap<u64, Vec<u64>>,
     /// Kernel stacks by hash, leaf first.
     pub kernel: HashMap<u64, Vec<u64>>,
+    /// Python frames by hash, innermost first.
+    pub python: HashMap<u64, Vec<crate::python::RawPyFrame>>,
     /// The program's accounting.
     pub stats: SampleStats,
     /// Samples the program had taken but not finished when the drain gave up
@@ -160,6 +165,7 @@ pub(super) struct GenerationMaps<'a> {
     pub stacks: &'a MapMut<'a>,
     pub walked: &'a MapMut<'a>,
     pub kernel: &'a MapMut<'a>,
+    pub python: &'a MapMut<'a>,
 }
 
 /// Drain buffers, kept by the sampler across intervals.
@@ -168,6 +174,7 @@ pub(super) struct DrainBuffers {
     counts: BatchBuffers,
     walked: BatchBuffers,
     kernel: BatchBuffers,
+    python: BatchBuffers,
 }
 
 pub(super) fn drain_generation(
@@ -183,6 +190,7 @@ pub(super) fn drain_generation(
         stacks,
         walked,
         kernel,
+        python,
     } = maps;
     // A program that read `generation` just before the flip may still be
     // about to touch the old maps: give it time to start, then wait until
@@ -219,12 +227,14 @@ pub(super) fn drain_generation(
     clear_stacks(stacks)?;
     let walked = drain_walked(walked, &mut bufs.walked)?;
     let kernel = drain_walked(kernel, &mut bufs.kernel)?;
+    let python = drain_python(python, &mut bufs.python)?;
     reset_stats(stats_map, generation, zero_stats)?;
     Ok(RawBatch {
         entries,
         stacks: stack_of,
         walked,
         kernel,
+        python,
         stats,
         in_flight,
         deferred,
@@ -252,6 +262,38 @@ fn drain_walked(walked: &MapMut<'_>, bufs: &mut BatchBuffers) -> Result<HashMap<
     })
     .context("failed to drain the walked-stack map")?;
     Ok(out)
+}
+
+/// Reads and deletes every Python stack of a generation.
+fn drain_python(
+    map: &MapMut<'_>,
+    bufs: &mut BatchBuffers,
+) -> Result<HashMap<u64, Vec<crate::python::RawPyFrame>>> {
+    let mut out = HashMap::new();
+    if map.max_entries() <= 1 {
+        // --python off: a placeholder.
+        return Ok(out);
+    }
+    drain_hash(map, bufs, |key, value| {
+        let hash = u64::from_ne_bytes(key[..8].try_into().expect("u64 keys"));
+        out.insert(hash, python_frames(value));
+    })
+    .context("failed to drain the Python stacks")?;
+    Ok(out)
+}
+
+/// A `struct python_stack`: length, then (code, instr, flags) per frame.
+fn python_frames(bytes: &[u8]) -> Vec<crate::python::RawPyFrame> {
+    let len = u32::from_ne_bytes(bytes[0..4].try_into().expect("struct python_stack")) as usize;
+    bytes[8..]
+        .chunks_exact(24)
+        .take(len)
+        .map(|c| crate::python::RawPyFrame {
+            code: u64::from_ne_bytes(c[0..8].try_into().expect("8 bytes")),
+            instr: u64::from_ne_bytes(c[8..16].try_into().expect("8 bytes")),
+            entry: u32::from_ne_bytes(c[16..20].try_into().expect("4 bytes")) & 1 == 1,
+        })
+        .collect()
 }
 
 /// A `struct user_stack`: length, truncated flag, addresses.
@@ -282,6 +324,7 @@ fn entry(key: &[u8], value: &[u8]) -> RawEntry {
         kernel_stack_id: k.kernel_stack_id,
         user_stack_hash: k.user_stack_hash,
         kernel_stack_hash: k.kernel_stack_hash,
+        python_stack_hash: k.python_stack_hash,
         count,
     }
 }
@@ -375,7 +418,15 @@ mod tests {
         // padding.
         assert_eq!(
             std::mem::size_of::<types::stack_key>(),
-            4 + 4 + 4 + 4 + 16 + 8 + 8
+            4 + 4 + 4 + 4 + 16 + 8 + 8 + 8
+        );
+        assert_eq!(
+            std::mem::size_of::<types::python_proc>(),
+            crate::python::PROC_BYTES
+        );
+        assert_eq!(
+            std::mem::size_of::<types::python_stack>(),
+            8 + 24 * types::python_consts::PYTHON_MAX_FRAMES.0 as usize
         );
         assert_eq!(std::mem::size_of::<types::user_stack>(), 8 + 127 * 8);
         assert_eq!(std::mem::size_of::<types::unwind_row>(), 8);

@@ -81,6 +81,8 @@ pub struct SamplerConfig {
     pub unwind_cache: Option<std::path::PathBuf>,
     /// `--unwind-defer-all`: every user stack deferred to user space.
     pub defer_all: bool,
+    /// `--python`.
+    pub python: crate::python::PythonMode,
 }
 
 /// The inode of the initial pid namespace (the kernel's PROC_PID_INIT_INO).
@@ -115,6 +117,7 @@ impl Default for SamplerConfig {
             unwind_memory: crate::unwind::DEFAULT_MEMORY_MB << 20,
             unwind_cache: None,
             defer_all: false,
+            python: crate::python::PythonMode::Auto,
         }
     }
 }
@@ -204,6 +207,7 @@ impl Sampler {
             c.exclude_self = u8::from(!cfg.include_self);
             c.self_tgid = std::process::id();
             c.defer_all = u8::from(cfg.defer_all);
+            c.python = u8::from(cfg.python == crate::python::PythonMode::Auto && cfg.user_stacks);
             c.unwind_mode = match cfg.unwind {
                 UnwindMode::Fp => types::unwind_mode::UNWIND_MODE_FP,
                 UnwindMode::Auto => types::unwind_mode::UNWIND_MODE_AUTO,
@@ -243,6 +247,15 @@ impl Sampler {
         for map in [&mut maps.kernel_stacks0, &mut maps.kernel_stacks1] {
             map.set_max_entries(kernel)
                 .context("failed to size the kernel-stack map")?;
+        }
+        let python = if cfg.python == crate::python::PythonMode::Auto && cfg.user_stacks {
+            cfg.stack_storage_size
+        } else {
+            1
+        };
+        for map in [&mut maps.python_stacks0, &mut maps.python_stacks1] {
+            map.set_max_entries(python)
+                .context("failed to size the Python-stack map")?;
         }
         let cgroup_set = cfg
             .cgroup_map
@@ -440,12 +453,13 @@ impl Sampler {
             ..
         } = self;
         let maps = &skel.maps;
-        let (counts, stacks, walked, kernel) = if old == 0 {
+        let (counts, stacks, walked, kernel, python) = if old == 0 {
             (
                 &maps.counts0,
                 &maps.stacks0,
                 &maps.user_stacks0,
                 &maps.kernel_stacks0,
+                &maps.python_stacks0,
             )
         } else {
             (
@@ -453,6 +467,7 @@ impl Sampler {
                 &maps.stacks1,
                 &maps.user_stacks1,
                 &maps.kernel_stacks1,
+                &maps.python_stacks1,
             )
         };
         drain::drain_generation(
@@ -463,6 +478,7 @@ impl Sampler {
                 stacks,
                 walked,
                 kernel,
+                python,
             },
             drain_buffers,
             zero_stats,
@@ -493,6 +509,13 @@ impl Sampler {
             mappings: dup(&maps.unwind_mappings, "unwind mappings")?,
             procs: dup(&maps.unwind_procs, "unwind processes")?,
         })
+    }
+
+    /// An owned handle on `python_procs`, for the one owner that writes it
+    /// ([`crate::python::Interpreters`]).
+    pub fn python_procs(&self) -> Result<MapHandle> {
+        MapHandle::try_from(&self.skel.maps.python_procs)
+            .context("failed to open the Python processes map")
     }
 
     /// Accounting of the interval in progress, without ending it.

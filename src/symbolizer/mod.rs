@@ -119,6 +119,8 @@ pub struct Symbolizer {
     /// JIT addresses no perf map named yet: cached for this interval only,
     /// looked up again in the next.
     retry: Vec<(AspaceId, FrameAddr)>,
+    /// Python processes' interpreters and code object names.
+    python: crate::python::names::PythonNames,
 }
 
 impl Default for Symbolizer {
@@ -182,6 +184,7 @@ impl Symbolizer {
             perf_maps: perf_map::PerfMaps::new(),
             intervals: 0,
             retry: Vec::new(),
+            python: Default::default(),
         }
     }
 
@@ -191,9 +194,15 @@ impl Symbolizer {
         self.model.seen(id, maps);
     }
 
+    /// A process runs a CPython interpreter whose frames are sampled.
+    pub fn remember_interpreter(&mut self, id: AspaceId, interp: crate::python::Interpreter) {
+        self.python.remember(id, interp);
+    }
+
     /// A process exited: its `/proc` entries are no longer asked.
     pub fn process_exited(&mut self, id: AspaceId) {
         self.model.exited(id);
+        self.python.exited(id);
     }
 
     /// What symbolization has cost so far.
@@ -221,7 +230,10 @@ impl Symbolizer {
                 pid: s.tgid,
                 aspace: s.aspace,
             };
-            let user = self.stack(&s.user, Some(id));
+            let mut user = self.stack(&s.user, Some(id));
+            if !s.python.is_empty() {
+                user = self.with_python(user, id, &s.python);
+            }
             let kernel = self.stack(&s.kernel, None);
             profile.add(
                 StackKey {
@@ -286,6 +298,30 @@ impl Symbolizer {
                     })
                     .collect(),
             ),
+        }
+    }
+
+    /// A user stack with its Python frames in place of the evaluator frames
+    /// that ran them.
+    fn with_python(
+        &mut self,
+        user: Stack,
+        id: AspaceId,
+        raw: &[crate::python::RawPyFrame],
+    ) -> Stack {
+        let names = &mut self.names;
+        let groups = self.python.groups(id, raw, |n| intern(names, n));
+        if groups.is_empty() {
+            return user;
+        }
+        match user {
+            Stack::Frames(frames) => {
+                Stack::Frames(crate::python::splice::splice(&frames, groups, |f| {
+                    &**f == crate::python::names::EVALUATOR
+                }))
+            }
+            // No native stack to place them in: the Python frames alone.
+            _ => Stack::Frames(groups.into_iter().flatten().collect()),
         }
     }
 
@@ -734,6 +770,7 @@ mod tests {
                 // A leaf address: looked up as is.
                 user: RawStack::Addrs(vec![addr, 1]),
                 kernel: RawStack::Absent,
+                python: Vec::new(),
                 count: 3,
             }],
             loss: Default::default(),

@@ -387,7 +387,15 @@ impl State {
         self.stats.deferred_walks += pending.len() as u64;
         let mut out = WalkedSamples::default();
         let mut rows: HashMap<(u32, u32), Option<Vec<table::Row>>> = HashMap::new();
-        let mut merged: HashMap<(u32, u32, String, Vec<u64>, RawStack), u64> = HashMap::new();
+        type Key = (
+            u32,
+            u32,
+            String,
+            Vec<u64>,
+            RawStack,
+            Vec<crate::python::RawPyFrame>,
+        );
+        let mut merged: HashMap<Key, u64> = HashMap::new();
         for p in pending {
             let process = self
                 .exes
@@ -444,19 +452,22 @@ impl State {
                 u.not_loaded += 1;
             }
             *merged
-                .entry((p.tgid, p.aspace, p.comm, walk.ips, p.kernel))
+                .entry((p.tgid, p.aspace, p.comm, walk.ips, p.kernel, p.python))
                 .or_default() += 1;
         }
         out.samples = merged
             .into_iter()
-            .map(|((tgid, aspace, comm, ips, kernel), count)| RawSample {
-                tgid,
-                aspace,
-                comm,
-                user: RawStack::Addrs(ips),
-                kernel,
-                count,
-            })
+            .map(
+                |((tgid, aspace, comm, ips, kernel, python), count)| RawSample {
+                    tgid,
+                    aspace,
+                    comm,
+                    user: RawStack::Addrs(ips),
+                    kernel,
+                    python,
+                    count,
+                },
+            )
             .collect();
         self.stats.deferred_time += started.elapsed();
         out

@@ -1,0 +1,272 @@
+//! Python frames (`--python auto`): the functions a CPython process runs,
+//! read from the interpreter's own frame chain, in the flame graph in place
+//! of the `_PyEval_EvalFrameDefault` frames that ran them.
+//!
+//! - [`Interpreters`] finds, once per interpreter executable (the per-file
+//!   state: `python3.X` or `libpython3.X.so`), its version and where its
+//!   `_PyRuntime` is; per process, it gives BPF (`python_procs`, which it
+//!   owns) that address and the version's [`layout`].
+//! - bpf/python.bpf.h walks the sampled thread's frames at each sample and
+//!   keeps (code object, instruction) per frame.
+//! - [`code`] names the code objects (read once per process and address)
+//!   and [`splice`] puts the frames into the native stack, before the
+//!   profile model sees it: every output gets them unchanged.
+
+pub mod code;
+pub mod layout;
+pub mod names;
+pub mod splice;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use libbpf_rs::{MapCore, MapFlags, MapHandle};
+use object::{Object, ObjectSegment, ObjectSymbol};
+use rustc_hash::FxHashMap;
+
+use crate::process::maps::Mapping;
+use crate::process::{AspaceId, FileId};
+
+pub use layout::Layout;
+
+/// How Python processes are profiled (`--python`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PythonMode {
+    /// Python frames for every CPython 3.11-3.13 process found.
+    Auto,
+    /// Native frames only.
+    Off,
+}
+
+/// One Python frame as sampled: the code object it ran and where in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RawPyFrame {
+    /// Address of the code object.
+    pub code: u64,
+    /// The frame's instruction pointer.
+    pub instr: u64,
+    /// The outermost frame of one `_PyEval_EvalFrameDefault` call.
+    pub entry: bool,
+}
+
+/// A process's interpreter: its layout and where its `_PyRuntime` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interpreter {
+    /// The version's offsets.
+    pub layout: &'static Layout,
+    /// Address of `_PyRuntime` in the process.
+    pub runtime: u64,
+}
+
+/// What one interpreter file holds: its version and `_PyRuntime`'s
+/// virtual address, and how its loadable segments map (to place it).
+#[derive(Debug, Clone)]
+struct InterpreterFile {
+    layout: &'static Layout,
+    runtime_vaddr: u64,
+    /// (file offset, virtual address, file size) of each PT_LOAD.
+    segments: Vec<(u64, u64, u64)>,
+}
+
+/// Finds the interpreters of processes and owns BPF's `python_procs`.
+pub struct Interpreters {
+    procs: Option<MapHandle>,
+    /// Per interpreter file: what it is (None: not one we can read).
+    files: FxHashMap<FileId, Option<InterpreterFile>>,
+    /// Processes given to BPF.
+    loaded: FxHashMap<u32, u32>,
+}
+
+/// Whether a file's name says it may be a CPython interpreter.
+fn looks_like_python(name: &str) -> bool {
+    name.starts_with("python3") || name.starts_with("libpython3")
+}
+
+impl Interpreters {
+    /// With `procs`, BPF's `python_procs` (None: find, but tell no one).
+    pub fn new(procs: Option<MapHandle>) -> Interpreters {
+        Interpreters {
+            procs,
+            files: FxHashMap::default(),
+            loaded: FxHashMap::default(),
+        }
+    }
+
+    /// A process's executable mappings, as read when it was announced:
+    /// finds its interpreter (if any) and hands it to BPF.
+    pub fn seen(&mut self, id: AspaceId, maps: &[Mapping]) -> Option<Interpreter> {
+        let interp = self.find(id.pid, maps)?;
+        if let Some(procs) = &self.procs {
+            let value = proc_value(&interp, id.aspace);
+            if procs
+                .update(&id.pid.to_ne_bytes(), &value, MapFlags::ANY)
+                .is_ok()
+            {
+                self.loaded.insert(id.pid, id.aspace);
+            }
+        }
+        Some(interp)
+    }
+
+    /// A process exited: BPF forgets it.
+    pub fn exited(&mut self, id: AspaceId) {
+        if self.loaded.get(&id.pid) == Some(&id.aspace) {
+            self.loaded.remove(&id.pid);
+            if let Some(procs) = &self.procs {
+                let _ = procs.delete(&id.pid.to_ne_bytes());
+            }
+        }
+    }
+
+    /// The interpreter of a process with these mappings.
+    pub fn find(&mut self, pid: u32, maps: &[Mapping]) -> Option<Interpreter> {
+        // A file already known is named once by the maps reader: its
+        // mappings in later processes come without a path.
+        for m in maps.iter().filter(|m| m.exec && m.inode != 0) {
+            let file = match self.files.get(&m.file_id()) {
+                Some(known) => known.clone(),
+                None if m.name().is_some_and(looks_like_python) => {
+                    let read = read_interpreter(&m.map_files(pid)).ok().or_else(|| {
+                        let path = Path::new(m.path.as_deref()?);
+                        let meta = std::fs::metadata(path).ok()?;
+                        (FileId::of(&meta) == m.file_id())
+                            .then(|| read_interpreter(path).ok())
+                            .flatten()
+                    });
+                    self.files.insert(m.file_id(), read.clone());
+                    read
+                }
+                None => {
+                    if m.path.is_some() {
+                        self.files.insert(m.file_id(), None);
+                    }
+                    None
+                }
+            };
+            let Some(file) = file else {
+                continue;
+            };
+            // The load segment this mapping is part of places the file.
+            let (seg_off, seg_vaddr, _) = *file
+                .segments
+                .iter()
+                .find(|(off, _, size)| m.offset >= *off && m.offset < off + size)?;
+            let bias = m
+                .start
+                .wrapping_sub(m.offset - seg_off)
+                .wrapping_sub(seg_vaddr);
+            return Some(Interpreter {
+                layout: file.layout,
+                runtime: bias.wrapping_add(file.runtime_vaddr),
+            });
+        }
+        None
+    }
+}
+
+/// Reads an interpreter file: its version (`Py_Version`, 3.11+) and
+/// `_PyRuntime`.
+fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
+    let data = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let elf = object::File::parse(&*data).context("not an ELF file")?;
+    let symbol = |name: &str| {
+        elf.dynamic_symbols()
+            .chain(elf.symbols())
+            .find(|s| s.name() == Ok(name))
+            .map(|s| s.address())
+    };
+    let runtime_vaddr = symbol("_PyRuntime").context("no _PyRuntime")?;
+    let version_at = symbol("Py_Version").context("no Py_Version (before 3.11)")?;
+    let segments: Vec<(u64, u64, u64)> = elf
+        .segments()
+        .map(|s| {
+            let (off, size) = s.file_range();
+            (off, s.address(), size)
+        })
+        .collect();
+    // Py_Version is a constant in a loaded segment: read it from the file.
+    let (off, vaddr, _) = segments
+        .iter()
+        .find(|(_, vaddr, size)| version_at >= *vaddr && version_at < vaddr + size)
+        .context("Py_Version outside the file")?;
+    let at = (version_at - vaddr + off) as usize;
+    let hex = u32::from_le_bytes(
+        data.get(at..at + 4)
+            .context("Py_Version cut short")?
+            .try_into()?,
+    );
+    let (major, minor) = ((hex >> 24) as u8, (hex >> 16) as u8);
+    let layout = layout::of(major, minor)
+        .with_context(|| format!("Python {major}.{minor} is not supported"))?;
+    Ok(InterpreterFile {
+        layout,
+        runtime_vaddr,
+        segments,
+    })
+}
+
+/// `struct python_proc` (bpf/profile.h) for a process.
+pub fn proc_value(interp: &Interpreter, aspace: u32) -> Vec<u8> {
+    let l = interp.layout;
+    let mut v = vec![0u8; PROC_BYTES];
+    v[0..8].copy_from_slice(&interp.runtime.to_ne_bytes());
+    v[8..12].copy_from_slice(&aspace.to_ne_bytes());
+    let opt = |o: Option<u16>| o.map_or(-1i16, |o| o as i16);
+    let fields: [i16; 11] = [
+        l.runtime_interp_head as i16,
+        l.interp_threads_head as i16,
+        l.thread_next as i16,
+        l.thread_id as i16,
+        l.thread_frame as i16,
+        opt(l.cframe_frame),
+        l.frame_code as i16,
+        l.frame_previous as i16,
+        l.frame_instr as i16,
+        opt(l.frame_is_entry),
+        opt(l.frame_owner),
+    ];
+    for (i, f) in fields.iter().enumerate() {
+        v[12 + 2 * i..14 + 2 * i].copy_from_slice(&f.to_ne_bytes());
+    }
+    v
+}
+
+/// Bytes of `struct python_proc`.
+pub const PROC_BYTES: usize = 40;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_value_holds_its_layout() {
+        let interp = Interpreter {
+            layout: layout::of(3, 12).unwrap(),
+            runtime: 0x55_0000_1000,
+        };
+        let v = proc_value(&interp, 7);
+        assert_eq!(v.len(), PROC_BYTES);
+        assert_eq!(
+            u64::from_ne_bytes(v[0..8].try_into().unwrap()),
+            0x55_0000_1000
+        );
+        assert_eq!(u32::from_ne_bytes(v[8..12].try_into().unwrap()), 7);
+        let field = |i: usize| i16::from_ne_bytes(v[12 + 2 * i..14 + 2 * i].try_into().unwrap());
+        assert_eq!(field(1), 72, "interp threads head");
+        assert_eq!(field(9), -1, "3.12 has no is_entry");
+        assert_eq!(field(10), 70, "owner");
+    }
+
+    #[test]
+    fn finds_the_interpreter_of_this_machines_python() {
+        // Debian's python3.11, if present: a stripped executable whose
+        // .dynsym still exports _PyRuntime and Py_Version.
+        let p = Path::new("/usr/bin/python3.11");
+        if !p.exists() {
+            return;
+        }
+        let f = read_interpreter(p).unwrap();
+        assert_eq!(f.layout.version, (3, 11));
+        assert!(f.runtime_vaddr > 0);
+    }
+}
