@@ -28,6 +28,12 @@ if [ ! -d "$here/tests/browser/node_modules/playwright-core" ] \
     || [ ! -d "$here/tests/browser/node_modules/ajv" ]; then
     npm install --prefix "$here/tests/browser" --no-audit --no-fund --silent
 fi
+# py-spy (PyPI): the reference for Python stacks in the tests.
+if [ ! -x "$here/target/py-spy/bin/py-spy" ]; then
+    apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+    python3 -m pip install -q --disable-pip-version-check --target "$here/target/py-spy" py-spy 2>/dev/null \
+        || python3 -m pip install -q --disable-pip-version-check --break-system-packages --target "$here/target/py-spy" py-spy
+fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "install-deps.sh: cargo not found; install a Rust toolchain (1.88 or newer) with rustup" >&2
     exit 1

@@ -14,6 +14,7 @@ mod interop;
 mod messages;
 mod parity;
 mod process;
+mod python;
 mod recording;
 mod sampler;
 mod unwind;

@@ -253,7 +253,7 @@ fn go_stacks_cross_the_system_stack_as_perf_does() {
 
 /// pyenv's interpreter of `version`, if this machine has it; under CI its
 /// absence is a failure, elsewhere a skip with a message.
-fn pyenv_python(version: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn pyenv_python(version: &str) -> Option<std::path::PathBuf> {
     let root = Command::new("pyenv")
         .arg("root")
         .output()

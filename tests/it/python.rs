@@ -1,0 +1,278 @@
+//! Python frames (issue 27): CPython processes profiled with no help from
+//! them (no flags, no restart, no `-X perf`), their Python functions in the
+//! stacks in place of the interpreter's C frames: Debian's python3.11 and
+//! pyenv's 3.12 and 3.13.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::common::{folded, profile, require_bpf};
+use crate::unwind::{start_quiet, tmp};
+
+/// The interpreters of this test: Debian's own, and pyenv's where present
+/// (required under CI).
+fn interpreters() -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let debian = PathBuf::from("/usr/bin/python3.11");
+    if debian.exists() {
+        out.push(("3.11 (Debian)".to_string(), debian));
+    }
+    for v in ["3.12", "3.13"] {
+        if let Some(p) = crate::whole_stacks::pyenv_python(v) {
+            out.push((v.to_string(), p));
+        }
+    }
+    out
+}
+
+fn script(name: &str, text: &str) -> PathBuf {
+    let p = tmp(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Profiles `python SCRIPT ARGS` (started before the profiler) for 3 s.
+fn run(python: &PathBuf, script: &PathBuf, extra: &[&str]) -> (String, String) {
+    let t = start_quiet(Command::new(python).arg(script).arg("8"));
+    let pid = t.pid.to_string();
+    let mut args = vec!["-p", &pid, "-f", "-F", "499", "--stats"];
+    args.extend_from_slice(extra);
+    args.push("3");
+    let out = profile(&args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{err}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), err)
+}
+
+/// Share (%) of the samples whose stack holds `frames` in this order (root
+/// to leaf), not necessarily adjacent.
+fn share_with(text: &str, frames: &[&str]) -> (u64, f64) {
+    let mut total = 0;
+    let mut with = 0;
+    for (stack, n) in folded(text) {
+        total += n;
+        let f: Vec<&str> = stack.split(';').collect();
+        let mut at = 0;
+        if frames
+            .iter()
+            .all(|want| match f[at..].iter().position(|x| x == want) {
+                Some(i) => {
+                    at += i + 1;
+                    true
+                }
+                None => false,
+            })
+        {
+            with += n;
+        }
+    }
+    (total, 100.0 * with as f64 / total.max(1) as f64)
+}
+
+const NEST: &str = "import sys, time\n\
+def leaf(n):\n    s = 0\n    for i in range(n):\n        s += i * i\n    return s\n\
+def middle(n):\n    return leaf(n) + 1\n\
+def outer(n):\n    return middle(n) + 1\n\
+end = time.time() + float(sys.argv[1])\n\
+while time.time() < end:\n    outer(20000)\n";
+
+#[test]
+fn python_functions_replace_the_interpreter_frames() {
+    require_bpf!();
+    let nest = script("pynest.py", NEST);
+    for (version, python) in interpreters() {
+        let (text, err) = run(&python, &nest, &[]);
+        let (n, share) = share_with(
+            &text,
+            &[
+                "pynest.<module>",
+                "pynest.outer",
+                "pynest.middle",
+                "pynest.leaf",
+            ],
+        );
+        eprintln!("{version}: {n} samples, {share:.1}% from <module> to leaf");
+        assert!(n >= 300, "{version}: {err}");
+        assert!(share >= 95.0, "{version}: {share:.1}%\n{text}");
+        // The evaluator frames that ran them are gone from those stacks.
+        let (_, left) = share_with(&text, &["pynest.leaf", "_PyEval_EvalFrameDefault"]);
+        assert!(left < 1.0, "{version}: {text}");
+        // Below the Python frames, the interpreter's own C frames remain.
+        let (_, native) = share_with(&text, &["Py_BytesMain", "pynest.<module>"]);
+        assert!(native >= 95.0, "{version}: {text}");
+        // Off: the C frames only.
+        let (text, _) = run(&python, &nest, &["--python", "off"]);
+        let (_, share) = share_with(&text, &["pynest.leaf"]);
+        assert_eq!(share, 0.0, "{version}: --python off still names Python");
+    }
+}
+
+#[test]
+fn c_extension_frames_sit_above_the_python_frame_that_called_them() {
+    require_bpf!();
+    // json.loads of a large document: the C scanner (_json) runs under
+    // json.decoder.JSONDecoder.raw_decode.
+    let s = script(
+        "pyjson.py",
+        "import json, sys, time\n\
+doc = json.dumps([{'k%d' % i: [i, str(i), {'x': i * 1.5}]} for i in range(20000)])\n\
+def parse():\n    return json.loads(doc)\n\
+end = time.time() + float(sys.argv[1])\n\
+while time.time() < end:\n    parse()\n",
+    );
+    for (version, python) in interpreters() {
+        let (text, _) = run(&python, &s, &[]);
+        let (n, decode) = share_with(
+            &text,
+            &[
+                "pyjson.parse",
+                "json.loads",
+                "json.decoder.JSONDecoder.decode",
+                "json.decoder.JSONDecoder.raw_decode",
+            ],
+        );
+        eprintln!("{version}: {n} samples, {decode:.1}% in raw_decode");
+        assert!(decode >= 50.0, "{version}: {text}");
+        // A C frame of the scanner leafward of raw_decode.
+        let c_above = folded(&text).iter().any(|(stack, _)| {
+            stack
+                .split_once("json.decoder.JSONDecoder.raw_decode;")
+                .is_some_and(|(_, rest)| {
+                    // Named where the module has symbols (pyenv's), else by
+                    // its file (Debian strips it).
+                    rest.split(';')
+                        .any(|f| f.contains("scan") || f.starts_with("[_json."))
+                })
+        });
+        assert!(
+            c_above,
+            "{version}: no scanner frame above raw_decode\n{text}"
+        );
+    }
+}
+
+#[test]
+fn each_thread_shows_its_own_python_frames() {
+    require_bpf!();
+    let s = script(
+        "pythreads.py",
+        "import sys, threading, time\n\
+end = time.time() + float(sys.argv[1])\n\
+def spin_a():\n    x = 0\n    while time.time() < end:\n        for i in range(1000):\n            x += i\n\
+def spin_b():\n    x = 1\n    while time.time() < end:\n        for i in range(1000):\n            x ^= i\n\
+ts = [threading.Thread(target=spin_a, name='a'), threading.Thread(target=spin_b, name='b')]\n\
+for t in ts: t.start()\n\
+for t in ts: t.join()\n",
+    );
+    for (version, python) in interpreters() {
+        let (text, _) = run(&python, &s, &[]);
+        let (n, a) = share_with(&text, &["pythreads.spin_a"]);
+        let (_, b) = share_with(&text, &["pythreads.spin_b"]);
+        let (_, mixed) = share_with(&text, &["pythreads.spin_a", "pythreads.spin_b"]);
+        let (_, mixed2) = share_with(&text, &["pythreads.spin_b", "pythreads.spin_a"]);
+        eprintln!("{version}: {n} samples, spin_a {a:.1}%, spin_b {b:.1}%");
+        // The GIL lets one run at a time; both get their turn.
+        assert!(a >= 15.0 && b >= 15.0, "{version}: {text}");
+        assert_eq!(
+            mixed + mixed2,
+            0.0,
+            "{version}: a thread with another's frames"
+        );
+        let (_, threading) =
+            share_with(&text, &["threading.Thread._bootstrap", "pythreads.spin_a"]);
+        assert!(threading > 0.0, "{version}: {text}");
+    }
+}
+
+/// py-spy, as scripts/install-deps.sh installs it (from PyPI).
+fn py_spy() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/py-spy/bin/py-spy");
+    assert!(
+        p.exists(),
+        "py-spy is needed: scripts/install-deps.sh installs it"
+    );
+    p
+}
+
+/// Inclusive shares (%) of Python functions in py-spy's raw output
+/// (`qualname (file:line)` frames), by qualname.
+fn py_spy_shares(text: &str) -> (u64, std::collections::HashMap<String, f64>) {
+    let mut total = 0;
+    let mut inc: std::collections::HashMap<String, u64> = Default::default();
+    for (stack, n) in folded(text) {
+        total += n;
+        let names: std::collections::HashSet<String> = stack
+            .split(';')
+            // Python frames only: `qualname (file.py:line)`.
+            .filter_map(|f| f.rsplit_once(" ("))
+            .filter(|(_, at)| at.contains(".py:"))
+            .map(|(q, _)| q.to_string())
+            .collect();
+        for q in names {
+            *inc.entry(q).or_default() += n;
+        }
+    }
+    let pct = |n: u64| 100.0 * n as f64 / total.max(1) as f64;
+    (total, inc.into_iter().map(|(q, n)| (q, pct(n))).collect())
+}
+
+/// Our inclusive share of the frames named `module.qualname`.
+fn our_share(text: &str, qualname: &str) -> f64 {
+    let suffix = format!(".{qualname}");
+    let mut total = 0;
+    let mut with = 0;
+    for (stack, n) in folded(text) {
+        total += n;
+        if stack.split(';').any(|f| f.ends_with(&suffix)) {
+            with += n;
+        }
+    }
+    100.0 * with as f64 / total.max(1) as f64
+}
+
+#[test]
+fn python_shares_agree_with_py_spy() {
+    require_bpf!();
+    let spy = py_spy();
+    let s = script(
+        "pyspyjson.py",
+        "import json, sys, time\n\
+doc = json.dumps([{'k%d' % i: [i, str(i), {'x': i * 1.5}]} for i in range(20000)])\n\
+def parse():\n    return json.loads(doc)\n\
+def shape(v):\n    return len(v)\n\
+end = time.time() + float(sys.argv[1])\n\
+while time.time() < end:\n    shape(parse())\n",
+    );
+    for (version, python) in interpreters() {
+        let t = start_quiet(Command::new(&python).arg(&s).arg("12"));
+        let pid = t.pid.to_string();
+        let out_spy = tmp("pyspy.txt");
+        let spy_run = Command::new(&spy)
+            .args([
+                "record", "--native", "-r", "250", "-f", "raw", "-d", "5", "-p", &pid, "-o",
+            ])
+            .arg(&out_spy)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let ours = profile(&["-p", &pid, "-U", "-f", "-F", "250", "5"]);
+        let spy_status = spy_run.wait_with_output().unwrap().status;
+        assert!(ours.status.success() && spy_status.success(), "{version}");
+        let ours = String::from_utf8_lossy(&ours.stdout).into_owned();
+        let (n, theirs) = py_spy_shares(&std::fs::read_to_string(&out_spy).unwrap());
+        assert!(n >= 300, "{version}: py-spy took {n} samples");
+        let mut top: Vec<(&String, &f64)> = theirs.iter().collect();
+        top.sort_by(|a, b| b.1.total_cmp(a.1));
+        let mut report = String::new();
+        for (q, spy_share) in top.into_iter().take(10) {
+            let mine = our_share(&ours, q);
+            report.push_str(&format!("  {q}: ours {mine:.1}%, py-spy {spy_share:.1}%\n"));
+            assert!(
+                (mine - spy_share).abs() <= 3.0,
+                "{version}: {q} ours {mine:.1}% vs py-spy {spy_share:.1}%\n{report}"
+            );
+        }
+        eprint!("{version}:\n{report}");
+    }
+}
