@@ -386,9 +386,17 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     let processing = start_processing(outputs, cfg.output.is_some(), failed.clone(), rx)?;
 
     let mut drain_times = Vec::new();
+    // The owner of BPF's Python process map, on the sampling thread:
+    // processes are found when their maps are read.
+    let mut python = if cfg.sampler.python == PythonMode::Auto && cfg.sampler.user_stacks {
+        Some(Interpreters::new(Some(sampler.python_procs()?)))
+    } else {
+        None
+    };
     let sampled = sample(
         &mut sampler,
         unwinder.as_ref(),
+        python.as_mut(),
         &cfg,
         &stop,
         &failed,
@@ -432,6 +440,15 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         );
         if let Some(u) = &unwind_stats {
             eprintln!("{}", unwind_line(&loss, u));
+        }
+        if let Some(p) = &python {
+            eprintln!(
+                "stats: python: {} samples with Python frames ({} did not fit), {} frames of code objects that could not be read; interpreters: {}",
+                loss.unwind.python,
+                loss.unwind.python_full,
+                symbols.python_unreadable,
+                p.summary()
+            );
         }
     }
     sampled?;
@@ -550,9 +567,11 @@ fn timing(times: &[Duration]) -> String {
 /// take the cut delay: a late cut ends its interval late and the next one
 /// short, so a whole run has exactly duration / interval intervals and video
 /// time does not drift. Each interval carries its real start and length.
+#[allow(clippy::too_many_arguments)]
 fn sample(
     sampler: &mut Sampler,
     unwinder: Option<&Unwinder>,
+    mut python: Option<&mut Interpreters>,
     cfg: &RunConfig,
     stop: &AtomicBool,
     failed: &AtomicBool,
@@ -572,13 +591,6 @@ fn sample(
     let mut reader = MapsReader::new();
     let mut seen = Vec::new();
     let mut index = 0;
-    // The owner of BPF's Python process map, on this thread: processes are
-    // found when their maps are read.
-    let mut python = if cfg.sampler.python == PythonMode::Auto && cfg.sampler.user_stacks {
-        Some(Interpreters::new(Some(sampler.python_procs()?)))
-    } else {
-        None
-    };
     loop {
         let now = Instant::now();
         let end = stop.load(Ordering::SeqCst)
@@ -595,7 +607,13 @@ fn sample(
             // Announcements of processes sampled just before the cut: the
             // unwinder loads them before it walks the deferred samples.
             let events = sampler.poll_process_events(Duration::ZERO)?;
-            on_events(events, &mut reader, unwinder, python.as_mut(), &mut seen);
+            on_events(
+                events,
+                &mut reader,
+                unwinder,
+                python.as_deref_mut(),
+                &mut seen,
+            );
             let mut interval =
                 collector::collect(&batch, index, interval_start - t0, cut - interval_start);
             let pending = collector::pending(&mut batch);
@@ -630,7 +648,13 @@ fn sample(
         let until = deadline.map_or(next_cut, |d| d.min(next_cut));
         let wait = until.saturating_duration_since(Instant::now()).min(TICK);
         let events = sampler.poll_process_events(wait)?;
-        on_events(events, &mut reader, unwinder, python.as_mut(), &mut seen);
+        on_events(
+            events,
+            &mut reader,
+            unwinder,
+            python.as_deref_mut(),
+            &mut seen,
+        );
     }
 }
 

@@ -73,6 +73,9 @@ pub struct Interpreters {
     procs: Option<MapHandle>,
     /// Per interpreter file: what it is (None: not one we can read).
     files: FxHashMap<FileId, Option<InterpreterFile>>,
+    /// Interpreter files met, with their version or why they can't be
+    /// read, for --stats.
+    met: Vec<String>,
     /// Processes given to BPF.
     loaded: FxHashMap<u32, u32>,
 }
@@ -88,6 +91,7 @@ impl Interpreters {
         Interpreters {
             procs,
             files: FxHashMap::default(),
+            met: Vec::new(),
             loaded: FxHashMap::default(),
         }
     }
@@ -108,6 +112,16 @@ impl Interpreters {
         Some(interp)
     }
 
+    /// The interpreter files met, with their versions or why they were not
+    /// read.
+    pub fn summary(&self) -> String {
+        if self.met.is_empty() {
+            "none".to_string()
+        } else {
+            self.met.join(", ")
+        }
+    }
+
     /// A process exited: BPF forgets it.
     pub fn exited(&mut self, id: AspaceId) {
         if self.loaded.get(&id.pid) == Some(&id.aspace) {
@@ -126,13 +140,24 @@ impl Interpreters {
             let file = match self.files.get(&m.file_id()) {
                 Some(known) => known.clone(),
                 None if m.name().is_some_and(looks_like_python) => {
-                    let read = read_interpreter(&m.map_files(pid)).ok().or_else(|| {
-                        let path = Path::new(m.path.as_deref()?);
-                        let meta = std::fs::metadata(path).ok()?;
-                        (FileId::of(&meta) == m.file_id())
-                            .then(|| read_interpreter(path).ok())
-                            .flatten()
+                    let path = m.path.clone().unwrap_or_default();
+                    let name = m.name().unwrap_or_default().to_string();
+                    let read = read_interpreter(&m.map_files(pid), &name).or_else(|err| {
+                        let p = Path::new(&path);
+                        let meta = std::fs::metadata(p).map_err(|_| err)?;
+                        anyhow::ensure!(FileId::of(&meta) == m.file_id(), "replaced since");
+                        read_interpreter(p, &name)
                     });
+                    match &read {
+                        Ok(f) => self.met.push(format!(
+                            "{path} ({}.{})",
+                            f.layout.version.0, f.layout.version.1
+                        )),
+                        // A launcher whose interpreter is in a libpython.
+                        Err(e) if e.to_string() == NO_RUNTIME => {}
+                        Err(e) => self.met.push(format!("{path} not read: {e:#}")),
+                    }
+                    let read = read.ok();
                     self.files.insert(m.file_id(), read.clone());
                     read
                 }
@@ -166,7 +191,7 @@ impl Interpreters {
 
 /// Reads an interpreter file: its version (`Py_Version`, 3.11+) and
 /// `_PyRuntime`.
-fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
+fn read_interpreter(path: &Path, name: &str) -> Result<InterpreterFile> {
     let data = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
     let elf = object::File::parse(&*data).context("not an ELF file")?;
     let symbol = |name: &str| {
@@ -175,8 +200,17 @@ fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
             .find(|s| s.name() == Ok(name))
             .map(|s| s.address())
     };
-    let runtime_vaddr = symbol("_PyRuntime").context("no _PyRuntime")?;
-    let version_at = symbol("Py_Version").context("no Py_Version (before 3.11)")?;
+    let runtime_vaddr = symbol("_PyRuntime").context(NO_RUNTIME)?;
+    let Some(version_at) = symbol("Py_Version") else {
+        // Before 3.11: the file's name says which.
+        let v = name
+            .trim_start_matches("lib")
+            .trim_start_matches("python")
+            .split(".so")
+            .next()
+            .unwrap_or("");
+        anyhow::bail!("Python {v} is not supported (3.11 to 3.13 are)");
+    };
     let segments: Vec<(u64, u64, u64)> = elf
         .segments()
         .map(|s| {
@@ -204,6 +238,9 @@ fn read_interpreter(path: &Path) -> Result<InterpreterFile> {
         segments,
     })
 }
+
+/// Why a file is not an interpreter at all (a launcher).
+const NO_RUNTIME: &str = "no _PyRuntime";
 
 /// `struct python_proc` (bpf/profile.h) for a process.
 pub fn proc_value(interp: &Interpreter, aspace: u32) -> Vec<u8> {
@@ -265,7 +302,7 @@ mod tests {
         if !p.exists() {
             return;
         }
-        let f = read_interpreter(p).unwrap();
+        let f = read_interpreter(p, "python3.11").unwrap();
         assert_eq!(f.layout.version, (3, 11));
         assert!(f.runtime_vaddr > 0);
     }

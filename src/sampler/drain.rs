@@ -87,6 +87,10 @@ pub struct UnwindCounts {
     pub cut: u64,
     /// Why walks stopped early.
     pub stopped: StopReasons,
+    /// Samples of a known Python process that came with Python frames.
+    pub python: u64,
+    /// Of those, Python frames that did not fit in their map (left out).
+    pub python_full: u64,
 }
 
 /// Why walks (in the kernel or deferred) stopped before the outermost
@@ -128,6 +132,8 @@ impl UnwindCounts {
         self.deferred_ring_full = self.deferred_ring_full.saturating_add(o.deferred_ring_full);
         self.cut = self.cut.saturating_add(o.cut);
         self.stopped.add(&o.stopped);
+        self.python = self.python.saturating_add(o.python);
+        self.python_full = self.python_full.saturating_add(o.python_full);
     }
 }
 
@@ -374,6 +380,8 @@ pub(super) fn read_stats(stats_map: &MapMut<'_>, generation: u32) -> Result<Samp
             stacks_full: s.unwind_stacks_full,
             deferred_ring_full: s.deferred_ring_full,
             cut: s.unwind_cut,
+            python: s.python_walked,
+            python_full: s.python_stacks_full,
             stopped: StopReasons {
                 bad_read: s.stop_bad_read,
                 fp_off_stack: s.stop_fp_off_stack,

@@ -92,6 +92,8 @@ pub struct SymbolizerStats {
     pub perf_maps: PerfMapStats,
     /// JIT functions held from perf maps.
     pub perf_map_entries: u64,
+    /// Python frames whose code object could not be read.
+    pub python_unreadable: u64,
 }
 
 /// Symbolizes intervals; keeps its caches for the whole run.
@@ -210,6 +212,7 @@ impl Symbolizer {
         SymbolizerStats {
             perf_maps: self.perf_maps.stats(),
             perf_map_entries: self.perf_maps.entries() as u64,
+            python_unreadable: self.python.unreadable,
             ..self.stats
         }
     }
