@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * Python frames (--python auto): for a sample of a CPython 3.11-3.13
+ * Python frames (--python auto): for a sample of a CPython 3.8-3.13
  * process, finds the sampled thread's PyThreadState (the interpreter's
  * thread whose thread_id, its pthread_t, is the task's fs base) and walks
- * its chain of _PyInterpreterFrames, keeping (code object, instruction
- * pointer) per frame. User space names the code objects and splices the
+ * its chain of frames (_PyInterpreterFrame from 3.11, PyFrameObject
+ * before: the layout says where each field is), keeping (code object,
+ * instruction pointer or f_lasti) per frame. User space names the code objects and splices the
  * frames in place of the _PyEval_EvalFrameDefault frames that ran them
  * (src/python/).
  *

@@ -153,7 +153,7 @@ pub struct SamplingArgs {
     #[arg(long, hide = true)]
     pub unwind_defer_all: bool,
 
-    /// Python functions in the stacks: read from each CPython 3.11-3.13
+    /// Python functions in the stacks: read from each CPython 3.8-3.13
     /// process's own frames, in place of the interpreter's C frames (auto);
     /// native frames only (off).
     #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]

@@ -81,7 +81,18 @@ fn read_bytes(pid: u32, addr: u64) -> Option<Vec<u8>> {
 
 /// Reads the code object at `code` in process `pid`.
 pub fn read_code(pid: u32, l: &Layout, code: u64) -> Option<CodeInfo> {
-    let obj = read(pid, code, usize::from(l.code_adaptive))?;
+    // Up to the last field read (3.11+: the bytecode starts after them).
+    let len = [
+        l.code_adaptive,
+        l.code_qualname + 8,
+        l.code_filename + 8,
+        l.code_linetable + 8,
+        l.code_firstlineno + 4,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(0);
+    let obj = read(pid, code, usize::from(len))?;
     let ptr = |off: u16| u64_at(&obj, usize::from(off));
     let qualname = read_str(pid, l, ptr(l.code_qualname)?)?;
     let file = read_str(pid, l, ptr(l.code_filename)?)?;
@@ -131,15 +142,67 @@ pub fn module_of(file: &str) -> String {
     dotted.join(".")
 }
 
-/// The instruction index (in code units) a frame's pointer stands for.
+/// The instruction index (in 2-byte code units) a frame's instruction
+/// field stands for.
 pub fn instruction_index(l: &Layout, code: u64, instr: u64) -> Option<u64> {
-    let start = code + u64::from(l.code_adaptive);
-    let units = instr.checked_sub(start)? / 2;
-    Some(if l.instr_is_next {
-        units.saturating_sub(1)
-    } else {
-        units
-    })
+    use super::layout::Instr;
+    // f_lasti is an int: the field read was 8 bytes.
+    let lasti = || u64::try_from(instr as u32 as i32).ok();
+    match l.instr {
+        Instr::LastPointer => Some(instr.checked_sub(code + u64::from(l.code_adaptive))? / 2),
+        Instr::NextPointer => {
+            Some((instr.checked_sub(code + u64::from(l.code_adaptive))? / 2).saturating_sub(1))
+        }
+        Instr::LastiBytes => Some(lasti()? / 2),
+        Instr::LastiUnits => lasti(),
+    }
+}
+
+/// The line of instruction `index` (code units) in a code object's table,
+/// in the version's format.
+pub fn line(l: &Layout, table: &[u8], first_line: u32, index: u64) -> Option<u32> {
+    use super::layout::Lines;
+    match l.lines {
+        Lines::Locations => line_of(table, first_line, index),
+        Lines::Linetable310 => line_of_310(table, first_line, index * 2),
+        Lines::Lnotab => line_of_lnotab(table, first_line, index * 2),
+    }
+}
+
+/// 3.10's `co_linetable`: (bytecode bytes, line delta) pairs; a delta of
+/// -128 means no line.
+fn line_of_310(table: &[u8], first_line: u32, byte: u64) -> Option<u32> {
+    let mut line = i64::from(first_line);
+    let mut addr = 0u64;
+    for pair in table.chunks_exact(2) {
+        let end = addr + u64::from(pair[0]);
+        let delta = pair[1] as i8;
+        let here = if delta == -128 {
+            None
+        } else {
+            line += i64::from(delta);
+            Some(line)
+        };
+        if byte >= addr && byte < end {
+            return here.and_then(|l| u32::try_from(l).ok());
+        }
+        addr = end;
+    }
+    None
+}
+
+/// `co_lnotab` (up to 3.9): (bytecode bytes, line delta) increments.
+fn line_of_lnotab(table: &[u8], first_line: u32, byte: u64) -> Option<u32> {
+    let mut line = i64::from(first_line);
+    let mut addr = 0u64;
+    for pair in table.chunks_exact(2) {
+        addr += u64::from(pair[0]);
+        if addr > byte {
+            break;
+        }
+        line += i64::from(pair[1] as i8);
+    }
+    u32::try_from(line).ok()
 }
 
 /// The line of instruction `index` in a 3.11+ location table
@@ -236,6 +299,21 @@ mod tests {
             "importlib._bootstrap"
         );
         assert_eq!(module_of("<string>"), "<string>");
+    }
+
+    #[test]
+    fn reads_older_line_tables() {
+        // lnotab: line 10 from byte 0, +2 at byte 6, +1 at byte 10.
+        let lnotab = [6, 2, 4, 1];
+        assert_eq!(line_of_lnotab(&lnotab, 10, 0), Some(10));
+        assert_eq!(line_of_lnotab(&lnotab, 10, 6), Some(12));
+        assert_eq!(line_of_lnotab(&lnotab, 10, 12), Some(13));
+        // 3.10: 4 bytes at line +0, 6 at +1, 2 with no line.
+        let t = [4, 0, 6, 1, 2, 0x80];
+        assert_eq!(line_of_310(&t, 20, 0), Some(20));
+        assert_eq!(line_of_310(&t, 20, 5), Some(21));
+        assert_eq!(line_of_310(&t, 20, 10), None);
+        assert_eq!(line_of_310(&t, 20, 99), None);
     }
 
     #[test]

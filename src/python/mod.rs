@@ -32,7 +32,7 @@ pub use layout::Layout;
 /// How Python processes are profiled (`--python`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PythonMode {
-    /// Python frames for every CPython 3.11-3.13 process found.
+    /// Python frames for every CPython 3.8-3.13 process found.
     Auto,
     /// Native frames only.
     Off,
@@ -202,22 +202,25 @@ fn read_interpreter(path: &Path, name: &str) -> Result<InterpreterFile> {
     };
     let runtime_vaddr = symbol("_PyRuntime").context(NO_RUNTIME)?;
     let Some(version_at) = symbol("Py_Version") else {
-        // Before 3.11: the file's name says which.
+        // Before 3.11: the file's name says which (python3.9,
+        // libpython3.10.so.1.0).
         let v = name
             .trim_start_matches("lib")
             .trim_start_matches("python")
             .split(".so")
             .next()
             .unwrap_or("");
-        anyhow::bail!("Python {v} is not supported (3.11 to 3.13 are)");
+        let minor = v.strip_prefix("3.").and_then(|m| m.parse::<u8>().ok());
+        let layout = minor
+            .and_then(|m| layout::of(3, m))
+            .with_context(|| format!("Python {v} is not supported (3.8 to 3.13 are)"))?;
+        return Ok(InterpreterFile {
+            layout,
+            runtime_vaddr,
+            segments: load_segments(&elf),
+        });
     };
-    let segments: Vec<(u64, u64, u64)> = elf
-        .segments()
-        .map(|s| {
-            let (off, size) = s.file_range();
-            (off, s.address(), size)
-        })
-        .collect();
+    let segments = load_segments(&elf);
     // Py_Version is a constant in a loaded segment: read it from the file.
     let (off, vaddr, _) = segments
         .iter()
@@ -231,12 +234,22 @@ fn read_interpreter(path: &Path, name: &str) -> Result<InterpreterFile> {
     );
     let (major, minor) = ((hex >> 24) as u8, (hex >> 16) as u8);
     let layout = layout::of(major, minor)
-        .with_context(|| format!("Python {major}.{minor} is not supported"))?;
+        .with_context(|| format!("Python {major}.{minor} is not supported (3.8 to 3.13 are)"))?;
     Ok(InterpreterFile {
         layout,
         runtime_vaddr,
         segments,
     })
+}
+
+/// (file offset, virtual address, file size) of each loadable segment.
+fn load_segments<'d>(elf: &object::File<'d, &'d [u8]>) -> Vec<(u64, u64, u64)> {
+    elf.segments()
+        .map(|s| {
+            let (off, size) = s.file_range();
+            (off, s.address(), size)
+        })
+        .collect()
 }
 
 /// Why a file is not an interpreter at all (a launcher).

@@ -61,6 +61,17 @@ impl PythonNames {
             self.codes.clear();
             self.frames.clear();
         }
+        // Up to 3.10 each frame is an evaluator call of its own.
+        let calls: Vec<RawPyFrame>;
+        let raw = if interp.layout.frames_are_calls {
+            calls = raw
+                .iter()
+                .map(|f| RawPyFrame { entry: true, ..*f })
+                .collect();
+            &calls
+        } else {
+            raw
+        };
         splice::groups(raw)
             .into_iter()
             .map(|g| {
@@ -89,7 +100,7 @@ impl PythonNames {
             return Frame::named(intern("[python] <unreadable>"));
         };
         let line = code::instruction_index(l, f.code, f.instr)
-            .and_then(|i| code::line_of(&info.linetable, info.first_line, i));
+            .and_then(|i| code::line(l, &info.linetable, info.first_line, i));
         self.frames
             .entry((id, f.code, line))
             .or_insert_with(|| {

@@ -179,6 +179,8 @@ pub(crate) fn side_by_side(target: &Target, secs: u32, comm: &str) -> (Shares, S
         .stderr(Stdio::null())
         .spawn()
         .expect("perf is needed (linux-perf)");
+    // Native frames, as perf has them: Python frames would replace the
+    // interpreter's evaluator frames (tests/it/python.rs).
     let ours = profile(&[
         "-p",
         &pid,
@@ -186,6 +188,8 @@ pub(crate) fn side_by_side(target: &Target, secs: u32, comm: &str) -> (Shares, S
         "-f",
         "-F",
         "499",
+        "--python",
+        "off",
         "--stats",
         &secs.to_string(),
     ]);
