@@ -329,3 +329,75 @@ fn asyncio_tasks_show_their_coroutines_as_py_spy_does() {
         }
     }
 }
+
+#[test]
+fn a_python_process_in_its_own_namespaces_is_read_too() {
+    require_bpf!();
+    // A container's view: its own pid and mount namespaces (the
+    // interpreter is found through /proc/PID/map_files, its memory read by
+    // host pid).
+    let nest = script("pyns.py", &NEST.replace("pynest", "pyns"));
+    let t = start_quiet(
+        Command::new("unshare")
+            .args([
+                "--pid",
+                "--fork",
+                "--mount",
+                "--mount-proc",
+                "/usr/bin/python3.11",
+            ])
+            .arg(&nest)
+            .arg("8"),
+    );
+    // The interpreter is unshare's child.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", t.pid))
+        .expect("unshare's children");
+    let pid = children
+        .split_whitespace()
+        .next()
+        .expect("a child")
+        .to_string();
+    let out = profile(&["-p", &pid, "-U", "-f", "-F", "499", "2"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (n, share) = share_with(
+        &text,
+        &["pyns.<module>", "pyns.outer", "pyns.middle", "pyns.leaf"],
+    );
+    eprintln!("in namespaces: {n} samples, {share:.1}% from <module> to leaf");
+    assert!(n >= 300 && share >= 95.0, "{text}");
+}
+
+#[test]
+fn python_started_after_a_whole_system_run_gets_its_frames() {
+    require_bpf!();
+    let nest = script("pylate.py", &NEST.replace("pynest", "pylate"));
+    let prof = Command::new(env!("CARGO_BIN_EXE_profile"))
+        .args(["-U", "-f", "-F", "499", "4"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let _t = start_quiet(Command::new("/usr/bin/python3.11").arg(&nest).arg("6"));
+    let out = prof.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mine: String = folded(&text)
+        .into_iter()
+        .filter(|(s, _)| s.starts_with("python3.11;"))
+        .map(|(s, n)| format!("{s} {n}\n"))
+        .collect();
+    let (n, share) = share_with(
+        &mine,
+        &[
+            "pylate.<module>",
+            "pylate.outer",
+            "pylate.middle",
+            "pylate.leaf",
+        ],
+    );
+    eprintln!("started after: {n} samples, {share:.1}% from <module> to leaf");
+    // Its first samples, before its maps were read, have C frames only.
+    assert!(n >= 300 && share >= 90.0, "{mine}");
+}
