@@ -127,7 +127,7 @@ enum Seen {
     Sampled(
         AspaceId,
         Option<Arc<Vec<Mapping>>>,
-        Option<crate::python::Interpreter>,
+        Option<crate::python::Found>,
     ),
     Exited(AspaceId),
 }
@@ -443,10 +443,11 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         }
         if let Some(p) = &python {
             eprintln!(
-                "stats: python: {} samples with Python frames ({} did not fit), {} frames of code objects that could not be read; interpreters: {}",
+                "stats: python: {} samples with Python frames ({} did not fit), {} frames of code objects that could not be read, {} samples of interpreters not read; interpreters: {}",
                 loss.unwind.python,
                 loss.unwind.python_full,
                 symbols.python_unreadable,
+                symbols.python_unsupported,
                 p.summary()
             );
         }

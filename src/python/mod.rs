@@ -18,6 +18,7 @@ pub mod names;
 pub mod splice;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags, MapHandle};
@@ -58,6 +59,16 @@ pub struct Interpreter {
     pub runtime: u64,
 }
 
+/// What a process's interpreter turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// One this build reads.
+    Readable(Interpreter),
+    /// A CPython this build can't read, and what it is (`Python 3.7`):
+    /// its evaluator frames are named `[python] Python 3.7 (not read)`.
+    Unreadable(Arc<str>),
+}
+
 /// What one interpreter file holds: its version and `_PyRuntime`'s
 /// virtual address, and how its loadable segments map (to place it).
 #[derive(Debug, Clone)]
@@ -71,8 +82,9 @@ struct InterpreterFile {
 /// Finds the interpreters of processes and owns BPF's `python_procs`.
 pub struct Interpreters {
     procs: Option<MapHandle>,
-    /// Per interpreter file: what it is (None: not one we can read).
-    files: FxHashMap<FileId, Option<InterpreterFile>>,
+    /// Per file mapped: an interpreter, one we can't read (why), or
+    /// neither (None).
+    files: FxHashMap<FileId, Option<Result<InterpreterFile, Arc<str>>>>,
     /// Interpreter files met, with their version or why they can't be
     /// read, for --stats.
     met: Vec<String>,
@@ -98,8 +110,11 @@ impl Interpreters {
 
     /// A process's executable mappings, as read when it was announced:
     /// finds its interpreter (if any) and hands it to BPF.
-    pub fn seen(&mut self, id: AspaceId, maps: &[Mapping]) -> Option<Interpreter> {
-        let interp = self.find(id.pid, maps)?;
+    pub fn seen(&mut self, id: AspaceId, maps: &[Mapping]) -> Option<Found> {
+        let interp = match self.find(id.pid, maps)? {
+            Found::Readable(i) => i,
+            unreadable => return Some(unreadable),
+        };
         if let Some(procs) = &self.procs {
             let value = proc_value(&interp, id.aspace);
             if procs
@@ -109,7 +124,7 @@ impl Interpreters {
                 self.loaded.insert(id.pid, id.aspace);
             }
         }
-        Some(interp)
+        Some(Found::Readable(interp))
     }
 
     /// The interpreter files met, with their versions or why they were not
@@ -133,7 +148,7 @@ impl Interpreters {
     }
 
     /// The interpreter of a process with these mappings.
-    pub fn find(&mut self, pid: u32, maps: &[Mapping]) -> Option<Interpreter> {
+    pub fn find(&mut self, pid: u32, maps: &[Mapping]) -> Option<Found> {
         // A file already known is named once by the maps reader: its
         // mappings in later processes come without a path.
         for m in maps.iter().filter(|m| m.exec && m.inode != 0) {
@@ -148,18 +163,26 @@ impl Interpreters {
                         anyhow::ensure!(FileId::of(&meta) == m.file_id(), "replaced since");
                         read_interpreter(p, &name)
                     });
-                    match &read {
-                        Ok(f) => self.met.push(format!(
-                            "{path} ({}.{})",
-                            f.layout.version.0, f.layout.version.1
-                        )),
+                    let state = match read {
+                        Ok(f) => {
+                            self.met.push(format!(
+                                "{path} ({}.{})",
+                                f.layout.version.0, f.layout.version.1
+                            ));
+                            Some(Ok(f))
+                        }
                         // A launcher whose interpreter is in a libpython.
-                        Err(e) if e.to_string() == NO_RUNTIME => {}
-                        Err(e) => self.met.push(format!("{path} not read: {e:#}")),
-                    }
-                    let read = read.ok();
-                    self.files.insert(m.file_id(), read.clone());
-                    read
+                        Err(e) if e.to_string() == NO_RUNTIME => None,
+                        Err(e) => {
+                            self.met.push(format!("{path} not read: {e:#}"));
+                            // The frame's label: `Python 3.7`, or the cause.
+                            let why = format!("{e:#}");
+                            let short = why.split(" is not supported").next().unwrap_or(&why);
+                            Some(Err(Arc::from(short)))
+                        }
+                    };
+                    self.files.insert(m.file_id(), state.clone());
+                    state
                 }
                 None => {
                     if m.path.is_some() {
@@ -168,8 +191,10 @@ impl Interpreters {
                     None
                 }
             };
-            let Some(file) = file else {
-                continue;
+            let file = match file {
+                None => continue,
+                Some(Err(why)) => return Some(Found::Unreadable(why)),
+                Some(Ok(file)) => file,
             };
             // The load segment this mapping is part of places the file.
             let (seg_off, seg_vaddr, _) = *file
@@ -180,10 +205,10 @@ impl Interpreters {
                 .start
                 .wrapping_sub(m.offset - seg_off)
                 .wrapping_sub(seg_vaddr);
-            return Some(Interpreter {
+            return Some(Found::Readable(Interpreter {
                 layout: file.layout,
                 runtime: bias.wrapping_add(file.runtime_vaddr),
-            });
+            }));
         }
         None
     }
@@ -209,7 +234,8 @@ fn read_interpreter(path: &Path, name: &str) -> Result<InterpreterFile> {
             .trim_start_matches("python")
             .split(".so")
             .next()
-            .unwrap_or("");
+            .unwrap_or("")
+            .trim_end_matches('m');
         let minor = v.strip_prefix("3.").and_then(|m| m.parse::<u8>().ok());
         let layout = minor
             .and_then(|m| layout::of(3, m))

@@ -23,23 +23,47 @@ pub const EVALUATOR: &str = "_PyEval_EvalFrameDefault";
 #[derive(Default)]
 pub struct PythonNames {
     interpreters: FxHashMap<AspaceId, Interpreter>,
+    /// Processes running a CPython this build can't read: the name their
+    /// evaluator frames get (`[python] Python 3.7 is not supported ...`).
+    unreadable: FxHashMap<AspaceId, Arc<str>>,
     codes: FxHashMap<(AspaceId, u64), Option<Arc<CodeInfo>>>,
     /// Frames made, by (process, code, line): one frame per line.
     frames: FxHashMap<(AspaceId, u64, Option<u32>), Frame>,
-    /// Samples whose Python frames could not be named (the process gone,
-    /// or memory that did not read as a code object).
-    pub unreadable: u64,
+    /// Python frames that could not be named (the process gone, or memory
+    /// that did not read as a code object).
+    pub unreadable_frames: u64,
+    /// Samples of interpreters this build can't read.
+    pub unreadable_interpreter_frames: u64,
 }
 
 impl PythonNames {
     /// A process runs this interpreter.
-    pub fn remember(&mut self, id: AspaceId, interp: Interpreter) {
-        self.interpreters.insert(id, interp);
+    pub fn remember(&mut self, id: AspaceId, found: super::Found) {
+        match found {
+            super::Found::Readable(interp) => {
+                self.interpreters.insert(id, interp);
+            }
+            super::Found::Unreadable(why) => {
+                self.unreadable
+                    .insert(id, Arc::from(format!("[python] {why} (not read)")));
+            }
+        }
+    }
+
+    /// The name evaluator frames of this process get, if its interpreter
+    /// can't be read; counts the `samples`.
+    pub fn unreadable_name(&mut self, id: AspaceId, samples: u64) -> Option<Arc<str>> {
+        let n = self.unreadable.get(&id).cloned();
+        if n.is_some() {
+            self.unreadable_interpreter_frames += samples;
+        }
+        n
     }
 
     /// A process exited: its code objects go (their addresses will be
     /// reused by another process's).
     pub fn exited(&mut self, id: AspaceId) {
+        self.unreadable.remove(&id);
         if self.interpreters.remove(&id).is_some() {
             self.codes.retain(|(a, _), _| *a != id);
             self.frames.retain(|(a, _, _), _| *a != id);
@@ -96,7 +120,7 @@ impl PythonNames {
             .or_insert_with(|| code::read_code(id.pid, l, f.code).map(Arc::new))
             .clone();
         let Some(info) = info else {
-            self.unreadable += 1;
+            self.unreadable_frames += 1;
             return Frame::named(intern("[python] <unreadable>"));
         };
         let line = code::instruction_index(l, f.code, f.instr)

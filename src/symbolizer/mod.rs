@@ -94,6 +94,9 @@ pub struct SymbolizerStats {
     pub perf_map_entries: u64,
     /// Python frames whose code object could not be read.
     pub python_unreadable: u64,
+    /// Samples of interpreters this build can't read (their evaluator
+    /// frames named `[python] ...`).
+    pub python_unsupported: u64,
 }
 
 /// Symbolizes intervals; keeps its caches for the whole run.
@@ -197,8 +200,8 @@ impl Symbolizer {
     }
 
     /// A process runs a CPython interpreter whose frames are sampled.
-    pub fn remember_interpreter(&mut self, id: AspaceId, interp: crate::python::Interpreter) {
-        self.python.remember(id, interp);
+    pub fn remember_interpreter(&mut self, id: AspaceId, found: crate::python::Found) {
+        self.python.remember(id, found);
     }
 
     /// A process exited: its `/proc` entries are no longer asked.
@@ -212,7 +215,8 @@ impl Symbolizer {
         SymbolizerStats {
             perf_maps: self.perf_maps.stats(),
             perf_map_entries: self.perf_maps.entries() as u64,
-            python_unreadable: self.python.unreadable,
+            python_unreadable: self.python.unreadable_frames,
+            python_unsupported: self.python.unreadable_interpreter_frames,
             ..self.stats
         }
     }
@@ -236,6 +240,8 @@ impl Symbolizer {
             let mut user = self.stack(&s.user, Some(id));
             if !s.python.is_empty() {
                 user = self.with_python(user, id, &s.python);
+            } else {
+                user = self.name_unreadable_python(user, id, s.count);
             }
             let kernel = self.stack(&s.kernel, None);
             profile.add(
@@ -326,6 +332,37 @@ impl Symbolizer {
             // No native stack to place them in: the Python frames alone.
             _ => Stack::Frames(groups.into_iter().flatten().collect()),
         }
+    }
+
+    /// A process whose CPython this build can't read: its evaluator frames
+    /// say so (`[python] Python 3.7 is not supported ...`), rather than
+    /// pass for native code.
+    fn name_unreadable_python(&mut self, user: Stack, id: AspaceId, samples: u64) -> Stack {
+        let Stack::Frames(frames) = &user else {
+            return user;
+        };
+        if !frames
+            .iter()
+            .any(|f| &**f == crate::python::names::EVALUATOR)
+        {
+            return user;
+        }
+        let Some(name) = self.python.unreadable_name(id, samples) else {
+            return user;
+        };
+        let sym = intern(&mut self.names, &name);
+        Stack::Frames(
+            frames
+                .iter()
+                .map(|f| {
+                    if &**f == crate::python::names::EVALUATOR {
+                        Frame::named(sym.clone())
+                    } else {
+                        f.clone()
+                    }
+                })
+                .collect(),
+        )
     }
 
     fn unknown_frame(&self, addr: u64, module: Option<Symbol>) -> Frame {

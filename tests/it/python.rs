@@ -401,3 +401,25 @@ fn python_started_after_a_whole_system_run_gets_its_frames() {
     // Its first samples, before its maps were read, have C frames only.
     assert!(n >= 300 && share >= 90.0, "{mine}");
 }
+
+#[test]
+fn an_interpreter_we_cannot_read_says_so() {
+    require_bpf!();
+    let Some(python) = crate::whole_stacks::pyenv_python("3.7") else {
+        return;
+    };
+    let nest = script("pyold.py", &NEST.replace("pynest", "pyold"));
+    let (text, err) = run(&python, &nest, &[]);
+    let (n, named) = share_with(&text, &["[python] Python 3.7 (not read)"]);
+    assert!(n >= 300 && named >= 95.0, "{text}");
+    let (_, evaluator) = share_with(&text, &["_PyEval_EvalFrameDefault"]);
+    assert_eq!(evaluator, 0.0, "{text}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("stats: python:"))
+        .unwrap_or_else(|| panic!("no python stats line: {err}"));
+    assert!(
+        line.contains("not read: Python 3.7 is not supported (3.8 to 3.13 are)"),
+        "{line}"
+    );
+}
