@@ -44,6 +44,10 @@ pub fn encode(meta: &Meta, intervals: &[Profile], merge: bool) -> Result<Vec<u8>
         intervals.chunks(1).collect()
     };
     let mut profiles = Vec::new();
+    // Each interval's profile starts where the one before ended, so the
+    // per-interval file's profiles lie end to end on one axis of CPU time
+    // (they all started at 0, every one at the run's start).
+    let mut offset = 0u64;
     for group in groups {
         let (Some(first), Some(last)) = (group.first(), group.last()) else {
             continue;
@@ -78,11 +82,12 @@ pub fn encode(meta: &Meta, intervals: &[Profile], merge: bool) -> Result<Vec<u8>
             "type": "sampled",
             "name": format!("{} {:.2}s-{:.2}s", meta.target, first.start.as_secs_f64(), end),
             "unit": "nanoseconds",
-            "startValue": 0,
-            "endValue": total,
+            "startValue": offset,
+            "endValue": offset.saturating_add(total),
             "samples": samples,
             "weights": weights,
         }));
+        offset = offset.saturating_add(total);
     }
     let doc = json!({
         "$schema": SCHEMA,
@@ -124,6 +129,9 @@ mod tests {
             .any(|f| f["name"] == "read_zero" && f["file"] == "kernel"));
         let profiles = v["profiles"].as_array().unwrap();
         assert_eq!(profiles.len(), 2);
+        // End to end: the second starts where the first ended.
+        assert_eq!(profiles[0]["startValue"], 0);
+        assert_eq!(profiles[1]["startValue"], profiles[0]["endValue"]);
         for p in profiles {
             for field in [
                 "type",
@@ -140,7 +148,10 @@ mod tests {
             let weights = p["weights"].as_array().unwrap();
             assert_eq!(samples.len(), weights.len());
             let total: u64 = weights.iter().map(|w| w.as_u64().unwrap()).sum();
-            assert_eq!(p["endValue"].as_u64().unwrap(), total);
+            assert_eq!(
+                p["endValue"].as_u64().unwrap() - p["startValue"].as_u64().unwrap(),
+                total
+            );
             // Time: samples x 10 ms at 100 Hz.
             assert_eq!(p["unit"], "nanoseconds");
             assert_eq!(total, a.samples() * 10_000_000);
