@@ -164,6 +164,17 @@ struct {
 	__uint(max_entries, 64 * 1024);
 } new_tgids SEC(".maps");
 
+/* Stores `value` under `hash` in a stack map keyed by hash (user, kernel
+ * and Python stacks): kept if another CPU stored the same stack first;
+ * -ENOMEM when the map is full. */
+static __always_inline int store_by_hash(void *map, __u64 hash, void *value)
+{
+	if (!bpf_map_lookup_elem(map, &hash) && bpf_map_update_elem(map, &hash, value, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(map, &hash))
+		return -ENOMEM;
+	return 0;
+}
+
 /* Puts stack_key and process_seen into BTF so the skeleton generates them. */
 struct stack_key _stack_key = {};
 struct process_seen _process_seen = {};
@@ -311,11 +322,7 @@ static __always_inline int store_kernel_stack(void *kernel_stacks, __u64 hash)
 
 	if (!k)
 		return -EFAULT;
-	if (!bpf_map_lookup_elem(kernel_stacks, &hash) &&
-	    bpf_map_update_elem(kernel_stacks, &hash, &k->stack, BPF_NOEXIST) &&
-	    !bpf_map_lookup_elem(kernel_stacks, &hash))
-		return -ENOMEM;
-	return 0;
+	return store_by_hash(kernel_stacks, hash, &k->stack);
 }
 
 static __always_inline void note_stack_error(__s32 id, __u64 *collision, __u64 *nomem)

@@ -165,11 +165,7 @@ static __always_inline int store_python_stack(void *python_stacks, __u64 hash)
 
 	if (!w)
 		return -EFAULT;
-	if (!bpf_map_lookup_elem(python_stacks, &hash) &&
-	    bpf_map_update_elem(python_stacks, &hash, &w->stack, BPF_NOEXIST) &&
-	    !bpf_map_lookup_elem(python_stacks, &hash))
-		return -ENOMEM;
-	return 0;
+	return store_by_hash(python_stacks, hash, &w->stack);
 }
 
 #endif /* __PYTHON_BPF_H */

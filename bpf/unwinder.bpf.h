@@ -549,9 +549,7 @@ static __always_inline int store_user_stack(void *user_stacks, __u64 hash,
 
 	if (!st)
 		return -EFAULT;
-	if (!bpf_map_lookup_elem(user_stacks, &hash) &&
-	    bpf_map_update_elem(user_stacks, &hash, &st->stack, BPF_NOEXIST) &&
-	    !bpf_map_lookup_elem(user_stacks, &hash)) {
+	if (store_by_hash(user_stacks, hash, &st->stack)) {
 		stats->unwind_stacks_full++;
 		return -ENOMEM;
 	}
