@@ -156,3 +156,39 @@ fn read_png(path: &Path) -> (usize, usize, Vec<u8>) {
         .collect();
     (info.width as usize, info.height as usize, rgb)
 }
+
+#[test]
+fn the_page_follows_a_profiler_restarted_on_its_port() {
+    require_bpf!();
+    if !browser_available() {
+        return;
+    }
+    use std::io::BufRead;
+    let w = Workload::start("mix", 30.0, &[]);
+    let pid = w.pid.to_string();
+    let args = ["-p", pid.as_str(), "--interval", "0.5", "-f", "4"];
+    let first = Feed::start(&args);
+    let port = first.port;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/reconnect.mjs");
+    let mut node = Command::new("node")
+        .arg(&script)
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(node.stdout.take().unwrap()).lines();
+    let ended = lines.next().expect("a line").unwrap();
+    assert_eq!(ended, "ended");
+    let (ok, _, err) = first.wait();
+    assert!(ok, "{err}");
+    // The same port, a new run: the page picks it up by itself.
+    let second = Feed::start_on(port, &["-p", pid.as_str(), "--interval", "0.5", "-f", "20"]);
+    let verdict = lines.next().expect("a verdict").unwrap();
+    let status = node.wait().unwrap();
+    assert!(status.success(), "{verdict}");
+    let v: serde_json::Value = serde_json::from_str(&verdict).unwrap();
+    assert_ne!(v["first"], v["second"], "{v}");
+    assert!(v["shown"].as_u64().unwrap() >= 1, "{v}");
+    drop(second);
+}

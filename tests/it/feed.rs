@@ -24,7 +24,11 @@ pub struct Feed {
 
 impl Feed {
     pub fn start(args: &[&str]) -> Feed {
-        let port = free_port();
+        Feed::start_on(free_port(), args)
+    }
+
+    /// On a given port (a profiler started again where one ran).
+    pub fn start_on(port: u16, args: &[&str]) -> Feed {
         let child = Command::new(env!("CARGO_BIN_EXE_profile"))
             .args(["-T", "-R", &port.to_string()])
             .args(args)

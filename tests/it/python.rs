@@ -250,22 +250,22 @@ end = time.time() + float(sys.argv[1])\n\
 while time.time() < end:\n    shape(parse())\n",
     );
     for (version, python) in interpreters() {
-        // 8 s at 250 Hz: ~2,000 samples each, so that two samplers'
+        // 8 s at 499 Hz: ~4,000 samples each, so that two samplers'
         // noise stays well inside 3 points (a share near 85% differs by
-        // 1.1 points, one sigma).
+        // 0.8 points, one sigma), also on a loaded machine.
         let t = start_quiet(Command::new(&python).arg(&s).arg("14"));
         let pid = t.pid.to_string();
         let out_spy = tmp("pyspy.txt");
         let spy_run = Command::new(&spy)
             .args([
-                "record", "--native", "-r", "250", "-f", "raw", "-d", "8", "-p", &pid, "-o",
+                "record", "--native", "-r", "499", "-f", "raw", "-d", "8", "-p", &pid, "-o",
             ])
             .arg(&out_spy)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let ours = profile(&["-p", &pid, "-U", "-f", "-F", "250", "8"]);
+        let ours = profile(&["-p", &pid, "-U", "-f", "-F", "499", "8"]);
         let spy_status = spy_run.wait_with_output().unwrap().status;
         assert!(ours.status.success() && spy_status.success(), "{version}");
         let ours = String::from_utf8_lossy(&ours.stdout).into_owned();

@@ -134,6 +134,18 @@ fn top_processes(tree: &FlameTree) -> Vec<(String, u64)> {
     top
 }
 
+/// This run's identity (pid and start time): a page that lost its profiler
+/// knows a new run on the same port by it, and reloads.
+fn run_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!("{}-{ms}", std::process::id())
+    })
+}
+
 impl FeedFrame {
     fn new(index: u64, last: u64, frame: Frame) -> FeedFrame {
         FeedFrame {
@@ -159,6 +171,7 @@ impl FeedFrame {
             "target": i.target,
             "mode": i.mode,
             "top": self.top,
+            "run": run_id(),
         })
     }
 
