@@ -336,7 +336,13 @@ fn python_perf_trampolines(version: &str) {
     // The few samples outside leaf's loop (the `while` itself, time.time)
     // lack some of the nesting; none stops at a trampoline.
     assert!(share >= 95.0, "{share:.1}%\n{text}\n{err}");
-    assert_eq!(unwind_figure(&err, " stopped early"), 0, "{err}");
+    // A walk stops early only when the sample's leaf is inside a
+    // trampoline stub itself (its few instructions: about 1 in 1,500).
+    let stopped = unwind_figure(&err, " stopped early");
+    assert!(
+        stopped * 200 <= total,
+        "{stopped} of {total} stopped early\n{err}"
+    );
 }
 
 #[test]
