@@ -91,6 +91,23 @@ pub enum Place {
     Unmapped,
 }
 
+/// Reads another process's memory (`process_vm_readv`): all of `buf`, or
+/// false. One read path for the deferred walker's code bytes and the Python
+/// code objects.
+pub fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> bool {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` covers exactly `buf`; the kernel checks `remote`.
+    let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
+    n == buf.len() as isize
+}
+
 /// Whether a process still has its address space: it exists and is not a
 /// zombie (state `Z`) or dead (`X`).
 pub fn has_mappings(pid: u32) -> bool {

@@ -26,17 +26,7 @@ pub fn read(pid: u32, addr: u64, len: usize) -> Option<Vec<u8>> {
         return None;
     }
     let mut buf = vec![0u8; len];
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: len,
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut libc::c_void,
-        iov_len: len,
-    };
-    // SAFETY: `local` covers exactly `buf`; the kernel checks `remote`.
-    let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
-    (n == len as isize).then_some(buf)
+    crate::process::read_memory(pid, addr, &mut buf).then_some(buf)
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {

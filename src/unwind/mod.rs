@@ -433,7 +433,7 @@ impl State {
                 bytes: &p.stack,
             };
             let pid = p.tgid;
-            let code = move |addr: u64, buf: &mut [u8]| read_memory(pid, addr, buf);
+            let code = move |addr: u64, buf: &mut [u8]| crate::process::read_memory(pid, addr, buf);
             let walk = deferred::walk(p.regs, &stack, &mappings, self.fallback, &code);
             let u = &mut out.unwind;
             if process.is_some() {
@@ -569,22 +569,6 @@ impl State {
         // As exits: applied after the next interval.
         self.exits.extend(gone);
     }
-}
-
-/// Reads another process's memory (`process_vm_readv`): all of `buf`, or
-/// false.
-fn read_memory(pid: u32, addr: u64, buf: &mut [u8]) -> bool {
-    let local = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    let remote = libc::iovec {
-        iov_base: addr as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
-    // SAFETY: `local` covers exactly `buf`; the kernel checks `remote`.
-    let n = unsafe { libc::process_vm_readv(pid as libc::pid_t, &local, 1, &remote, 1, 0) };
-    n == buf.len() as isize
 }
 
 /// Opens `path`, checking (if `check`) that it is the file `want` (same
