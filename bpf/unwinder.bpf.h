@@ -534,7 +534,8 @@ static __always_inline int send_deferred(__u32 generation, __s32 kernel_stack_id
 	len = d->len;
 	if (len > UNWIND_DEFER_BYTES)
 		len = UNWIND_DEFER_BYTES;
-	if (bpf_ringbuf_output(&deferred_stacks, d, DEFER_HEADER_BYTES + len, 0))
+	/* Nothing waits on this ring (the sampler reads it at every tick). */
+	if (bpf_ringbuf_output(&deferred_stacks, d, DEFER_HEADER_BYTES + len, BPF_RB_NO_WAKEUP))
 		return -ENOSPC;
 	return 0;
 }

@@ -68,6 +68,8 @@ pub struct Interval {
 /// once they are (see [`crate::unwind::deferred`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingSample {
+    /// Its number among the run's deferred samples.
+    pub seq: u64,
     /// Process id.
     pub tgid: u32,
     /// Which of its address spaces.
@@ -78,10 +80,9 @@ pub struct PendingSample {
     pub kernel: RawStack,
     /// The Python frames, innermost first (empty: none).
     pub python: Vec<crate::python::RawPyFrame>,
-    /// The user registers.
-    pub regs: crate::unwind::deferred::UserRegs,
-    /// The user stack from `regs.sp` up.
-    pub stack: Vec<u8>,
+    /// Its user stack, unless already handed to the unwinder (which then
+    /// has it walked, or waiting for its process, under `seq`).
+    pub stack: Option<crate::unwind::deferred::DeferredStack>,
 }
 
 /// The pending samples' user stacks, walked: what joins the interval.
@@ -207,14 +208,14 @@ pub fn pending(batch: &mut RawBatch) -> Vec<PendingSample> {
     let deferred = std::mem::take(&mut batch.deferred);
     deferred
         .into_iter()
-        .map(|d| PendingSample {
+        .map(|mut d| PendingSample {
+            stack: d.take_stack(),
+            seq: d.seq,
             tgid: d.tgid,
             aspace: d.aspace,
             kernel: resolve_kernel(d.kernel_stack_id, d.kernel_stack_hash, batch),
             python: python_of(d.python_stack_hash, batch),
             comm: d.comm,
-            regs: d.regs,
-            stack: d.stack,
         })
         .collect()
 }
@@ -314,6 +315,7 @@ mod tests {
 
     fn deferred(kernel_stack_id: i32) -> crate::sampler::DeferredSample {
         crate::sampler::DeferredSample {
+            seq: 0,
             tgid: 9,
             aspace: 1,
             generation: 0,
@@ -322,7 +324,7 @@ mod tests {
             python_stack_hash: 0,
             comm: "cc1".into(),
             regs: Default::default(),
-            stack: vec![0; 16],
+            stack: Some(vec![0; 16]),
         }
     }
 

@@ -615,6 +615,9 @@ fn sample(
                 python.as_deref_mut(),
                 &mut seen,
             );
+            if let Some(u) = unwinder {
+                u.stacks(sampler.take_stacks());
+            }
             let mut interval =
                 collector::collect(&batch, index, interval_start - t0, cut - interval_start);
             let pending = collector::pending(&mut batch);
@@ -656,6 +659,10 @@ fn sample(
             python.as_deref_mut(),
             &mut seen,
         );
+        // After the announcements of their processes.
+        if let Some(u) = unwinder {
+            u.stacks(sampler.take_stacks());
+        }
     }
 }
 

@@ -7,7 +7,7 @@
 //! while an interval lasts) and keeps them by generation; a drain takes the
 //! ones of the generation it drains, after the programs on it finished.
 
-use crate::unwind::deferred::UserRegs;
+use crate::unwind::deferred::{DeferredStack, UserRegs};
 
 /// Bytes of `struct deferred_stack`'s header (bpf/profile.h).
 pub const HEADER_BYTES: usize = 80;
@@ -15,6 +15,9 @@ pub const HEADER_BYTES: usize = 80;
 /// One deferred sample.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeferredSample {
+    /// Its number among the run's deferred samples (the unwinder's walk of
+    /// its stack is joined back by it).
+    pub seq: u64,
     /// Process (thread group) id.
     pub tgid: u32,
     /// Which address space of the process.
@@ -31,8 +34,22 @@ pub struct DeferredSample {
     pub comm: String,
     /// The user registers.
     pub regs: UserRegs,
-    /// The user stack from `regs.sp` up.
-    pub stack: Vec<u8>,
+    /// The user stack from `regs.sp` up; None once handed to the unwinder
+    /// ([`DeferredSample::take_stack`]).
+    pub stack: Option<Vec<u8>>,
+}
+
+impl DeferredSample {
+    /// What the unwinder needs to walk the user stack, if not taken yet.
+    pub fn take_stack(&mut self) -> Option<DeferredStack> {
+        Some(DeferredStack {
+            seq: self.seq,
+            tgid: self.tgid,
+            aspace: self.aspace,
+            regs: self.regs,
+            stack: self.stack.take()?,
+        })
+    }
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -52,6 +69,7 @@ pub fn parse(b: &[u8]) -> Option<DeferredSample> {
     let stack = b.get(HEADER_BYTES..HEADER_BYTES.checked_add(len)?)?;
     let comm: Vec<u8> = b[16..32].iter().copied().take_while(|c| *c != 0).collect();
     Some(DeferredSample {
+        seq: 0,
         tgid: u32_at(b, 0),
         aspace: u32_at(b, 4),
         generation: u32_at(b, 8),
@@ -64,7 +82,7 @@ pub fn parse(b: &[u8]) -> Option<DeferredSample> {
             sp: u64_at(b, 56),
             bp: u64_at(b, 64),
         },
-        stack: stack.to_vec(),
+        stack: Some(stack.to_vec()),
     })
 }
 
@@ -111,7 +129,7 @@ mod tests {
                 bp: 7
             }
         );
-        assert_eq!(s.stack, vec![9u8; 16]);
+        assert_eq!(s.stack, Some(vec![9u8; 16]));
         assert_eq!(parse(&b[..HEADER_BYTES + 8]), None, "cut short");
         assert_eq!(parse(&b[..10]), None);
     }

@@ -30,6 +30,7 @@ pub use perf_event::{SampleEvent, SampleRate};
 use skel::{types, ProfileSkel, ProfileSkelBuilder};
 
 use crate::process::AspaceId;
+use crate::unwind::deferred::DeferredStack;
 use crate::unwind::loader::UnwindMaps;
 use crate::unwind::UnwindMode;
 
@@ -319,9 +320,12 @@ impl Sampler {
 
         let (tx, deferred_rx) = mpsc::channel();
         let mut builder = libbpf_rs::RingBufferBuilder::new();
+        let mut seq = 0u64;
         builder
             .add(&skel.maps.deferred_stacks, move |data: &[u8]| {
-                if let Some(d) = deferred::parse(data) {
+                if let Some(mut d) = deferred::parse(data) {
+                    d.seq = seq;
+                    seq += 1;
                     let _ = tx.send(d);
                 }
                 0
@@ -427,6 +431,17 @@ impl Sampler {
             .context("failed to read the deferred-stack ring buffer")?;
         self.deferred.extend(rx.try_iter());
         Ok(())
+    }
+
+    /// The user stacks of the deferred samples read so far, for the
+    /// unwinder to walk as soon as their process is loaded (so a record's
+    /// stack copy is not held to the interval's end); the samples stay,
+    /// to be drained with their generation.
+    pub fn take_stacks(&mut self) -> Vec<DeferredStack> {
+        self.deferred
+            .iter_mut()
+            .filter_map(DeferredSample::take_stack)
+            .collect()
     }
 
     /// Ends the current interval: flips the BPF program to the other map set,

@@ -11,6 +11,7 @@
 //! in the kernel or here. Memory is read only from the copy: a frame whose
 //! return address lies above it ends the walk, counted as stopped early.
 
+use super::loader::RowView;
 use super::table::{Kind, Row};
 
 /// `MAX_STACK_DEPTH` in bpf/profile.h: frames a walk keeps at most.
@@ -25,6 +26,23 @@ pub struct UserRegs {
     pub sp: u64,
     /// Frame pointer.
     pub bp: u64,
+}
+
+/// A deferred sample's user stack, on its way to be walked: its number
+/// among the run's deferred samples, the process and address space it was
+/// taken in, its registers and the copied stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeferredStack {
+    /// The sample's number ([`crate::sampler::DeferredSample::seq`]).
+    pub seq: u64,
+    /// Process id.
+    pub tgid: u32,
+    /// Address space.
+    pub aspace: u32,
+    /// The user registers.
+    pub regs: UserRegs,
+    /// The user stack from `regs.sp` up.
+    pub stack: Vec<u8>,
 }
 
 /// The copied top of a user stack: `bytes` were at `base..`.
@@ -56,7 +74,66 @@ pub struct WalkMapping<'a> {
     /// File offset = address - bias.
     pub bias: u64,
     /// The file's table; None: no CFI (frame pointers in `auto` mode).
-    pub rows: Option<&'a [Row]>,
+    pub rows: Option<Rows<'a>>,
+}
+
+/// A file's table: rows in memory, or read in place from the kernel's
+/// shards (a table is never copied out for a walk).
+#[derive(Clone, Copy)]
+pub enum Rows<'a> {
+    /// Rows in memory.
+    Slice(&'a [Row]),
+    /// `len` rows from global index `start` of the shards.
+    Shards {
+        /// The mapped shards.
+        view: &'a RowView<'a>,
+        /// First row.
+        start: u32,
+        /// Rows.
+        len: u32,
+    },
+}
+
+impl std::fmt::Debug for Rows<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rows::Slice(r) => write!(f, "Rows::Slice({} rows)", r.len()),
+            Rows::Shards { start, len, .. } => write!(f, "Rows::Shards({start}+{len})"),
+        }
+    }
+}
+
+impl Rows<'_> {
+    /// The row that applies at file offset `pc`: the last whose pc is at
+    /// or below it (a binary search, like the BPF walker's).
+    fn find(&self, pc: u64) -> Option<Row> {
+        let pc = u32::try_from(pc).ok()?;
+        match *self {
+            Rows::Slice(rows) => {
+                let len = u32::try_from(rows.len()).ok()?;
+                last_at_or_below(len, pc, |i| rows.get(i as usize).copied())
+            }
+            Rows::Shards { view, start, len } => {
+                last_at_or_below(len, pc, |i| view.row(start.checked_add(i)?))
+            }
+        }
+    }
+}
+
+/// Of `len` rows sorted by pc (`at` reads one), the last whose pc is at or
+/// below `pc`; None before the first or when a row cannot be read.
+fn last_at_or_below(len: u32, pc: u32, at: impl Fn(u32) -> Option<Row>) -> Option<Row> {
+    // First index whose row's pc is above `pc`.
+    let (mut lo, mut hi) = (0u32, len);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if at(mid)?.pc <= pc {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    at(lo.checked_sub(1)?)
 }
 
 /// How a frame without a table is stepped.
@@ -172,13 +249,6 @@ fn find_mapping<'a>(mappings: &'a [WalkMapping<'a>], pc: u64) -> Option<&'a Walk
     (pc < m.end).then_some(m)
 }
 
-/// The row that applies at file offset `pc`.
-fn find_row(rows: &[Row], pc: u64) -> Option<&Row> {
-    let pc = u32::try_from(pc).ok()?;
-    let i = rows.partition_point(|r| r.pc <= pc);
-    rows.get(i.checked_sub(1)?)
-}
-
 fn fp_step(st: &mut State, stack: &StackCopy<'_>, other_stack: bool) -> Step {
     if st.bp == 0 {
         // _start clears %rbp: the outermost frame.
@@ -244,8 +314,8 @@ fn step(
     let Some(rows) = m.rows else {
         return no_table(st);
     };
-    let row = match find_row(rows, pc.wrapping_sub(m.bias)) {
-        Some(r) if !matches!(r.kind, Kind::None | Kind::Unsupported) => *r,
+    let row = match rows.find(pc.wrapping_sub(m.bias)) {
+        Some(r) if !matches!(r.kind, Kind::None | Kind::Unsupported) => r,
         _ => return no_table(st),
     };
     let cfa = match row.kind {
@@ -341,7 +411,7 @@ mod tests {
                 start: 0x40_0000,
                 end: 0x40_3000,
                 bias: 0x40_0000,
-                rows: Some(&rows),
+                rows: Some(Rows::Slice(&rows)),
             },
         ];
         // eval's ra into the trampoline (0x9006), the trampoline's 8 bytes
@@ -386,7 +456,7 @@ mod tests {
             start: 0x40_0000,
             end: 0x41_0000,
             bias: 0x40_0000,
-            rows: Some(&rows),
+            rows: Some(Rows::Slice(&rows)),
         }];
         // leaf frame: [local][ra into caller]; caller frame: [ra into _start]
         let bytes = words(&[0xdead, 0x40_2010, 0x40_3005]);
@@ -411,7 +481,7 @@ mod tests {
             start: 0x40_0000,
             end: 0x41_0000,
             bias: 0x40_0000,
-            rows: Some(&rows),
+            rows: Some(Rows::Slice(&rows)),
         }];
         let bytes = words(&[0, 0]);
         let stack = StackCopy {
@@ -462,7 +532,7 @@ mod tests {
             start: 0x1000,
             end: 0x4000,
             bias: 0,
-            rows: Some(&rows),
+            rows: Some(Rows::Slice(&rows)),
         }];
         // f's frame at BASE: [saved rbp -> BASE+16][ra 0x2005]
         // caller's at BASE+16: [saved rbp 0][ra 0x3001]
@@ -490,7 +560,7 @@ mod tests {
             start: 0x1000,
             end: 0x2000,
             bias: 0,
-            rows: Some(&rows),
+            rows: Some(Rows::Slice(&rows)),
         }];
         let bytes = words(&[0x1100; 200]);
         let stack = StackCopy {
@@ -518,5 +588,24 @@ mod tests {
         assert_eq!(s.read(BASE + 9), None);
         assert_eq!(s.read(BASE - 8), None);
         assert_eq!(s.read(u64::MAX - 3), None);
+    }
+
+    #[test]
+    fn a_row_is_the_last_at_or_below_the_pc() {
+        let rows = [
+            row(0x1000, Kind::CfaRsp, 8, 0),
+            row(0x1010, Kind::CfaRsp, 16, 0),
+            row(0x1010, Kind::CfaRbp, 16, -2),
+            row(0x1040, Kind::End, 0, 0),
+        ];
+        let r = Rows::Slice(&rows);
+        assert_eq!(r.find(0xfff), None);
+        assert_eq!(r.find(0x1000).map(|r| r.cfa_offset), Some(8));
+        assert_eq!(r.find(0x100f).map(|r| r.cfa_offset), Some(8));
+        // Equal pcs: the last one wins, as in the kernel's search.
+        assert_eq!(r.find(0x1010).map(|r| r.kind), Some(Kind::CfaRbp));
+        assert_eq!(r.find(0x5000).map(|r| r.kind), Some(Kind::End));
+        assert_eq!(Rows::Slice(&[]).find(0x1000), None);
+        assert_eq!(r.find(1 << 40), None, "beyond 32-bit offsets");
     }
 }

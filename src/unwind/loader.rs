@@ -8,6 +8,7 @@
 //! up to the budget. A file's table is a contiguous range of rows; ranges
 //! freed by evicted tables are reused first-fit.
 
+use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
 
@@ -36,10 +37,15 @@ pub struct UnwindMaps {
 }
 
 /// One shard: its map, kept open. Its rows are mapped into our memory
-/// only while a table is written into it, so the tables (up to
-/// `--unwind-memory` of them) are kernel memory, not the profiler's RSS.
+/// when a table is written or read (mapping a shard inserts all its pages:
+/// far too slow to do per walk), and unmapped again once unused for a
+/// while ([`RowSpace::unmap_idle`]), so tables nobody walks in user space
+/// are kernel memory, not the profiler's RSS.
 struct Shard {
     map: MapHandle,
+    mapped: RefCell<Option<MappedRows>>,
+    /// Mapped rows used since the last `unmap_idle`.
+    used: Cell<bool>,
 }
 
 /// A shard's rows, mapped for writing; unmapped when dropped.
@@ -75,7 +81,7 @@ impl MappedRows {
         }
     }
 
-    fn write(&mut self, slot: u32, row: &Row) {
+    fn write(&self, slot: u32, row: &Row) {
         let mut bytes = [0u8; ROW_BYTES];
         bytes[0..4].copy_from_slice(&row.pc.to_ne_bytes());
         bytes[4..6].copy_from_slice(&row.cfa_offset.to_ne_bytes());
@@ -109,7 +115,21 @@ impl Shard {
             &opts,
         )
         .context("failed to create an unwind table shard")?;
-        Ok(Shard { map })
+        Ok(Shard {
+            map,
+            mapped: RefCell::new(None),
+            used: Cell::new(false),
+        })
+    }
+
+    /// Runs `f` on the shard's rows, mapping them first if they are not.
+    fn with_rows<T>(&self, f: impl FnOnce(&MappedRows) -> T) -> Result<T> {
+        let mut mapped = self.mapped.borrow_mut();
+        if mapped.is_none() {
+            *mapped = Some(self.map_rows()?);
+        }
+        self.used.set(true);
+        Ok(f(mapped.as_ref().expect("mapped above")))
     }
 
     /// Maps the shard's rows for writing.
@@ -220,28 +240,34 @@ impl RowSpace {
         }
     }
 
-    /// Reads back `n` rows from `start` (what the BPF walker sees), for
-    /// walks done in user space.
-    pub fn read(&self, start: u32, n: u32) -> Result<Vec<Row>> {
-        let mut out = Vec::with_capacity(n as usize);
-        let mut mapped: Option<(usize, MappedRows)> = None;
-        for index in start..start.checked_add(n).context("row range overflows")? {
-            let shard = (index >> SHARD_SHIFT) as usize;
-            let s = self.shards.get(shard).context("row beyond the shards")?;
-            if mapped.as_ref().is_none_or(|(at, _)| *at != shard) {
-                mapped = Some((shard, s.map_rows()?));
-            }
-            if let Some((_, m)) = &mapped {
-                out.push(m.read(index & (SHARD_ROWS - 1)));
+    /// A read-only view of the rows, for walks done in user space: rows
+    /// are read in place (a table is never copied out).
+    pub fn view(&self) -> RowView<'_> {
+        RowView { space: self }
+    }
+
+    /// Unmaps the shards not used since the last call.
+    pub fn unmap_idle(&self) {
+        for s in &self.shards {
+            if !s.used.replace(false) {
+                s.mapped.borrow_mut().take();
             }
         }
-        Ok(out)
+    }
+
+    /// Bytes of shards mapped into the profiler's memory now.
+    pub fn mapped_bytes(&self) -> u64 {
+        let n = self
+            .shards
+            .iter()
+            .filter(|s| s.mapped.borrow().is_some())
+            .count();
+        n as u64 * u64::from(SHARD_ROWS) * ROW_BYTES as u64
     }
 
     /// Writes `rows` at `start`, creating shards (and putting them in the
-    /// outer map) as needed; each shard touched is mapped once for it.
+    /// outer map) as needed.
     pub fn write(&mut self, outer: &MapHandle, start: u32, rows: &[Row]) -> Result<()> {
-        let mut mapped: Option<(usize, MappedRows)> = None;
         for (i, row) in rows.iter().enumerate() {
             let index = start + i as u32;
             let shard = (index >> SHARD_SHIFT) as usize;
@@ -254,14 +280,23 @@ impl RowSpace {
                     .context("failed to add an unwind table shard")?;
                 self.shards.push(s);
             }
-            if mapped.as_ref().is_none_or(|(at, _)| *at != shard) {
-                mapped = Some((shard, self.shards[shard].map_rows()?));
-            }
-            if let Some((_, m)) = &mut mapped {
-                m.write(index & (SHARD_ROWS - 1), row);
-            }
+            self.shards[shard].with_rows(|m| m.write(index & (SHARD_ROWS - 1), row))?;
         }
         Ok(())
+    }
+}
+
+/// See [`RowSpace::view`].
+pub struct RowView<'a> {
+    space: &'a RowSpace,
+}
+
+impl RowView<'_> {
+    /// The row at global index `index`, or None past the shards (or if
+    /// the shard cannot be mapped).
+    pub fn row(&self, index: u32) -> Option<Row> {
+        let shard = self.space.shards.get((index >> SHARD_SHIFT) as usize)?;
+        shard.with_rows(|m| m.read(index & (SHARD_ROWS - 1))).ok()
     }
 }
 

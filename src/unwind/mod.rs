@@ -34,7 +34,7 @@ use crate::process::executables::{Attached, Executables, MappingRef};
 use crate::process::maps::Mapping;
 use crate::process::{has_mappings, AspaceId, FileId};
 
-use self::deferred::{Fallback, StackCopy, WalkMapping};
+use self::deferred::{DeferredStack, Fallback, Rows, StackCopy, WalkMapping};
 use self::loader::{RowSpace, UnwindMaps};
 
 /// How user stacks are walked (`--unwind`).
@@ -89,6 +89,9 @@ enum Msg {
     /// `Interval`: the samples it took before it exited may still need its
     /// mappings.
     Exited(AspaceId),
+    /// Deferred samples' user stacks: walked as soon as their process is
+    /// loaded, kept (small) until their interval ends.
+    Stacks(Vec<DeferredStack>),
     /// An interval ended: its deferred samples to walk, and where to send
     /// them walked.
     Interval(Vec<PendingSample>, Option<mpsc::Sender<WalkedSamples>>),
@@ -136,6 +139,14 @@ impl Unwinder {
     pub fn process(&self, id: AspaceId, exec: Arc<Vec<Mapping>>) {
         if let Some(tx) = &self.tx {
             let _ = tx.send(Msg::Process(id, exec, Instant::now()));
+        }
+    }
+
+    /// Deferred samples' user stacks, to walk once their processes are
+    /// loaded (see [`Msg::Stacks`]).
+    pub fn stacks(&self, stacks: Vec<DeferredStack>) {
+        if let (Some(tx), false) = (&self.tx, stacks.is_empty()) {
+            let _ = tx.send(Msg::Stacks(stacks));
         }
     }
 
@@ -211,6 +222,18 @@ struct State {
     fallback: Fallback,
     /// Exits not applied yet (see `Msg::Exited`).
     exits: Vec<AspaceId>,
+    /// Deferred stacks whose process is not loaded yet.
+    held: Vec<DeferredStack>,
+    /// Deferred stacks walked, by sample number, until their interval ends.
+    walked: HashMap<u64, WalkedStack>,
+}
+
+/// A deferred stack, walked.
+struct WalkedStack {
+    walk: deferred::Walk,
+    /// Walked with its process's tables (else by frame pointers: the
+    /// process was never loaded).
+    loaded: bool,
 }
 
 /// How often processes that exited are looked for in /proc: exits come
@@ -229,6 +252,8 @@ impl State {
             cache,
             fallback,
             exits: Vec::new(),
+            held: Vec::new(),
+            walked: HashMap::new(),
             maps,
             space: RowSpace::new(budget_bytes),
             exes: Executables::new(),
@@ -252,6 +277,7 @@ impl State {
             }
             if self.last_sweep.elapsed() >= SWEEP_EVERY {
                 self.sweep();
+                self.space.unmap_idle();
                 self.last_sweep = Instant::now();
             }
         }
@@ -264,6 +290,7 @@ impl State {
         let mut barriers = Vec::new();
         // Each interval's samples, and how many exits came before it.
         let mut intervals = Vec::new();
+        let mut stacks = Vec::new();
         for msg in batch {
             let (id, exec, at) = match msg {
                 Msg::Process(id, exec, at) => (id, exec, at),
@@ -277,6 +304,10 @@ impl State {
                 }
                 Msg::Barrier(tx) => {
                     barriers.push(tx);
+                    continue;
+                }
+                Msg::Stacks(s) => {
+                    stacks.extend(s);
                     continue;
                 }
             };
@@ -360,10 +391,21 @@ impl State {
             self.stats.loads += 1;
             self.stats.max_load_latency = self.stats.max_load_latency.max(at.elapsed());
         }
+        // Deferred stacks whose processes are loaded now are walked now:
+        // their copies need not wait for their intervals to end.
+        self.held.extend(stacks);
+        let (ready, wait): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.held).into_iter().partition(|s| {
+                self.exes
+                    .process(s.tgid)
+                    .is_some_and(|p| p.aspace >= s.aspace)
+            });
+        self.held = wait;
+        self.walk_stacks(ready);
         let mut applied = 0;
         for (pending, reply, exits_before) in intervals {
             if let Some(reply) = reply {
-                let _ = reply.send(self.walk_deferred(pending));
+                let _ = reply.send(self.join_deferred(pending));
             }
             // Processes that exited before this interval ended took their
             // last samples in it or earlier: their mappings can go now.
@@ -379,14 +421,70 @@ impl State {
         Ok(())
     }
 
-    /// Walks deferred samples with the tables of their processes, as
-    /// loaded now; a process not loaded (its maps could not be read) is
-    /// walked as the kernel would have: by frame pointers.
-    fn walk_deferred(&mut self, pending: Vec<PendingSample>) -> WalkedSamples {
+    /// Walks deferred stacks with the tables of their processes, as loaded
+    /// now, and keeps the walks by sample number; a process not loaded in
+    /// the stack's address space (its maps could not be read, or it has
+    /// exec'd since) is walked as the kernel would have: by frame pointers.
+    fn walk_stacks(&mut self, stacks: Vec<DeferredStack>) {
+        if stacks.is_empty() {
+            return;
+        }
         let started = Instant::now();
-        self.stats.deferred_walks += pending.len() as u64;
+        self.stats.deferred_walks += stacks.len() as u64;
+        let view = self.space.view();
+        for s in stacks {
+            let process = self
+                .exes
+                .process(s.tgid)
+                .filter(|proc| proc.aspace == s.aspace);
+            let mappings: Vec<WalkMapping<'_>> = process
+                .map(|proc| {
+                    proc.mappings
+                        .iter()
+                        .map(|m| {
+                            let table = m.file.and_then(|f| *self.exes.state(&f)?);
+                            WalkMapping {
+                                start: m.start,
+                                end: m.end,
+                                bias: m.start.wrapping_sub(m.offset),
+                                rows: table.map(|(start, len)| Rows::Shards {
+                                    view: &view,
+                                    start,
+                                    len,
+                                }),
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let copy = StackCopy {
+                base: s.regs.sp,
+                bytes: &s.stack,
+            };
+            let pid = s.tgid;
+            let code = move |addr: u64, buf: &mut [u8]| crate::process::read_memory(pid, addr, buf);
+            let walk = deferred::walk(s.regs, &copy, &mappings, self.fallback, &code);
+            let loaded = process.is_some();
+            self.walked.insert(s.seq, WalkedStack { walk, loaded });
+        }
+        self.stats.deferred_time += started.elapsed();
+    }
+
+    /// An interval's deferred samples, with their user stacks walked (now,
+    /// for those not walked yet) and merged by stack.
+    fn join_deferred(&mut self, mut pending: Vec<PendingSample>) -> WalkedSamples {
+        // Stacks that came with the interval, and those still held for it.
+        let mut now: Vec<DeferredStack> =
+            pending.iter_mut().filter_map(|p| p.stack.take()).collect();
+        let mine: std::collections::HashSet<u64> = pending.iter().map(|p| p.seq).collect();
+        let (held, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|s| mine.contains(&s.seq));
+        self.held = wait;
+        now.extend(held);
+        self.walk_stacks(now);
+
         let mut out = WalkedSamples::default();
-        let mut rows: HashMap<(u32, u32), Option<Vec<table::Row>>> = HashMap::new();
         type Key = (
             u32,
             u32,
@@ -397,46 +495,15 @@ impl State {
         );
         let mut merged: HashMap<Key, u64> = HashMap::new();
         for p in pending {
-            let process = self
-                .exes
-                .process(p.tgid)
-                .filter(|proc| proc.aspace == p.aspace);
-            // (start, end, bias, table) of each executable mapping.
-            let ranges: Vec<(u64, u64, u64, FileTable)> = process
-                .map(|proc| {
-                    proc.mappings
-                        .iter()
-                        .map(|m| {
-                            let table = m.file.and_then(|f| *self.exes.state(&f)?);
-                            (m.start, m.end, m.start.wrapping_sub(m.offset), table)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            for (_, _, _, table) in &ranges {
-                if let Some(t) = table {
-                    rows.entry(*t)
-                        .or_insert_with(|| self.space.read(t.0, t.1).ok());
-                }
-            }
-            let mappings: Vec<WalkMapping<'_>> = ranges
-                .iter()
-                .map(|(start, end, bias, table)| WalkMapping {
-                    start: *start,
-                    end: *end,
-                    bias: *bias,
-                    rows: table.and_then(|t| rows.get(&t)?.as_deref()),
-                })
-                .collect();
-            let stack = StackCopy {
-                base: p.regs.sp,
-                bytes: &p.stack,
-            };
-            let pid = p.tgid;
-            let code = move |addr: u64, buf: &mut [u8]| crate::process::read_memory(pid, addr, buf);
-            let walk = deferred::walk(p.regs, &stack, &mappings, self.fallback, &code);
+            // Every stack was sent before its interval ended, so each has
+            // a walk; one missing would be a bug, shown as an empty stack.
+            let w = self.walked.remove(&p.seq).unwrap_or(WalkedStack {
+                walk: deferred::Walk::default(),
+                loaded: false,
+            });
+            let walk = w.walk;
             let u = &mut out.unwind;
-            if process.is_some() {
+            if w.loaded {
                 u.deferred += 1;
                 u.deferred_truncated += u64::from(!walk.complete);
                 u.cut += u64::from(walk.cut);
@@ -469,7 +536,6 @@ impl State {
                 },
             )
             .collect();
-        self.stats.deferred_time += started.elapsed();
         out
     }
 
