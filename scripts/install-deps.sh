@@ -14,11 +14,12 @@ apt-get update -qq
 # ffmpeg. Frames: a monospace font. Benchmarks: bpftrace, python3. The live
 # page's browser test: chromium, driven by playwright-core from npm. Export
 # checks: golang-go (go tool pprof), and speedscope's schema with ajv (npm).
-# The man pages are read back by man (man-db).
+# The man pages are read back by man (man-db). libc6-dbg: libc's names (its
+# debug file's symbol table), as perf shows them.
 apt-get install -y -qq --no-install-recommends \
     clang llvm libelf-dev zlib1g-dev pkg-config make gcc \
     linux-perf bpftool bpftrace util-linux ffmpeg fonts-dejavu-core python3 \
-    chromium ca-certificates golang-go time bc man-db >/dev/null
+    chromium ca-certificates golang-go time bc man-db libc6-dbg >/dev/null
 if ! command -v npm >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi

@@ -10,6 +10,7 @@
 //! for it keeps the file as its module (`[unknown]` in `libfoo.so`, drawn
 //! `[libfoo.so]`).
 
+mod debug_file;
 mod perf_map;
 mod plt;
 
@@ -21,6 +22,7 @@ use blazesym::symbolize::source::{Elf, Kernel, Process, Source};
 use blazesym::symbolize::{Input, Symbolized};
 use blazesym::Pid;
 
+use self::debug_file::DebugFile;
 use crate::collector::{Interval, RawStack};
 use crate::process::maps::Mapping;
 use crate::process::{AspaceId, FileId, Place, ProcessModel};
@@ -64,10 +66,9 @@ struct FileSyms {
     open: Option<PathBuf>,
     /// Its ELF build id, hex, read when it is first opened.
     build_id: Option<Symbol>,
-    /// Stripped, with a debug link: its names are in a separate debug
-    /// file (a distribution's -dbgsym package), found through blazesym's
-    /// debug-info lookup.
-    debug_file: bool,
+    /// Stripped: its names are in a separate debug file (a distribution's
+    /// -dbgsym package), if installed.
+    debug_file: Option<DebugFile>,
     /// Its PLT stubs, named as perf names them (`strlen@plt`).
     plt: plt::PltStubs,
     syms: FxHashMap<u64, Option<Resolved>>,
@@ -614,7 +615,7 @@ impl Symbolizer {
                 self.stats.files += 1;
                 self.opened_files += 1;
                 self.opened_bytes += std::fs::metadata(open).map_or(0, |m| m.len());
-                entry.debug_file = names_in_debug_file(open);
+                entry.debug_file = DebugFile::find(open);
                 entry.plt = plt::PltStubs::read(open);
                 entry.build_id = blazesym::helper::read_elf_build_id(open)
                     .ok()
@@ -624,18 +625,24 @@ impl Symbolizer {
                     });
             }
         }
-        let debug_file = entry.debug_file;
+        let debug_file = entry.debug_file.clone();
         let resolved = match entry.open.clone() {
             Some(open) => {
                 self.stats.file_lookups += offsets.len() as u64;
                 // Names from the ELF symbol tables, as perf and bcc take
-                // them; DWARF (decompressed and parsed: megabytes a file)
-                // only when an output keeps source lines.
-                let elf = Elf {
-                    debug_syms: self.source_lines || debug_file,
-                    ..Elf::new(open)
-                };
-                self.resolve(&Source::Elf(elf), Input::FileOffset(offsets))
+                // them (a stripped file's from its debug file's); DWARF
+                // (decompressed and parsed: megabytes a file) only when an
+                // output keeps source lines.
+                match debug_file {
+                    Some(d) if !self.source_lines => self.resolve_in_debug_file(&d, offsets),
+                    _ => {
+                        let elf = Elf {
+                            debug_syms: self.source_lines,
+                            ..Elf::new(open)
+                        };
+                        self.resolve(&Source::Elf(elf), Input::FileOffset(offsets))
+                    }
+                }
             }
             None => vec![None; offsets.len()],
         };
@@ -671,6 +678,24 @@ impl Symbolizer {
             }),
             None => self.unknown_frame(addr, module),
         }
+    }
+
+    /// Looks file offsets of a stripped binary up in its debug file's
+    /// symbol table (see [`debug_file`]).
+    fn resolve_in_debug_file(&mut self, d: &DebugFile, offsets: &[u64]) -> Vec<Option<Resolved>> {
+        let addrs: Vec<Option<u64>> = offsets.iter().map(|o| d.address(*o)).collect();
+        let known: Vec<u64> = addrs.iter().flatten().copied().collect();
+        let elf = Elf {
+            debug_syms: false,
+            ..Elf::new(d.path.clone())
+        };
+        let mut found = self
+            .resolve(&Source::Elf(elf), Input::VirtOffset(&known))
+            .into_iter();
+        addrs
+            .iter()
+            .map(|a| a.and_then(|_| found.next().flatten()))
+            .collect()
     }
 
     fn resolve(&mut self, src: &Source<'_>, input: Input<&[u64]>) -> Vec<Option<Resolved>> {
@@ -717,18 +742,6 @@ fn module_name(names: &mut FxHashSet<Symbol>, path: &str) -> Symbol {
 /// Whether an ELF file keeps its full symbol table elsewhere: it has no
 /// `.symtab` but a `.gnu_debuglink` (Debian's stripped binaries). Only the
 /// section headers are read.
-fn names_in_debug_file(path: &Path) -> bool {
-    use object::Object;
-    let Ok(file) = std::fs::File::open(path) else {
-        return false;
-    };
-    let cache = object::read::ReadCache::new(file);
-    let Ok(elf) = object::File::parse(&cache) else {
-        return false;
-    };
-    elf.section_by_name(".symtab").is_none() && elf.section_by_name(".gnu_debuglink").is_some()
-}
-
 /// Whether `path` is the file `id` (same device and inode).
 fn same_file(path: &Path, id: FileId) -> bool {
     std::fs::metadata(path).is_ok_and(|m| FileId::of(&m) == id)
@@ -777,15 +790,6 @@ fn intern(names: &mut FxHashSet<Symbol>, name: &str) -> Symbol {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn stripped_binaries_take_their_names_from_the_debug_file() {
-        // Debian's coreutils: no .symtab, a .gnu_debuglink.
-        assert!(names_in_debug_file(Path::new("/usr/bin/true")));
-        // A binary with its own symbol table needs no DWARF for names.
-        assert!(!names_in_debug_file(&std::env::current_exe().unwrap()));
-        assert!(!names_in_debug_file(Path::new("/proc/self/status")));
-    }
-
     use super::*;
     use crate::collector::RawSample;
     use std::time::Duration;
