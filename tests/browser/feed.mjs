@@ -1,7 +1,7 @@
 // Drives the live flame graph in headless Chromium: waits for two frame
-// updates, pauses, clicks a frame to zoom, and saves a screenshot.
+// updates, pauses, clicks a bar to zoom, and saves a screenshot.
 // usage: node feed.mjs URL SCREENSHOT.png
-// Prints one JSON line: {"shown": N, "zoomed": bool, "frame": "..."}.
+// Prints one JSON line: {"shown": N, "zoomed": bool, "frame": "...", "details": "..."}.
 import { chromium } from "playwright-core";
 
 const [url, shot] = process.argv.slice(2);
@@ -20,15 +20,19 @@ try {
   await page.waitForFunction(() => Number(document.body.dataset.shown) >= 2, null, { timeout: 20000 });
   const shown = Number(await page.evaluate(() => document.body.dataset.shown));
   await page.click("#pause");
-  // Let a swap already under way finish before picking the visible frame.
+  // Let a load already under way finish before picking a bar.
   await page.waitForTimeout(500);
-  const frame = await (await page.$("#stage iframe:not(.back)")).contentFrame();
-  const target = frame.locator("g", { has: frame.locator("title", { hasText: /^alpha \(/ }) }).first();
-  await target.click();
-  const zoomed = await frame.$eval("#unzoom", (e) => !e.classList.contains("hide"));
-  const label = await target.locator("title").textContent();
+  const box = await (await page.$("#fg")).boundingBox();
+  const alpha = await page.evaluate(() => window.rsProfile.bars().find((b) => b.name === "alpha"));
+  await page.mouse.move(box.x + alpha.x + alpha.w / 2, box.y + alpha.y + alpha.h / 2);
+  const details = await page.textContent("#details");
+  await page.mouse.click(box.x + alpha.x + alpha.w / 2, box.y + alpha.y + alpha.h / 2);
+  const zoomed = await page.evaluate(() => {
+    const l = window.rsProfile.layout(), a = window.rsProfile.bars().find((b) => b.name === "alpha");
+    return l.zoom !== 0 && a && a.w >= l.width - 21;
+  });
   await page.screenshot({ path: shot });
-  console.log(JSON.stringify({ shown, zoomed, frame: label }));
+  console.log(JSON.stringify({ shown, zoomed, frame: alpha.name, details }));
 } finally {
   await browser.close();
 }

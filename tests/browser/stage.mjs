@@ -19,7 +19,12 @@ const out = {};
 const shown = (page) => page.evaluate(() => Number(document.body.dataset.shown));
 const waitShown = (page, n, timeout = 20000) =>
   page.waitForFunction((n) => Number(document.body.dataset.shown) >= n, n, { timeout });
-const front = async (page) => (await page.$("#stage iframe:not(.back)")).contentFrame();
+const bars = (page) => page.evaluate(() => window.rsProfile.bars());
+async function clickBar(page, name) {
+  const box = await (await page.$("#fg")).boundingBox();
+  const b = (await bars(page)).find((b) => b.name === name);
+  await page.mouse.click(box.x + b.x + b.w / 2, box.y + b.y + b.h / 2);
+}
 
 try {
   // --- stage mode first, while the run is young: ?chrome=0&theme=dark ---
@@ -31,11 +36,7 @@ try {
       const e = document.querySelector(s);
       return e && e.offsetParent !== null;
     }));
-  const sf = await front(stage);
-  out.stage_label_px = await sf.evaluate(() => {
-    const t = [...document.querySelectorAll("#frames text")].find((e) => e.textContent.length > 2);
-    return t ? parseFloat(getComputedStyle(t).fontSize) : 0;
-  });
+  out.stage_label_px = await stage.evaluate(() => window.rsProfile.layout().font);
   await stage.screenshot({ path: outdir + "/stage.png" });
   await stage.close();
 
@@ -44,19 +45,14 @@ try {
   await waitShown(page, 2);
 
   // --- zoom while live survives three updates ---
-  let f = await front(page);
-  const alpha = f.locator("#frames > g", { has: f.locator("title", { hasText: /^alpha \(/ }) }).first();
-  await alpha.click();
+  await clickBar(page, "alpha");
   out.zoom_path = await page.evaluate(() => document.body.dataset.zoom);
   const before = await shown(page);
   await waitShown(page, before + 3);
-  f = await front(page);
-  out.zoom_after_updates = await f.evaluate(() => {
-    const unzoom = document.getElementById("unzoom");
-    const g = [...document.querySelectorAll("#frames > g")].find((g) =>
-      /^alpha \(/.test(g.querySelector("title").textContent) && !g.classList.contains("hide"));
-    const w = g ? parseFloat(g.querySelector("rect").getAttribute("width")) : 0;
-    return { unzoom_shown: !unzoom.classList.contains("hide"), alpha_width_pct: w };
+  out.zoom_after_updates = await page.evaluate(() => {
+    const l = window.rsProfile.layout();
+    const a = window.rsProfile.bars().find((b) => b.name === "alpha");
+    return { unzoom_shown: l.zoom !== 0, alpha_width_pct: a ? 100 * a.w / (l.width - 20) : 0 };
   });
 
   // --- search survives updates ---
@@ -66,11 +62,8 @@ try {
   await page.keyboard.press("Escape");
   const before2 = await shown(page);
   await waitShown(page, before2 + 2);
-  f = await front(page);
-  out.search_after_updates = await f.evaluate(() =>
-    [...document.querySelectorAll("#frames > g")].filter((g) =>
-      /^beta \(/.test(g.querySelector("title").textContent) &&
-      /230,\s*0,\s*230/.test(g.querySelector("rect").getAttribute("fill"))).length);
+  out.search_after_updates = await page.evaluate(() =>
+    window.rsProfile.bars().filter((b) => b.name === "beta" && b.color === "#e600e6").length);
 
   // --- keyboard: space pauses; left steps back; header matches ---
   await page.keyboard.press(" ");
@@ -111,9 +104,8 @@ try {
   await page.click("#live");
   await page.waitForFunction(() => document.body.dataset.ended === "1", null, { timeout: 60000 });
   await page.waitForTimeout(1000);
-  f = await front(page);
   out.after_end = {
-    bars: await f.evaluate(() => document.querySelectorAll("#frames > g").length),
+    bars: (await bars(page)).length,
     badge: await page.evaluate(() => getComputedStyle(document.getElementById("badge")).display),
     status: await page.textContent("#status"),
   };

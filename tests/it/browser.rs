@@ -42,7 +42,11 @@ fn the_page_updates_zooms_and_draws() {
     let v = run_page_script("feed.mjs", feed.port, &shot);
     assert!(v["shown"].as_u64().unwrap() >= 2, "{v}");
     assert_eq!(v["zoomed"], true, "{v}");
-    assert!(v["frame"].as_str().unwrap().starts_with("alpha ("), "{v}");
+    assert_eq!(v["frame"], "alpha", "{v}");
+    assert!(
+        v["details"].as_str().unwrap().starts_with("alpha — "),
+        "{v}"
+    );
 
     // The screenshot is not blank: many colours, and flame-graph warm ones.
     let (_, _, rgb) = read_png(&shot);
@@ -191,4 +195,119 @@ fn the_page_follows_a_profiler_restarted_on_its_port() {
     assert_ne!(v["first"], v["second"], "{v}");
     assert!(v["shown"].as_u64().unwrap() >= 1, "{v}");
     drop(second);
+}
+
+/// A program whose stacks are 60 functions deep (`level_59` down to
+/// `level_0`, then a spin), built with frame pointers.
+fn deep_program(dir: &Path) -> std::path::PathBuf {
+    let mut src = String::from(
+        "#include <stdio.h>\n#include <unistd.h>\n\
+         __attribute__((noinline)) void spin(volatile long *x) { for (;;) x[0]++; }\n",
+    );
+    src.push_str("__attribute__((noinline)) void level_0(volatile long *x) { spin(x); x[1]++; }\n");
+    for i in 1..60 {
+        src.push_str(&format!(
+            "__attribute__((noinline)) void level_{i}(volatile long *x) {{ level_{}(x); x[1]++; }}\n",
+            i - 1
+        ));
+    }
+    src.push_str("int main(void) { static volatile long x[2]; level_59(x); return 0; }\n");
+    let c = dir.join("deep.c");
+    std::fs::write(&c, src).unwrap();
+    let bin = dir.join("deep");
+    let ok = Command::new("gcc")
+        .args([
+            "-O1",
+            "-fno-omit-frame-pointer",
+            "-fno-optimize-sibling-calls",
+            "-o",
+        ])
+        .arg(&bin)
+        .arg(&c)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "gcc failed");
+    bin
+}
+
+/// The page on any stage (issue 29): at 720p, 1080p and 4K, light and
+/// dark, with and without controls, a 60-deep graph fits the window with
+/// its root on screen, labels of 14 px or more cut on the right, 4K is
+/// 1080p doubled; the table's self column sums to the graph's total; the
+/// search shows its share; the URL restores interval, zoom, search and view.
+#[test]
+fn the_page_fits_any_stage_and_keeps_its_view_in_the_url() {
+    require_bpf!();
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = deep_program(dir.path());
+    let mut child = Command::new(&bin).spawn().unwrap();
+    let pid = child.id().to_string();
+    let feed = Feed::start(&["-p", &pid, "--interval", "0.5", "-f", "30"]);
+    let v = run_page_script("sizes.mjs", feed.port, dir.path());
+    let _ = child.kill();
+    let _ = child.wait();
+    let sizes = v["sizes"].as_array().unwrap();
+    assert_eq!(sizes.len(), 6, "{v}");
+    let mut bar = std::collections::HashMap::new();
+    for s in sizes {
+        let l = &s["layout"];
+        let what = s["size"].as_str().unwrap();
+        let root = l["root"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no root bar: {s}"));
+        let (y, h) = (root[1].as_f64().unwrap(), root[3].as_f64().unwrap());
+        let c = s["canvas"].as_array().unwrap();
+        let ch = c[3].as_f64().unwrap();
+        assert!(
+            y >= 0.0 && y + h <= ch,
+            "{what}: root bar off the graph: {s}"
+        );
+        let vp = s["viewport"].as_array().unwrap();
+        assert!(
+            c[1].as_f64().unwrap() + ch <= vp[1].as_f64().unwrap() + 1.0,
+            "{what}: graph below the window: {s}"
+        );
+        assert!(l["font"].as_f64().unwrap() >= 14.0, "{what}: {s}");
+        assert!(s["labels"].as_u64().unwrap() >= 10, "{what}: {s}");
+        assert_eq!(s["dotted"], 0, "{what}: labels cut from the left: {s}");
+        assert_eq!(s["badcut"], 0, "{what}: {s}");
+        // Every level is drawn, or the graph is cut under "[+ deeper]"
+        // (at 720p, 60 levels never fit).
+        let whole = s["deepest"] == s["graph_depth"];
+        let cut = l["deeper"].as_u64().unwrap() >= 1;
+        assert!(whole || cut, "{what}: levels lost without a cut: {s}");
+        if what.starts_with("1280x720") {
+            assert!(cut, "{what}: {s}");
+        }
+        bar.insert(what.to_string(), l["bar"].as_f64().unwrap());
+    }
+    assert_eq!(
+        bar["3840x2160 chrome=0&theme=dark"],
+        2.0 * bar["1920x1080 chrome=0&theme=dark"],
+        "4K is 1080p doubled: {bar:?}"
+    );
+    // The table's self column is every sample once.
+    assert_eq!(v["table"]["self_sum"], v["table"]["total"], "{v}");
+    assert!(v["table"]["shown_rows"].as_u64().unwrap() >= 30, "{v}");
+    // The search's share, as the page says it.
+    let share = v["search"]["share"].as_f64().unwrap();
+    assert!(share > 0.9, "{v}");
+    assert_eq!(
+        v["search"]["text"].as_str().unwrap(),
+        format!("matched {:.1}%", share * 100.0),
+        "{v}"
+    );
+    // The URL gives back the view.
+    let (before, after) = (&v["url"]["before"], &v["url"]["after"]);
+    assert!(before["hash"].as_str().unwrap().contains("z="), "{v}");
+    assert_eq!(before["index"], after["index"], "{v}");
+    assert_eq!(before["zoom"], after["zoom"], "{v}");
+    assert_ne!(after["zoom"], 0, "{v}");
+    assert_eq!(before["search"], after["search"], "{v}");
+    assert_eq!(after["view"], "table", "{v}");
+    drop(feed);
 }

@@ -10,6 +10,7 @@
 //! waits on a client.
 
 mod access;
+mod graph;
 mod limits;
 mod routes;
 mod server;
@@ -220,6 +221,8 @@ pub(crate) struct FeedState {
     /// The access token, when the feed listens beyond loopback.
     token: Option<String>,
     renderer: FrameRenderer,
+    /// Colours and theme, for the page's graphs as for the frames.
+    look: crate::output::frames::palette::Look,
     history_len: usize,
     history_bytes: u64,
     /// Kept intervals and the bytes they hold.
@@ -362,6 +365,7 @@ impl FeedOutput {
             prefix: prefix.clone(),
             token: token.clone(),
             renderer: FrameRenderer::new(cfg.canvas, cfg.renderer, cfg.look)?,
+            look: cfg.look,
             history_len: cfg.history.max(1),
             history_bytes: cfg.history_bytes,
             history: Mutex::new(VecDeque::new()),

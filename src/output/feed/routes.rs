@@ -136,6 +136,9 @@ async fn render(
         let frame = frame(&st)?;
         Some(match kind {
             Kind::Folded => Ok(Made::Text(frame.folded())),
+            Kind::Json => Ok(Made::Text(
+                super::graph::graph_json(&frame.frame, &st.look).to_string(),
+            )),
             Kind::Png => st.render(&frame, true).map(Made::Bytes),
             Kind::Svg => st.render(&frame, false).map(Made::Bytes),
         })
@@ -145,6 +148,7 @@ async fn render(
         Kind::Png => "image/png",
         Kind::Svg => "image/svg+xml",
         Kind::Folded => "text/plain; charset=utf-8",
+        Kind::Json => "application/json",
     };
     match made {
         Ok(Some(Ok(made))) => {
@@ -173,6 +177,8 @@ enum Kind {
     Svg,
     Png,
     Folded,
+    /// The graph for the page to lay out (see [`super::graph`]).
+    Json,
 }
 
 enum Made {
@@ -203,7 +209,7 @@ async fn latest_folded(State(state): St) -> Response {
     folded(latest(&state))
 }
 
-/// `frames/N.svg`, `frames/N.png` or `frames/N.folded`: a past interval.
+/// `frames/N.svg`, `.png`, `.json` or `.folded`: a past interval.
 async fn past_frame(
     State(state): St,
     Extension(peer): Extension<Peer>,
@@ -218,13 +224,14 @@ async fn past_frame(
     let kind = match ext {
         "svg" => Kind::Svg,
         "png" => Kind::Png,
+        "json" => Kind::Json,
         "folded" => return folded(state.frame(n)),
         _ => return not_found().await,
     };
     render(state, peer, move |s| s.frame(n), kind).await
 }
 
-/// `range/A-B.svg` or `range/A-B.folded`: intervals A to B of the
+/// `range/A-B.svg`, `.json` or `.folded`: intervals A to B of the
 /// history, merged (only those still held: a range is capped to the
 /// history whatever numbers it names).
 async fn range(
@@ -243,6 +250,7 @@ async fn range(
     };
     let kind = match ext {
         "svg" => Kind::Svg,
+        "json" => Kind::Json,
         "folded" => Kind::Folded,
         _ => return not_found().await,
     };

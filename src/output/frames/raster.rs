@@ -217,33 +217,7 @@ impl DirectRenderer {
 
     /// A bar's colour in the renderer's `--colors` mode.
     fn bar_color(&self, p: &geometry::Placed<'_>, frame: &Frame) -> [u8; 3] {
-        match self.look.colors {
-            Colors::Hot => palette::color(p.name),
-            Colors::Kernel => palette::kernel_color(p.name),
-            Colors::Comm => {
-                if p.depth == 0 {
-                    return [0xb0, 0xb0, 0xb0];
-                }
-                let nodes = frame.tree.nodes();
-                let comm: &str = &nodes[nodes[p.node].comm as usize].name;
-                let slot = frame.comm_slots.as_ref().and_then(|s| s.get(comm).copied());
-                let base = palette::comm_color(comm, slot);
-                if p.depth == 1 {
-                    base
-                } else {
-                    palette::shade(base, p.name)
-                }
-            }
-            Colors::Diff => {
-                let hash = frame.tree.nodes()[p.node].hash;
-                let d = frame
-                    .deltas
-                    .as_ref()
-                    .and_then(|d| d.get(&hash).copied())
-                    .unwrap_or(0.0);
-                palette::diff_color(d)
-            }
-        }
+        bar_color(self.look.colors, frame, p.node)
     }
 
     /// Fills the bars (hot colours).
@@ -530,6 +504,38 @@ fn blend(pixmap: &mut Pixmap, g: &Glyph, pen: f32, baseline: f32, color: [u8; 3]
             }
             let dst_a = u32::from(data[i + 3]);
             data[i + 3] = (a + (dst_a * (255 - a) + 127) / 255) as u8;
+        }
+    }
+}
+
+/// The colour of bar `node` of a frame in a `--colors` mode: the one rule
+/// for PNG frames, video and the live page.
+pub fn bar_color(colors: Colors, frame: &Frame, node: usize) -> [u8; 3] {
+    let nodes = frame.tree.nodes();
+    let n = &nodes[node];
+    match colors {
+        Colors::Hot => palette::color(&n.name),
+        Colors::Kernel => palette::kernel_color(&n.name),
+        Colors::Comm => {
+            if n.depth == 0 {
+                return [0xb0, 0xb0, 0xb0];
+            }
+            let comm: &str = &nodes[n.comm as usize].name;
+            let slot = frame.comm_slots.as_ref().and_then(|s| s.get(comm).copied());
+            let base = palette::comm_color(comm, slot);
+            if n.depth == 1 {
+                base
+            } else {
+                palette::shade(base, &n.name)
+            }
+        }
+        Colors::Diff => {
+            let d = frame
+                .deltas
+                .as_ref()
+                .and_then(|d| d.get(&n.hash).copied())
+                .unwrap_or(0.0);
+            palette::diff_color(d)
         }
     }
 }
