@@ -16,7 +16,7 @@ bin="$prefix/bin/profile"
 "$bin" completions fish | install -Dm644 /dev/stdin "$prefix/share/fish/vendor_completions.d/profile.fish"
 "$bin" man | install -Dm644 /dev/stdin "$prefix/share/man/man1/profile.1"
 # One page per subcommand, as profile(1) refers to them: profile-record(1)...
-for sub in record render report import export encode completions man help; do
+for sub in record render serve report import export encode completions man help; do
     "$bin" man "$sub" | install -Dm644 /dev/stdin "$prefix/share/man/man1/profile-$sub.1"
 done
 install -Dm755 scripts/make_video.sh "$prefix/bin/profile-make-video"

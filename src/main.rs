@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         }
         Action::Run(cfg) => pipeline::run(*cfg),
         Action::Render(args) => offline::render(args),
+        Action::Serve(args) => offline::serve(args),
         Action::Report(args) => offline::report(args),
         Action::Import(args) => offline::import(args),
         Action::Export(args) => offline::export(args),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
-use crate::cli::{ExportArgs, ImportArgs, RenderArgs, ReportArgs, TimeRange};
+use crate::cli::{ExportArgs, ImportArgs, RenderArgs, ReportArgs, ServeArgs, TimeRange};
 use crate::output::frames::FramesOutput;
 use crate::output::{Output, Report, StackFormat};
 use crate::profile::Profile;
@@ -162,6 +162,69 @@ pub fn render(args: RenderArgs) -> Result<()> {
     let mut frames = FramesOutput::new(cfg, dir)?;
     frames.wait_for_pool();
     draw_all(&mut frames, &args, intervals)
+}
+
+/// `profile serve rec.rsprof`: the live page for a recording. Every interval
+/// goes through the same feed a live run serves (so the page, its graphs,
+/// timeline and colours are the live ones); the server runs until Ctrl-C.
+pub fn serve(args: ServeArgs) -> Result<()> {
+    crate::output::feed::validate_prefix(&args.path)?;
+    let ip = args.listen;
+    if ip.is_multicast() || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast()) {
+        bail!("--listen {ip}: a broadcast or multicast address can't be listened on; use 127.0.0.1, an address of this machine, or 0.0.0.0");
+    }
+    if !(1..=65_536).contains(&args.history_mb) {
+        bail!("--history-mb must be from 1 to 65536");
+    }
+    let mut intervals = Intervals::open(&args.recording, &args.range)?;
+    let format = StackFormat {
+        delimited: args.delimited,
+        annotations: args.annotations,
+        ..StackFormat::default()
+    };
+    let secs = (intervals.meta().interval_ns as f64 / 1e9).max(0.001);
+    let target = intervals.meta().target.clone();
+    // Validates the canvas (and colours) as frames do.
+    let fc = args.frames.frames_config(
+        crate::output::frames::pattern::DEFAULT_PATTERN,
+        format,
+        target.clone(),
+        secs,
+    )?;
+    let stop = crate::pipeline::install_stop_handler()?;
+    let mut feed = crate::output::feed::FeedOutput::new(crate::output::feed::FeedConfig {
+        listen: args.listen,
+        port: args.port,
+        path: args.path.clone(),
+        history: usize::MAX,
+        history_bytes: args.history_mb.saturating_mul(1 << 20),
+        canvas: fc.canvas,
+        mode: fc.mode,
+        format,
+        target,
+        renderer: fc.renderer,
+        no_token: args.no_token,
+        title: fc.title,
+        look: fc.look,
+    })?;
+    let mut n = 0u64;
+    while let Some(p) = intervals.next() {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        feed.interval(&p)?;
+        n += 1;
+    }
+    intervals.warn_damage();
+    eprintln!(
+        "profile: serving {} ({n} intervals) at {} ; Ctrl-C ends",
+        args.recording.display(),
+        feed.url()
+    );
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    feed.finish(&Default::default())
 }
 
 /// `render -o talk.mp4`: the frames straight into ffmpeg.

@@ -13,7 +13,9 @@ use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 
 pub use self::frames::{default_frame_mode, FrameOptions, DEFAULT_VIDEO_FREQUENCY};
-pub use self::offline::{EncodeArgs, ExportArgs, ImportArgs, RenderArgs, ReportArgs, TimeRange};
+pub use self::offline::{
+    EncodeArgs, ExportArgs, ImportArgs, RenderArgs, ReportArgs, ServeArgs, TimeRange,
+};
 pub use self::sampling::{SamplingArgs, DEFAULT_INTERVAL, MAX_INTERVAL, MIN_INTERVAL};
 use crate::output::feed::{self, FeedConfig};
 use crate::output::frames::FramesConfig;
@@ -65,6 +67,9 @@ enum Command {
     Record(RecordArgs),
     /// Render a recording's frames offline (no root needed).
     Render(RenderArgs),
+    /// Serve a recording on the live page (no root needed): a talk given
+    /// from a file.
+    Serve(ServeArgs),
     /// Print a recording in profile.py's text or folded format.
     Report(ReportArgs),
     /// Turn `perf script` output or folded files into a recording.
@@ -299,6 +304,8 @@ pub enum Action {
     Run(Box<RunConfig>),
     /// `render`.
     Render(RenderArgs),
+    /// `serve`.
+    Serve(ServeArgs),
     /// `report`.
     Report(ReportArgs),
     /// `import`.
@@ -318,6 +325,7 @@ pub enum Action {
 pub const MAN_PAGES: &[&str] = &[
     "record",
     "render",
+    "serve",
     "report",
     "import",
     "export",
@@ -396,6 +404,7 @@ impl Cli {
                 })))
             }
             Some(Command::Render(r)) => Ok(Action::Render(r)),
+            Some(Command::Serve(r)) => Ok(Action::Serve(r)),
             Some(Command::Report(r)) => Ok(Action::Report(r)),
             Some(Command::Import(r)) => Ok(Action::Import(r)),
             Some(Command::Export(r)) => Ok(Action::Export(r)),

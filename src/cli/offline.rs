@@ -89,6 +89,50 @@ pub struct RenderArgs {
     pub annotations: bool,
 }
 
+/// `profile serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The recording to serve.
+    pub recording: PathBuf,
+
+    /// Port of the page.
+    #[arg(short = 'R', long = "serve-port", value_name = "PORT",
+          default_value_t = crate::output::feed::defaults::PORT)]
+    pub port: u16,
+
+    /// URL path of the page.
+    #[arg(short = 'P', long = "serve-path", value_name = "PATH",
+          default_value = crate::output::feed::defaults::PATH)]
+    pub path: String,
+
+    /// Address the page listens on.
+    #[arg(long, value_name = "ADDR", default_value = crate::output::feed::defaults::LISTEN)]
+    pub listen: std::net::IpAddr,
+
+    /// Serve beyond loopback without the access token.
+    #[arg(long)]
+    pub no_token: bool,
+
+    /// Memory (MB) the served intervals may use; beyond it the oldest are
+    /// left out of the timeline.
+    #[arg(long, value_name = "MB", default_value_t = 512)]
+    pub history_mb: u64,
+
+    #[command(flatten)]
+    pub frames: FrameOptions,
+
+    #[command(flatten)]
+    pub range: TimeRange,
+
+    /// Insert delimiter between kernel/user stacks.
+    #[arg(short = 'd', long = "delimited")]
+    pub delimited: bool,
+
+    /// Add _[k] annotations to kernel frames.
+    #[arg(short = 'a', long = "annotations")]
+    pub annotations: bool,
+}
+
 /// `profile report`.
 #[derive(Debug, Args)]
 pub struct ReportArgs {

@@ -311,3 +311,74 @@ fn the_page_fits_any_stage_and_keeps_its_view_in_the_url() {
     assert_eq!(after["view"], "table", "{v}");
     drop(feed);
 }
+
+/// `profile serve rec.rsprof` (issue 29): the page of a recording, served
+/// without root; a drag over the whole timeline gives a graph of every
+/// sample the recording holds.
+#[test]
+fn a_recording_is_served_on_the_page_without_root() {
+    require_bpf!();
+    if !browser_available() {
+        return;
+    }
+    let w = Workload::start("mix", 10.0, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("talk.rsprof");
+    let pid = w.pid.to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_profile"))
+        .args(["record", "-p", &pid, "--interval", "0.5", "-F", "199", "-o"])
+        .arg(&rec)
+        .arg("3")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Readable by nobody, who serves it.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&rec, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let port = crate::feed::free_port();
+    let mut server = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_profile"))
+        .args(["serve", "-R", &port.to_string()])
+        .arg(&rec)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "profile serve never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let v = run_page_script("serve.mjs", port, dir.path());
+    // Ctrl-C ends it cleanly.
+    unsafe { libc::kill(server.id() as i32, libc::SIGINT) };
+    let status = server.wait().unwrap();
+    let mut err = String::new();
+    use std::io::Read;
+    server
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("serving"), "{err}");
+    let n = v["intervals"].as_u64().unwrap();
+    assert!((5..=7).contains(&n), "{v}");
+    assert_eq!(v["range"].as_str().unwrap(), format!("0-{}", n - 1), "{v}");
+    assert_eq!(v["range_total"], v["samples"], "{v}");
+    assert!(v["samples"].as_u64().unwrap() > 100, "{v}");
+}

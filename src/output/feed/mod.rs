@@ -112,6 +112,10 @@ pub(crate) struct FeedFrame {
     /// The last interval of a merged range (`index` for one interval).
     last: u64,
     frame: Frame,
+    /// The interval's own samples, when the frame shows more (a window,
+    /// decay or everything so far): what a range merges, so that each
+    /// sample counts once.
+    own: Option<Arc<FlameTree>>,
     /// The processes with the most samples, largest first, then "other":
     /// the timeline's stacked bars.
     top: Vec<(String, u64)>,
@@ -154,7 +158,13 @@ impl FeedFrame {
             index,
             last,
             frame,
+            own: None,
         }
+    }
+
+    /// The tree of the interval's own samples.
+    fn own_tree(&self) -> &FlameTree {
+        self.own.as_deref().unwrap_or(&self.frame.tree)
     }
 
     /// The frame's summary, as the page and `history.json` see it.
@@ -179,7 +189,9 @@ impl FeedFrame {
     /// About the memory the frame holds: its tree (names are shared
     /// between frames) and its bookkeeping.
     fn bytes(&self) -> u64 {
-        (self.frame.tree.heap_bytes() + std::mem::size_of::<FeedFrame>()) as u64
+        (self.frame.tree.heap_bytes()
+            + self.own.as_ref().map_or(0, |t| t.heap_bytes())
+            + std::mem::size_of::<FeedFrame>()) as u64
     }
 
     /// The frame's folded lines, as text.
@@ -299,7 +311,7 @@ impl FeedState {
         let (head, tail) = (parts.first()?, parts.last()?);
         let mut merged: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
         for f in &parts {
-            for line in f.frame.lines() {
+            for line in f.own_tree().folded_lines() {
                 if let Some((stack, n)) = line.rsplit_once(' ') {
                     *merged.entry(stack.to_string()).or_insert(0) += n.parse::<u64>().unwrap_or(0);
                 }
@@ -334,6 +346,9 @@ impl FeedState {
 pub struct FeedOutput {
     state: Arc<FeedState>,
     maker: FrameMaker,
+    /// Each interval's own tree, when `maker`'s frames show more than
+    /// their interval (see [`FeedFrame::own`]).
+    own_maker: Option<FrameMaker>,
     runtime: Option<tokio::runtime::Runtime>,
     url: String,
 }
@@ -414,9 +429,19 @@ impl FeedOutput {
             url.push_str(&format!("?token={t}"));
         }
         eprintln!("live flame graph at {url}");
+        let own_maker = (cfg.mode != FrameMode::Interval).then(|| {
+            FrameMaker::new(
+                FrameMode::Interval,
+                cfg.canvas,
+                cfg.format,
+                cfg.target.clone(),
+                0,
+            )
+        });
         Ok(FeedOutput {
             maker: FrameMaker::new(cfg.mode, cfg.canvas, cfg.format, cfg.target, 0)
                 .styled(cfg.title, cfg.look),
+            own_maker,
             state,
             runtime: Some(runtime),
             url,
@@ -454,11 +479,9 @@ impl Output for FeedOutput {
     }
 
     fn interval(&mut self, profile: &Profile) -> Result<()> {
-        let frame = Arc::new(FeedFrame::new(
-            profile.index,
-            profile.index,
-            self.maker.make(profile),
-        ));
+        let mut frame = FeedFrame::new(profile.index, profile.index, self.maker.make(profile));
+        frame.own = self.own_maker.as_mut().map(|m| m.make(profile).tree);
+        let frame = Arc::new(frame);
         self.state.remember(frame.clone());
         self.state.latest.send_replace(Some(frame.clone()));
         self.publish_jpeg(frame);
