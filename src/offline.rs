@@ -208,7 +208,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         look: fc.look,
     })?;
     let mut n = 0u64;
-    while let Some(p) = intervals.next() {
+    for p in intervals.by_ref() {
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             break;
         }
