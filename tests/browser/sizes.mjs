@@ -87,6 +87,20 @@ try {
     status: document.getElementById("status").textContent }));
   out.url = { before, after };
   await again.screenshot({ path: outdir + "/restored.png" });
+  // The sandwich of a function, from its row in the table.
+  await again.fill("#search", "");
+  await again.dispatchEvent("#search", "input");
+  await again.click("#table td.name[title='level_50']");
+  await again.waitForTimeout(300);
+  out.sandwich = await again.evaluate(() => {
+    const l = window.rsProfile.layout(), bars = window.rsProfile.bars();
+    const mid = bars.find((b) => b.name === "level_50" && b.depth === 0);
+    const row = window.rsProfile.table().find((r) => r.name === "level_50");
+    return { sandwich: l.sandwich, function_total: l.function_total, table_total: row ? row.total : null,
+             callers: bars.filter((b) => b.y < mid.y).map((b) => b.name),
+             callees: bars.filter((b) => b.y > mid.y + 1).map((b) => b.name), hash: location.hash };
+  });
+  await again.screenshot({ path: outdir + "/sandwich.png" });
   console.log(JSON.stringify(out));
 } catch (e) {
   console.log(JSON.stringify({ ...out, error: String(e) }));

@@ -309,6 +309,19 @@ fn the_page_fits_any_stage_and_keeps_its_view_in_the_url() {
     assert_ne!(after["zoom"], 0, "{v}");
     assert_eq!(before["search"], after["search"], "{v}");
     assert_eq!(after["view"], "table", "{v}");
+    // The sandwich of level_50: its callers above (level_51 up to the
+    // process), its callees below (level_49 down), its total the table's.
+    let sw = &v["sandwich"];
+    assert_eq!(sw["sandwich"], "level_50", "{v}");
+    assert_eq!(sw["function_total"], sw["table_total"], "{v}");
+    let names = |k: &str| -> Vec<String> {
+        sw[k].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect()
+    };
+    assert!(names("callers").contains(&"level_51".to_string()), "{v}");
+    assert_eq!(names("callers")[0], "level_51", "{v}");
+    assert!(names("callees").contains(&"level_49".to_string()), "{v}");
+    assert!(!names("callees").contains(&"level_51".to_string()), "{v}");
+    assert!(sw["hash"].as_str().unwrap().contains("s=level_50"), "{v}");
     drop(feed);
 }
 
