@@ -315,7 +315,12 @@ fn the_page_fits_any_stage_and_keeps_its_view_in_the_url() {
     assert_eq!(sw["sandwich"], "level_50", "{v}");
     assert_eq!(sw["function_total"], sw["table_total"], "{v}");
     let names = |k: &str| -> Vec<String> {
-        sw[k].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()).collect()
+        sw[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect()
     };
     assert!(names("callers").contains(&"level_51".to_string()), "{v}");
     assert_eq!(names("callers")[0], "level_51", "{v}");
