@@ -400,3 +400,31 @@ fn a_recording_is_served_on_the_page_without_root() {
     assert_eq!(v["range_total"], v["samples"], "{v}");
     assert!(v["samples"].as_u64().unwrap() > 100, "{v}");
 }
+
+/// The heat map (issue 29, FlameScope's view): with 0.2 s intervals a
+/// column per second has five rows; a drag from a cell to one in a later
+/// second shows a graph of exactly the samples of the intervals between.
+#[test]
+fn a_heat_map_drag_selects_intervals_across_seconds() {
+    require_bpf!();
+    if !browser_available() {
+        return;
+    }
+    let w = Workload::start("mix", 30.0, &[]);
+    let feed = Feed::start(&["-p", &w.pid.to_string(), "--interval", "0.2", "-f", "20"]);
+    let dir = tempfile::tempdir().unwrap();
+    let v = run_page_script("heat.mjs", feed.port, dir.path());
+    // Five intervals a second (a loaded machine cuts some late: then a
+    // second holds fewer, the next more).
+    let rows = v["rows"].as_u64().unwrap();
+    assert!((3..=8).contains(&rows), "{v}");
+    assert!(v["cols"].as_u64().unwrap() >= 3, "{v}");
+    // Across seconds: the two cells are in different columns.
+    assert!(v["cells_x"][1].as_f64() > v["cells_x"][0].as_f64(), "{v}");
+    assert_eq!(v["range"][0], v["a"], "{v}");
+    assert_eq!(v["range"][1], v["b"], "{v}");
+    assert_eq!(v["total"], v["want"], "{v}");
+    assert!(v["want"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["hash"].as_str().unwrap().contains("h=1"), "{v}");
+    drop(feed);
+}

@@ -175,6 +175,8 @@ impl FeedFrame {
             "index": self.index,
             "start": i.start.as_secs_f64(),
             "end": (i.start + i.duration).as_secs_f64(),
+            // The newest interval's own start (a frame may show a window).
+            "istart": (i.start + i.duration).saturating_sub(i.interval).as_secs_f64(),
             "samples": i.samples,
             "interval_samples": i.interval_samples,
             "rate": if secs > 0.0 { i.interval_samples as f64 / secs } else { 0.0 },
