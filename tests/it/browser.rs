@@ -197,6 +197,17 @@ fn the_page_follows_a_profiler_restarted_on_its_port() {
     drop(second);
 }
 
+/// A child that spins until killed: killed when the test ends, whether it
+/// passes or fails (a spinning leftover would load every later test).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A program whose stacks are 60 functions deep (`level_59` down to
 /// `level_0`, then a spin), built with frame pointers.
 fn deep_program(dir: &Path) -> std::path::PathBuf {
@@ -211,7 +222,10 @@ fn deep_program(dir: &Path) -> std::path::PathBuf {
             i - 1
         ));
     }
-    src.push_str("int main(void) { static volatile long x[2]; level_59(x); return 0; }\n");
+    // alarm: gone within two minutes even if the test is killed.
+    src.push_str(
+        "int main(void) { static volatile long x[2]; alarm(120); level_59(x); return 0; }\n",
+    );
     let c = dir.join("deep.c");
     std::fs::write(&c, src).unwrap();
     let bin = dir.join("deep");
@@ -244,12 +258,11 @@ fn the_page_fits_any_stage_and_keeps_its_view_in_the_url() {
     }
     let dir = tempfile::tempdir().unwrap();
     let bin = deep_program(dir.path());
-    let mut child = Command::new(&bin).spawn().unwrap();
-    let pid = child.id().to_string();
+    let child = KillOnDrop(Command::new(&bin).spawn().unwrap());
+    let pid = child.0.id().to_string();
     let feed = Feed::start(&["-p", &pid, "--interval", "0.5", "-f", "30"]);
     let v = run_page_script("sizes.mjs", feed.port, dir.path());
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let sizes = v["sizes"].as_array().unwrap();
     assert_eq!(sizes.len(), 6, "{v}");
     let mut bar = std::collections::HashMap::new();
