@@ -217,7 +217,12 @@ impl DirectRenderer {
 
     /// A bar's colour in the renderer's `--colors` mode.
     fn bar_color(&self, p: &geometry::Placed<'_>, frame: &Frame) -> [u8; 3] {
-        bar_color(self.look.colors, frame, p.node)
+        match self.look.colors {
+            // By name alone: no lookup in the frame's tree.
+            Colors::Hot => palette::color(p.name),
+            Colors::Kernel => palette::kernel_color(p.name),
+            Colors::Comm | Colors::Diff => bar_color(self.look.colors, frame, p.node),
+        }
     }
 
     /// Fills the bars (hot colours).
