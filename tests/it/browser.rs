@@ -441,3 +441,44 @@ fn a_heat_map_drag_selects_intervals_across_seconds() {
     assert!(v["hash"].as_str().unwrap().contains("h=1"), "{v}");
     drop(feed);
 }
+
+/// The differential view (issue 29): against a baseline taken while the
+/// workload ran alpha, a later interval shows beta red (grew)
+/// and alpha blue (shrank), with a legend, and the URL keeps the baseline.
+#[test]
+fn the_page_compares_a_view_with_a_baseline() {
+    require_bpf!();
+    if !browser_available() {
+        return;
+    }
+    let w = Workload::start("switch", 10.0, &[]);
+    let feed = Feed::start(&[
+        "-p",
+        &w.pid.to_string(),
+        "--interval",
+        "0.5",
+        "--frame-mode",
+        "interval",
+        "-f",
+        "11",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let v = run_page_script("diff.mjs", feed.port, dir.path());
+    let red = |c: &serde_json::Value| c[0].as_u64() > c[2].as_u64();
+    let blue = |c: &serde_json::Value| c[2].as_u64() > c[0].as_u64();
+    assert!(v["beta"]["delta"].as_f64().unwrap() > 5.0, "{v}");
+    assert!(red(&v["beta"]["rgb"]), "{v}");
+    if !v["alpha"].is_null() {
+        assert!(v["alpha"]["delta"].as_f64().unwrap() < 0.0, "{v}");
+        assert!(blue(&v["alpha"]["rgb"]), "{v}");
+    }
+    let legend = v["legend"].as_str().unwrap();
+    assert!(legend.contains("grew") && legend.contains("shrank"), "{v}");
+    let base = v["base"].as_str().unwrap();
+    assert!(legend.contains(&format!("vs {base}")), "{v}");
+    assert!(
+        v["hash"].as_str().unwrap().contains(&format!("c={base}")),
+        "{v}"
+    );
+    drop(feed);
+}

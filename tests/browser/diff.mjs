@@ -1,0 +1,43 @@
+// The differential view: a baseline taken while the `switch` workload runs
+// alpha, compared with an interval while it runs beta: beta red (grew),
+// alpha blue (shrank), with a legend; the URL keeps the baseline.
+// usage: node diff.mjs URL [OUTDIR (for a screenshot)]
+import { chromium } from "playwright-core";
+
+const [url, outdir] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+  await page.goto(url);
+  await page.waitForFunction(() => window.rsProfile.bars().some((b) => b.name === "alpha"), null,
+                             { timeout: 20000, polling: 200 });
+  await page.click("#pause");
+  await page.waitForTimeout(300);
+  await page.keyboard.press("c");
+  await page.waitForFunction(() => window.rsProfile.baseline() !== null, null, { timeout: 5000 });
+  const base = await page.evaluate(() => window.rsProfile.baseline());
+  // Into the beta phase (the second half of the workload's 10 s).
+  await page.waitForFunction(async () => {
+    const h = await (await fetch("history.json")).json();
+    return h.length && h[h.length - 1].end > 7.5;
+  }, null, { timeout: 20000, polling: 500 });
+  await page.click("#live");
+  await page.waitForFunction(() => window.rsProfile.bars().some((b) => b.name === "beta" && b.delta !== null),
+                             null, { timeout: 10000, polling: 200 });
+  const out = await page.evaluate(() => {
+    const pick = (n) => window.rsProfile.bars().filter((b) => b.name === n)
+      .sort((a, b) => b.w - a.w)[0] || null;
+    const rgb = (c) => (c.match(/\d+/g) || []).map(Number);
+    const a = pick("alpha"), b = pick("beta");
+    return { alpha: a && { delta: a.delta, rgb: rgb(a.color) }, beta: b && { delta: b.delta, rgb: rgb(b.color) },
+             legend: document.getElementById("legend").textContent, hash: location.hash };
+  });
+  if (outdir) await page.screenshot({ path: outdir + "/diff.png" });
+  console.log(JSON.stringify({ base, ...out }));
+} finally {
+  await browser.close();
+}
