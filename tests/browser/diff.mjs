@@ -2,14 +2,10 @@
 // alpha, compared with an interval while it runs beta: beta red (grew),
 // alpha blue (shrank), with a legend; the URL keeps the baseline.
 // usage: node diff.mjs URL [OUTDIR (for a screenshot)]
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [url, outdir] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
   await page.goto(url);

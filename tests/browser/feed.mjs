@@ -2,18 +2,14 @@
 // updates, pauses, clicks a bar to zoom, and saves a screenshot.
 // usage: node feed.mjs URL SCREENSHOT.png
 // Prints one JSON line: {"shown": N, "zoomed": bool, "frame": "...", "details": "..."}.
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [url, shot] = process.argv.slice(2);
 if (!url || !shot) {
   console.error("usage: node feed.mjs URL SCREENSHOT.png");
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
   await page.goto(url);

@@ -5,14 +5,10 @@
 // Prints "ended" once the page says the first run ended, then waits (the
 // caller starts the second run) and prints one JSON line:
 // {"first": RUN, "second": RUN, "shown": N}.
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [url] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
   await page.goto(url + "?theme=dark&chrome=0");

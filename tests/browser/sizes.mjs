@@ -6,14 +6,10 @@
 // its URL. Run while a feed of a deep-stack program is live.
 // usage: node sizes.mjs URL OUTDIR
 // Prints one JSON line; the Rust test asserts.
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [url, outdir] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const out = { sizes: [] };
 const sep = url.includes("?") ? "&" : "?";
 const waitShown = (page, n) =>

@@ -3,18 +3,14 @@
 // live for ~25 s at 0.5 s intervals.
 // usage: node stage.mjs URL OUTDIR
 // Prints one JSON line with what each check found; the Rust test asserts.
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [url, outdir] = process.argv.slice(2);
 if (!url || !outdir) {
   console.error("usage: node stage.mjs URL OUTDIR");
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 const out = {};
 const shown = (page) => page.evaluate(() => Number(document.body.dataset.shown));
 const waitShown = (page, n, timeout = 20000) =>
