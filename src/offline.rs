@@ -169,12 +169,10 @@ pub fn render(args: RenderArgs) -> Result<()> {
 /// timeline and colours are the live ones); the server runs until Ctrl-C.
 pub fn serve(args: ServeArgs) -> Result<()> {
     crate::output::feed::validate_prefix(&args.path)?;
-    let ip = args.listen;
-    if ip.is_multicast() || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast()) {
-        bail!("--listen {ip}: a broadcast or multicast address can't be listened on; use 127.0.0.1, an address of this machine, or 0.0.0.0");
-    }
-    if !(1..=65_536).contains(&args.history_mb) {
-        bail!("--history-mb must be from 1 to 65536");
+    crate::output::feed::validate_listen(args.listen)?;
+    let max_mb = crate::cli::MAX_HISTORY_MB;
+    if !(1..=max_mb).contains(&args.history_mb) {
+        bail!("--history-mb must be from 1 to {max_mb}");
     }
     let mut intervals = Intervals::open(&args.recording, &args.range)?;
     let format = StackFormat {

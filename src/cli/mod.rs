@@ -272,7 +272,7 @@ pub struct RunConfig {
 /// `--history` at most: ten hours of 0.05 s intervals.
 const MAX_HISTORY: usize = 720_000;
 /// `--history-mb` at most (64 GiB).
-const MAX_HISTORY_MB: u64 = 65_536;
+pub(crate) const MAX_HISTORY_MB: u64 = 65_536;
 
 /// Shortens each quoted value (`'...'`) of a clap error line longer than
 /// 40 characters, so an error never quotes a 300-digit number whole.
@@ -441,11 +441,7 @@ impl LiveArgs {
         if !(1..=MAX_HISTORY_MB).contains(&self.history_mb) {
             bail!("--history-mb must be from 1 to {MAX_HISTORY_MB}");
         }
-        let ip = self.listen;
-        let bad = ip.is_multicast() || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
-        if bad {
-            bail!("--listen {ip}: a broadcast or multicast address can't be listened on; use 127.0.0.1, an address of this machine, or 0.0.0.0");
-        }
+        feed::validate_listen(self.listen)?;
         let format = self
             .format
             .stack_format(sampler.user_stacks, sampler.kernel_stacks);

@@ -255,16 +255,6 @@ impl RowSpace {
         }
     }
 
-    /// Bytes of shards mapped into the profiler's memory now.
-    pub fn mapped_bytes(&self) -> u64 {
-        let n = self
-            .shards
-            .iter()
-            .filter(|s| s.mapped.borrow().is_some())
-            .count();
-        n as u64 * u64::from(SHARD_ROWS) * ROW_BYTES as u64
-    }
-
     /// Writes `rows` at `start`, creating shards (and putting them in the
     /// outer map) as needed.
     pub fn write(&mut self, outer: &MapHandle, start: u32, rows: &[Row]) -> Result<()> {

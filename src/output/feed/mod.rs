@@ -50,6 +50,15 @@ pub mod defaults {
     pub const HISTORY_MB: u64 = 32;
 }
 
+/// `--listen`: an address a server can listen on (not broadcast or
+/// multicast).
+pub fn validate_listen(ip: IpAddr) -> Result<()> {
+    if ip.is_multicast() || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()) {
+        bail!("--listen {ip}: a broadcast or multicast address can't be listened on; use 127.0.0.1, an address of this machine, or 0.0.0.0");
+    }
+    Ok(())
+}
+
 /// Checks a `-P` prefix: `/`, or `/`-separated segments of letters, digits
 /// and `-._~` (no empty, `.` or `..` segment; one trailing `/` allowed).
 /// Anything else could never be served (or is route syntax to the router,
