@@ -356,30 +356,24 @@ fn a_recording_is_served_on_the_page_without_root() {
     let dir = tempfile::tempdir().unwrap();
     let rec = dir.path().join("talk.rsprof");
     let pid = w.pid.to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_profile"))
-        .args(["record", "-p", &pid, "--interval", "0.5", "-F", "199", "-o"])
-        .arg(&rec)
-        .arg("3")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::profile_ok(&[
+        "record",
+        "-p",
+        &pid,
+        "--interval",
+        "0.5",
+        "-F",
+        "199",
+        "-o",
+        rec.to_str().unwrap(),
+        "3",
+    ]);
     // Readable by nobody, who serves it.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&rec, std::fs::Permissions::from_mode(0o644)).unwrap();
     let port = crate::feed::free_port();
-    let mut server = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(env!("CARGO_BIN_EXE_profile"))
+    let mut server = crate::common::as_nobody(env!("CARGO_BIN_EXE_profile"))
         .args(["serve", "-R", &port.to_string()])
         .arg(&rec)
         .stderr(std::process::Stdio::piped())

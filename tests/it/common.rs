@@ -116,6 +116,20 @@ impl Drop for Workload {
     }
 }
 
+/// `PROGRAM` as nobody with no capabilities (util-linux's setpriv): what an
+/// unprivileged local user runs.
+pub fn as_nobody(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ])
+    .arg(program);
+    c
+}
+
 /// Runs `profile ARGS` to completion.
 pub fn profile(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_profile"))

@@ -85,14 +85,7 @@ fn a_file_that_is_not_a_bpf_map() {
 fn no_permission_without_root() {
     require_bpf!();
     // As nobody, with no capabilities.
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(env!("CARGO_BIN_EXE_profile"))
+    let out = crate::common::as_nobody(env!("CARGO_BIN_EXE_profile"))
         .arg("1")
         .output()
         .expect("setpriv (util-linux) is needed");

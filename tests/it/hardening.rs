@@ -39,14 +39,8 @@ fn scene() -> Scene {
 
 /// `ln -s TARGET LINK` as nobody, the way an unprivileged user would.
 fn plant_link_as_nobody(target: &Path, link: &Path) {
-    let st = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "ln",
-            "-s",
-        ])
+    let st = crate::common::as_nobody("ln")
+        .arg("-s")
         .arg(target)
         .arg(link)
         .status()
