@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::common::{folded, profile, require_bpf};
-use crate::unwind::{start_quiet, tmp};
+use crate::unwind::{start_printing_pid, start_quiet, tmp};
 
 /// The interpreters of this test: Debian's own, and pyenv's where present
 /// (required under CI).
@@ -114,8 +114,9 @@ fn c_extension_frames_sit_above_the_python_frame_that_called_them() {
     // json.decoder.JSONDecoder.raw_decode.
     let s = script(
         "pyjson.py",
-        "import json, sys, time\n\
+        "import json, os, sys, time\n\
 doc = json.dumps([{'k%d' % i: [i, str(i), {'x': i * 1.5}]} for i in range(20000)])\n\
+print('pid=%d' % os.getpid(), flush=True)\n\
 def parse():\n    return json.loads(doc)\n\
 end = time.time() + float(sys.argv[1])\n\
 while time.time() < end:\n    parse()\n",
@@ -242,8 +243,9 @@ fn python_shares_agree_with_py_spy() {
     let spy = py_spy();
     let s = script(
         "pyspyjson.py",
-        "import json, sys, time\n\
+        "import json, os, sys, time\n\
 doc = json.dumps([{'k%d' % i: [i, str(i), {'x': i * 1.5}]} for i in range(20000)])\n\
+print('pid=%d' % os.getpid(), flush=True)\n\
 def parse():\n    return json.loads(doc)\n\
 def shape(v):\n    return len(v)\n\
 end = time.time() + float(sys.argv[1])\n\
@@ -253,7 +255,10 @@ while time.time() < end:\n    shape(parse())\n",
         // 8 s at 499 Hz: ~4,000 samples each, so that two samplers'
         // noise stays well inside 3 points (a share near 85% differs by
         // 0.8 points, one sigma), also on a loaded machine.
-        let t = start_quiet(Command::new(&python).arg(&s).arg("14"));
+        // Both samplers start once the document is built: its building is
+        // in `<module>`, and a sampler that saw more of it would differ by
+        // that (CI, loaded, once saw 3 points on 3.8).
+        let t = start_printing_pid(Command::new(&python).arg(&s).arg("14"));
         let pid = t.pid.to_string();
         let out_spy = tmp("pyspy.txt");
         let spy_run = Command::new(&spy)
