@@ -1,10 +1,17 @@
-//! Frames for an audience (issue 15), measured on a real recording: a
-//! phased whole-system workload (Debian's xz -9, then python3, then a gcc
-//! loop, then sort; 0.5 s intervals, 199 Hz), recorded on the development
-//! machine into tests/data/phased.rsprof. The frames `render` would draw
-//! are laid out with the library (the same frame maker and geometry) and
-//! measured: how many bar heights the video uses, how much of each frame
-//! the bars cover, and how far a process's bar moves between frames.
+//! Frames for an audience (issues 15 and 28), measured on real whole-system
+//! recordings (0.5 s intervals, 199 Hz, made on the development machine):
+//!
+//! - tests/data/phased.rsprof: one program after another on a quiet
+//!   machine (Debian's xz -9, then python3, then a gcc loop, then sort).
+//! - tests/data/busy-phased.rsprof: a busy machine (scripts/bench-busy.sh's
+//!   load: a node JIT, xz -9, a gcc loop, a shell spawning short
+//!   processes), 32 s, with python3 busy from 9 to 19 s and sort from 19 to
+//!   29 s on top: four busy programs at once that change phase.
+//!
+//! The frames `render` would draw are laid out with the library (the same
+//! frame maker and geometry) and measured: how many bar heights the video
+//! uses, how much of each frame the bars cover, and how far a process's
+//! bar moves between frames.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -18,8 +25,11 @@ use rs_profile::profile::modes::FrameMode;
 use rs_profile::profile::Profile;
 use rs_profile::recording::RecordingReader;
 
-fn intervals() -> Vec<Profile> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/phased.rsprof");
+const PHASED: &str = "phased.rsprof";
+const BUSY: &str = "busy-phased.rsprof";
+
+fn intervals_of(name: &str) -> Vec<Profile> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
     let mut r = RecordingReader::open(&p).unwrap();
     let mut v = Vec::new();
     while let Some(p) = r.next_interval() {
@@ -29,8 +39,16 @@ fn intervals() -> Vec<Profile> {
     v
 }
 
+fn intervals() -> Vec<Profile> {
+    intervals_of(PHASED)
+}
+
 fn frames(mode: FrameMode, canvas: Canvas, two_pass: bool) -> Vec<Frame> {
-    let all = intervals();
+    frames_of(PHASED, mode, canvas, two_pass)
+}
+
+fn frames_of(name: &str, mode: FrameMode, canvas: Canvas, two_pass: bool) -> Vec<Frame> {
+    let all = intervals_of(name);
     let mut maker = FrameMaker::new(mode, canvas, StackFormat::default(), "all".into(), 0)
         .styled(String::new(), Look::default());
     if two_pass {
@@ -122,17 +140,13 @@ fn thinned(all: &[Profile], hz: u64) -> Vec<Profile> {
 }
 
 /// Median and 90th percentile of how far a process's bar moves between
-/// frames of a live video (`-o talk.mp4`: one pass, frames as they come)
-/// at `hz` in `mode`, at 1080p.
-fn live_moves(hz: u64, mode: FrameMode) -> (f64, f64) {
-    moves_at(hz, mode, false)
-}
-
-/// As [`live_moves`], or for `render` (`two_pass`: order and depth from a
-/// first pass over the whole recording).
-fn moves_at(hz: u64, mode: FrameMode, two_pass: bool) -> (f64, f64) {
+/// frames of recording `name` at `hz` in `mode`, at 1080p: in a live video
+/// (`-o talk.mp4`: one pass, frames as they come), or in `render`
+/// (`two_pass`: order and depth from a first pass over the whole
+/// recording).
+fn moves_at(name: &str, hz: u64, mode: FrameMode, two_pass: bool) -> (f64, f64) {
     let canvas = Canvas::default();
-    let all = thinned(&intervals(), hz);
+    let all = thinned(&intervals_of(name), hz);
     let mut maker = FrameMaker::new(mode, canvas, StackFormat::default(), "all".into(), 0)
         .styled(String::new(), Look::default());
     if two_pass {
@@ -160,40 +174,57 @@ fn moves_at(hz: u64, mode: FrameMode, two_pass: bool) -> (f64, f64) {
 }
 
 /// How the defaults for videos were chosen (issue 28): the talk command's
-/// old defaults (49 Hz, one interval a frame) moved bars a median ~100 px;
-/// these are the figures for each rate and mode (printed with
-/// --nocapture), and the defaults must keep the median under 30 px, live
-/// and in `render`. The 90th percentile stays high on this recording
-/// whatever the settings: its phases replace one busy program by another,
-/// and every bar right of a growing or vanishing one slides with it.
+/// old defaults (49 Hz, one interval a frame) moved bars a median ~100 px
+/// (p90 ~340 px on the busy recording: bars of concurrent programs swapped
+/// places); these are the figures for each rate and mode on both
+/// recordings (printed with --nocapture). The defaults must keep the
+/// median under 30 px on both, live and in `render`, and nine moves in ten
+/// under 120 px on the busy machine. On the quiet phased recording the
+/// 90th percentile stays over 200 px whatever the settings: each phase
+/// replaces the one program on screen by the next within a window, and a
+/// bar that loses a quarter of the frame in one step moves 240 px however
+/// it is placed; those moves are a fifth of that recording's.
 #[test]
 fn video_defaults_keep_bars_still() {
     use rs_profile::cli::{default_frame_mode, DEFAULT_VIDEO_FREQUENCY};
-    for hz in [49, 99, 199] {
-        for mode in [
-            FrameMode::Interval,
-            FrameMode::Window(2),
-            FrameMode::Window(4),
-            FrameMode::Decay(0.5),
-        ] {
-            let (median, p90) = live_moves(hz, mode);
-            let (rm, rp) = moves_at(hz, mode, true);
-            eprintln!("{hz} Hz, {mode}: live median move {median:.1} px, p90 {p90:.1} px; render {rm:.1}, {rp:.1}");
+    for name in [PHASED, BUSY] {
+        for hz in [49, 99, 199] {
+            for mode in [
+                FrameMode::Interval,
+                FrameMode::Window(2),
+                FrameMode::Window(4),
+                FrameMode::Decay(0.5),
+            ] {
+                let (median, p90) = moves_at(name, hz, mode, false);
+                let (rm, rp) = moves_at(name, hz, mode, true);
+                eprintln!("{name} {hz} Hz, {mode}: live median move {median:.1} px, p90 {p90:.1} px; render {rm:.1}, {rp:.1}");
+            }
         }
     }
-    // The recording's intervals are 0.5 s, as the README's talk command.
+    // The recordings' intervals are 0.5 s, as the README's talk command.
     let mode = default_frame_mode(0.5);
     assert_eq!(mode, FrameMode::Window(4));
     for two_pass in [false, true] {
-        let (median, p90) = moves_at(DEFAULT_VIDEO_FREQUENCY, mode, two_pass);
-        assert!(
-            median < 30.0,
-            "default (render {two_pass}): median move {median:.1} px, p90 {p90:.1}"
-        );
+        for name in [PHASED, BUSY] {
+            let (median, p90) = moves_at(name, DEFAULT_VIDEO_FREQUENCY, mode, two_pass);
+            assert!(
+                median < 30.0,
+                "{name}, default (render {two_pass}): median move {median:.1} px, p90 {p90:.1}"
+            );
+            if name == BUSY {
+                assert!(
+                    p90 < 120.0,
+                    "{name}, default (render {two_pass}): p90 move {p90:.1} px"
+                );
+            }
+        }
     }
     // The old default was not still: the measurement can tell.
-    let (median, _) = live_moves(49, FrameMode::Interval);
-    assert!(median > 30.0, "49 Hz, interval: median {median:.1} px");
+    let (median, p90) = moves_at(BUSY, 49, FrameMode::Interval, false);
+    assert!(
+        median > 30.0 && p90 > 120.0,
+        "49 Hz, interval: median {median:.1} px, p90 {p90:.1}"
+    );
 }
 
 #[test]
@@ -210,10 +241,22 @@ fn render_locks_the_layout_fills_the_frame_and_keeps_bars_still() {
     }
 }
 
+/// A live run keeps its bar height once it has grown (issue 28: a live
+/// run went 53 -> 35 -> 27 px in 60 frames): on both recordings, one
+/// interval a frame and at the default window, the height changes at most
+/// once and never shrinks back (that waits for a long calm).
 #[test]
-fn live_frames_use_at_most_two_bar_heights() {
-    let (heights, coverage, moved) = check(FrameMode::Interval, false);
-    assert!(heights <= 2, "{heights} bar heights");
+fn live_frames_keep_their_bar_height_once_grown() {
+    for name in [PHASED, BUSY] {
+        for mode in [FrameMode::Interval, FrameMode::Window(4)] {
+            let fs = frames_of(name, mode, Canvas::default(), false);
+            let h: Vec<usize> = fs.iter().map(|f| f.fit.frame_height).collect();
+            let changes = h.windows(2).filter(|w| w[0] != w[1]).count();
+            let regrown = h.windows(2).any(|w| w[1] > w[0]);
+            assert!(changes <= 1 && !regrown, "{name} {mode:?}: heights {h:?}");
+        }
+    }
+    let (_, coverage, moved) = check(FrameMode::Interval, false);
     assert!(coverage >= 0.40, "bars cover {coverage:.2}");
     assert!(moved < 30.0, "median move {moved} px");
 }
