@@ -213,7 +213,32 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 /// What the processing thread hands back: the run's sample accounting, the
 /// number of intervals, each failed output's one-line error, what
 /// symbolizing cost, and how long each interval took to symbolize.
-type Processed = (LossReport, u64, Vec<String>, SymbolizerStats, Vec<Duration>);
+/// What the processing thread hands back at the end: the loss account,
+/// intervals, failed outputs, symbolizer figures, and each interval's
+/// symbolizing time (wall clock, and the thread's CPU time: on a busy
+/// machine the wall time also counts waiting for a CPU).
+type Processed = (
+    LossReport,
+    u64,
+    Vec<String>,
+    SymbolizerStats,
+    Vec<Duration>,
+    Vec<Duration>,
+);
+
+/// This thread's CPU time so far.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
 
 /// The processing thread: symbolizer and outputs. It never stops early: an
 /// output that fails is dropped and `failed` set, so the sampling side ends
@@ -237,6 +262,7 @@ fn start_processing(
             // keeps what it needs of each interval.
             let mut loss = LossReport::default();
             let mut symbolize_times = Vec::new();
+            let mut symbolize_cpu = Vec::new();
             let mut intervals = 0;
             for work in rx {
                 match work {
@@ -258,8 +284,10 @@ fn start_processing(
                             join_deferred(&mut interval, n, rx.recv().ok());
                         }
                         let t = Instant::now();
+                        let cpu = thread_cpu_time();
                         let profile = symbolizer.symbolize(&interval);
                         symbolize_times.push(t.elapsed());
+                        symbolize_cpu.push(thread_cpu_time().saturating_sub(cpu));
                         set.each(|out| out.interval(&profile));
                         loss.add(&profile.loss);
                         intervals += 1;
@@ -275,6 +303,7 @@ fn start_processing(
                 set.failures,
                 symbolizer.stats(),
                 symbolize_times,
+                symbolize_cpu,
             )
         })
         .context("failed to start the processing thread")
@@ -415,7 +444,7 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         let _ = writeln!(out).and_then(|()| out.flush());
     }
     drop(tx);
-    let (loss, intervals, failures, symbols, symbolize_times) = processing
+    let (loss, intervals, failures, symbols, symbolize_times, symbolize_cpu) = processing
         .join()
         .map_err(|_| anyhow!("the processing thread panicked"))?;
     if cfg.stats {
@@ -434,9 +463,10 @@ pub fn run(cfg: RunConfig) -> Result<()> {
             memory_line()
         );
         eprintln!(
-            "stats: per interval: drain {}; symbolize {}",
+            "stats: per interval: drain {}; symbolize {}; symbolize CPU time {}",
             timing(&drain_times),
-            timing(&symbolize_times)
+            timing(&symbolize_times),
+            timing(&symbolize_cpu)
         );
         if let Some(u) = &unwind_stats {
             eprintln!("{}", unwind_line(&loss, u));

@@ -29,7 +29,9 @@ const PHASED: &str = "phased.rsprof";
 const BUSY: &str = "busy-phased.rsprof";
 
 fn intervals_of(name: &str) -> Vec<Profile> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name);
     let mut r = RecordingReader::open(&p).unwrap();
     let mut v = Vec::new();
     while let Some(p) = r.next_interval() {
@@ -37,10 +39,6 @@ fn intervals_of(name: &str) -> Vec<Profile> {
     }
     assert!(v.len() >= 30, "{} intervals", v.len());
     v
-}
-
-fn intervals() -> Vec<Profile> {
-    intervals_of(PHASED)
 }
 
 fn frames(mode: FrameMode, canvas: Canvas, two_pass: bool) -> Vec<Frame> {
