@@ -430,6 +430,9 @@ impl Symbolizer {
         let mut by_file: FxHashMap<FileId, (Vec<u64>, String, Option<PathBuf>)> =
             FxHashMap::default();
         let mut by_process: FxHashMap<u32, Vec<u64>> = FxHashMap::default();
+        // `perf-PID.map` per process, made once (a JIT's stacks are mostly
+        // its own frames).
+        let mut map_names: FxHashMap<u32, Symbol> = FxHashMap::default();
         for (id, (addr, leaf)) in &user {
             let lookup = lookup_addr(*leaf, *addr);
             let p = match self.model.place(*id, lookup) {
@@ -468,7 +471,11 @@ impl Symbolizer {
                     // stays known after it exits); else kept as the map's
                     // (drawn `[perf-PID.map]`, as perf does) and, while
                     // the process lives, asked again in the next interval.
-                    let map = intern(&mut self.names, &format!("perf-{}.map", id.pid));
+                    let names = &mut self.names;
+                    let map = map_names
+                        .entry(id.pid)
+                        .or_insert_with(|| intern(names, &format!("perf-{}.map", id.pid)))
+                        .clone();
                     match self.perf_maps.lookup(*id, lookup, self.intervals) {
                         Some((e, off)) => {
                             let off = off + addr - lookup;
