@@ -11,6 +11,8 @@
 #                                            under the load: RSS and open
 #                                            files every 30 s, and the RSS
 #                                            slope from minute 2 on
+#   scripts/bench-busy.sh idle [SECONDS]     the comparison without the load
+#                                            (the idle-machine goal)
 #
 # As root; needs target/release/profile, perf (linux-perf), gcc, node.
 set -euo pipefail
@@ -21,6 +23,9 @@ secs=20
 if [ "${1:-}" = soak ]; then
     mode=soak
     minutes=${2:-30}
+elif [ "${1:-}" = idle ]; then
+    mode=idle
+    secs=${2:-20}
 else
     secs=${1:-20}
 fi
@@ -36,6 +41,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
+if [ "$mode" != idle ]; then
 # --- the load -------------------------------------------------------------
 printf 'int main(void){volatile long s=0;for(long i=0;i<3000000;i++)s+=i;return 0;}\n' > "$work/c.c"
 printf 'static int f(int x){return x*3;}\nint g(int y){return f(y)+1;}\n' > "$work/lib.c"
@@ -53,6 +59,7 @@ pids+=($!)
 ( cd "$work" && exec node --perf-basic-prof "$root/tests/workloads/jit_churn.js" 100000 > /dev/null ) &
 pids+=($!)
 sleep 3
+fi
 rate() {
     local a b
     a=$(awk '/^processes/ {print $2}' /proc/stat)
