@@ -210,21 +210,21 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// What the processing thread hands back: the run's sample accounting, the
-/// number of intervals, each failed output's one-line error, what
-/// symbolizing cost, and how long each interval took to symbolize.
-/// What the processing thread hands back at the end: the loss account,
-/// intervals, failed outputs, symbolizer figures, and each interval's
-/// symbolizing time (wall clock, and the thread's CPU time: on a busy
-/// machine the wall time also counts waiting for a CPU).
-type Processed = (
-    LossReport,
-    u64,
-    Vec<String>,
-    SymbolizerStats,
-    Vec<Duration>,
-    Vec<Duration>,
-);
+/// What the processing thread hands back at the end.
+struct Processed {
+    /// The run's sample accounting.
+    loss: LossReport,
+    intervals: u64,
+    /// Each failed output's one-line error.
+    failures: Vec<String>,
+    /// What symbolizing cost.
+    symbols: SymbolizerStats,
+    /// How long each interval took to symbolize: wall clock, and the
+    /// thread's CPU time (on a busy machine the wall time also counts
+    /// waiting for a CPU).
+    symbolize_wall: Vec<Duration>,
+    symbolize_cpu: Vec<Duration>,
+}
 
 /// This thread's CPU time so far.
 fn thread_cpu_time() -> Duration {
@@ -261,7 +261,7 @@ fn start_processing(
             // Only the accounting is kept for the whole run: each output
             // keeps what it needs of each interval.
             let mut loss = LossReport::default();
-            let mut symbolize_times = Vec::new();
+            let mut symbolize_wall = Vec::new();
             let mut symbolize_cpu = Vec::new();
             let mut intervals = 0;
             for work in rx {
@@ -286,7 +286,7 @@ fn start_processing(
                         let t = Instant::now();
                         let cpu = thread_cpu_time();
                         let profile = symbolizer.symbolize(&interval);
-                        symbolize_times.push(t.elapsed());
+                        symbolize_wall.push(t.elapsed());
                         symbolize_cpu.push(thread_cpu_time().saturating_sub(cpu));
                         set.each(|out| out.interval(&profile));
                         loss.add(&profile.loss);
@@ -297,14 +297,14 @@ fn start_processing(
                 }
             }
             set.each(|out| out.finish(&loss));
-            (
+            Processed {
                 loss,
                 intervals,
-                set.failures,
-                symbolizer.stats(),
-                symbolize_times,
+                failures: set.failures,
+                symbols: symbolizer.stats(),
+                symbolize_wall,
                 symbolize_cpu,
-            )
+            }
         })
         .context("failed to start the processing thread")
 }
@@ -444,7 +444,14 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         let _ = writeln!(out).and_then(|()| out.flush());
     }
     drop(tx);
-    let (loss, intervals, failures, symbols, symbolize_times, symbolize_cpu) = processing
+    let Processed {
+        loss,
+        intervals,
+        failures,
+        symbols,
+        symbolize_wall,
+        symbolize_cpu,
+    } = processing
         .join()
         .map_err(|_| anyhow!("the processing thread panicked"))?;
     if cfg.stats {
@@ -465,7 +472,7 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         eprintln!(
             "stats: per interval: drain {}; symbolize {}; symbolize CPU time {}",
             timing(&drain_times),
-            timing(&symbolize_times),
+            timing(&symbolize_wall),
             timing(&symbolize_cpu)
         );
         if let Some(u) = &unwind_stats {
