@@ -121,12 +121,10 @@ impl PerfMaps {
             settle(&mut map.entries, map.settled);
             map.settled = map.entries.len();
         }
+        // Settled entries do not overlap: only the last to start at or
+        // below `addr` can hold it.
         let i = map.entries.partition_point(|e| e.start <= addr);
-        let e = map.entries[..i]
-            .iter()
-            .rev()
-            .take(4)
-            .find(|e| addr < e.end)?;
+        let e = map.entries[..i].last().filter(|e| addr < e.end)?;
         Some((e, addr - e.start))
     }
 
@@ -282,16 +280,15 @@ fn settle(entries: &mut Vec<Entry>, settled: usize) {
     }
     kept.sort_unstable_by_key(|e| e.start);
     // Settled entries under any fresh one are gone too.
-    let old = std::mem::take(entries);
-    let alive = |e: &Entry| {
+    entries.retain(|e| {
         claimed
             .range(..e.end)
             .next_back()
             .is_none_or(|(_, end)| *end <= e.start)
-    };
-    let mut old = old.into_iter().filter(|e| alive(e)).peekable();
+    });
+    let old = std::mem::replace(entries, Vec::with_capacity(entries.len() + kept.len()));
+    let mut old = old.into_iter().peekable();
     let mut new = kept.into_iter().peekable();
-    entries.reserve(old.size_hint().0 + new.size_hint().0);
     loop {
         let take_old = match (old.peek(), new.peek()) {
             (Some(a), Some(b)) => a.start <= b.start,
