@@ -203,7 +203,10 @@ impl<'a> PerfScriptReader<'a> {
         let Some(p) = self.pending.take() else {
             return Ok(());
         };
-        if p.skip || (p.user.is_empty() && p.kernel.is_empty()) {
+        // A sample with no frames (an empty call chain, or only pseudo
+        // frames) still counts, for its task alone, as stackcollapse-perf
+        // counts it: dropping it would lose a sample perf took.
+        if p.skip {
             return Ok(());
         }
         match p.time {

@@ -112,6 +112,23 @@ sh 12 [001]  5.100000:   10101010 cpu-clock:ppp:
 }
 
 #[test]
+fn samples_with_no_frames_count_for_their_task() {
+    // An empty call chain, and one of pseudo frames only: both count.
+    let text = "\
+sh 12 [001]  5.100000:   10101010 cpu-clock:ppp: 
+
+sh 12 [001]  5.100100:   10101010 cpu-clock:ppp: 
+\t    7f0000001000 (anonymous-helper) (/bin/sh)
+
+sh 12 [001]  5.100200:   10101010 cpu-clock:ppp: 
+\t    7f0000001000 main+0x1 (/bin/sh)
+";
+    let (ps, s) = read(text, Options::default()).unwrap();
+    assert_eq!(s.samples, 3);
+    assert_eq!(lines(&ps), ["sh 2", "sh;main 1"]);
+}
+
+#[test]
 fn captures_without_callchains() {
     let text = "\
 dd 300 [000] 1.000000:   10101010 cpu-clock:ppp:  ffffffff8a0c1234 read_zero+0x7f ([kernel.kallsyms])
