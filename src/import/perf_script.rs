@@ -13,6 +13,7 @@
 //!   offsets and argument lists are dropped, `;` becomes `:`;
 //! - tasks perf has no COMM for (`:-1 -1`) are kept, `(deleted)` mappings
 //!   keep their path, `-F +srcline` lines are skipped;
+//! - a sample with no frames (an empty call chain) counts for its task alone;
 //! - each sample weighs 1, or its period with `--weight period`.
 
 use std::time::Duration;
