@@ -136,6 +136,27 @@ static __always_inline struct unwind_row *table_row(__u32 index)
 	return bpf_map_lookup_elem(rows, &slot);
 }
 
+/*
+ * One halving of a binary search: lo = mid when `diff` (the key minus the
+ * entry at mid) is not negative, else hi = mid; computed with masks, not a
+ * branch. The verifier explores both sides of every branch in a bounded
+ * loop, unrolled, along every path that reaches it: with a branch per
+ * halving the two searches below made up four fifths of the instructions
+ * it checked, and most of the 280 ms it took to load the sampler at each
+ * start. Without one, a search is a straight line to it.
+ */
+static __always_inline void step_search(__u32 *lo, __u32 *hi, __u32 mid, __s64 diff)
+{
+	/* All ones when diff < 0 (the entry is past the key). */
+	__u32 past = (__u32)((__u64)diff >> 63) * 0xffffffffU;
+
+	/* Hidden from clang, which would turn the masks back into a branch. */
+	asm volatile("" : "+r"(past));
+
+	*lo = (*lo & past) | (mid & ~past);
+	*hi = (mid & past) | (*hi & ~past);
+}
+
 /* The last row of [start, start + count) whose pc <= pc, or NULL. */
 static __always_inline struct unwind_row *find_row(__u32 start, __u32 count, __u32 pc)
 {
@@ -149,10 +170,8 @@ static __always_inline struct unwind_row *find_row(__u32 start, __u32 count, __u
 		row = table_row(start + mid);
 		if (!row)
 			return NULL;
-		if (row->pc <= pc)
-			lo = mid;
-		else
-			hi = mid;
+		/* lo = mid if row->pc <= pc, else hi = mid: without a branch. */
+		step_search(&lo, &hi, mid, (__s64)pc - (__s64)row->pc);
 	}
 	row = table_row(start + lo);
 	if (!row || row->pc > pc)
@@ -258,10 +277,8 @@ static __always_inline struct mapping_info *find_mapping(__u32 tgid, __u64 pc)
 		if (lo + 1 >= hi)
 			break;
 		mid = lo + (hi - lo) / 2;
-		if (pm->m[mid & (UNWIND_PROC_MAPPINGS - 1)].start <= pc)
-			lo = mid;
-		else
-			hi = mid;
+		/* User addresses are below 2^63: the difference's sign compares. */
+		step_search(&lo, &hi, mid, (__s64)(pc - pm->m[mid & (UNWIND_PROC_MAPPINGS - 1)].start));
 	}
 	m = &pm->m[lo & (UNWIND_PROC_MAPPINGS - 1)];
 	if (pc < m->start || pc >= m->end)

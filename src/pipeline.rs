@@ -433,6 +433,7 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         &mut drain_times,
     );
     let event = sampler.event().name();
+    let start_cost = sampler.start_cost.clone();
     // Detach as soon as sampling ends: nothing stays attached after the run,
     // whatever happens next.
     drop(sampler);
@@ -469,6 +470,7 @@ pub fn run(cfg: RunConfig) -> Result<()> {
             symbols.perf_map_entries,
             memory_line()
         );
+        eprintln!("{}", start_line(&start_cost));
         eprintln!(
             "stats: per interval: drain {}; symbolize {}; symbolize CPU time {}",
             timing(&drain_times),
@@ -534,6 +536,21 @@ fn preload(unwinder: &Unwinder, cfg: &crate::sampler::SamplerConfig) {
     if !cfg.pids.is_empty() {
         unwinder.wait_loaded(PRELOAD_WAIT);
     }
+}
+
+/// The --stats line of start-up: what an idle run mostly costs.
+fn start_line(c: &crate::sampler::StartCost) -> String {
+    let verifier = match c.verifier {
+        Some((time, insns)) => format!(
+            ", of which the kernel verified the sampling program in {:.1} ms ({insns} instructions checked)",
+            time.as_secs_f64() * 1e3
+        ),
+        None => String::new(),
+    };
+    format!(
+        "stats: start-up: BPF sampler loaded in {:.0} ms{verifier}",
+        c.wall.as_secs_f64() * 1e3
+    )
 }
 
 /// The --stats line of the unwinder: how user stacks were walked and what

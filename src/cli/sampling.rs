@@ -325,6 +325,7 @@ impl SamplingArgs {
             unwind_cache: (!self.no_cache).then(|| self.unwind_cache.clone()),
             defer_all: self.unwind_defer_all,
             python: self.python,
+            verifier_stats: self.stats,
         };
         let header = Header {
             rate: match rate {

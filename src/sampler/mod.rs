@@ -84,6 +84,8 @@ pub struct SamplerConfig {
     pub defer_all: bool,
     /// `--python`.
     pub python: crate::python::PythonMode,
+    /// `--stats`: ask the kernel what verifying the sampler cost.
+    pub verifier_stats: bool,
 }
 
 /// The inode of the initial pid namespace (the kernel's PROC_PID_INIT_INO).
@@ -119,6 +121,7 @@ impl Default for SamplerConfig {
             unwind_cache: None,
             defer_all: false,
             python: crate::python::PythonMode::Auto,
+            verifier_stats: false,
         }
     }
 }
@@ -168,6 +171,33 @@ pub struct Sampler {
     /// Until [`Sampler::attach`]: the rate to sample at.
     rate: Option<SampleRate>,
     drain_buffers: drain::DrainBuffers,
+    /// What starting cost, for `--stats`.
+    pub start_cost: StartCost,
+}
+
+/// What loading the sampler cost: start-up is most of what an idle run
+/// costs, and the kernel's verifier was most of start-up.
+#[derive(Debug, Clone, Default)]
+pub struct StartCost {
+    /// From opening the BPF object to the sampler ready to attach.
+    pub wall: Duration,
+    /// The verifier's own figures for the sampling program (with
+    /// [`SamplerConfig::verifier_stats`]): its time and the instructions
+    /// it went through.
+    pub verifier: Option<(Duration, u64)>,
+}
+
+/// Reads `verification time N usec` and `processed N insns` from a
+/// verifier log at level 4 (statistics only).
+fn verifier_figures(log: &str) -> Option<(Duration, u64)> {
+    let after = |key: &str| -> Option<u64> {
+        let rest = &log[log.find(key)? + key.len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    Some((
+        Duration::from_micros(after("verification time ")?),
+        after("processed ")?,
+    ))
 }
 
 impl Sampler {
@@ -177,6 +207,7 @@ impl Sampler {
         if !Path::new("/sys/kernel/btf/vmlinux").exists() {
             return Err(LoadError::NoBtf.into());
         }
+        let started = std::time::Instant::now();
         let cpus = match cfg.cpu {
             Some(cpu) => vec![cpu],
             None => perf_event::online_cpus()?,
@@ -269,9 +300,32 @@ impl Sampler {
             .map(|path| use_pinned_set(&mut maps.mount_ns_sets, path, "--mntnsmap"))
             .transpose()?;
 
+        // Level 4 logs statistics only; the buffer outlives the load.
+        let mut verifier_log = vec![0u8; if cfg.verifier_stats { 4096 } else { 0 }];
+        if cfg.verifier_stats {
+            use libbpf_rs::AsRawLibbpf;
+            let prog = &mut open.progs.do_perf_event;
+            prog.set_log_level(4);
+            // SAFETY: the program belongs to `open`, and the buffer lives
+            // until after `open.load()` below, the only call that writes it.
+            unsafe {
+                libbpf_rs::libbpf_sys::bpf_program__set_log_buf(
+                    prog.as_libbpf_object().as_ptr(),
+                    verifier_log.as_mut_ptr().cast(),
+                    verifier_log.len() as _,
+                );
+            }
+        }
         let skel = open
             .load()
             .map_err(|err| load_error(err, "failed to load the BPF program"))?;
+        let verifier = cfg
+            .verifier_stats
+            .then(|| {
+                let end = verifier_log.iter().position(|&b| b == 0).unwrap_or(0);
+                verifier_figures(&String::from_utf8_lossy(&verifier_log[..end]))
+            })
+            .flatten();
         for (outer, set, flag) in [
             (&skel.maps.cgroup_sets, &cgroup_set, "--cgroupmap"),
             (&skel.maps.mount_ns_sets, &mntns_set, "--mntnsmap"),
@@ -348,6 +402,10 @@ impl Sampler {
             event: SampleEvent::CpuClock,
             rate: None,
             drain_buffers: Default::default(),
+            start_cost: StartCost {
+                wall: Duration::ZERO,
+                verifier,
+            },
         };
         // Number address spaces from now on: exec and new processes.
         for (prog, what) in [
@@ -361,6 +419,7 @@ impl Sampler {
             sampler.links.push(link);
         }
         sampler.rate = Some(cfg.rate);
+        sampler.start_cost.wall = started.elapsed();
         Ok(sampler)
     }
 
@@ -608,4 +667,21 @@ fn load_error(err: libbpf_rs::Error, what: &str) -> anyhow::Error {
 /// Whether a process (thread group) or thread with this id exists now.
 pub fn task_exists(id: u32) -> bool {
     id != 0 && fs::metadata(format!("/proc/{id}")).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifier_figures_are_read_from_a_statistics_log() {
+        let log = "verification time 35769 usec\nstack depth 184+8+16+32+88\n\
+processed 19514 insns (limit 1000000) max_states_per_insn 13 total_states 1010 peak_states 1597 mark_read 0\n";
+        assert_eq!(
+            verifier_figures(log),
+            Some((Duration::from_micros(35769), 19514))
+        );
+        assert_eq!(verifier_figures(""), None);
+        assert_eq!(verifier_figures("verification time x usec"), None);
+    }
 }
