@@ -54,6 +54,7 @@ struct user_stacks_map {
 	__type(key, __u64);
 	__type(value, struct user_stack);
 	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 };
 
 struct user_stacks_map user_stacks0 SEC(".maps");

@@ -261,7 +261,9 @@ impl Sampler {
             map.set_max_entries(cfg.stack_storage_size)
                 .context("failed to size the stack map")?;
         }
-        // Walked stacks take 1 KB each, preallocated: none without tables.
+        // Walked stacks take 1 KB each (allocated as stacks are stored, not
+        // up front: 32 MB the kernel zeroed at every start); none without
+        // tables.
         let walked = if cfg.unwind == UnwindMode::Fp {
             1
         } else {
