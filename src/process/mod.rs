@@ -24,7 +24,7 @@ pub mod query;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use self::maps::Mapping;
 
@@ -138,9 +138,10 @@ pub struct ProcessModel {
     spaces: FxHashMap<AspaceId, Space>,
     current: FxHashMap<u32, u32>,
     interval: u64,
-    /// Address spaces whose process exited (the BPF exit event): their
-    /// `/proc` entries are gone, or another process's.
-    exited: FxHashSet<AspaceId>,
+    /// Address spaces whose process exited (the BPF exit event), with the
+    /// interval it was told in: their `/proc` entries are gone, or another
+    /// process's.
+    exited: FxHashMap<AspaceId, u64>,
     reader: query::MapsReader,
 }
 
@@ -172,15 +173,16 @@ impl ProcessModel {
     }
 
     /// A process exited: its maps stay (its samples are still to be
-    /// symbolized) but are never read again.
+    /// symbolized) but are never read again, and go once no interval can
+    /// hold its samples (see [`ProcessModel::end_interval`]).
     pub fn exited(&mut self, id: AspaceId) {
-        self.exited.insert(id);
+        self.exited.entry(id).or_insert(self.interval);
     }
 
     /// Whether `id` is its process's current address space and the process
     /// still runs: only then do `/proc/PID/*` describe it.
     fn live(&self, id: AspaceId) -> bool {
-        self.current.get(&id.pid).is_none_or(|c| *c == id.aspace) && !self.exited.contains(&id)
+        self.current.get(&id.pid).is_none_or(|c| *c == id.aspace) && !self.exited.contains_key(&id)
     }
 
     /// Where `addr` of `id` comes from.
@@ -230,14 +232,31 @@ impl ProcessModel {
     }
 
     /// Ends an interval: address spaces not sampled for a while (their
-    /// process exited, or exec'd) are released.
+    /// process exec'd, or exited unseen) are released, and those of
+    /// processes that exited as soon as no interval can hold their samples.
+    ///
+    /// An exit told before interval `j` is symbolized was polled at `j`'s
+    /// cut at the latest, and the process may have been sampled between
+    /// that cut's drain and its exit: its samples are in `j + 1` at the
+    /// latest. Under process churn (hundreds of short processes a second)
+    /// keeping each for 30 intervals held tens of thousands of them, with
+    /// their frames: the profiler's memory grew for 30 s before it levelled.
     pub fn end_interval(&mut self) {
+        let ended = self.interval;
         self.interval += 1;
         let now = self.interval;
-        self.spaces
-            .retain(|_, s| now.saturating_sub(s.last_used) <= KEEP_INTERVALS);
+        let exited = &self.exited;
+        self.spaces.retain(|id, s| {
+            let done = exited.get(id).is_some_and(|&told| ended > told);
+            !done && now.saturating_sub(s.last_used) <= KEEP_INTERVALS
+        });
         let spaces = &self.spaces;
-        self.exited.retain(|id| spaces.contains_key(id));
+        // The exit is remembered a while longer than the space: a sample
+        // that came later anyway is then left unnamed, never named from
+        // /proc of a process that reused the pid.
+        self.exited.retain(|id, told| {
+            spaces.contains_key(id) || now.saturating_sub(*told) <= KEEP_INTERVALS
+        });
         self.current.retain(|pid, aspace| {
             spaces.contains_key(&AspaceId {
                 pid: *pid,
@@ -331,5 +350,29 @@ mod tests {
         }
         m.end_interval();
         assert_eq!(m.len(), 1, "only the one still sampled stays");
+    }
+
+    #[test]
+    fn an_exited_space_goes_once_no_interval_can_hold_its_samples() {
+        let mut m = ProcessModel::new();
+        let id = AspaceId {
+            pid: u32::MAX - 1,
+            aspace: 3,
+        };
+        m.seen(id, Some(Arc::new(maps::parse(A))));
+        m.end_interval();
+        // Told before interval 1: it may still be sampled in 1 and 2.
+        m.exited(id);
+        assert!(m.holds(id));
+        m.end_interval();
+        assert!(m.holds(id), "interval 2 may hold its last samples");
+        assert!(matches!(m.place(id, 0x5598a0000010), Place::File { .. }));
+        m.end_interval();
+        assert!(!m.holds(id), "released after interval 2");
+        assert!(m.is_empty());
+        // Sampled later anyway: not read again from /proc (where another
+        // process may have its pid by now).
+        assert_eq!(m.place(id, 0x5598a0000010), Place::Unmapped);
+        assert!(m.is_empty());
     }
 }
