@@ -145,10 +145,14 @@ impl TableCache {
     pub fn get(&self, version: &FileVersion) -> Option<UnwindTable> {
         let dir = self.dir.as_ref()?;
         let name = version.name();
-        let mut f = dir.open_regular(&name).ok()?;
-        let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes).ok()?;
-        match decode(&bytes, version) {
+        let f = dir.open_regular(&name).ok()?;
+        let len = f.metadata().ok()?.len();
+        let mut header = [0u8; HEADER];
+        // Read through a small buffer: the file's bytes and the rows made
+        // of them are never both in memory (a big table is tens of MB).
+        let mut reader = std::io::BufReader::with_capacity(64 << 10, f);
+        let read = read_up_to(&mut reader, &mut header);
+        match read.and_then(|n| decode(&header[..n], len, &mut reader, version)) {
             Ok(t) => {
                 self.stats.lock().unwrap_or_else(|e| e.into_inner()).hits += 1;
                 Some(t)
@@ -156,7 +160,7 @@ impl TableCache {
             Err(_) => {
                 let _ = dir.remove(&name);
                 // A table an older version wrote is replaced, not damaged.
-                if !is_older_format(&bytes) {
+                if !is_older_format(&header) {
                     self.stats.lock().unwrap_or_else(|e| e.into_inner()).damaged += 1;
                 }
                 None
@@ -251,36 +255,73 @@ fn encode(table: &UnwindTable, version: &FileVersion) -> Vec<u8> {
     out
 }
 
-fn decode(bytes: &[u8], version: &FileVersion) -> Result<UnwindTable> {
-    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+/// Reads until `buf` is full or the input ends; how many bytes it read.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
+}
+
+/// A table from its header, the file's length and the reader of the rows
+/// after the header: the rows are checked (count, CRC, order) as they are
+/// read.
+fn decode(
+    header: &[u8],
+    file_len: u64,
+    rows: &mut impl Read,
+    version: &FileVersion,
+) -> Result<UnwindTable> {
+    if header.len() < HEADER || &header[..8] != MAGIC {
         bail!("not a table");
     }
-    if bytes[8..48] != version.bytes() {
+    if header[8..48] != version.bytes() {
         bail!("another file's table");
     }
-    let source = match bytes[48] {
+    let source = match header[48] {
         1 => ".eh_frame",
         2 => ".debug_frame",
         _ => "",
     };
-    let n = u32::from_le_bytes(bytes[49..53].try_into().expect("4 bytes")) as usize;
-    let crc = u32::from_le_bytes(bytes[53..57].try_into().expect("4 bytes"));
-    let rows = &bytes[HEADER..];
-    if rows.len() != n * 8 || crc32fast::hash(rows) != crc {
-        bail!("damaged");
+    let n = u32::from_le_bytes(header[49..53].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(header[53..57].try_into().expect("4 bytes"));
+    // The count is checked against the length before anything is sized by it.
+    if file_len != (HEADER + n * 8) as u64 {
+        bail!("damaged: the length does not match the row count");
     }
     let mut out = Vec::with_capacity(n);
-    for r in rows.chunks_exact(8) {
-        let kind = Kind::from_u8(r[6]).context("bad row kind")?;
-        out.push(Row {
-            pc: u32::from_le_bytes(r[0..4].try_into().expect("4 bytes")),
-            cfa_offset: i16::from_le_bytes(r[4..6].try_into().expect("2 bytes")),
-            kind,
-            rbp_offset8: r[7] as i8,
-        });
+    let mut hasher = crc32fast::Hasher::new();
+    let mut chunk = [0u8; 8 * 1024];
+    let mut left = n * 8;
+    while left > 0 {
+        let want = left.min(chunk.len());
+        if read_up_to(rows, &mut chunk[..want])? != want {
+            bail!("damaged: fewer rows than the header says");
+        }
+        hasher.update(&chunk[..want]);
+        for r in chunk[..want].chunks_exact(8) {
+            let kind = Kind::from_u8(r[6]).context("bad row kind")?;
+            let row = Row {
+                pc: u32::from_le_bytes(r[0..4].try_into().expect("4 bytes")),
+                cfa_offset: i16::from_le_bytes(r[4..6].try_into().expect("2 bytes")),
+                kind,
+                rbp_offset8: r[7] as i8,
+            };
+            if out.last().is_some_and(|last: &Row| last.pc >= row.pc) {
+                bail!("rows out of order");
+            }
+            out.push(row);
+        }
+        left -= want;
     }
-    if out.windows(2).any(|w| w[0].pc >= w[1].pc) {
-        bail!("rows out of order");
+    if read_up_to(rows, &mut [0u8; 1])? != 0 || hasher.finalize() != crc {
+        bail!("damaged");
     }
     Ok(UnwindTable { rows: out, source })
 }
@@ -341,6 +382,19 @@ mod tests {
         std::fs::write(&path, &std::fs::read(&path).unwrap()[..100]).unwrap();
         assert!(cache.get(&v).is_none());
         assert_eq!(cache.stats().damaged, 2);
+        // A row count of 4 G (32 GB of rows) is refused before anything is
+        // sized by it, and so is a byte too many.
+        cache.put(&v, &table());
+        let mut huge = std::fs::read(&path).unwrap();
+        huge[49..53].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&path, &huge).unwrap();
+        assert!(cache.get(&v).is_none());
+        cache.put(&v, &table());
+        let mut longer = std::fs::read(&path).unwrap();
+        longer.push(0);
+        std::fs::write(&path, &longer).unwrap();
+        assert!(cache.get(&v).is_none());
+        assert_eq!(cache.stats().damaged, 4);
         // An older version's table: replaced, not counted as damaged.
         cache.put(&v, &table());
         let mut old = std::fs::read(&path).unwrap();
@@ -348,7 +402,7 @@ mod tests {
         std::fs::write(&path, &old).unwrap();
         assert!(cache.get(&v).is_none());
         assert!(!path.exists(), "removed");
-        assert_eq!(cache.stats().damaged, 2);
+        assert_eq!(cache.stats().damaged, 4);
     }
 
     #[test]
