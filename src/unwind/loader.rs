@@ -255,6 +255,16 @@ impl RowSpace {
         }
     }
 
+    /// Unmaps every shard: after tables were written, so that what was
+    /// written is kernel memory, not the profiler's RSS (a busy machine's
+    /// first tables are tens of MB).
+    pub fn unmap_all(&self) {
+        for s in &self.shards {
+            s.used.set(false);
+            s.mapped.borrow_mut().take();
+        }
+    }
+
     /// Writes `rows` at `start`, creating shards (and putting them in the
     /// outer map) as needed.
     pub fn write(&mut self, outer: &MapHandle, start: u32, rows: &[Row]) -> Result<()> {

@@ -217,6 +217,7 @@ struct State {
     exes: Executables<FileTable>,
     stats: UnwindStats,
     last_sweep: Instant,
+    last_unmap: Instant,
     cache: cache::TableCache,
     /// How deferred walks step code without a table.
     fallback: Fallback,
@@ -241,6 +242,11 @@ struct WalkedStack {
 /// buffer, or an announcement the kernel's LRU forgot).
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
+/// How often shards no walk in user space used since the last time are
+/// unmapped: a mapped shard is 1 MB of the profiler's RSS (mapping one
+/// inserts all its pages), and deferred walks touch a few at a time.
+const UNMAP_EVERY: Duration = Duration::from_secs(2);
+
 impl State {
     fn new(
         maps: UnwindMaps,
@@ -259,12 +265,13 @@ impl State {
             exes: Executables::new(),
             stats: UnwindStats::default(),
             last_sweep: Instant::now(),
+            last_unmap: Instant::now(),
         }
     }
 
     fn run(&mut self, rx: mpsc::Receiver<Msg>) {
         loop {
-            let first = match rx.recv_timeout(SWEEP_EVERY) {
+            let first = match rx.recv_timeout(UNMAP_EVERY) {
                 Ok(m) => Some(m),
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -277,8 +284,11 @@ impl State {
             }
             if self.last_sweep.elapsed() >= SWEEP_EVERY {
                 self.sweep();
-                self.space.unmap_idle();
                 self.last_sweep = Instant::now();
+            }
+            if self.last_unmap.elapsed() >= UNMAP_EVERY {
+                self.space.unmap_idle();
+                self.last_unmap = Instant::now();
             }
         }
     }
@@ -339,51 +349,40 @@ impl State {
                 }
             }
         }
-        let cache = &self.cache;
-        let built: Vec<(FileId, String, Option<Result<table::UnwindTable>>, Duration)> = wanted
-            .into_par_iter()
-            .map(|(file, (paths, name))| {
-                let t = Instant::now();
-                // A short-lived process may be gone: then its files are
-                // reached by path, if that is still the same file. A file
-                // that can't be opened at all is not remembered, so the
-                // next process that maps it tries again.
-                let table = paths
-                    .iter()
-                    .find_map(|(p, check)| open_same(p, &file, *check).map(|f| (f, p)))
-                    .map(|(f, p)| {
-                        // An earlier run's table of this very version, or
-                        // built now and kept for the next run.
-                        let version = f.metadata().ok().map(|m| cache::FileVersion::of(&m));
-                        if let Some(t) = version.as_ref().and_then(|v| cache.get(v)) {
-                            return Ok(t);
-                        }
-                        let t = table::build_from(f, p);
-                        if let (Ok(t), Some(v)) = (&t, &version) {
-                            cache.put(v, t);
-                        }
-                        t
-                    });
-                (file, name, table, t.elapsed())
-            })
-            .collect();
-        for (file, name, table, took) in built {
-            let Some(table) = table else {
-                continue;
-            };
-            self.stats.build_time += took;
-            self.stats.files_built += 1;
-            let rows = match table {
-                Ok(t) if !t.rows.is_empty() => {
-                    self.stats.rows_built += t.rows.len() as u64;
-                    self.place(&t.rows, &name)?
-                }
-                _ => {
-                    self.stats.files_without_cfi += 1;
-                    None
-                }
-            };
-            self.exes.insert(file, rows);
+        // A few files per thread at a time, each placed in the shards before
+        // the next are built: the tables of a busy machine's first batch
+        // (hundreds of files) are never all in memory at once.
+        let wanted: Vec<_> = wanted.into_iter().collect();
+        let at_once = 4 * rayon::current_num_threads().max(1);
+        for batch in wanted.chunks(at_once) {
+            let cache = &self.cache;
+            let built: Vec<_> = batch
+                .par_iter()
+                .map(|(file, (paths, name))| {
+                    let t = Instant::now();
+                    let table = table_of(cache, file, paths);
+                    (*file, name.clone(), table, t.elapsed())
+                })
+                .collect();
+            for (file, name, table, took) in built {
+                let Some(table) = table else {
+                    continue;
+                };
+                self.stats.build_time += took;
+                self.stats.files_built += 1;
+                let rows = match table {
+                    Ok(t) if !t.rows.is_empty() => {
+                        self.stats.rows_built += t.rows.len() as u64;
+                        self.place(&t.rows, &name)?
+                    }
+                    _ => {
+                        self.stats.files_without_cfi += 1;
+                        None
+                    }
+                };
+                self.exes.insert(file, rows);
+            }
+            self.space.unmap_all();
         }
 
         for (_, (id, exec, at)) in latest {
@@ -635,6 +634,31 @@ impl State {
         // As exits: applied after the next interval.
         self.exits.extend(gone);
     }
+}
+
+/// The unwind table of `file`, reached by the first of `paths` that is
+/// still that file: an earlier run's table of this very version, or built
+/// now and kept for the next run. None when no path reaches it (a
+/// short-lived process may be gone; its files are then reached by path, if
+/// that is still the same file). A file that can't be opened at all is not
+/// remembered, so the next process that maps it tries again.
+fn table_of(
+    cache: &cache::TableCache,
+    file: &FileId,
+    paths: &[(PathBuf, bool)],
+) -> Option<Result<table::UnwindTable>> {
+    let (f, p) = paths
+        .iter()
+        .find_map(|(p, check)| open_same(p, file, *check).map(|f| (f, p)))?;
+    let version = f.metadata().ok().map(|m| cache::FileVersion::of(&m));
+    if let Some(t) = version.as_ref().and_then(|v| cache.get(v)) {
+        return Some(Ok(t));
+    }
+    let t = table::build_from(f, p);
+    if let (Ok(t), Some(v)) = (&t, &version) {
+        cache.put(v, t);
+    }
+    Some(t)
 }
 
 /// Opens `path`, checking (if `check`) that it is the file `want` (same
