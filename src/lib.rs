@@ -11,6 +11,7 @@ pub mod collector;
 pub mod encode;
 pub mod export;
 pub mod import;
+pub mod memory;
 pub mod offline;
 pub mod output;
 pub mod pipeline;

@@ -292,7 +292,7 @@ fn start_processing(
                         loss.add(&profile.loss);
                         intervals += 1;
                         drop(profile);
-                        crate::output::frames::release_freed_memory();
+                        crate::memory::release_freed_memory();
                     }
                 }
             }

@@ -148,7 +148,7 @@ impl VideoOutput {
     /// Checks the target and ffmpeg, and starts ffmpeg. Call before
     /// sampling starts.
     pub fn new(cfg: VideoConfig) -> Result<VideoOutput> {
-        super::frames::keep_freed_memory();
+        crate::memory::keep_freed_memory();
         let target = crate::safe_file::Target::resolve(&cfg.path, cfg.overwrite)?;
         let crate::safe_file::Target::File { dir, name, .. } = &target else {
             bail!("-o {}: a video must go to a file", cfg.path.display());

@@ -90,37 +90,6 @@ struct FrameJob {
     _ticket: Option<Ticket>,
 }
 
-/// Makes the allocator keep freed memory for reuse instead of handing it
-/// back to the kernel: each frame allocates and frees a few megabytes of
-/// tree, and glibc's defaults served them as fresh pages every time (8 MB
-/// of page faults per 1080p frame of a 2,000-stack profile, a sixth of the
-/// CPU of `render`). Memory stays bounded by the frames in flight.
-pub fn keep_freed_memory() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // SAFETY: mallopt only sets allocator parameters; it is called
-        // once, before the render threads allocate.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
-            libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
-        }
-    });
-}
-
-/// Gives the memory freed since the last call back to the kernel, from
-/// every allocator arena. A live run calls it once per interval: with
-/// [`keep_freed_memory`]'s thresholds each of the allocator's per-thread
-/// arenas (render threads, the processing thread, the live page's workers)
-/// otherwise kept what it once held, and a soak under a busy load sat at
-/// 140 MB of free memory in arenas after a minute. `render` does not call
-/// it: a batch job, it keeps the pages for speed.
-pub fn release_freed_memory() {
-    // SAFETY: malloc_trim only returns free memory to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// A bound on frames in flight: `enter` blocks while `limit` are, each
 /// [`Ticket`] leaves when dropped. Keeps a reader that is faster than the
 /// render pool (`render`, a video) from piling up profiles in memory.
@@ -191,7 +160,7 @@ impl FramesOutput {
     /// `--overwrite`, already checked by the caller), loads fonts and starts
     /// the render pool. Call before sampling starts.
     pub fn new(cfg: FramesConfig, dir: Arc<SafeDir>) -> Result<FramesOutput> {
-        keep_freed_memory();
+        crate::memory::keep_freed_memory();
         let renderer = Arc::new(FrameRenderer::new(cfg.canvas, cfg.renderer, cfg.look)?);
         let threads = if cfg.threads == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())
