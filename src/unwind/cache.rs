@@ -147,12 +147,16 @@ impl TableCache {
         let name = version.name();
         let f = dir.open_regular(&name).ok()?;
         let len = f.metadata().ok()?.len();
-        let mut header = [0u8; HEADER];
         // Read through a small buffer: the file's bytes and the rows made
         // of them are never both in memory (a big table is tens of MB).
         let mut reader = std::io::BufReader::with_capacity(64 << 10, f);
-        let read = read_up_to(&mut reader, &mut header);
-        match read.and_then(|n| decode(&header[..n], len, &mut reader, version)) {
+        let mut header = Vec::with_capacity(HEADER);
+        let read = reader
+            .by_ref()
+            .take(HEADER as u64)
+            .read_to_end(&mut header)
+            .map_err(anyhow::Error::from);
+        match read.and_then(|_| decode(&header, len, &mut reader, version)) {
             Ok(t) => {
                 self.stats.lock().unwrap_or_else(|e| e.into_inner()).hits += 1;
                 Some(t)
@@ -255,23 +259,9 @@ fn encode(table: &UnwindTable, version: &FileVersion) -> Vec<u8> {
     out
 }
 
-/// Reads until `buf` is full or the input ends; how many bytes it read.
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(n)
-}
-
 /// A table from its header, the file's length and the reader of the rows
-/// after the header: the rows are checked (count, CRC, order) as they are
-/// read.
+/// after the header: the rows are checked (count against the length, CRC,
+/// order) as they are read.
 fn decode(
     header: &[u8],
     file_len: u64,
@@ -301,9 +291,8 @@ fn decode(
     let mut left = n * 8;
     while left > 0 {
         let want = left.min(chunk.len());
-        if read_up_to(rows, &mut chunk[..want])? != want {
-            bail!("damaged: fewer rows than the header says");
-        }
+        rows.read_exact(&mut chunk[..want])
+            .context("damaged: fewer rows than the header says")?;
         hasher.update(&chunk[..want]);
         for r in chunk[..want].chunks_exact(8) {
             let kind = Kind::from_u8(r[6]).context("bad row kind")?;
@@ -320,7 +309,7 @@ fn decode(
         }
         left -= want;
     }
-    if read_up_to(rows, &mut [0u8; 1])? != 0 || hasher.finalize() != crc {
+    if hasher.finalize() != crc {
         bail!("damaged");
     }
     Ok(UnwindTable { rows: out, source })
