@@ -84,7 +84,9 @@ pub struct SamplerConfig {
     pub defer_all: bool,
     /// `--python`.
     pub python: crate::python::PythonMode,
-    /// `--stats`: ask the kernel what verifying the sampler cost.
+    /// `--stats`: ask the kernel what verifying the sampler cost. (A load
+    /// the verifier refuses then says less: its log holds statistics only;
+    /// RS_PROFILE_BPF_LOG=1 without --stats gives the whole log.)
     pub verifier_stats: bool,
 }
 
