@@ -202,7 +202,10 @@ static __always_inline void announce(__u32 tgid, __u32 aspace)
 	slot->tgid = tgid;
 	slot->aspace = aspace;
 	slot->refresh = 0;
-	bpf_ringbuf_submit(slot, 0);
+	/* Forced: an exit left unread before it (submitted without a wake-up)
+	 * would keep the default, adaptive wake-up quiet, and a short process
+	 * must have its maps read before it is gone. */
+	bpf_ringbuf_submit(slot, BPF_RB_FORCE_WAKEUP);
 }
 
 static __always_inline __u32 new_aspace(__u32 tgid)
@@ -270,7 +273,11 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	slot->tgid = tgid;
 	slot->aspace = aspace;
 	slot->refresh = PROCESS_EXITED;
-	bpf_ringbuf_submit(slot, 0);
+	/* No wake-up: nothing waits on an exit (user space lets a space go
+	 * an interval later), and under a churn of short processes a wake-up
+	 * per exit was half the sampling thread's wake-ups. Read at the next
+	 * poll: an announcement's, the tick's or the cut's. */
+	bpf_ringbuf_submit(slot, BPF_RB_NO_WAKEUP);
 	return 0;
 }
 

@@ -195,7 +195,7 @@ static __always_inline void ask_refresh(__u32 tgid, __u32 aspace)
 	slot->tgid = tgid;
 	slot->aspace = aspace;
 	slot->refresh = 1;
-	bpf_ringbuf_submit(slot, 0);
+	bpf_ringbuf_submit(slot, BPF_RB_FORCE_WAKEUP); /* see announce() */
 }
 
 /* One frame by frame pointers: the caller's frame pointer and return

@@ -713,9 +713,10 @@ fn sample(
             python.as_deref_mut(),
             &mut seen,
         );
-        // After the announcements of their processes.
+        // After the announcements of their processes; all in one hand-off.
         if let Some(u) = unwinder {
             u.stacks(sampler.take_stacks());
+            u.flush();
         }
     }
 }

@@ -480,6 +480,10 @@ impl Sampler {
                 Err(err)
             }
         })?;
+        // Exits are submitted without a wake-up: epoll does not see them.
+        ringbuf
+            .consume()
+            .context("failed to read the process-event ring buffer")?;
         let events = rx.try_iter().collect();
         // After the announcements: a deferred sample is then never handed
         // on before the announcement of its process.
