@@ -672,6 +672,12 @@ impl State {
     }
 }
 
+/// Tables smaller than this are built again rather than cached: building
+/// one takes about as long as reading it back (a few milliseconds at most),
+/// and a build loop's fresh binaries (a new inode each time, never mapped
+/// again) would otherwise fill the cache with entries nobody reads.
+const CACHE_FROM_ROWS: usize = 1024;
+
 /// The unwind table of `file`, reached by the first of `paths` that is
 /// still that file: an earlier run's table of this very version, or built
 /// now and kept for the next run. None when no path reaches it (a
@@ -692,7 +698,9 @@ fn table_of(
     }
     let t = table::build_from(f, p);
     if let (Ok(t), Some(v)) = (&t, &version) {
-        cache.put(v, t);
+        if t.rows.len() >= CACHE_FROM_ROWS {
+            cache.put(v, t);
+        }
     }
     Some(t)
 }
