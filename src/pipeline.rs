@@ -458,8 +458,12 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     if cfg.stats {
         eprintln!("{}", crate::output::stats_line(&loss, intervals, event));
         eprintln!(
-            "stats: symbols: {} file offsets looked up in {} files, {} addresses through live processes, {} kernel addresses",
-            symbols.file_lookups, symbols.files, symbols.process_lookups, symbols.kernel_lookups
+            "stats: symbols: {} file offsets looked up in {} files, {} addresses through live processes, {} kernel addresses; {} user frames cached",
+            symbols.file_lookups,
+            symbols.files,
+            symbols.process_lookups,
+            symbols.kernel_lookups,
+            symbols.frames_cached
         );
         let pm = symbols.perf_maps;
         eprintln!(

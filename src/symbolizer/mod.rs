@@ -11,18 +11,21 @@
 //! `[libfoo.so]`).
 
 mod debug_file;
+mod frame_cache;
 mod perf_map;
 mod plt;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use blazesym::symbolize::source::{Elf, Kernel, Process, Source};
 use blazesym::symbolize::{Input, Symbolized};
 use blazesym::Pid;
 
 use self::debug_file::DebugFile;
+use self::frame_cache::{FrameAddr, FrameCache};
 use crate::collector::{Interval, RawStack};
 use crate::process::maps::Mapping;
 use crate::process::{AspaceId, FileId, Place, ProcessModel};
@@ -45,9 +48,9 @@ const MAX_OPENED_FILES: u64 = 96;
 /// Intervals a file's symbols are kept after it was last looked up.
 const KEEP_FILE_INTERVALS: u64 = 60;
 
-/// A frame's cache key: its address as walked, and whether it is the leaf
-/// (looked up as is) or a return address (looked up one byte earlier).
-type FrameAddr = (u64, bool);
+/// Sampling time after which the user frames not sampled since go (see
+/// [`frame_cache`]).
+const FRAME_GENERATION: Duration = Duration::from_secs(10);
 
 /// What blazesym said of one looked-up address.
 #[derive(Clone)]
@@ -93,6 +96,8 @@ pub struct SymbolizerStats {
     pub perf_maps: PerfMapStats,
     /// JIT functions held from perf maps.
     pub perf_map_entries: u64,
+    /// User frames cached at the end (see [`frame_cache`]).
+    pub frames_cached: u64,
     /// Python frames whose code object could not be read.
     pub python_unreadable: u64,
     /// Samples of interpreters this build can't read (their evaluator
@@ -107,7 +112,9 @@ pub struct Symbolizer {
     model: ProcessModel,
     kernel: FxHashMap<FrameAddr, Frame>,
     /// Frames of each address space, by walked address.
-    user: FxHashMap<AspaceId, FxHashMap<FrameAddr, Frame>>,
+    user: FrameCache,
+    /// Sampling time since `user` last aged.
+    since_aging: Duration,
     files: FxHashMap<FileId, FileSyms>,
     cached_offsets: usize,
     /// Size of the files opened since blazesym was (re)started.
@@ -178,7 +185,8 @@ impl Symbolizer {
             source_lines,
             model: ProcessModel::new(),
             kernel: FxHashMap::default(),
-            user: FxHashMap::default(),
+            user: FrameCache::default(),
+            since_aging: Duration::ZERO,
             files: FxHashMap::default(),
             cached_offsets: 0,
             opened_bytes: 0,
@@ -216,6 +224,7 @@ impl Symbolizer {
         SymbolizerStats {
             perf_maps: self.perf_maps.stats(),
             perf_map_entries: self.perf_maps.entries() as u64,
+            frames_cached: self.user.len() as u64,
             python_unreadable: self.python.unreadable_frames,
             python_unsupported: self.python.unreadable_interpreter_frames,
             ..self.stats
@@ -257,12 +266,15 @@ impl Symbolizer {
         }
         self.model.end_interval();
         let model = &self.model;
-        self.user.retain(|id, _| model.holds(*id));
+        self.user.retain(|id| model.holds(id));
         self.perf_maps.retain(|id| model.holds(id));
         for (id, key) in self.retry.drain(..) {
-            if let Some(m) = self.user.get_mut(&id) {
-                m.remove(&key);
-            }
+            self.user.remove(id, &key);
+        }
+        self.since_aging += interval.duration;
+        if self.since_aging >= FRAME_GENERATION {
+            self.user.age();
+            self.since_aging = Duration::ZERO;
         }
         self.intervals += 1;
         if self.intervals.is_multiple_of(KEEP_FILE_INTERVALS) {
@@ -277,12 +289,6 @@ impl Symbolizer {
                 keep
             });
             self.cached_offsets = self.cached_offsets.saturating_sub(dropped);
-            // Frames are a cache: a JIT service that keeps compiling makes
-            // new addresses (and new names) for as long as it runs.
-            let frames: usize = self.user.values().map(FxHashMap::len).sum();
-            if frames > MAX_CACHED_OFFSETS {
-                self.user.clear();
-            }
             // Names nothing holds any more (a frame, a file's symbols, the
             // profile just made is still to be handed out: it holds its own).
             self.names.retain(|n| Arc::strong_count(n) > 1);
@@ -301,7 +307,7 @@ impl Symbolizer {
                     .map(|(i, a)| {
                         let key = (*a, i == 0);
                         let hit = match id {
-                            Some(id) => self.user.get(&id).and_then(|m| m.get(&key)),
+                            Some(id) => self.user.get(id, &key),
                             None => self.kernel.get(&key),
                         };
                         hit.cloned().unwrap_or_else(|| self.unknown_frame(*a, None))
@@ -395,10 +401,9 @@ impl Symbolizer {
                     pid: s.tgid,
                     aspace: s.aspace,
                 };
-                let known = self.user.get(&id);
                 for (i, a) in addrs.iter().enumerate() {
                     let key = (*a, i == 0);
-                    if known.is_none_or(|m| !m.contains_key(&key)) {
+                    if !self.user.touch(id, key) {
                         user.push((id, key));
                     }
                 }
@@ -575,7 +580,7 @@ impl Symbolizer {
                 }),
                 Pending::Unknown(module) => self.unknown_frame(addr, module),
             };
-            self.user.entry(id).or_default().insert(key, frame);
+            self.user.insert(id, key, frame);
         }
     }
 
