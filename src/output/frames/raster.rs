@@ -5,6 +5,7 @@
 //! which stays the reference and the source of `.svg` frames.
 
 use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::{anyhow, Context, Result};
 use resvg::tiny_skia::{Color, Paint, Pixmap, Rect, Transform};
@@ -41,8 +42,39 @@ pub struct DirectRenderer {
     canvas: Canvas,
     scale: Scale,
     look: Look,
-    font: fontdue::Font,
+    font: Arc<fontdue::Font>,
     glyphs: HashMap<(char, u16), Glyph>,
+}
+
+/// The label font, read once per process and shared by every renderer:
+/// fontdue keeps each glyph's outline, 7.3 MB for DejaVu Sans Mono, and a
+/// run that writes frames and serves the live page has two renderers.
+fn label_font() -> Result<Arc<fontdue::Font>> {
+    static FONT: OnceLock<std::result::Result<Arc<fontdue::Font>, String>> = OnceLock::new();
+    FONT.get_or_init(|| {
+        let mut db = fontdb::Database::new();
+        db.load_system_fonts();
+        let id = db
+            .query(&fontdb::Query {
+                families: &[fontdb::Family::Name(FONT_FAMILY), fontdb::Family::Monospace],
+                ..Default::default()
+            })
+            .ok_or("no monospace font found for frame labels; install fonts-dejavu-core")?;
+        db.with_face_data(id, |data, index| {
+            fontdue::Font::from_bytes(
+                data,
+                fontdue::FontSettings {
+                    collection_index: index,
+                    ..Default::default()
+                },
+            )
+        })
+        .ok_or("failed to read the label font")?
+        .map(Arc::new)
+        .map_err(|e| format!("failed to load the label font: {e}"))
+    })
+    .clone()
+    .map_err(|e| anyhow!(e))
 }
 
 impl DirectRenderer {
@@ -53,28 +85,7 @@ impl DirectRenderer {
 
     /// A renderer with `--colors`, `--theme` and `--background`.
     pub fn with_look(canvas: Canvas, look: Look) -> Result<DirectRenderer> {
-        let mut db = fontdb::Database::new();
-        db.load_system_fonts();
-        let id = db
-            .query(&fontdb::Query {
-                families: &[fontdb::Family::Name(FONT_FAMILY), fontdb::Family::Monospace],
-                ..Default::default()
-            })
-            .ok_or_else(|| {
-                anyhow!("no monospace font found for frame labels; install fonts-dejavu-core")
-            })?;
-        let font = db
-            .with_face_data(id, |data, index| {
-                fontdue::Font::from_bytes(
-                    data,
-                    fontdue::FontSettings {
-                        collection_index: index,
-                        ..Default::default()
-                    },
-                )
-            })
-            .context("failed to read the label font")?
-            .map_err(|e| anyhow!("failed to load the label font: {e}"))?;
+        let font = label_font()?;
         let mut glyphs = HashMap::new();
         // ASCII, plus the separators the header uses and the tower mark.
         let chars: Vec<char> = (32u8..127)
