@@ -14,7 +14,8 @@
 #   scripts/bench-busy.sh idle [SECONDS]     the comparison without the load
 #                                            (the idle-machine goal)
 #
-# As root; needs target/release/profile, perf (linux-perf), gcc, node.
+# As root; needs target/release/profile (or the binary in $PROFILE), perf
+# (linux-perf), gcc, node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -29,7 +30,7 @@ elif [ "${1:-}" = idle ]; then
 else
     secs=${1:-20}
 fi
-prof=$root/target/release/profile
+prof=${PROFILE:-$root/target/release/profile}
 [ -x "$prof" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 work=$(mktemp -d)
 pids=()
