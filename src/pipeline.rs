@@ -246,6 +246,7 @@ fn thread_cpu_time() -> Duration {
 fn start_processing(
     outputs: Vec<Box<dyn Output + Send>>,
     source_lines: bool,
+    kernel_cache: Option<Arc<crate::safe_file::SafeDir>>,
     failed: Arc<AtomicBool>,
     rx: mpsc::Receiver<Work>,
 ) -> Result<JoinHandle<Processed>> {
@@ -257,7 +258,8 @@ fn start_processing(
                 failures: Vec::new(),
                 failed,
             };
-            let mut symbolizer = Symbolizer::with_source_lines(source_lines);
+            let mut symbolizer =
+                Symbolizer::with_source_lines(source_lines).with_kernel_cache(kernel_cache);
             // Only the accounting is kept for the whole run: each output
             // keeps what it needs of each interval.
             let mut loss = LossReport::default();
@@ -412,7 +414,22 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     let (tx, rx) = mpsc::channel();
     let failed = Arc::new(AtomicBool::new(false));
     // Only -o outputs (pprof, speedscope, recordings) keep source lines.
-    let processing = start_processing(outputs, cfg.output.is_some(), failed.clone(), rx)?;
+    // The boot's copy of the core kernel's symbols lives beside the unwind
+    // tables (and `--no-cache` bypasses both); a folder that can't be used
+    // was warned of by the table cache.
+    let kernel_cache = cfg
+        .sampler
+        .unwind_cache
+        .as_deref()
+        .filter(|_| cfg.sampler.kernel_stacks)
+        .and_then(|d| crate::safe_file::SafeDir::open(d, true).ok());
+    let processing = start_processing(
+        outputs,
+        cfg.output.is_some(),
+        kernel_cache,
+        failed.clone(),
+        rx,
+    )?;
 
     let mut drain_times = Vec::new();
     // The owner of BPF's Python process map, on the sampling thread:

@@ -137,12 +137,14 @@ pub struct SamplingArgs {
     pub unwind_memory: u64,
 
     /// Where built unwind tables are kept for the next run (one file per
-    /// executable file version, size-bounded).
+    /// executable file version, size-bounded), with the boot's copy of the
+    /// core kernel's symbols.
     #[arg(help_heading = "Limits and caches")]
     #[arg(long, value_name = "DIR", default_value = crate::unwind::cache::DEFAULT_DIR)]
     pub unwind_cache: std::path::PathBuf,
 
-    /// Build every unwind table afresh, without reading or writing the cache.
+    /// Build every unwind table afresh and read /proc/kallsyms, without
+    /// reading or writing the cache.
     #[arg(help_heading = "Limits and caches")]
     #[arg(long)]
     pub no_cache: bool,

@@ -12,6 +12,7 @@
 
 mod debug_file;
 mod frame_cache;
+mod kernel_text;
 mod perf_map;
 mod plt;
 
@@ -20,12 +21,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use blazesym::symbolize::source::{Elf, Kernel, Process, Source};
+use blazesym::symbolize::source::{Elf, Process, Source};
 use blazesym::symbolize::{Input, Symbolized};
 use blazesym::Pid;
 
 use self::debug_file::DebugFile;
 use self::frame_cache::{FrameAddr, FrameCache};
+use self::kernel_text::KernelText;
 use crate::collector::{Interval, RawStack};
 use crate::process::maps::Mapping;
 use crate::process::{AspaceId, FileId, Place, ProcessModel};
@@ -111,6 +113,8 @@ pub struct Symbolizer {
     source_lines: bool,
     model: ProcessModel,
     kernel: FxHashMap<FrameAddr, Frame>,
+    /// Where kernel addresses are named from.
+    kernel_text: KernelText,
     /// Frames of each address space, by walked address.
     user: FrameCache,
     /// Sampling time since `user` last aged.
@@ -185,6 +189,7 @@ impl Symbolizer {
             source_lines,
             model: ProcessModel::new(),
             kernel: FxHashMap::default(),
+            kernel_text: KernelText::new(None),
             user: FrameCache::default(),
             since_aging: Duration::ZERO,
             files: FxHashMap::default(),
@@ -200,6 +205,13 @@ impl Symbolizer {
             retry: Vec::new(),
             python: Default::default(),
         }
+    }
+
+    /// Names core kernel addresses from a copy of their symbols kept in
+    /// `dir` for the boot (see [`kernel_text`]), not from `/proc/kallsyms`.
+    pub fn with_kernel_cache(mut self, dir: Option<Arc<crate::safe_file::SafeDir>>) -> Self {
+        self.kernel_text = KernelText::new(dir);
+        self
     }
 
     /// An address space the sampler saw for the first time, with its maps
@@ -414,7 +426,8 @@ impl Symbolizer {
             kernel.dedup();
             self.stats.kernel_lookups += kernel.len() as u64;
             let addrs: Vec<u64> = kernel.iter().map(|(a, l)| lookup_addr(*l, *a)).collect();
-            let resolved = self.resolve(&Source::Kernel(Kernel::default()), Input::AbsAddr(&addrs));
+            let source = Source::Kernel(self.kernel_text.source(&addrs));
+            let resolved = self.resolve(&source, Input::AbsAddr(&addrs));
             for (key, r) in kernel.into_iter().zip(resolved) {
                 let frame = self.frame(key, r, Some(self.kernel_module.clone()));
                 self.kernel.insert(key, frame);

@@ -1,0 +1,315 @@
+//! The core kernel's symbols, kept for the boot in the cache folder.
+//!
+//! Naming kernel addresses takes `/proc/kallsyms`, and reading it makes the
+//! kernel format every symbol it has (120,000 lines, 5 MB here): ~55 ms of
+//! system time and ~20 ms of parsing at every start, a third of what a
+//! 20 s run on an idle machine costs. The core kernel's text (`_stext` to
+//! `_etext`) and its symbols do not change while the machine is up, so the
+//! first run of a boot writes them to the cache folder
+//! (`kallsyms-BOOT_ID`, readable by root only: they are kernel addresses)
+//! and later runs of the same boot hand that file to blazesym instead.
+//!
+//! Only addresses inside that text are named from it. Modules, BPF
+//! programs and trampolines come and go, so the first address outside it
+//! switches the run to the real `/proc/kallsyms` for good: a name is never
+//! taken from a copy that could be stale.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use blazesym::symbolize::source::Kernel;
+use blazesym::MaybeDefault;
+
+use crate::safe_file::{SafeDir, TempFile};
+
+/// The header line's first words (blazesym skips the line: no address).
+const HEADER: &str = "# rs-profile core kernel text";
+
+/// Which symbols kernel addresses are named from (see the module's doc).
+pub struct KernelText {
+    dir: Option<Arc<SafeDir>>,
+    state: State,
+}
+
+enum State {
+    /// Not looked for yet (only a run that meets a kernel address does).
+    Untried,
+    /// The boot's copy: the file (reached as `/proc/self/fd/N`) and the
+    /// text it covers, `_stext..=_etext`.
+    Cached(File, u64, u64),
+    /// `/proc/kallsyms` itself.
+    Full,
+}
+
+impl KernelText {
+    /// Kernel symbols cached in `dir` (None: always `/proc/kallsyms`).
+    pub fn new(dir: Option<Arc<SafeDir>>) -> KernelText {
+        let state = if dir.is_some() {
+            State::Untried
+        } else {
+            State::Full
+        };
+        KernelText { dir, state }
+    }
+
+    /// Where to name `addrs` from.
+    pub fn source(&mut self, addrs: &[u64]) -> Kernel {
+        if matches!(self.state, State::Untried) {
+            self.state = self
+                .dir
+                .as_ref()
+                .and_then(|d| cached_or_made(d).ok())
+                .unwrap_or(State::Full);
+        }
+        if let State::Cached(file, start, end) = &self.state {
+            if addrs.iter().all(|a| (*start..=*end).contains(a)) {
+                return Kernel {
+                    kallsyms: MaybeDefault::Some(PathBuf::from(format!(
+                        "/proc/self/fd/{}",
+                        file.as_raw_fd()
+                    ))),
+                    ..Kernel::default()
+                };
+            }
+            // Code outside the core text (a module, a BPF program): the
+            // real list from now on.
+            self.state = State::Full;
+        }
+        Kernel::default()
+    }
+
+    /// Whether the boot's copy names what this run met so far.
+    #[cfg(test)]
+    fn cached(&self) -> bool {
+        matches!(self.state, State::Cached(..))
+    }
+}
+
+/// This boot's copy, read, or made from `/proc/kallsyms` if there is none.
+fn cached_or_made(dir: &Arc<SafeDir>) -> Result<State> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?;
+    let name = format!("kallsyms-{}", boot.trim());
+    if let Ok(state) = open(dir, &name) {
+        return Ok(state);
+    }
+    let all = std::fs::read_to_string("/proc/kallsyms").context("/proc/kallsyms")?;
+    let (text, start, end) = core_text(&all)?;
+    let tmp = TempFile::new(dir, &name)?;
+    tmp.file()
+        .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let mut w = std::io::BufWriter::new(tmp.file());
+    writeln!(w, "{HEADER} {start:x} {end:x}")?;
+    w.write_all(text.as_bytes())?;
+    w.flush()?;
+    drop(w);
+    match tmp.persist(false, false) {
+        Err(e) if !format!("{e:#}").contains("appeared") => return Err(e),
+        _ => {}
+    }
+    // Copies of earlier boots are of no use any more.
+    if let Ok(names) = dir.names() {
+        for old in names
+            .iter()
+            .filter(|n| n.starts_with("kallsyms-") && **n != name)
+        {
+            let _ = dir.remove(old);
+        }
+    }
+    open(dir, &name)
+}
+
+/// Opens the copy `name` and reads the range its header gives.
+fn open(dir: &Arc<SafeDir>, name: &str) -> Result<State> {
+    let file = dir.open_regular(name)?;
+    let mut header = String::new();
+    // blazesym opens the copy through /proc/self/fd/N: a new open file,
+    // so this read's offset is not the one it starts at.
+    BufReader::new(&file)
+        .read_line(&mut header)
+        .context("reading the header")?;
+    let (start, end) = parse_header(&header)?;
+    Ok(State::Cached(file, start, end))
+}
+
+fn parse_header(line: &str) -> Result<(u64, u64)> {
+    let Some(rest) = line.strip_prefix(HEADER) else {
+        bail!("not a kernel text copy");
+    };
+    let mut words = rest.split_whitespace();
+    let mut hex = || -> Result<u64> {
+        Ok(u64::from_str_radix(
+            words.next().context("short header")?,
+            16,
+        )?)
+    };
+    let (start, end) = (hex()?, hex()?);
+    if start == 0 || start >= end {
+        bail!("bad range in header");
+    }
+    Ok((start, end))
+}
+
+/// A line's address and name, if it is the core kernel's (a fourth word is
+/// the module: `[ext4]`, `[bpf]`).
+fn core(line: &str) -> Option<(u64, &str)> {
+    let mut words = line.split_ascii_whitespace();
+    let addr = u64::from_str_radix(words.next()?, 16).ok()?;
+    let _kind = words.next()?;
+    let name = words.next()?;
+    words.next().is_none().then_some((addr, name))
+}
+
+/// The lines of `/proc/kallsyms` text `all` that lie in the core kernel's
+/// text (`_stext..=_etext`, no module's), and that range.
+fn core_text(all: &str) -> Result<(String, u64, u64)> {
+    let find = |want: &str| {
+        all.lines()
+            .filter_map(core)
+            .find(|(_, name)| *name == want)
+            .map(|(a, _)| a)
+            .with_context(|| format!("no {want} in /proc/kallsyms (addresses hidden?)"))
+    };
+    let (start, end) = (find("_stext")?, find("_etext")?);
+    if start == 0 || start >= end {
+        bail!("/proc/kallsyms: no kernel text range (addresses hidden?)");
+    }
+    let mut text = String::new();
+    for line in all.lines() {
+        if core(line).is_some_and(|(a, _)| (start..=end).contains(&a)) {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    Ok((text, start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KALLSYMS: &str = "\
+0000000000000000 A fixed_percpu_data
+ffffffff81000000 T _stext
+ffffffff81000000 T _text
+ffffffff81000100 t do_one_initcall
+ffffffff81200000 T _etext
+ffffffff82000000 D some_data
+ffffffffc0000000 t ext4_fill_super\t[ext4]
+ffffffffc0100000 t bpf_prog_1234_run\t[bpf]
+";
+
+    #[test]
+    fn the_core_text_is_kept_and_the_rest_left_out() {
+        let (text, start, end) = core_text(KALLSYMS).unwrap();
+        assert_eq!((start, end), (0xffffffff81000000, 0xffffffff81200000));
+        assert_eq!(
+            text.lines()
+                .map(|l| l.rsplit(' ').next().unwrap())
+                .collect::<Vec<_>>(),
+            ["_stext", "_text", "do_one_initcall", "_etext"]
+        );
+        // Zeroed addresses (no root, kptr_restrict): no range, no copy.
+        let hidden = KALLSYMS.replace("ffffffff81", "0000000000");
+        assert!(core_text(&hidden).is_err());
+    }
+
+    #[test]
+    fn headers_parse_and_bad_ones_do_not() {
+        assert_eq!(
+            parse_header(&format!("{HEADER} ffffffff81000000 ffffffff81200000\n")).unwrap(),
+            (0xffffffff81000000, 0xffffffff81200000)
+        );
+        for bad in [
+            "ffffffff81000000 T _stext\n".to_string(),
+            format!("{HEADER} ffffffff81000000\n"),
+            format!("{HEADER} 2 1\n"),
+            format!("{HEADER} 0 1\n"),
+            format!("{HEADER} x y\n"),
+        ] {
+            assert!(parse_header(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_address_outside_the_core_text_turns_to_the_real_list_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let safe = SafeDir::open(dir.path(), true).unwrap();
+        let (text, start, end) = core_text(KALLSYMS).unwrap();
+        std::fs::write(
+            dir.path().join("copy"),
+            format!("{HEADER} {start:x} {end:x}\n{text}"),
+        )
+        .unwrap();
+        let mut k = KernelText {
+            state: open(&safe, "copy").unwrap(),
+            dir: Some(safe),
+        };
+        let copy = k.source(&[0xffffffff81000100, 0xffffffff81200000]);
+        assert!(matches!(&copy.kallsyms, MaybeDefault::Some(p) if p.starts_with("/proc/self/fd")));
+        assert!(k.cached());
+        // A module's address: /proc/kallsyms, now and later.
+        let real = k.source(&[0xffffffff81000100, 0xffffffffc0000000]);
+        assert_eq!(real.kallsyms, MaybeDefault::Default);
+        assert!(!k.cached());
+        assert_eq!(
+            k.source(&[0xffffffff81000100]).kallsyms,
+            MaybeDefault::Default
+        );
+    }
+
+    /// The copy names core addresses as `/proc/kallsyms` does (run as
+    /// root: others see zeroed addresses).
+    #[test]
+    fn the_copy_names_core_addresses_as_the_real_list_does() {
+        use blazesym::symbolize::{source::Source, Input, Symbolizer};
+        let all = std::fs::read_to_string("/proc/kallsyms").unwrap();
+        let (text, start, end) = core_text(&all).expect("run the tests as root");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copy");
+        std::fs::write(&path, format!("{HEADER} {start:x} {end:x}\n{text}")).unwrap();
+        // Symbols' own addresses, a few bytes in, and the range's ends.
+        let mut addrs: Vec<u64> = text
+            .lines()
+            .filter_map(core)
+            .step_by(53)
+            .flat_map(|(a, _)| [a, a + 1, a + 13])
+            .filter(|a| (start..=end).contains(a))
+            .chain([start, end, end - 1])
+            .collect();
+        addrs.sort_unstable();
+        let names = |kallsyms: MaybeDefault<PathBuf>| -> Vec<Option<(String, u64)>> {
+            let src = Source::Kernel(Kernel {
+                kallsyms,
+                vmlinux: MaybeDefault::None,
+                ..Kernel::default()
+            });
+            Symbolizer::new()
+                .symbolize(&src, Input::AbsAddr(&addrs))
+                .unwrap()
+                .iter()
+                .map(|s| s.as_sym().map(|s| (s.name.to_string(), s.offset as u64)))
+                .collect()
+        };
+        let copy = names(MaybeDefault::Some(path));
+        let real = names(MaybeDefault::Default);
+        assert!(addrs.len() > 1000, "{} addresses", addrs.len());
+        assert!(copy.iter().all(Option::is_some));
+        for ((a, c), r) in addrs.iter().zip(&copy).zip(&real) {
+            assert_eq!(c, r, "{a:#x}");
+        }
+    }
+
+    #[test]
+    fn without_a_folder_the_real_list_is_used() {
+        let mut k = KernelText::new(None);
+        assert_eq!(
+            k.source(&[0xffffffff81000100]).kallsyms,
+            MaybeDefault::Default
+        );
+    }
+}
