@@ -203,7 +203,9 @@ struct LiveArgs {
     #[arg(long, value_name = "N", default_value_t = feed::defaults::HISTORY)]
     history: usize,
 
-    /// Memory (MB) those intervals may use; the oldest go first.
+    /// Space (MB) those intervals may take, the newest two in memory and
+    /// the rest in an unnamed temporary file ($TMPDIR, else /var/tmp); the
+    /// oldest go first.
     #[arg(help_heading = "Live page")]
     #[arg(long, value_name = "MB", default_value_t = feed::defaults::HISTORY_MB)]
     history_mb: u64,

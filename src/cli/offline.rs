@@ -113,7 +113,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub no_token: bool,
 
-    /// Memory (MB) the served intervals may use; beyond it the oldest are
+    /// Space (MB) the served intervals may take (the newest two in memory,
+    /// the rest in an unnamed temporary file); beyond it the oldest are
     /// left out of the timeline.
     #[arg(long, value_name = "MB", default_value_t = 512)]
     pub history_mb: u64,

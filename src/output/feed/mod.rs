@@ -11,6 +11,7 @@
 
 mod access;
 mod graph;
+mod history;
 mod limits;
 mod routes;
 mod server;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use tokio::sync::watch;
 
+use self::history::{History, Located};
 use super::frames::layout::Canvas;
 use super::frames::renderer::{FrameRenderer, RendererKind};
 use super::frames::tree::FlameTree;
@@ -42,12 +44,11 @@ pub mod defaults {
     pub const LISTEN: &str = "127.0.0.1";
     /// `--history`: intervals kept for the timeline.
     pub const HISTORY: usize = 600;
-    /// `--history-mb`: memory the kept intervals may use. Sized so a
-    /// long run's memory is flat within two minutes on a busy machine
-    /// (measured: a whole-system interval under a build loop and a JIT
-    /// service holds ~280 KB of tree, so 32 MB is ~2 minutes there and the
-    /// whole 600 intervals on a quieter one).
-    pub const HISTORY_MB: u64 = 32;
+    /// `--history-mb`: space the kept intervals may take, most of it in a
+    /// temporary file (see [`history`]). A whole-system interval under a
+    /// build loop and a JIT service holds ~280 KB of tree in memory and
+    /// ~60 KB written compactly, so 600 such intervals fit.
+    pub const HISTORY_MB: u64 = 128;
 }
 
 /// `--listen`: an address a server can listen on (not broadcast or
@@ -205,33 +206,30 @@ impl FeedFrame {
             + std::mem::size_of::<FeedFrame>()) as u64
     }
 
+    /// The frame without its trees (and diff colours): what the history
+    /// keeps in memory of a frame it wrote to its file.
+    fn shell(&self) -> FeedFrame {
+        FeedFrame {
+            index: self.index,
+            last: self.last,
+            frame: Frame {
+                tree: Arc::new(FlameTree::default()),
+                deltas: None,
+                fit: self.frame.fit,
+                info: self.frame.info.clone(),
+                comm_slots: self.frame.comm_slots.clone(),
+            },
+            own: None,
+            top: self.top.clone(),
+        }
+    }
+
     /// The frame's folded lines, as text.
     fn folded(&self) -> String {
         let mut s = self.frame.lines().join("\n");
         s.push('\n');
         s
     }
-}
-
-/// Pushes `item` and drops the oldest items while there are more than
-/// `max_len` or they hold more than `max_bytes` (the newest always stays).
-/// `held` is what the deque held before; returns what it holds after.
-fn push_bounded<T>(
-    h: &mut VecDeque<T>,
-    item: T,
-    held: u64,
-    size: impl Fn(&T) -> u64,
-    max_len: usize,
-    max_bytes: u64,
-) -> u64 {
-    let mut held = held.saturating_add(size(&item));
-    h.push_back(item);
-    while h.len() > 1 && (h.len() > max_len || held > max_bytes) {
-        if let Some(old) = h.pop_front() {
-            held = held.saturating_sub(size(&old));
-        }
-    }
-    held
 }
 
 /// A rendered frame's identity: first and last interval, and PNG (true)
@@ -246,11 +244,8 @@ pub(crate) struct FeedState {
     renderer: FrameRenderer,
     /// Colours and theme, for the page's graphs as for the frames.
     look: crate::output::frames::palette::Look,
-    history_len: usize,
-    history_bytes: u64,
-    /// Kept intervals and the bytes they hold.
-    history: Mutex<VecDeque<Arc<FeedFrame>>>,
-    history_held: std::sync::atomic::AtomicU64,
+    /// Kept intervals (the newest in memory, the rest in a file).
+    history: Mutex<History>,
     latest: watch::Sender<Option<Arc<FeedFrame>>>,
     jpeg: watch::Sender<Option<Arc<Vec<u8>>>>,
     jpeg_busy: AtomicBool,
@@ -288,37 +283,35 @@ impl FeedState {
         Ok(bytes)
     }
 
-    /// Adds a frame to the history, dropping the oldest while it holds more
-    /// than `--history` intervals or `--history-mb` of memory (the newest
-    /// is always kept).
+    /// Adds a frame to the history (see [`History::push`]).
     fn remember(&self, frame: Arc<FeedFrame>) {
-        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        let held = push_bounded(
-            &mut h,
-            frame,
-            self.history_held.load(Ordering::SeqCst),
-            |f| f.bytes(),
-            self.history_len,
-            self.history_bytes,
-        );
-        self.history_held.store(held, Ordering::SeqCst);
+        self.history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(frame);
     }
 
+    /// Interval `index`, if the history still has it; read from the file
+    /// after the lock is let go.
     fn frame(&self, index: u64) -> Option<Arc<FeedFrame>> {
-        let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
-        h.iter().find(|f| f.index == index).cloned()
+        let found = self
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .locate(index);
+        found?.load()
     }
 
     /// The intervals `first..=last` still in the history, merged into one
     /// frame (the timeline's drag-to-select).
     fn range(&self, first: u64, last: u64) -> Option<Arc<FeedFrame>> {
-        let parts: Vec<Arc<FeedFrame>> = {
-            let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
-            h.iter()
-                .filter(|f| f.index >= first && f.index <= last)
-                .cloned()
-                .collect()
-        };
+        let found = self
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .locate_range(first, last);
+        // A part that fell out of the history meanwhile is left out.
+        let parts: Vec<Arc<FeedFrame>> = found.into_iter().filter_map(Located::load).collect();
         let (head, tail) = (parts.first()?, parts.last()?);
         let mut merged: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
         for f in &parts {
@@ -392,10 +385,7 @@ impl FeedOutput {
             token: token.clone(),
             renderer: FrameRenderer::new(cfg.canvas, cfg.renderer, cfg.look)?,
             look: cfg.look,
-            history_len: cfg.history.max(1),
-            history_bytes: cfg.history_bytes,
-            history: Mutex::new(VecDeque::new()),
-            history_held: std::sync::atomic::AtomicU64::new(0),
+            history: Mutex::new(History::new(cfg.history, cfg.history_bytes)),
             latest: watch::Sender::new(None),
             jpeg: watch::Sender::new(None),
             jpeg_busy: AtomicBool::new(false),
@@ -518,35 +508,7 @@ impl Drop for FeedOutput {
 
 #[cfg(test)]
 mod tests {
-    use super::{push_bounded, validate_prefix};
-    use std::collections::VecDeque;
-
-    #[test]
-    fn history_is_bounded_by_count_and_bytes() {
-        // Items 0-9 hold 100 bytes, 10-19 300, 99 five thousand.
-        let size = |i: &u64| match *i {
-            0..=9 => 100,
-            10..=19 => 300,
-            _ => 5_000,
-        };
-        let mut h = VecDeque::new();
-        let mut held = 0;
-        for i in 0..10u64 {
-            held = push_bounded(&mut h, i, held, size, 4, 1_000);
-        }
-        assert_eq!(h, [6, 7, 8, 9]);
-        assert_eq!(held, 400);
-        for i in 10..20u64 {
-            held = push_bounded(&mut h, i, held, size, 100, 1_000);
-        }
-        // 300-byte items under a 1000-byte budget: three fit.
-        assert_eq!(h, [17, 18, 19]);
-        assert_eq!(held, 900);
-        // One item over the whole budget is still kept: the newest.
-        held = push_bounded(&mut h, 99, held, size, 100, 1_000);
-        assert_eq!(h, [99]);
-        assert_eq!(held, 5_000);
-    }
+    use super::validate_prefix;
 
     #[test]
     fn the_timeline_gets_the_top_processes_and_the_rest() {

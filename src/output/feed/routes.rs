@@ -98,10 +98,11 @@ async fn events(State(state): St, Extension(peer): Extension<Peer>) -> Response 
 }
 
 async fn history(State(state): St) -> Response {
-    let list: Vec<serde_json::Value> = {
-        let h = state.history.lock().unwrap_or_else(|e| e.into_inner());
-        h.iter().map(|f| f.summary()).collect()
-    };
+    let list: Vec<serde_json::Value> = state
+        .history
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .summaries();
     (
         [(header::CONTENT_TYPE, "application/json")],
         serde_json::Value::Array(list).to_string(),
