@@ -9,7 +9,7 @@
 //! freed by evicted tables are reused first-fit.
 
 use std::cell::{Cell, RefCell};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::ptr::NonNull;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -36,13 +36,19 @@ pub struct UnwindMaps {
     pub procs: MapHandle,
 }
 
-/// One shard: its map, kept open. Its rows are mapped into our memory
+/// One shard. Its rows are mapped into our memory
 /// when a table is written or read (mapping a shard inserts all its pages:
 /// far too slow to do per walk), and unmapped again once unused for a
 /// while ([`RowSpace::unmap_idle`]), so tables nobody walks in user space
 /// are kernel memory, not the profiler's RSS.
+///
+/// A shard is held by the outer map alone, by its id: holding each one's
+/// file descriptor too made a run's open files grow with its tables (a
+/// busy machine's soak held 111 BPF map descriptors, 221 open files in
+/// all, against a budget of 256 shards). A descriptor is taken by id for
+/// as long as it takes to map the rows.
 struct Shard {
-    map: MapHandle,
+    id: u32,
     mapped: RefCell<Option<MappedRows>>,
     /// Mapped rows used since the last `unmap_idle`.
     used: Cell<bool>,
@@ -100,7 +106,8 @@ impl MappedRows {
 }
 
 impl Shard {
-    fn create(index: u32) -> Result<Shard> {
+    /// Creates shard `index` and puts it in the outer map.
+    fn create(index: u32, outer: &MapHandle) -> Result<Shard> {
         let opts = libbpf_sys::bpf_map_create_opts {
             sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
             map_flags: libbpf_sys::BPF_F_MMAPABLE,
@@ -115,8 +122,17 @@ impl Shard {
             &opts,
         )
         .context("failed to create an unwind table shard")?;
+        let fd = map.as_fd().as_raw_fd() as u32;
+        outer
+            .update(&index.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
+            .context("failed to add an unwind table shard")?;
+        let id = map
+            .info()
+            .context("failed to read an unwind table shard's id")?
+            .info
+            .id;
         Ok(Shard {
-            map,
+            id,
             mapped: RefCell::new(None),
             used: Cell::new(false),
         })
@@ -134,6 +150,17 @@ impl Shard {
 
     /// Maps the shard's rows for writing.
     fn map_rows(&self) -> Result<MappedRows> {
+        // SAFETY: a plain syscall wrapper; a negative result is an error.
+        let raw = unsafe { libbpf_sys::bpf_map_get_fd_by_id(self.id) };
+        if raw < 0 {
+            bail!(
+                "failed to open an unwind table shard: {}",
+                std::io::Error::from_raw_os_error(-raw)
+            );
+        }
+        // SAFETY: a new descriptor nobody else owns; closed when dropped
+        // (the mapping keeps the map alive).
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let len = SHARD_ROWS as usize * ROW_BYTES;
         // SAFETY: a shared mapping of the whole array map, which the kernel
         // allows for BPF_F_MMAPABLE arrays; checked for failure below.
@@ -143,7 +170,7 @@ impl Shard {
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
-                self.map.as_fd().as_raw_fd(),
+                fd.as_raw_fd(),
                 0,
             )
         };
@@ -273,12 +300,7 @@ impl RowSpace {
             let shard = (index >> SHARD_SHIFT) as usize;
             while self.shards.len() <= shard {
                 let n = self.shards.len() as u32;
-                let s = Shard::create(n)?;
-                let fd = s.map.as_fd().as_raw_fd() as u32;
-                outer
-                    .update(&n.to_ne_bytes(), &fd.to_ne_bytes(), MapFlags::ANY)
-                    .context("failed to add an unwind table shard")?;
-                self.shards.push(s);
+                self.shards.push(Shard::create(n, outer)?);
             }
             self.shards[shard].with_rows(|m| m.write(index & (SHARD_ROWS - 1), row))?;
         }
