@@ -39,9 +39,9 @@ pub struct KernelText {
 enum State {
     /// Not looked for yet (only a run that meets a kernel address does).
     Untried,
-    /// The boot's copy: the file (reached as `/proc/self/fd/N`) and the
-    /// text it covers, `_stext..=_etext`.
-    Cached(File, u64, u64),
+    /// The boot's copy: the file (reached as `/proc/self/fd/N`), the text
+    /// it covers (`_stext..=_etext`), and whether blazesym was given it.
+    Cached(File, u64, u64, bool),
     /// `/proc/kallsyms` itself.
     Full,
 }
@@ -57,8 +57,10 @@ impl KernelText {
         KernelText { dir, state }
     }
 
-    /// Where to name `addrs` from.
-    pub fn source(&mut self, addrs: &[u64]) -> Kernel {
+    /// Where to name `addrs` from, and whether blazesym should be started
+    /// afresh first: it was given the copy, which this turns away from (so
+    /// that it does not hold both lists).
+    pub fn source(&mut self, addrs: &[u64]) -> (Kernel, bool) {
         if matches!(self.state, State::Untried) {
             self.state = self
                 .dir
@@ -66,21 +68,26 @@ impl KernelText {
                 .and_then(|d| cached_or_made(d).ok())
                 .unwrap_or(State::Full);
         }
-        if let State::Cached(file, start, end) = &self.state {
+        if let State::Cached(file, start, end, used) = &mut self.state {
             if addrs.iter().all(|a| (*start..=*end).contains(a)) {
-                return Kernel {
+                *used = true;
+                let kernel = Kernel {
                     kallsyms: MaybeDefault::Some(PathBuf::from(format!(
                         "/proc/self/fd/{}",
                         file.as_raw_fd()
                     ))),
                     ..Kernel::default()
                 };
+                return (kernel, false);
             }
-            // Code outside the core text (a module, a BPF program): the
-            // real list from now on.
+            // Code outside the core text (a module, a BPF program: under a
+            // churn of processes, this profiler's own tracepoint programs
+            // show in kernel stacks): the real list from now on.
+            let afresh = *used;
             self.state = State::Full;
+            return (Kernel::default(), afresh);
         }
-        Kernel::default()
+        (Kernel::default(), false)
     }
 
     /// Whether the boot's copy names what this run met so far.
@@ -133,7 +140,7 @@ fn open(dir: &Arc<SafeDir>, name: &str) -> Result<State> {
         .read_line(&mut header)
         .context("reading the header")?;
     let (start, end) = parse_header(&header)?;
-    Ok(State::Cached(file, start, end))
+    Ok(State::Cached(file, start, end, false))
 }
 
 fn parse_header(line: &str) -> Result<(u64, u64)> {
@@ -249,17 +256,19 @@ ffffffffc0100000 t bpf_prog_1234_run\t[bpf]
             state: open(&safe, "copy").unwrap(),
             dir: Some(safe),
         };
-        let copy = k.source(&[0xffffffff81000100, 0xffffffff81200000]);
+        let (copy, afresh) = k.source(&[0xffffffff81000100, 0xffffffff81200000]);
         assert!(matches!(&copy.kallsyms, MaybeDefault::Some(p) if p.starts_with("/proc/self/fd")));
+        assert!(!afresh);
         assert!(k.cached());
-        // A module's address: /proc/kallsyms, now and later.
-        let real = k.source(&[0xffffffff81000100, 0xffffffffc0000000]);
+        // A module's address: /proc/kallsyms, now and later; blazesym is
+        // started afresh once (it held the copy).
+        let (real, afresh) = k.source(&[0xffffffff81000100, 0xffffffffc0000000]);
         assert_eq!(real.kallsyms, MaybeDefault::Default);
+        assert!(afresh);
         assert!(!k.cached());
-        assert_eq!(
-            k.source(&[0xffffffff81000100]).kallsyms,
-            MaybeDefault::Default
-        );
+        let (again, afresh) = k.source(&[0xffffffff81000100]);
+        assert_eq!(again.kallsyms, MaybeDefault::Default);
+        assert!(!afresh);
     }
 
     /// The copy names core addresses as `/proc/kallsyms` does (run as
@@ -308,7 +317,7 @@ ffffffffc0100000 t bpf_prog_1234_run\t[bpf]
     fn without_a_folder_the_real_list_is_used() {
         let mut k = KernelText::new(None);
         assert_eq!(
-            k.source(&[0xffffffff81000100]).kallsyms,
+            k.source(&[0xffffffff81000100]).0.kallsyms,
             MaybeDefault::Default
         );
     }

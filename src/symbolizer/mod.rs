@@ -426,7 +426,13 @@ impl Symbolizer {
             kernel.dedup();
             self.stats.kernel_lookups += kernel.len() as u64;
             let addrs: Vec<u64> = kernel.iter().map(|(a, l)| lookup_addr(*l, *a)).collect();
-            let source = Source::Kernel(self.kernel_text.source(&addrs));
+            let (source, afresh) = self.kernel_text.source(&addrs);
+            if afresh {
+                // Drops blazesym's copy of the core kernel's symbols (3 MB)
+                // before it reads /proc/kallsyms; files reopen on demand.
+                self.restart_blazesym();
+            }
+            let source = Source::Kernel(source);
             let resolved = self.resolve(&source, Input::AbsAddr(&addrs));
             for (key, r) in kernel.into_iter().zip(resolved) {
                 let frame = self.frame(key, r, Some(self.kernel_module.clone()));
@@ -597,6 +603,17 @@ impl Symbolizer {
         }
     }
 
+    /// A new blazesym symbolizer: what the old one held (parsed files, the
+    /// kernel's symbols) goes; the symbols already found stay cached here.
+    fn restart_blazesym(&mut self) {
+        self.inner = blazesym_symbolizer(self.source_lines);
+        self.opened_bytes = 0;
+        self.opened_files = 0;
+        for f in self.files.values_mut() {
+            f.open = None;
+        }
+    }
+
     /// Looks up file offsets in one file and caches what is found.
     fn lookup_file(
         &mut self,
@@ -615,11 +632,8 @@ impl Symbolizer {
             // Start blazesym afresh (it keeps every file it parsed open),
             // and with it which files are open; the hot ones reopen on
             // demand.
-            self.inner = blazesym_symbolizer(self.source_lines);
-            self.opened_bytes = 0;
-            self.opened_files = 0;
+            self.restart_blazesym();
             for f in self.files.values_mut() {
-                f.open = None;
                 f.syms.clear();
             }
             self.cached_offsets = 0;
