@@ -43,20 +43,8 @@ struct Entry {
     index: u64,
     /// What `history.json` says of it.
     summary: serde_json::Value,
-    kept: Kept,
+    kept: Located,
     bytes: u64,
-}
-
-enum Kept {
-    Memory(Arc<FeedFrame>),
-    /// In `file` at `at`, `len` bytes; `shell` is the frame without its
-    /// trees.
-    File {
-        file: Arc<File>,
-        shell: Arc<FeedFrame>,
-        at: u64,
-        len: usize,
-    },
 }
 
 struct Spill {
@@ -66,8 +54,11 @@ struct Spill {
     end: u64,
 }
 
-/// A frame of the history, found under the lock and read after it (a read
-/// from the file never holds up the processing thread's next push).
+/// Where a frame of the history is: in memory, or in `file` at `at`, `len`
+/// bytes, with `shell`, the frame without its trees. Found under the lock
+/// and read after it (a read from the file never holds up the processing
+/// thread's next push).
+#[derive(Clone)]
 pub(crate) enum Located {
     Memory(Arc<FeedFrame>),
     File {
@@ -137,12 +128,12 @@ impl History {
         self.entries.push_back(Entry {
             index: frame.index,
             summary: frame.summary(),
-            kept: Kept::Memory(frame),
+            kept: Located::Memory(frame),
             bytes,
         });
         let older = self.entries.len().saturating_sub(IN_MEMORY);
         for i in (0..older).rev() {
-            if !matches!(self.entries[i].kept, Kept::Memory(_)) {
+            if !matches!(self.entries[i].kept, Located::Memory(_)) {
                 break;
             }
             self.spill_entry(i);
@@ -152,7 +143,7 @@ impl History {
         {
             if let Some(old) = self.entries.pop_front() {
                 self.held = self.held.saturating_sub(old.bytes);
-                if let Kept::File { file, at, len, .. } = &old.kept {
+                if let Located::File { file, at, len, .. } = &old.kept {
                     punch_hole(file, *at, *len);
                 }
             }
@@ -163,7 +154,7 @@ impl History {
     fn spill_entry(&mut self, i: usize) {
         let Some(spill) = &mut self.spill else { return };
         let entry = &mut self.entries[i];
-        let Kept::Memory(frame) = &entry.kept else {
+        let Located::Memory(frame) = &entry.kept else {
             return;
         };
         let bytes = encode(frame);
@@ -177,7 +168,7 @@ impl History {
         let shell = Arc::new(frame.shell());
         self.held = self.held - entry.bytes + bytes.len() as u64;
         entry.bytes = bytes.len() as u64;
-        entry.kept = Kept::File {
+        entry.kept = Located::File {
             file: spill.file.clone(),
             shell,
             at: spill.end,
@@ -201,20 +192,7 @@ impl History {
         self.entries
             .iter()
             .filter(|e| (first..=last).contains(&e.index))
-            .map(|e| match &e.kept {
-                Kept::Memory(f) => Located::Memory(f.clone()),
-                Kept::File {
-                    file,
-                    shell,
-                    at,
-                    len,
-                } => Located::File {
-                    file: file.clone(),
-                    shell: shell.clone(),
-                    at: *at,
-                    len: *len,
-                },
-            })
+            .map(|e| e.kept.clone())
             .collect()
     }
 
@@ -354,7 +332,7 @@ mod tests {
         let kinds: Vec<bool> = h
             .entries
             .iter()
-            .map(|e| matches!(e.kept, Kept::Memory(_)))
+            .map(|e| matches!(e.kept, Located::Memory(_)))
             .collect();
         assert_eq!(kinds, [false, false, false, true, true]);
         for i in 0..5 {
@@ -390,6 +368,41 @@ mod tests {
         };
         assert_eq!(h.held().0, 1);
         assert_eq!(gone.load().unwrap().index, 2);
+    }
+
+    #[test]
+    fn without_a_file_frames_stay_in_memory_within_the_bounds() {
+        let mut h = History::new(3, 1 << 30);
+        h.spill = None;
+        for i in 0..6 {
+            h.push(frame(i, &["p;f 1"]));
+        }
+        assert_eq!(h.held().0, 3);
+        assert!(h
+            .entries
+            .iter()
+            .all(|e| matches!(e.kept, Located::Memory(_))));
+        assert_eq!(h.locate(3).unwrap().load().unwrap().index, 3);
+    }
+
+    proptest::proptest! {
+        /// Whatever the file holds where a frame should be (a hole, another
+        /// run's bytes, a flipped bit), reading it never panics, and a
+        /// frame changed anywhere is refused.
+        #[test]
+        fn any_bytes_read_without_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            flip in 0usize..4096,
+        ) {
+            let f = frame(4, &["p;f 3", "p;g;h 2"]);
+            let shell = f.shell();
+            let _ = decode(&bytes, &shell);
+            let _ = FlameTree::decode(&mut &bytes[..]);
+            let mut good = encode(&f);
+            let at = flip % good.len();
+            good[at] ^= 0x20;
+            proptest::prop_assert!(decode(&good, &shell).is_none());
+        }
     }
 
     #[test]
