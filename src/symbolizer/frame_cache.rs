@@ -3,7 +3,8 @@
 //!
 //! A frame is made once per (address space, address) and reused by every
 //! later sample of it. The cache holds two generations: what was looked up
-//! or used since the last [`FrameCache::age`], and the generation before.
+//! or used in the current generation (10 s of sampling, see
+//! [`FrameCache::end_interval`]), and the generation before.
 //! Aging drops the older one, so an address nobody sampled for a whole
 //! generation goes (and is placed again, from the per-file symbol cache or
 //! the perf map, if it comes back). A JIT service that keeps compiling
@@ -11,6 +12,8 @@
 //! million frames before), the cache grew for the whole of a 30-minute soak
 //! and was most of its RSS growth; with generations it holds what two
 //! generations sample.
+
+use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
@@ -23,11 +26,16 @@ pub type FrameAddr = (u64, bool);
 
 type Frames = FxHashMap<AspaceId, FxHashMap<FrameAddr, Frame>>;
 
+/// Sampling time a generation lasts.
+const GENERATION: Duration = Duration::from_secs(10);
+
 /// See the module's doc.
 #[derive(Default)]
 pub struct FrameCache {
     current: Frames,
     previous: Frames,
+    /// Sampling time since the current generation began.
+    age: Duration,
 }
 
 impl FrameCache {
@@ -71,9 +79,15 @@ impl FrameCache {
         self.previous.retain(|id, _| keep(*id));
     }
 
-    /// Starts a new generation: frames not used since the last call go.
-    pub fn age(&mut self) {
-        self.previous = std::mem::take(&mut self.current);
+    /// An interval of `length` was symbolized: once a generation's worth
+    /// of sampling time has passed, a new one starts, and the frames not
+    /// used in the last two go.
+    pub fn end_interval(&mut self, length: Duration) {
+        self.age += length;
+        if self.age >= GENERATION {
+            self.previous = std::mem::take(&mut self.current);
+            self.age = Duration::ZERO;
+        }
     }
 
     /// Frames held.
@@ -100,13 +114,13 @@ mod tests {
         let mut c = FrameCache::default();
         c.insert(id, (0x10, true), frame("hot"));
         c.insert(id, (0x20, false), frame("cold"));
-        c.age();
+        c.end_interval(GENERATION);
         // Both still there for a generation.
         assert_eq!(c.len(), 2);
         assert!(c.get(id, &(0x20, false)).is_some());
         // The hot one is used again; the cold one is not.
         assert!(c.touch(id, (0x10, true)));
-        c.age();
+        c.end_interval(GENERATION);
         assert_eq!(&**c.get(id, &(0x10, true)).unwrap(), "hot");
         assert!(c.get(id, &(0x20, false)).is_none());
         assert!(!c.touch(id, (0x20, false)));
@@ -119,7 +133,7 @@ mod tests {
         let b = AspaceId { pid: 2, aspace: 1 };
         let mut c = FrameCache::default();
         c.insert(a, (1, false), frame("a1"));
-        c.age();
+        c.end_interval(GENERATION);
         c.insert(a, (2, false), frame("a2"));
         c.insert(b, (1, false), frame("b1"));
         c.remove(a, &(1, false));

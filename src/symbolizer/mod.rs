@@ -19,7 +19,6 @@ mod plt;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use blazesym::symbolize::source::{Elf, Process, Source};
 use blazesym::symbolize::{Input, Symbolized};
@@ -49,10 +48,6 @@ const MAX_OPENED_BYTES: u64 = 512 << 20;
 const MAX_OPENED_FILES: u64 = 96;
 /// Intervals a file's symbols are kept after it was last looked up.
 const KEEP_FILE_INTERVALS: u64 = 60;
-
-/// Sampling time after which the user frames not sampled since go (see
-/// [`frame_cache`]).
-const FRAME_GENERATION: Duration = Duration::from_secs(10);
 
 /// What blazesym said of one looked-up address.
 #[derive(Clone)]
@@ -117,8 +112,6 @@ pub struct Symbolizer {
     kernel_text: KernelText,
     /// Frames of each address space, by walked address.
     user: FrameCache,
-    /// Sampling time since `user` last aged.
-    since_aging: Duration,
     files: FxHashMap<FileId, FileSyms>,
     cached_offsets: usize,
     /// Size of the files opened since blazesym was (re)started.
@@ -191,7 +184,6 @@ impl Symbolizer {
             kernel: FxHashMap::default(),
             kernel_text: KernelText::new(None),
             user: FrameCache::default(),
-            since_aging: Duration::ZERO,
             files: FxHashMap::default(),
             cached_offsets: 0,
             opened_bytes: 0,
@@ -283,11 +275,7 @@ impl Symbolizer {
         for (id, key) in self.retry.drain(..) {
             self.user.remove(id, &key);
         }
-        self.since_aging += interval.duration;
-        if self.since_aging >= FRAME_GENERATION {
-            self.user.age();
-            self.since_aging = Duration::ZERO;
-        }
+        self.user.end_interval(interval.duration);
         self.intervals += 1;
         if self.intervals.is_multiple_of(KEEP_FILE_INTERVALS) {
             // Files nobody sampled for a while (an old build's binary).
