@@ -46,11 +46,16 @@ fn load() -> Vec<Target> {
     ]
 }
 
-/// One whole-system run of `secs` (no table cache: every table is built
+/// One whole-system run of `secs` at `hz` (no table cache: every table is built
 /// while the run lasts); checks that each program reached main in 98% of
 /// its samples and returns the folded text and stderr.
-fn first_seconds(programs: &[(Target, &str)], secs: &str, what: &str) -> (String, String) {
-    let out = profile(&["-U", "-f", "-F", "499", "--no-cache", "--stats", secs]);
+fn first_seconds(
+    programs: &[(Target, &str)],
+    hz: &str,
+    secs: &str,
+    what: &str,
+) -> (String, String) {
+    let out = profile(&["-U", "-f", "-F", hz, "--no-cache", "--stats", secs]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -78,7 +83,7 @@ fn first_seconds(programs: &[(Target, &str)], secs: &str, what: &str) -> (String
 fn programs_running_before_a_whole_system_run_reach_main_from_the_first_second() {
     require_bpf!();
     let programs = running_programs();
-    let (_, err) = first_seconds(&programs, "1", "first second");
+    let (_, err) = first_seconds(&programs, "499", "1", "first second");
     // They were deferred, not walked with frame pointers.
     let line = err
         .lines()
@@ -88,7 +93,7 @@ fn programs_running_before_a_whole_system_run_reach_main_from_the_first_second()
 
     // The same under a stress-like load (CPU burners and process churn).
     let _load = load();
-    first_seconds(&programs, "1", "under load");
+    first_seconds(&programs, "499", "1", "under load");
 }
 
 #[test]
@@ -98,7 +103,7 @@ fn a_whole_system_run_agrees_with_perf_dwarf_from_the_start() {
     let pids: Vec<String> = programs.iter().map(|(t, _)| t.pid.to_string()).collect();
     let data = tmp("whole-system.perf.data");
     let mut perf = Command::new("perf")
-        .args(["record", "-q", "-F", "499", "--call-graph", "dwarf", "-p"])
+        .args(["record", "-q", "-F", "999", "--call-graph", "dwarf", "-p"])
         .arg(pids.join(","))
         .arg("-o")
         .arg(&data)
@@ -107,9 +112,9 @@ fn a_whole_system_run_agrees_with_perf_dwarf_from_the_start() {
         .stderr(Stdio::null())
         .spawn()
         .expect("perf is needed (linux-perf)");
-    // 5 s: ~1,500 samples a program, so that sampling noise stays well
-    // inside the 3 points allowed.
-    let (ours, err) = first_seconds(&programs, "5", "5 s beside perf");
+    // 5 s at 999 Hz: ~3,000 samples a program; shares agree within 3
+    // points or the sampling noise of that many samples (unwind::allowed).
+    let (ours, err) = first_seconds(&programs, "999", "5", "5 s beside perf");
     assert!(perf.wait().unwrap().success());
     let theirs = perf_folded(&data, "whole-system");
     for (_, comm) in &programs {
