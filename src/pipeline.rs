@@ -484,11 +484,12 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         );
         let pm = symbols.perf_maps;
         eprintln!(
-            "stats: perf maps: {} reads of {} KB (each line read once; {} read whole again), {} JIT functions held; memory: {}",
+            "stats: perf maps: {} reads of {} KB (each line read once; {} read whole again), {} JIT functions held in {} KB; memory: {}",
             pm.reads,
             pm.bytes / 1024,
             pm.rereads,
             symbols.perf_map_entries,
+            symbols.perf_map_bytes / 1024,
             memory_line()
         );
         eprintln!("{}", start_line(&start_cost));

@@ -13,6 +13,7 @@
 mod debug_file;
 mod frame_cache;
 mod kernel_text;
+mod name_arena;
 mod perf_map;
 mod plt;
 
@@ -93,6 +94,8 @@ pub struct SymbolizerStats {
     pub perf_maps: PerfMapStats,
     /// JIT functions held from perf maps.
     pub perf_map_entries: u64,
+    /// Bytes those functions take (entries and names).
+    pub perf_map_bytes: u64,
     /// User frames cached at the end (see [`frame_cache`]).
     pub frames_cached: u64,
     /// Python frames whose code object could not be read.
@@ -228,6 +231,7 @@ impl Symbolizer {
         SymbolizerStats {
             perf_maps: self.perf_maps.stats(),
             perf_map_entries: self.perf_maps.entries() as u64,
+            perf_map_bytes: self.perf_maps.bytes() as u64,
             frames_cached: self.user.len() as u64,
             python_unreadable: self.python.unreadable_frames,
             python_unsupported: self.python.unreadable_interpreter_frames,
@@ -491,7 +495,7 @@ impl Symbolizer {
                     match self.perf_maps.lookup(*id, lookup, self.intervals) {
                         Some((e, off)) => {
                             let off = off + addr - lookup;
-                            Pending::Jit(e.name.clone(), off, map)
+                            Pending::Jit(Symbol::from(e.name), off, map)
                         }
                         None => {
                             if live {

@@ -21,8 +21,8 @@ use std::path::PathBuf;
 
 use rustc_hash::FxHashMap;
 
+use super::name_arena::{NameArena, NameRef};
 use crate::process::AspaceId;
-use crate::profile::Symbol;
 
 /// Entries kept per map at most (a 1.6 MB map holds ~20,000): a process
 /// that writes more is named from its first ones.
@@ -32,15 +32,24 @@ const MAX_READ: u64 = 64 << 20;
 /// Longest line kept (a name can be long, not this long).
 const MAX_LINE: usize = 64 << 10;
 
-/// One JIT function.
+/// One JIT function, as held (24 bytes; its name in the map's arena).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+struct Entry {
+    /// First address.
+    start: u64,
+    /// One past the last.
+    end: u64,
+    /// Its name as the JIT wrote it.
+    name: NameRef,
+}
+
+/// The JIT function found for an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JitFunction<'a> {
+    /// Its name as the JIT wrote it.
+    pub name: &'a str,
     /// First address.
     pub start: u64,
-    /// One past the last.
-    pub end: u64,
-    /// Its name as the JIT wrote it.
-    pub name: Symbol,
 }
 
 /// One process's map.
@@ -54,6 +63,8 @@ struct PerfMap {
     /// rest were read since, in the file's order.
     entries: Vec<Entry>,
     settled: usize,
+    /// The entries' names.
+    names: NameArena,
     /// The interval it was last refreshed in.
     refreshed: Option<u64>,
 }
@@ -104,9 +115,22 @@ impl PerfMaps {
         self.maps.values().map(|m| m.entries.len()).sum()
     }
 
+    /// Bytes the maps' entries and names take.
+    pub fn bytes(&self) -> usize {
+        self.maps
+            .values()
+            .map(|m| m.entries.capacity() * std::mem::size_of::<Entry>() + m.names.bytes())
+            .sum()
+    }
+
     /// The JIT function holding `addr` in `pid`'s map, read up to what the
     /// process has written by now (refreshed at most once per `interval`).
-    pub fn lookup(&mut self, id: AspaceId, addr: u64, interval: u64) -> Option<(&Entry, u64)> {
+    pub fn lookup(
+        &mut self,
+        id: AspaceId,
+        addr: u64,
+        interval: u64,
+    ) -> Option<(JitFunction<'_>, u64)> {
         let map = self.maps.entry(id).or_default();
         if map.refreshed != Some(interval) {
             map.refreshed = Some(interval);
@@ -120,12 +144,17 @@ impl PerfMaps {
         if map.settled < map.entries.len() {
             settle(&mut map.entries, map.settled);
             map.settled = map.entries.len();
+            map.names.compact(&mut map.entries, |e| &mut e.name);
         }
         // Settled entries do not overlap: only the last to start at or
         // below `addr` can hold it.
         let i = map.entries.partition_point(|e| e.start <= addr);
         let e = map.entries[..i].last().filter(|e| addr < e.end)?;
-        Some((e, addr - e.start))
+        let found = JitFunction {
+            name: map.names.get(e.name),
+            start: e.start,
+        };
+        Some((found, addr - e.start))
     }
 
     /// Whether a perf map was found for `id` (read at least once).
@@ -224,7 +253,8 @@ fn refresh(map: &mut PerfMap, ids: &Ids, path: PathBuf, stats: &mut PerfMapStats
     stats.reads += 1;
     stats.bytes += last_nl as u64 + 1;
     map.offset += last_nl as u64 + 1;
-    let mut names: FxHashMap<&[u8], Symbol> = FxHashMap::default();
+    // A name written twice in one read is stored once.
+    let mut names: FxHashMap<&[u8], NameRef> = FxHashMap::default();
     for line in buf[..last_nl].split(|b| *b == b'\n') {
         if map.entries.len() >= MAX_ENTRIES {
             break;
@@ -234,10 +264,16 @@ fn refresh(map: &mut PerfMap, ids: &Ids, path: PathBuf, stats: &mut PerfMapStats
         }
         if let Some((start, size, name)) = parse_line(line) {
             let end = start.saturating_add(size);
-            let name = names
-                .entry(name)
-                .or_insert_with(|| Symbol::from(String::from_utf8_lossy(name).as_ref()))
-                .clone();
+            let name = match names.get(name) {
+                Some(r) => *r,
+                None => {
+                    let Some(r) = map.names.push(&String::from_utf8_lossy(name)) else {
+                        break;
+                    };
+                    names.insert(name, r);
+                    r
+                }
+            };
             map.entries.push(Entry { start, end, name });
         }
     }
@@ -326,7 +362,7 @@ mod tests {
 
     fn name(m: &mut PerfMaps, pid: u32, addr: u64, interval: u64) -> Option<String> {
         m.lookup(AspaceId { pid, aspace: 0 }, addr, interval)
-            .map(|(e, _)| e.name.to_string())
+            .map(|(f, _)| f.name.to_string())
     }
 
     #[test]
@@ -381,7 +417,7 @@ mod tests {
         let reused = AspaceId { pid: 8, aspace: 3 };
         assert_eq!(
             m.lookup(reused, 0x5000, 2)
-                .map(|(e, _)| e.name.to_string())
+                .map(|(f, _)| f.name.to_string())
                 .as_deref(),
             Some("x")
         );
@@ -444,10 +480,11 @@ mod tests {
             raw in proptest::collection::vec((0u64..64, 0u64..12), 0..40),
             cuts in proptest::collection::vec(0usize..40, 0..4),
         ) {
+            let mut arena = NameArena::default();
             let all: Vec<Entry> = raw
                 .iter()
                 .enumerate()
-                .map(|(i, (s, n))| Entry { start: *s, end: s + n, name: Symbol::from(i.to_string().as_str()) })
+                .map(|(i, (s, n))| Entry { start: *s, end: s + n, name: arena.push(&i.to_string()).unwrap() })
                 .collect();
             let alive: Vec<&Entry> = all
                 .iter()
