@@ -48,8 +48,6 @@ struct Entry {
 pub struct JitFunction<'a> {
     /// Its name as the JIT wrote it.
     pub name: &'a str,
-    /// First address.
-    pub start: u64,
 }
 
 /// One process's map.
@@ -152,7 +150,6 @@ impl PerfMaps {
         let e = map.entries[..i].last().filter(|e| addr < e.end)?;
         let found = JitFunction {
             name: map.names.get(e.name),
-            start: e.start,
         };
         Some((found, addr - e.start))
     }
