@@ -481,9 +481,10 @@ static __always_inline int walk_user_stack(struct bpf_perf_event_data *ctx, __u3
  * (src/unwind/deferred.rs), so these samples come out whole, in their own
  * interval.
  */
+#define DEFER_RING_BYTES (2 * 1024 * 1024)
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 4 * 1024 * 1024);
+	__uint(max_entries, DEFER_RING_BYTES);
 } deferred_stacks SEC(".maps");
 
 /* Per CPU: a record is built here, then copied into the ring buffer at
@@ -540,6 +541,7 @@ static __always_inline int send_deferred(__u32 generation, __s32 kernel_stack_id
 					 __u64 kernel_stack_hash, __u64 python_stack_hash)
 {
 	__u32 zero = 0, len;
+	__u64 wake;
 	struct deferred_stack *d = bpf_map_lookup_elem(&defer_scratch, &zero);
 
 	if (!d)
@@ -552,8 +554,15 @@ static __always_inline int send_deferred(__u32 generation, __s32 kernel_stack_id
 	len = d->len;
 	if (len > UNWIND_DEFER_BYTES)
 		len = UNWIND_DEFER_BYTES;
-	/* Nothing waits on this ring (the sampler reads it at every tick). */
-	if (bpf_ringbuf_output(&deferred_stacks, d, DEFER_HEADER_BYTES + len, BPF_RB_NO_WAKEUP))
+	/* The sampler reads this ring at every tick and every announcement,
+	 * so a record needs no wake-up of its own; a burst (a big program's
+	 * samples while its tables are still built, at 999 Hz) wakes it once
+	 * the ring is a quarter full, before the ring can overflow. The ring
+	 * is mapped twice in user space: its size is twice in our RSS. */
+	wake = bpf_ringbuf_query(&deferred_stacks, BPF_RB_AVAIL_DATA) > DEFER_RING_BYTES / 4 ?
+		       BPF_RB_FORCE_WAKEUP :
+		       BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&deferred_stacks, d, DEFER_HEADER_BYTES + len, wake))
 		return -ENOSPC;
 	return 0;
 }

@@ -162,10 +162,13 @@ pub struct Sampler {
     skel: ProfileSkel<'static>,
     generation: u32,
     cpus: Vec<u32>,
-    new_tgids: Option<(RingBuffer<'static>, mpsc::Receiver<ProcessEvent>)>,
+    /// The process-event and deferred-stack ring buffers.
+    rings: RingBuffer<'static>,
+    /// Processes announced and exited, as the ring buffer delivers them.
+    events: mpsc::Receiver<ProcessEvent>,
     /// Samples deferred for user space to walk, as the ring buffer
     /// delivers them ...
-    deferred_ring: (RingBuffer<'static>, mpsc::Receiver<DeferredSample>),
+    deferred_rx: mpsc::Receiver<DeferredSample>,
     /// ... and kept until the drain of their generation.
     deferred: Vec<DeferredSample>,
     zero_stats: Vec<Vec<u8>>,
@@ -351,7 +354,11 @@ impl Sampler {
             }
         }
 
+        // Both rings in one epoll set: an announcement wakes the sampling
+        // thread, and so does a deferred-stack ring a quarter full.
         let (tx, rx) = mpsc::channel();
+        let (deferred_tx, deferred_rx) = mpsc::channel();
+        let mut seq = 0u64;
         let mut builder = libbpf_rs::RingBufferBuilder::new();
         builder
             .add(&skel.maps.new_tgids, move |data: &[u8]| {
@@ -371,27 +378,19 @@ impl Sampler {
                 }
                 0
             })
-            .context("failed to set up the new-process ring buffer")?;
-        let ringbuf = builder
-            .build()
-            .context("failed to set up the new-process ring buffer")?;
-
-        let (tx, deferred_rx) = mpsc::channel();
-        let mut builder = libbpf_rs::RingBufferBuilder::new();
-        let mut seq = 0u64;
-        builder
+            .context("failed to set up the new-process ring buffer")?
             .add(&skel.maps.deferred_stacks, move |data: &[u8]| {
                 if let Some(mut d) = deferred::parse(data) {
                     d.seq = seq;
                     seq += 1;
-                    let _ = tx.send(d);
+                    let _ = deferred_tx.send(d);
                 }
                 0
             })
             .context("failed to set up the deferred-stack ring buffer")?;
-        let deferred_ring = builder
+        let rings = builder
             .build()
-            .context("failed to set up the deferred-stack ring buffer")?;
+            .context("failed to set up the ring buffers")?;
 
         let zero_stats = drain::zero_stats(&skel.maps.stats)?;
         let mut sampler = Sampler {
@@ -400,8 +399,9 @@ impl Sampler {
             skel,
             generation: 0,
             cpus: cpus.clone(),
-            new_tgids: Some((ringbuf, rx)),
-            deferred_ring: (deferred_ring, deferred_rx),
+            rings,
+            events: rx,
+            deferred_rx,
             deferred: Vec::new(),
             event: SampleEvent::CpuClock,
             rate: None,
@@ -468,11 +468,7 @@ impl Sampler {
     /// (so their memory maps can be read while they live) and for processes
     /// that were seen and exited, and returns them in order.
     pub fn poll_process_events(&mut self, timeout: Duration) -> Result<Vec<ProcessEvent>> {
-        let Some((ringbuf, rx)) = &self.new_tgids else {
-            std::thread::sleep(timeout);
-            return Ok(Vec::new());
-        };
-        ringbuf.poll(timeout).or_else(|err| {
+        self.rings.poll(timeout).or_else(|err| {
             // A signal (Ctrl-C) interrupts epoll: not an error.
             if err.kind() == libbpf_rs::ErrorKind::Interrupted {
                 Ok(())
@@ -481,23 +477,14 @@ impl Sampler {
             }
         })?;
         // Exits are submitted without a wake-up: epoll does not see them.
-        ringbuf
+        self.rings
             .consume()
             .context("failed to read the process-event ring buffer")?;
-        let events = rx.try_iter().collect();
+        let events = self.events.try_iter().collect();
         // After the announcements: a deferred sample is then never handed
         // on before the announcement of its process.
-        self.take_deferred()?;
+        self.deferred.extend(self.deferred_rx.try_iter());
         Ok(events)
-    }
-
-    /// Moves what the deferred-stack ring buffer holds into `deferred`.
-    fn take_deferred(&mut self) -> Result<()> {
-        let (ring, rx) = &self.deferred_ring;
-        ring.consume()
-            .context("failed to read the deferred-stack ring buffer")?;
-        self.deferred.extend(rx.try_iter());
-        Ok(())
     }
 
     /// The user stacks of the deferred samples read so far, for the
@@ -528,7 +515,8 @@ impl Sampler {
         unsafe { std::ptr::write_volatile(&mut bss.generation, self.generation) };
         let Sampler {
             skel,
-            deferred_ring: (ring, rx),
+            rings,
+            deferred_rx,
             deferred,
             drain_buffers,
             zero_stats,
@@ -567,9 +555,12 @@ impl Sampler {
             || {
                 // Called once the programs on `old` are done: every record
                 // of it is in the ring by now.
-                ring.consume()
+                // (Process events read here wait in their channel for the
+                // next poll.)
+                rings
+                    .consume()
                     .context("failed to read the deferred-stack ring buffer")?;
-                deferred.extend(rx.try_iter());
+                deferred.extend(deferred_rx.try_iter());
                 let (mine, later): (Vec<_>, Vec<_>) = std::mem::take(deferred)
                     .into_iter()
                     .partition(|d| d.generation == old);
