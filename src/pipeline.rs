@@ -247,6 +247,7 @@ fn start_processing(
     outputs: Vec<Box<dyn Output + Send>>,
     source_lines: bool,
     kernel_cache: Option<Arc<crate::safe_file::SafeDir>>,
+    own_programs: Vec<crate::sampler::own_symbols::KernelSymbol>,
     failed: Arc<AtomicBool>,
     rx: mpsc::Receiver<Work>,
 ) -> Result<JoinHandle<Processed>> {
@@ -258,8 +259,9 @@ fn start_processing(
                 failures: Vec::new(),
                 failed,
             };
-            let mut symbolizer =
-                Symbolizer::with_source_lines(source_lines).with_kernel_cache(kernel_cache);
+            let mut symbolizer = Symbolizer::with_source_lines(source_lines)
+                .with_kernel_cache(kernel_cache)
+                .with_own_programs(own_programs);
             // Only the accounting is kept for the whole run: each output
             // keeps what it needs of each interval.
             let mut loss = LossReport::default();
@@ -427,6 +429,7 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         outputs,
         cfg.output.is_some(),
         kernel_cache,
+        sampler.own_kernel_symbols(),
         failed.clone(),
         rx,
     )?;
@@ -475,11 +478,12 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     if cfg.stats {
         eprintln!("{}", crate::output::stats_line(&loss, intervals, event));
         eprintln!(
-            "stats: symbols: {} file offsets looked up in {} files, {} addresses through live processes, {} kernel addresses; {} user frames cached",
+            "stats: symbols: {} file offsets looked up in {} files, {} addresses through live processes, {} kernel addresses (named from {}); {} user frames cached",
             symbols.file_lookups,
             symbols.files,
             symbols.process_lookups,
             symbols.kernel_lookups,
+            symbols.kernel_list,
             symbols.frames_cached
         );
         let pm = symbols.perf_maps;

@@ -8,6 +8,7 @@
 mod batch;
 mod deferred;
 mod drain;
+pub mod own_symbols;
 pub mod perf_event;
 pub mod program;
 mod skel;
@@ -567,6 +568,19 @@ impl Sampler {
                 *deferred = later;
                 Ok(mine)
             },
+        )
+    }
+
+    /// This profiler's own programs as the kernel names them, so that
+    /// samples in them (its exec, fork and exit hooks) are named without
+    /// reading all of `/proc/kallsyms`.
+    pub fn own_kernel_symbols(&self) -> Vec<own_symbols::KernelSymbol> {
+        use libbpf_rs::skel::Skel;
+        let progs: Vec<_> = self.skel.object().progs().collect();
+        own_symbols::of_programs(
+            progs
+                .iter()
+                .filter_map(|p| Some((p.name().to_str()?, p.as_fd()))),
         )
     }
 

@@ -26,6 +26,7 @@ use blazesym::symbolize::source::Kernel;
 use blazesym::MaybeDefault;
 
 use crate::safe_file::{SafeDir, TempFile};
+use crate::sampler::own_symbols::KernelSymbol;
 
 /// The header line's first words (blazesym skips the line: no address).
 const HEADER: &str = "# rs-profile core kernel text";
@@ -34,6 +35,9 @@ const HEADER: &str = "# rs-profile core kernel text";
 pub struct KernelText {
     dir: Option<Arc<SafeDir>>,
     state: State,
+    /// This profiler's own BPF programs, sorted: named here, whichever
+    /// list names the rest.
+    own: Vec<KernelSymbol>,
 }
 
 enum State {
@@ -54,7 +58,27 @@ impl KernelText {
         } else {
             State::Full
         };
-        KernelText { dir, state }
+        KernelText {
+            dir,
+            state,
+            own: Vec::new(),
+        }
+    }
+
+    /// Names `own` (this profiler's BPF programs, as the kernel names
+    /// them) without a list: a sample in one does not turn the run to
+    /// `/proc/kallsyms`.
+    pub fn with_own(mut self, mut own: Vec<KernelSymbol>) -> KernelText {
+        own.sort_by_key(|s| s.start);
+        self.own = own;
+        self
+    }
+
+    /// The own program holding `addr`, and `addr`'s offset in it.
+    pub fn own(&self, addr: u64) -> Option<(&str, u64)> {
+        let i = self.own.partition_point(|s| s.start <= addr);
+        let s = self.own[..i].last()?;
+        (addr - s.start < s.len).then(|| (s.name.as_str(), addr - s.start))
     }
 
     /// Where to name `addrs` from, and whether blazesym should be started
@@ -94,6 +118,15 @@ impl KernelText {
     #[cfg(test)]
     fn cached(&self) -> bool {
         matches!(self.state, State::Cached(..))
+    }
+
+    /// Which list names the run's kernel addresses, for `--stats`.
+    pub fn list(&self) -> &'static str {
+        match self.state {
+            State::Untried => "none needed",
+            State::Cached(..) => "the boot's copy",
+            State::Full => "/proc/kallsyms",
+        }
     }
 }
 
@@ -255,6 +288,7 @@ ffffffffc0100000 t bpf_prog_1234_run\t[bpf]
         let mut k = KernelText {
             state: open(&safe, "copy").unwrap(),
             dir: Some(safe),
+            own: Vec::new(),
         };
         let (copy, afresh) = k.source(&[0xffffffff81000100, 0xffffffff81200000]);
         assert!(matches!(&copy.kallsyms, MaybeDefault::Some(p) if p.starts_with("/proc/self/fd")));
@@ -320,5 +354,41 @@ ffffffffc0100000 t bpf_prog_1234_run\t[bpf]
             k.source(&[0xffffffff81000100]).0.kallsyms,
             MaybeDefault::Default
         );
+    }
+
+    #[test]
+    fn own_programs_are_named_within_their_code_only() {
+        let sym = |start, len, name: &str| KernelSymbol {
+            start,
+            len,
+            name: name.into(),
+        };
+        let k = KernelText::new(None).with_own(vec![
+            sym(
+                0xffffffffc0000838,
+                0xd4,
+                "bpf_prog_b7af607103b2e42f_on_fork",
+            ),
+            sym(
+                0xffffffffc000071c,
+                0x11c,
+                "bpf_prog_39475426a45e4ca2_on_exec",
+            ),
+        ]);
+        assert_eq!(
+            k.own(0xffffffffc000071c),
+            Some(("bpf_prog_39475426a45e4ca2_on_exec", 0))
+        );
+        assert_eq!(
+            k.own(0xffffffffc0000837),
+            Some(("bpf_prog_39475426a45e4ca2_on_exec", 0x11b))
+        );
+        assert_eq!(
+            k.own(0xffffffffc0000900),
+            Some(("bpf_prog_b7af607103b2e42f_on_fork", 0xc8))
+        );
+        assert_eq!(k.own(0xffffffffc000090c), None, "past the last");
+        assert_eq!(k.own(0xffffffffc000071b), None, "before the first");
+        assert_eq!(k.own(0xffffffff81000000), None);
     }
 }

@@ -90,6 +90,8 @@ pub struct SymbolizerStats {
     pub process_lookups: u64,
     /// Kernel addresses looked up.
     pub kernel_lookups: u64,
+    /// Which list named them (see [`kernel_text`]).
+    pub kernel_list: &'static str,
     /// JIT perf maps: reads, bytes read, maps read whole again.
     pub perf_maps: PerfMapStats,
     /// JIT functions held from perf maps.
@@ -209,6 +211,17 @@ impl Symbolizer {
         self
     }
 
+    /// Names this profiler's own BPF programs (`own`, from the sampler)
+    /// without reading `/proc/kallsyms` for them.
+    pub fn with_own_programs(
+        mut self,
+        own: Vec<crate::sampler::own_symbols::KernelSymbol>,
+    ) -> Self {
+        self.kernel_text =
+            std::mem::replace(&mut self.kernel_text, KernelText::new(None)).with_own(own);
+        self
+    }
+
     /// An address space the sampler saw for the first time, with its maps
     /// as read then (None if the process was gone already).
     pub fn remember_process(&mut self, id: AspaceId, maps: Option<Arc<Vec<Mapping>>>) {
@@ -232,6 +245,7 @@ impl Symbolizer {
             perf_maps: self.perf_maps.stats(),
             perf_map_entries: self.perf_maps.entries() as u64,
             perf_map_bytes: self.perf_maps.bytes() as u64,
+            kernel_list: self.kernel_text.list(),
             frames_cached: self.user.len() as u64,
             python_unreadable: self.python.unreadable_frames,
             python_unsupported: self.python.unreadable_interpreter_frames,
@@ -417,24 +431,51 @@ impl Symbolizer {
             kernel.sort_unstable();
             kernel.dedup();
             self.stats.kernel_lookups += kernel.len() as u64;
-            let addrs: Vec<u64> = kernel.iter().map(|(a, l)| lookup_addr(*l, *a)).collect();
-            let (source, afresh) = self.kernel_text.source(&addrs);
-            if afresh {
-                // Drops blazesym's copy of the core kernel's symbols (3 MB)
-                // before it reads /proc/kallsyms; files reopen on demand.
-                self.restart_blazesym();
+            // This profiler's own programs first: they need no list.
+            let module = Some(self.kernel_module.clone());
+            let mut listed = Vec::with_capacity(kernel.len());
+            for key in kernel {
+                let addr = lookup_addr(key.1, key.0);
+                match self.kernel_text.own(addr) {
+                    Some((name, offset)) => {
+                        let r = Resolved {
+                            name: intern(&mut self.names, name),
+                            offset,
+                            source: None,
+                        };
+                        let frame = self.frame(key, Some(r), module.clone());
+                        self.kernel.insert(key, frame);
+                    }
+                    None => listed.push(key),
+                }
             }
-            let source = Source::Kernel(source);
-            let resolved = self.resolve(&source, Input::AbsAddr(&addrs));
-            for (key, r) in kernel.into_iter().zip(resolved) {
-                let frame = self.frame(key, r, Some(self.kernel_module.clone()));
-                self.kernel.insert(key, frame);
-            }
+            self.prefetch_listed_kernel(listed);
         }
         if !user.is_empty() {
             user.sort_unstable();
             user.dedup();
             self.prefetch_user(user);
+        }
+    }
+
+    /// Names kernel addresses from the boot's copy of the core kernel's
+    /// symbols or from `/proc/kallsyms` (see [`kernel_text`]).
+    fn prefetch_listed_kernel(&mut self, kernel: Vec<FrameAddr>) {
+        if kernel.is_empty() {
+            return;
+        }
+        let addrs: Vec<u64> = kernel.iter().map(|(a, l)| lookup_addr(*l, *a)).collect();
+        let (source, afresh) = self.kernel_text.source(&addrs);
+        if afresh {
+            // Drops blazesym's copy of the core kernel's symbols (3 MB)
+            // before it reads /proc/kallsyms; files reopen on demand.
+            self.restart_blazesym();
+        }
+        let source = Source::Kernel(source);
+        let resolved = self.resolve(&source, Input::AbsAddr(&addrs));
+        for (key, r) in kernel.into_iter().zip(resolved) {
+            let frame = self.frame(key, r, Some(self.kernel_module.clone()));
+            self.kernel.insert(key, frame);
         }
     }
 

@@ -103,6 +103,71 @@ fn user_only_and_kernel_only() {
     );
 }
 
+/// Under a churn of processes, samples land in this profiler's own exec,
+/// fork and exit hooks: they are named as `/proc/kallsyms` names them
+/// (read while the run lasts), and the run stays on the boot's copy of the
+/// core kernel's symbols rather than reading all of `/proc/kallsyms`.
+#[test]
+fn own_bpf_programs_are_named_as_the_kernel_names_them() {
+    require_bpf!();
+    let mut churn = Command::new("sh")
+        .args(["-c", "while :; do /bin/true; done"])
+        .spawn()
+        .unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_profile"))
+        .args(["-f", "-K", "-F", "999", "--stats", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // Symbols outside the core kernel (modules, BPF programs), by name.
+    let outside: std::collections::HashSet<String> = std::fs::read_to_string("/proc/kallsyms")
+        .unwrap()
+        .lines()
+        .filter(|l| l.ends_with(']'))
+        .filter_map(|l| Some(l.split_whitespace().nth(2)?.to_string()))
+        .collect();
+    let out = run.wait_with_output().unwrap();
+    let _ = churn.kill();
+    let _ = churn.wait();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut own = std::collections::BTreeSet::new();
+    let mut others = 0;
+    for (stack, _) in folded(&text) {
+        for f in stack.split(';').skip(1) {
+            if ["_on_exec", "_on_fork", "_on_exit"]
+                .iter()
+                .any(|s| f.ends_with(s))
+                && f.starts_with("bpf_prog_")
+            {
+                own.insert(f.to_string());
+            } else if outside.contains(f) {
+                others += 1;
+            }
+        }
+    }
+    assert!(
+        !own.is_empty(),
+        "no sample in the exec, fork or exit hooks\n{err}"
+    );
+    for f in &own {
+        assert!(
+            outside.contains(f),
+            "{f} is not what the kernel calls it: {outside:?}"
+        );
+    }
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("stats: symbols:"))
+        .unwrap();
+    if others == 0 {
+        assert!(line.contains("(named from the boot's copy)"), "{line}");
+    }
+}
+
 #[test]
 fn delimiter_and_annotations_in_both_formats() {
     require_bpf!();
