@@ -13,18 +13,17 @@
 //! programs and trampolines come and go, so the first address outside it
 //! switches the run to the real `/proc/kallsyms` for good: a name is never
 //! taken from a copy that could be stale.
+//!
+//! The copy is indexed by address ([`KernelIndex`]), its names read back
+//! when needed; the real list is blazesym's.
 
-use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use blazesym::symbolize::source::Kernel;
-use blazesym::MaybeDefault;
 
+use super::kernel_index::KernelIndex;
 use crate::safe_file::{SafeDir, TempFile};
 use crate::sampler::own_symbols::KernelSymbol;
 
@@ -43,9 +42,8 @@ pub struct KernelText {
 enum State {
     /// Not looked for yet (only a run that meets a kernel address does).
     Untried,
-    /// The boot's copy: the file (reached as `/proc/self/fd/N`), the text
-    /// it covers (`_stext..=_etext`), and whether blazesym was given it.
-    Cached(File, u64, u64, bool),
+    /// The boot's copy, indexed, and the text it covers (`_stext..=_etext`).
+    Cached(KernelIndex, u64, u64),
     /// `/proc/kallsyms` itself.
     Full,
 }
@@ -81,10 +79,10 @@ impl KernelText {
         (addr - s.start < s.len).then(|| (s.name.as_str(), addr - s.start))
     }
 
-    /// Where to name `addrs` from, and whether blazesym should be started
-    /// afresh first: it was given the copy, which this turns away from (so
-    /// that it does not hold both lists).
-    pub fn source(&mut self, addrs: &[u64]) -> (Kernel, bool) {
+    /// The names of `addrs` (symbol and offset) from the boot's copy when
+    /// it covers them all; None when they are to be named from
+    /// `/proc/kallsyms` (blazesym's [`Kernel::default`] source).
+    pub fn names(&mut self, addrs: &[u64]) -> Option<Vec<Option<(String, u64)>>> {
         if matches!(self.state, State::Untried) {
             self.state = self
                 .dir
@@ -92,26 +90,15 @@ impl KernelText {
                 .and_then(|d| cached_or_made(d).ok())
                 .unwrap_or(State::Full);
         }
-        if let State::Cached(file, start, end, used) = &mut self.state {
+        if let State::Cached(index, start, end) = &self.state {
             if addrs.iter().all(|a| (*start..=*end).contains(a)) {
-                *used = true;
-                let kernel = Kernel {
-                    kallsyms: MaybeDefault::Some(PathBuf::from(format!(
-                        "/proc/self/fd/{}",
-                        file.as_raw_fd()
-                    ))),
-                    ..Kernel::default()
-                };
-                return (kernel, false);
+                return Some(addrs.iter().map(|a| index.name(*a)).collect());
             }
-            // Code outside the core text (a module, a BPF program: under a
-            // churn of processes, this profiler's own tracepoint programs
-            // show in kernel stacks): the real list from now on.
-            let afresh = *used;
+            // Code outside the core text (a module, another BPF program, a
+            // trampoline): the real list from now on.
             self.state = State::Full;
-            return (Kernel::default(), afresh);
         }
-        (Kernel::default(), false)
+        None
     }
 
     /// Whether the boot's copy names what this run met so far.
@@ -163,17 +150,15 @@ fn cached_or_made(dir: &Arc<SafeDir>) -> Result<State> {
     open(dir, &name)
 }
 
-/// Opens the copy `name` and reads the range its header gives.
+/// Opens the copy `name`, reads the range its header gives and indexes it.
 fn open(dir: &Arc<SafeDir>, name: &str) -> Result<State> {
     let file = dir.open_regular(name)?;
     let mut header = String::new();
-    // blazesym opens the copy through /proc/self/fd/N: a new open file,
-    // so this read's offset is not the one it starts at.
     BufReader::new(&file)
         .read_line(&mut header)
         .context("reading the header")?;
     let (start, end) = parse_header(&header)?;
-    Ok(State::Cached(file, start, end, false))
+    Ok(State::Cached(KernelIndex::read(file)?, start, end))
 }
 
 fn parse_header(line: &str) -> Result<(u64, u64)> {
@@ -231,6 +216,9 @@ fn core_text(all: &str) -> Result<(String, u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blazesym::symbolize::source::Kernel;
+    use blazesym::MaybeDefault;
+    use std::fs::File;
 
     const KALLSYMS: &str = "\
 0000000000000000 A fixed_percpu_data
@@ -290,23 +278,24 @@ ffffffffc0100000 t bpf_prog_1234_run\t[bpf]
             dir: Some(safe),
             own: Vec::new(),
         };
-        let (copy, afresh) = k.source(&[0xffffffff81000100, 0xffffffff81200000]);
-        assert!(matches!(&copy.kallsyms, MaybeDefault::Some(p) if p.starts_with("/proc/self/fd")));
-        assert!(!afresh);
+        let copy = k.names(&[0xffffffff81000100, 0xffffffff81000104, 0xffffffff81200000]);
+        assert_eq!(
+            copy,
+            Some(vec![
+                Some(("do_one_initcall".into(), 0)),
+                Some(("do_one_initcall".into(), 4)),
+                Some(("_etext".into(), 0)),
+            ])
+        );
         assert!(k.cached());
-        // A module's address: /proc/kallsyms, now and later; blazesym is
-        // started afresh once (it held the copy).
-        let (real, afresh) = k.source(&[0xffffffff81000100, 0xffffffffc0000000]);
-        assert_eq!(real.kallsyms, MaybeDefault::Default);
-        assert!(afresh);
+        // A module's address: /proc/kallsyms, now and later.
+        assert_eq!(k.names(&[0xffffffff81000100, 0xffffffffc0000000]), None);
         assert!(!k.cached());
-        let (again, afresh) = k.source(&[0xffffffff81000100]);
-        assert_eq!(again.kallsyms, MaybeDefault::Default);
-        assert!(!afresh);
+        assert_eq!(k.names(&[0xffffffff81000100]), None);
     }
 
-    /// The copy names core addresses as `/proc/kallsyms` does (run as
-    /// root: others see zeroed addresses).
+    /// The copy, indexed, names core addresses as blazesym names them from
+    /// `/proc/kallsyms` (run as root: others see zeroed addresses).
     #[test]
     fn the_copy_names_core_addresses_as_the_real_list_does() {
         use blazesym::symbolize::{source::Source, Input, Symbolizer};
@@ -325,21 +314,22 @@ ffffffffc0100000 t bpf_prog_1234_run\t[bpf]
             .chain([start, end, end - 1])
             .collect();
         addrs.sort_unstable();
-        let names = |kallsyms: MaybeDefault<PathBuf>| -> Vec<Option<(String, u64)>> {
-            let src = Source::Kernel(Kernel {
-                kallsyms,
-                vmlinux: MaybeDefault::None,
-                ..Kernel::default()
-            });
-            Symbolizer::new()
-                .symbolize(&src, Input::AbsAddr(&addrs))
-                .unwrap()
-                .iter()
-                .map(|s| s.as_sym().map(|s| (s.name.to_string(), s.offset as u64)))
-                .collect()
+        let real: Vec<Option<(String, u64)>> = Symbolizer::new()
+            .symbolize(
+                &Source::Kernel(Kernel {
+                    vmlinux: MaybeDefault::None,
+                    ..Kernel::default()
+                }),
+                Input::AbsAddr(&addrs),
+            )
+            .unwrap()
+            .iter()
+            .map(|s| s.as_sym().map(|s| (s.name.to_string(), s.offset as u64)))
+            .collect();
+        let copy: Vec<Option<(String, u64)>> = {
+            let index = KernelIndex::read(File::open(&path).unwrap()).unwrap();
+            addrs.iter().map(|a| index.name(*a)).collect()
         };
-        let copy = names(MaybeDefault::Some(path));
-        let real = names(MaybeDefault::Default);
         assert!(addrs.len() > 1000, "{} addresses", addrs.len());
         assert!(copy.iter().all(Option::is_some));
         for ((a, c), r) in addrs.iter().zip(&copy).zip(&real) {
@@ -350,10 +340,7 @@ ffffffffc0100000 t bpf_prog_1234_run\t[bpf]
     #[test]
     fn without_a_folder_the_real_list_is_used() {
         let mut k = KernelText::new(None);
-        assert_eq!(
-            k.source(&[0xffffffff81000100]).0.kallsyms,
-            MaybeDefault::Default
-        );
+        assert_eq!(k.names(&[0xffffffff81000100]), None);
     }
 
     #[test]

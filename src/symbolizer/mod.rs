@@ -12,6 +12,7 @@
 
 mod debug_file;
 mod frame_cache;
+mod kernel_index;
 mod kernel_text;
 mod name_arena;
 mod perf_map;
@@ -465,14 +466,22 @@ impl Symbolizer {
             return;
         }
         let addrs: Vec<u64> = kernel.iter().map(|(a, l)| lookup_addr(*l, *a)).collect();
-        let (source, afresh) = self.kernel_text.source(&addrs);
-        if afresh {
-            // Drops blazesym's copy of the core kernel's symbols (3 MB)
-            // before it reads /proc/kallsyms; files reopen on demand.
-            self.restart_blazesym();
-        }
-        let source = Source::Kernel(source);
-        let resolved = self.resolve(&source, Input::AbsAddr(&addrs));
+        let resolved = match self.kernel_text.names(&addrs) {
+            Some(names) => names
+                .into_iter()
+                .map(|n| {
+                    n.map(|(name, offset)| Resolved {
+                        name: intern(&mut self.names, &name),
+                        offset,
+                        source: None,
+                    })
+                })
+                .collect(),
+            None => self.resolve(
+                &Source::Kernel(blazesym::symbolize::source::Kernel::default()),
+                Input::AbsAddr(&addrs),
+            ),
+        };
         for (key, r) in kernel.into_iter().zip(resolved) {
             let frame = self.frame(key, r, Some(self.kernel_module.clone()));
             self.kernel.insert(key, frame);
