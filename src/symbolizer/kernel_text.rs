@@ -64,8 +64,8 @@ impl KernelText {
     }
 
     /// Names `own` (this profiler's BPF programs, as the kernel names
-    /// them) without a list: a sample in one does not turn the run to
-    /// `/proc/kallsyms`.
+    /// them) beside the boot's copy: a sample in one does not turn the run
+    /// to `/proc/kallsyms`.
     pub fn with_own(mut self, mut own: Vec<KernelSymbol>) -> KernelText {
         own.sort_by_key(|s| s.start);
         self.own = own;
@@ -73,15 +73,16 @@ impl KernelText {
     }
 
     /// The own program holding `addr`, and `addr`'s offset in it.
-    pub fn own(&self, addr: u64) -> Option<(&str, u64)> {
+    fn own(&self, addr: u64) -> Option<(&str, u64)> {
         let i = self.own.partition_point(|s| s.start <= addr);
         let s = self.own[..i].last()?;
         (addr - s.start < s.len).then(|| (s.name.as_str(), addr - s.start))
     }
 
-    /// The names of `addrs` (symbol and offset) from the boot's copy when
-    /// it covers them all; None when they are to be named from
-    /// `/proc/kallsyms` (blazesym's [`Kernel::default`] source).
+    /// The names of `addrs` (symbol and offset) from the boot's copy and
+    /// this profiler's own programs when they cover them all; None when
+    /// they are to be named from `/proc/kallsyms` (blazesym's
+    /// `Kernel::default()` source, which names the own programs alike).
     pub fn names(&mut self, addrs: &[u64]) -> Option<Vec<Option<(String, u64)>>> {
         if matches!(self.state, State::Untried) {
             self.state = self
@@ -91,8 +92,13 @@ impl KernelText {
                 .unwrap_or(State::Full);
         }
         if let State::Cached(index, start, end) = &self.state {
-            if addrs.iter().all(|a| (*start..=*end).contains(a)) {
-                return Some(addrs.iter().map(|a| index.name(*a)).collect());
+            let in_copy = |a: &u64| (*start..=*end).contains(a);
+            if addrs.iter().all(|a| in_copy(a) || self.own(*a).is_some()) {
+                let name = |a: &u64| match self.own(*a) {
+                    Some((own, offset)) => Some((own.to_string(), offset)),
+                    None => index.name(*a),
+                };
+                return Some(addrs.iter().map(name).collect());
             }
             // Code outside the core text (a module, another BPF program, a
             // trampoline): the real list from now on.
@@ -285,6 +291,20 @@ ffffffffc0100000 t bpf_prog_1234_run\t[bpf]
                 Some(("do_one_initcall".into(), 0)),
                 Some(("do_one_initcall".into(), 4)),
                 Some(("_etext".into(), 0)),
+            ])
+        );
+        assert!(k.cached());
+        // This profiler's own program: named beside the copy, which stays.
+        let mut k = k.with_own(vec![KernelSymbol {
+            start: 0xffffffffc0100000,
+            len: 0x100,
+            name: "bpf_prog_1234_on_exec".into(),
+        }]);
+        assert_eq!(
+            k.names(&[0xffffffff81000100, 0xffffffffc0100010]),
+            Some(vec![
+                Some(("do_one_initcall".into(), 0)),
+                Some(("bpf_prog_1234_on_exec".into(), 0x10)),
             ])
         );
         assert!(k.cached());

@@ -213,7 +213,8 @@ impl Symbolizer {
     }
 
     /// Names this profiler's own BPF programs (`own`, from the sampler)
-    /// without reading `/proc/kallsyms` for them.
+    /// beside the boot's copy, so that they do not turn a run to
+    /// `/proc/kallsyms`.
     pub fn with_own_programs(
         mut self,
         own: Vec<crate::sampler::own_symbols::KernelSymbol>,
@@ -432,25 +433,7 @@ impl Symbolizer {
             kernel.sort_unstable();
             kernel.dedup();
             self.stats.kernel_lookups += kernel.len() as u64;
-            // This profiler's own programs first: they need no list.
-            let module = Some(self.kernel_module.clone());
-            let mut listed = Vec::with_capacity(kernel.len());
-            for key in kernel {
-                let addr = lookup_addr(key.1, key.0);
-                match self.kernel_text.own(addr) {
-                    Some((name, offset)) => {
-                        let r = Resolved {
-                            name: intern(&mut self.names, name),
-                            offset,
-                            source: None,
-                        };
-                        let frame = self.frame(key, Some(r), module.clone());
-                        self.kernel.insert(key, frame);
-                    }
-                    None => listed.push(key),
-                }
-            }
-            self.prefetch_listed_kernel(listed);
+            self.prefetch_kernel(kernel);
         }
         if !user.is_empty() {
             user.sort_unstable();
@@ -460,11 +443,9 @@ impl Symbolizer {
     }
 
     /// Names kernel addresses from the boot's copy of the core kernel's
-    /// symbols or from `/proc/kallsyms` (see [`kernel_text`]).
-    fn prefetch_listed_kernel(&mut self, kernel: Vec<FrameAddr>) {
-        if kernel.is_empty() {
-            return;
-        }
+    /// symbols and this profiler's own programs, or from `/proc/kallsyms`
+    /// (see [`kernel_text`]).
+    fn prefetch_kernel(&mut self, kernel: Vec<FrameAddr>) {
         let addrs: Vec<u64> = kernel.iter().map(|(a, l)| lookup_addr(*l, *a)).collect();
         let resolved = match self.kernel_text.names(&addrs) {
             Some(names) => names
@@ -645,17 +626,6 @@ impl Symbolizer {
         }
     }
 
-    /// A new blazesym symbolizer: what the old one held (parsed files, the
-    /// kernel's symbols) goes; the symbols already found stay cached here.
-    fn restart_blazesym(&mut self) {
-        self.inner = blazesym_symbolizer(self.source_lines);
-        self.opened_bytes = 0;
-        self.opened_files = 0;
-        for f in self.files.values_mut() {
-            f.open = None;
-        }
-    }
-
     /// Looks up file offsets in one file and caches what is found.
     fn lookup_file(
         &mut self,
@@ -674,8 +644,11 @@ impl Symbolizer {
             // Start blazesym afresh (it keeps every file it parsed open),
             // and with it which files are open; the hot ones reopen on
             // demand.
-            self.restart_blazesym();
+            self.inner = blazesym_symbolizer(self.source_lines);
+            self.opened_bytes = 0;
+            self.opened_files = 0;
             for f in self.files.values_mut() {
+                f.open = None;
                 f.syms.clear();
             }
             self.cached_offsets = 0;
