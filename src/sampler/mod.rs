@@ -480,7 +480,7 @@ impl Sampler {
         // Exits are submitted without a wake-up: epoll does not see them.
         self.rings
             .consume()
-            .context("failed to read the process-event ring buffer")?;
+            .context("failed to read the ring buffers")?;
         let events = self.events.try_iter().collect();
         // After the announcements: a deferred sample is then never handed
         // on before the announcement of its process.
@@ -558,9 +558,7 @@ impl Sampler {
                 // of it is in the ring by now.
                 // (Process events read here wait in their channel for the
                 // next poll.)
-                rings
-                    .consume()
-                    .context("failed to read the deferred-stack ring buffer")?;
+                rings.consume().context("failed to read the ring buffers")?;
                 deferred.extend(deferred_rx.try_iter());
                 let (mine, later): (Vec<_>, Vec<_>) = std::mem::take(deferred)
                     .into_iter()

@@ -7,7 +7,7 @@
 //! (see `symbolizer::kernel_text`) instead of turning it to the whole of
 //! `/proc/kallsyms`, which costs ~45 ms to read and ~10 MB to hold.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use libbpf_rs::libbpf_sys;
 
@@ -39,7 +39,7 @@ pub fn kallsyms_name(tag: [u8; 8], name: &str) -> Option<String> {
 /// left to `/proc/kallsyms`), with its kallsyms name. Programs whose JIT
 /// addresses are hidden (`kptr_restrict`) are left out.
 pub fn of_programs<'a>(
-    progs: impl Iterator<Item = (&'a str, std::os::fd::BorrowedFd<'a>)>,
+    progs: impl Iterator<Item = (&'a str, BorrowedFd<'a>)>,
 ) -> Vec<KernelSymbol> {
     let mut out = Vec::new();
     for (name, fd) in progs {
@@ -56,9 +56,8 @@ pub fn of_programs<'a>(
         // SAFETY: `info` is a bpf_prog_info of `size` bytes; the kernel
         // writes at most one address and one length, into `ksym` and
         // `len`, which outlive the call.
-        let rc = unsafe {
-            libbpf_sys::bpf_prog_get_info_by_fd(fd.as_fd().as_raw_fd(), &mut info, &mut size)
-        };
+        let rc =
+            unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut size) };
         if rc != 0 || info.nr_jited_ksyms != 1 || ksym == 0 || len == 0 {
             continue;
         }

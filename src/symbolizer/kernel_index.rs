@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 /// Longest line read back for a name (kallsyms names are at most 512).
 const MAX_LINE: usize = 640;
@@ -78,7 +78,6 @@ impl KernelIndex {
         let n = self
             .file
             .read_at(&mut buf, u64::from(self.lines[first]))
-            .context("reading the kernel symbol copy")
             .ok()?;
         let line = &buf[..n];
         let line = &line[..line.iter().position(|b| *b == b'\n').unwrap_or(n)];

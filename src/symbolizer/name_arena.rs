@@ -70,8 +70,11 @@ impl NameArena {
     /// the names of `items` (`name` says where an item keeps its reference)
     /// into a new arena and points them there.
     pub fn compact<T>(&mut self, items: &mut [T], name: fn(&mut T) -> &mut NameRef) {
+        if self.bytes() <= 2 * CHUNK {
+            return;
+        }
         let live: usize = items.iter_mut().map(|i| name(i).len as usize).sum();
-        if self.bytes() <= 2 * CHUNK || self.bytes() < 2 * live {
+        if self.bytes() < 2 * live {
             return;
         }
         let mut fresh = NameArena::default();
