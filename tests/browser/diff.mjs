@@ -9,21 +9,27 @@ const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
   await page.goto(url);
-  await page.waitForFunction(() => window.rsProfile.bars().some((b) => b.name === "alpha"), null,
-                             { timeout: 20000, polling: 200 });
+  // The baseline is an interval of alpha alone (most of the graph), and the
+  // view compared with it one of beta alone: waiting on what the graph shows
+  // rather than on the clock keeps a slow start or browser from comparing an
+  // interval that straddles the switch.
+  await page.waitForFunction((share) => {
+    const bars = window.rsProfile.bars();
+    const root = bars.find((b) => b.depth === 0);
+    return root && bars.some((b) => b.name === "alpha" && b.w >= share * root.w);
+  }, 0.8, { timeout: 20000, polling: 200 });
   await page.click("#pause");
   await page.waitForTimeout(300);
   await page.keyboard.press("c");
   await page.waitForFunction(() => window.rsProfile.baseline() !== null, null, { timeout: 5000 });
   const base = await page.evaluate(() => window.rsProfile.baseline());
-  // Into the beta phase (the second half of the workload's 10 s).
-  await page.waitForFunction(async () => {
-    const h = await (await fetch("history.json")).json();
-    return h.length && h[h.length - 1].end > 7.5;
-  }, null, { timeout: 20000, polling: 500 });
+  // Into the beta phase (the second half of the workload's run).
   await page.click("#live");
-  await page.waitForFunction(() => window.rsProfile.bars().some((b) => b.name === "beta" && b.delta !== null),
-                             null, { timeout: 10000, polling: 200 });
+  await page.waitForFunction((share) => {
+    const bars = window.rsProfile.bars();
+    const root = bars.find((b) => b.depth === 0);
+    return root && bars.some((b) => b.name === "beta" && b.delta !== null && b.w >= share * root.w);
+  }, 0.8, { timeout: 20000, polling: 200 });
   const out = await page.evaluate(() => {
     const pick = (n) => window.rsProfile.bars().filter((b) => b.name === n)
       .sort((a, b) => b.w - a.w)[0] || null;

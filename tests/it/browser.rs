@@ -445,7 +445,8 @@ fn the_page_compares_a_view_with_a_baseline() {
     if !browser_available() {
         return;
     }
-    let w = Workload::start("switch", 10.0, &[]);
+    // 8 s of each phase: room for a slow start and a slow browser.
+    let w = Workload::start("switch", 16.0, &[]);
     let feed = Feed::start(&[
         "-p",
         &w.pid.to_string(),
@@ -454,7 +455,7 @@ fn the_page_compares_a_view_with_a_baseline() {
         "--frame-mode",
         "interval",
         "-f",
-        "11",
+        "17",
     ]);
     let dir = tempfile::tempdir().unwrap();
     let v = run_page_script("diff.mjs", feed.port, dir.path());
