@@ -2,21 +2,17 @@
 //! sampled.
 //!
 //! A frame is made once per (address space, address) and reused by every
-//! later sample of it. The cache holds two generations: what was looked up
-//! or used in the current generation (10 s of sampling, see
-//! [`FrameCache::end_interval`]), and the generation before.
-//! Aging drops the older one, so an address nobody sampled for a whole
-//! generation goes (and is placed again, from the per-file symbol cache or
-//! the perf map, if it comes back). A JIT service that keeps compiling
-//! makes new addresses for as long as it runs: with a size bound only (a
-//! million frames before), the cache grew for the whole of a 30-minute soak
-//! and was most of its RSS growth; with generations it holds what two
-//! generations sample.
-
-use std::time::Duration;
+//! later sample of it. Each space's frames are held in two
+//! [`Generations`]: an address nobody sampled for a whole generation goes
+//! (and is placed again, from the per-file symbol cache or the perf map, if
+//! it comes back). A JIT service that keeps compiling makes new addresses
+//! for as long as it runs: with a size bound only (a million frames
+//! before), the cache grew for the whole of a 30-minute soak and was most
+//! of its RSS growth.
 
 use rustc_hash::FxHashMap;
 
+use super::generations::Generations;
 use crate::process::AspaceId;
 use crate::profile::Frame;
 
@@ -24,79 +20,53 @@ use crate::profile::Frame;
 /// looked up one byte back).
 pub type FrameAddr = (u64, bool);
 
-type Frames = FxHashMap<AspaceId, FxHashMap<FrameAddr, Frame>>;
-
-/// Sampling time a generation lasts.
-const GENERATION: Duration = Duration::from_secs(10);
-
 /// See the module's doc.
 #[derive(Default)]
 pub struct FrameCache {
-    current: Frames,
-    previous: Frames,
-    /// Sampling time since the current generation began.
-    age: Duration,
+    spaces: FxHashMap<AspaceId, Generations<FrameAddr, Frame>>,
 }
 
 impl FrameCache {
     /// The frame of `key` in address space `id`, if cached.
     pub fn get(&self, id: AspaceId, key: &FrameAddr) -> Option<&Frame> {
-        [&self.current, &self.previous]
-            .into_iter()
-            .find_map(|g| g.get(&id)?.get(key))
+        self.spaces.get(&id)?.get(key)
     }
 
     /// Whether `key` is cached; a frame of the older generation moves to
     /// the current one (it is in use).
     pub fn touch(&mut self, id: AspaceId, key: FrameAddr) -> bool {
-        if self.current.get(&id).is_some_and(|m| m.contains_key(&key)) {
-            return true;
-        }
-        let Some(frame) = self.previous.get_mut(&id).and_then(|m| m.remove(&key)) else {
-            return false;
-        };
-        self.insert(id, key, frame);
-        true
+        self.spaces.get_mut(&id).is_some_and(|g| g.touch(key))
     }
 
     /// Caches a frame in the current generation.
     pub fn insert(&mut self, id: AspaceId, key: FrameAddr, frame: Frame) {
-        self.current.entry(id).or_default().insert(key, frame);
+        self.spaces.entry(id).or_default().insert(key, frame);
     }
 
     /// Forgets one frame (a JIT address no perf map named yet).
     pub fn remove(&mut self, id: AspaceId, key: &FrameAddr) {
-        for g in [&mut self.current, &mut self.previous] {
-            if let Some(m) = g.get_mut(&id) {
-                m.remove(key);
-            }
+        if let Some(g) = self.spaces.get_mut(&id) {
+            g.remove(key);
         }
     }
 
     /// Keeps the address spaces `keep` says yes to.
     pub fn retain(&mut self, mut keep: impl FnMut(AspaceId) -> bool) {
-        self.current.retain(|id, _| keep(*id));
-        self.previous.retain(|id, _| keep(*id));
+        self.spaces.retain(|id, _| keep(*id));
     }
 
-    /// An interval of `length` was symbolized: once a generation's worth
-    /// of sampling time has passed, a new one starts, and the frames not
-    /// used in the last two go.
-    pub fn end_interval(&mut self, length: Duration) {
-        self.age += length;
-        if self.age >= GENERATION {
-            self.previous = std::mem::take(&mut self.current);
-            self.age = Duration::ZERO;
-        }
+    /// A new generation begins: the frames not used in the last two go,
+    /// and with them the spaces left with none.
+    pub fn age(&mut self) {
+        self.spaces.retain(|_, g| {
+            g.age();
+            !g.is_empty()
+        });
     }
 
     /// Frames held.
     pub fn len(&self) -> usize {
-        [&self.current, &self.previous]
-            .into_iter()
-            .flat_map(|g| g.values())
-            .map(FxHashMap::len)
-            .sum()
+        self.spaces.values().map(Generations::len).sum()
     }
 }
 
@@ -114,13 +84,13 @@ mod tests {
         let mut c = FrameCache::default();
         c.insert(id, (0x10, true), frame("hot"));
         c.insert(id, (0x20, false), frame("cold"));
-        c.end_interval(GENERATION);
+        c.age();
         // Both still there for a generation.
         assert_eq!(c.len(), 2);
         assert!(c.get(id, &(0x20, false)).is_some());
         // The hot one is used again; the cold one is not.
         assert!(c.touch(id, (0x10, true)));
-        c.end_interval(GENERATION);
+        c.age();
         assert_eq!(&**c.get(id, &(0x10, true)).unwrap(), "hot");
         assert!(c.get(id, &(0x20, false)).is_none());
         assert!(!c.touch(id, (0x20, false)));
@@ -133,7 +103,7 @@ mod tests {
         let b = AspaceId { pid: 2, aspace: 1 };
         let mut c = FrameCache::default();
         c.insert(a, (1, false), frame("a1"));
-        c.end_interval(GENERATION);
+        c.age();
         c.insert(a, (2, false), frame("a2"));
         c.insert(b, (1, false), frame("b1"));
         c.remove(a, &(1, false));

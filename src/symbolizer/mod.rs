@@ -12,44 +12,37 @@
 
 mod debug_file;
 mod frame_cache;
+mod generations;
 mod kernel_index;
 mod kernel_text;
 mod name_arena;
 mod perf_map;
 mod plt;
+mod python_frames;
+mod user_files;
 
 use rustc_hash::{FxHashMap, FxHashSet};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
-use blazesym::symbolize::source::{Elf, Process, Source};
+use blazesym::symbolize::source::Source;
 use blazesym::symbolize::{Input, Symbolized};
-use blazesym::Pid;
 
-use self::debug_file::DebugFile;
 use self::frame_cache::{FrameAddr, FrameCache};
+use self::generations::Generations;
 use self::kernel_text::KernelText;
+use self::user_files::{FileSyms, KEEP_FILE_INTERVALS};
 use crate::collector::{Interval, RawStack};
 use crate::process::maps::Mapping;
-use crate::process::{AspaceId, FileId, Place, ProcessModel};
-use crate::profile::{Frame, FrameInfo, MappingInfo, Profile, Stack, StackKey, Symbol};
+use crate::process::{AspaceId, FileId, ProcessModel};
+use crate::profile::{Frame, FrameInfo, Profile, Stack, StackKey, Symbol};
 
 /// What an address with no symbol prints as (profile.py's word).
 pub const UNKNOWN: &str = "[unknown]";
 
-/// File offsets whose symbols are kept, over all files, before the caches
-/// are emptied (they refill from blazesym's own file cache).
-const MAX_CACHED_OFFSETS: usize = 1 << 20;
-/// Bytes of files blazesym may hold parsed (symbol tables, DWARF) before it
-/// is started afresh: a development loop that rebuilds and runs a large
-/// debug binary again and again would otherwise keep every build's.
-const MAX_OPENED_BYTES: u64 = 512 << 20;
-/// Files blazesym may hold open (it keeps each one it parsed open and
-/// mapped) before it is started afresh: a build loop makes a new version
-/// of its binaries every few seconds, each a file of its own.
-const MAX_OPENED_FILES: u64 = 96;
-/// Intervals a file's symbols are kept after it was last looked up.
-const KEEP_FILE_INTERVALS: u64 = 60;
+/// Sampling time a generation of the frame and symbol caches lasts (see
+/// [`generations`]).
+const GENERATION: Duration = Duration::from_secs(10);
 
 /// What blazesym said of one looked-up address.
 #[derive(Clone)]
@@ -59,23 +52,6 @@ struct Resolved {
     offset: u64,
     /// Source file and line, where DWARF says.
     source: Option<(Symbol, u32)>,
-}
-
-/// One file's symbols, by file offset.
-#[derive(Default)]
-struct FileSyms {
-    /// How the file is opened, decided at its first use.
-    open: Option<PathBuf>,
-    /// Its ELF build id, hex, read when it is first opened.
-    build_id: Option<Symbol>,
-    /// Stripped: its names are in a separate debug file (a distribution's
-    /// -dbgsym package), if installed.
-    debug_file: Option<DebugFile>,
-    /// Its PLT stubs, named as perf names them (`strlen@plt`).
-    plt: plt::PltStubs,
-    syms: FxHashMap<u64, Option<Resolved>>,
-    /// The interval it was last looked up in.
-    last_used: u64,
 }
 
 pub use perf_map::PerfMapStats;
@@ -101,6 +77,10 @@ pub struct SymbolizerStats {
     pub perf_map_bytes: u64,
     /// User frames cached at the end (see [`frame_cache`]).
     pub frames_cached: u64,
+    /// Kernel frames cached at the end.
+    pub kernel_frames_cached: u64,
+    /// File offsets whose symbols are cached at the end, over all files.
+    pub offsets_cached: u64,
     /// Python frames whose code object could not be read.
     pub python_unreadable: u64,
     /// Samples of interpreters this build can't read (their evaluator
@@ -113,11 +93,13 @@ pub struct Symbolizer {
     inner: blazesym::symbolize::Symbolizer,
     source_lines: bool,
     model: ProcessModel,
-    kernel: FxHashMap<FrameAddr, Frame>,
+    kernel: Generations<FrameAddr, Frame>,
     /// Where kernel addresses are named from.
     kernel_text: KernelText,
     /// Frames of each address space, by walked address.
     user: FrameCache,
+    /// Sampling time since the caches' current generation began.
+    generation_age: Duration,
     files: FxHashMap<FileId, FileSyms>,
     cached_offsets: usize,
     /// Size of the files opened since blazesym was (re)started.
@@ -143,22 +125,6 @@ impl Default for Symbolizer {
     fn default() -> Self {
         Self::new()
     }
-}
-
-/// Where a user frame's name comes from, before lookups.
-enum Pending {
-    File {
-        file: FileId,
-        lookup_offset: u64,
-        module: Symbol,
-        /// Path and range of the mapping (its build id comes with the file).
-        mapping: (Symbol, (u64, u64, u64)),
-    },
-    /// Named by the process's perf map: the entry's name and the offset.
-    Jit(Symbol, u64, Symbol),
-    /// Looked up through the live process (the vDSO).
-    Live(Option<Symbol>),
-    Unknown(Option<Symbol>),
 }
 
 /// A blazesym symbolizer as we use it: names, demangled, and source lines
@@ -187,9 +153,10 @@ impl Symbolizer {
             inner,
             source_lines,
             model: ProcessModel::new(),
-            kernel: FxHashMap::default(),
+            kernel: Generations::default(),
             kernel_text: KernelText::new(None),
             user: FrameCache::default(),
+            generation_age: Duration::ZERO,
             files: FxHashMap::default(),
             cached_offsets: 0,
             opened_bytes: 0,
@@ -249,6 +216,8 @@ impl Symbolizer {
             perf_map_bytes: self.perf_maps.bytes() as u64,
             kernel_list: self.kernel_text.list(),
             frames_cached: self.user.len() as u64,
+            kernel_frames_cached: self.kernel.len() as u64,
+            offsets_cached: self.cached_offsets as u64,
             python_unreadable: self.python.unreadable_frames,
             python_unsupported: self.python.unreadable_interpreter_frames,
             ..self.stats
@@ -295,25 +264,28 @@ impl Symbolizer {
         for (id, key) in self.retry.drain(..) {
             self.user.remove(id, &key);
         }
-        self.user.end_interval(interval.duration);
+        self.end_generation(interval.duration);
         self.intervals += 1;
         if self.intervals.is_multiple_of(KEEP_FILE_INTERVALS) {
-            // Files nobody sampled for a while (an old build's binary).
-            let now = self.intervals;
-            let mut dropped = 0;
-            self.files.retain(|_, f| {
-                let keep = now - f.last_used <= KEEP_FILE_INTERVALS;
-                if !keep {
-                    dropped += f.syms.len();
-                }
-                keep
-            });
-            self.cached_offsets = self.cached_offsets.saturating_sub(dropped);
+            self.forget_idle_files();
             // Names nothing holds any more (a frame, a file's symbols, the
             // profile just made is still to be handed out: it holds its own).
             self.names.retain(|n| Arc::strong_count(n) > 1);
         }
         profile
+    }
+
+    /// Sampling time `length` has passed: once a generation's worth has,
+    /// the frames and symbols not used in the last two go.
+    fn end_generation(&mut self, length: Duration) {
+        self.generation_age += length;
+        if self.generation_age < GENERATION {
+            return;
+        }
+        self.generation_age = Duration::ZERO;
+        self.user.age();
+        self.kernel.age();
+        self.age_file_symbols();
     }
 
     fn stack(&self, raw: &RawStack, id: Option<AspaceId>) -> Stack {
@@ -337,61 +309,6 @@ impl Symbolizer {
         }
     }
 
-    /// A user stack with its Python frames in place of the evaluator frames
-    /// that ran them.
-    fn with_python(
-        &mut self,
-        user: Stack,
-        id: AspaceId,
-        raw: &[crate::python::RawPyFrame],
-    ) -> Stack {
-        let names = &mut self.names;
-        let groups = self.python.groups(id, raw, |n| intern(names, n));
-        if groups.is_empty() {
-            return user;
-        }
-        match user {
-            Stack::Frames(frames) => {
-                Stack::Frames(crate::python::splice::splice(&frames, groups, |f| {
-                    &**f == crate::python::names::EVALUATOR
-                }))
-            }
-            // No native stack to place them in: the Python frames alone.
-            _ => Stack::Frames(groups.into_iter().flatten().collect()),
-        }
-    }
-
-    /// A process whose CPython this build can't read: its evaluator frames
-    /// say so (`[python] Python 3.7 is not supported ...`), rather than
-    /// pass for native code.
-    fn name_unreadable_python(&mut self, user: Stack, id: AspaceId, samples: u64) -> Stack {
-        let Stack::Frames(frames) = &user else {
-            return user;
-        };
-        if !frames
-            .iter()
-            .any(|f| &**f == crate::python::names::EVALUATOR)
-        {
-            return user;
-        }
-        let Some(name) = self.python.unreadable_name(id, samples) else {
-            return user;
-        };
-        let sym = intern(&mut self.names, &name);
-        Stack::Frames(
-            frames
-                .iter()
-                .map(|f| {
-                    if &**f == crate::python::names::EVALUATOR {
-                        Frame::named(sym.clone())
-                    } else {
-                        f.clone()
-                    }
-                })
-                .collect(),
-        )
-    }
-
     fn unknown_frame(&self, addr: u64, module: Option<Symbol>) -> Frame {
         Frame::new(FrameInfo {
             name: self.unknown.clone(),
@@ -411,7 +328,7 @@ impl Symbolizer {
             if let RawStack::Addrs(addrs) = &s.kernel {
                 for (i, a) in addrs.iter().enumerate() {
                     let key = (*a, i == 0);
-                    if !self.kernel.contains_key(&key) {
+                    if !self.kernel.touch(key) {
                         kernel.push(key);
                     }
                 }
@@ -469,255 +386,6 @@ impl Symbolizer {
         }
     }
 
-    /// Places each user address in its address space, looks up what is not
-    /// cached per file (or per live process for JIT code), and caches the
-    /// frames per address space.
-    fn prefetch_user(&mut self, user: Vec<(AspaceId, FrameAddr)>) {
-        let mut pending = Vec::with_capacity(user.len());
-        let mut by_file: FxHashMap<FileId, (Vec<u64>, String, Option<PathBuf>)> =
-            FxHashMap::default();
-        let mut by_process: FxHashMap<u32, Vec<u64>> = FxHashMap::default();
-        // `perf-PID.map` per process, made once (a JIT's stacks are mostly
-        // its own frames).
-        let mut map_names: FxHashMap<u32, Symbol> = FxHashMap::default();
-        for (id, (addr, leaf)) in &user {
-            let lookup = lookup_addr(*leaf, *addr);
-            let p = match self.model.place(*id, lookup) {
-                Place::File {
-                    file,
-                    offset,
-                    path,
-                    live_path,
-                    range,
-                } => {
-                    let module = module_name(&mut self.names, &path);
-                    let full = intern(&mut self.names, &path);
-                    let cached = self
-                        .files
-                        .get(&file)
-                        .is_some_and(|f| f.syms.contains_key(&offset));
-                    if !cached {
-                        let e = by_file
-                            .entry(file)
-                            .or_insert_with(|| (Vec::new(), path.clone(), None));
-                        e.0.push(offset);
-                        if e.2.is_none() {
-                            e.2 = live_path;
-                        }
-                    }
-                    Pending::File {
-                        file,
-                        lookup_offset: offset,
-                        module,
-                        mapping: (full, range),
-                    }
-                }
-                Place::Anon { name: None, live } => {
-                    // JIT code: named by the perf map if it has the
-                    // address (what was read while the process lived
-                    // stays known after it exits); else kept as the map's
-                    // (drawn `[perf-PID.map]`, as perf does) and, while
-                    // the process lives, asked again in the next interval.
-                    let names = &mut self.names;
-                    let map = map_names
-                        .entry(id.pid)
-                        .or_insert_with(|| intern(names, &format!("perf-{}.map", id.pid)))
-                        .clone();
-                    match self.perf_maps.lookup(*id, lookup, self.intervals) {
-                        Some((e, off)) => {
-                            let off = off + addr - lookup;
-                            Pending::Jit(Symbol::from(e.name), off, map)
-                        }
-                        None => {
-                            if live {
-                                self.retry.push((*id, (*addr, *leaf)));
-                            }
-                            let found = self.perf_maps.found(*id);
-                            Pending::Unknown(found.then_some(map))
-                        }
-                    }
-                }
-                Place::Anon { name, live } => {
-                    let module = name.as_deref().map(|n| intern(&mut self.names, n));
-                    if live && name.as_deref() == Some("[vdso]") {
-                        by_process.entry(id.pid).or_default().push(lookup);
-                        Pending::Live(module)
-                    } else {
-                        Pending::Unknown(module)
-                    }
-                }
-                Place::Unmapped => Pending::Unknown(None),
-            };
-            pending.push(p);
-        }
-        for (file, (mut offsets, path, live_path)) in by_file {
-            offsets.sort_unstable();
-            offsets.dedup();
-            self.lookup_file(file, &offsets, &path, live_path);
-        }
-        let mut live: FxHashMap<(u32, u64), Option<Resolved>> = FxHashMap::default();
-        for (pid, mut addrs) in by_process {
-            addrs.sort_unstable();
-            addrs.dedup();
-            self.stats.process_lookups += addrs.len() as u64;
-            // The vDSO only: perf maps are ours to read (see perf_map).
-            let mut process = Process::new(Pid::from(pid));
-            process.perf_map = false;
-            process.map_files = true;
-            let resolved = self.resolve(&Source::Process(process), Input::AbsAddr(&addrs));
-            live.extend(addrs.into_iter().map(|a| (pid, a)).zip(resolved));
-        }
-        let mut mappings: FxHashMap<MappingInfo, Arc<MappingInfo>> = FxHashMap::default();
-        for ((id, key), p) in user.into_iter().zip(pending) {
-            let (addr, leaf) = key;
-            let frame = match p {
-                Pending::File {
-                    file,
-                    lookup_offset,
-                    module,
-                    mapping: (path, (start, end, file_offset)),
-                } => {
-                    let f = self.files.get(&file);
-                    let r = f
-                        .and_then(|f| f.syms.get(&lookup_offset))
-                        .cloned()
-                        .flatten();
-                    let mapping = MappingInfo {
-                        path,
-                        start,
-                        end,
-                        file_offset,
-                        build_id: f.and_then(|f| f.build_id.clone()),
-                    };
-                    let mapping = mappings
-                        .entry(mapping.clone())
-                        .or_insert_with(|| Arc::new(mapping))
-                        .clone();
-                    let mut frame = match r {
-                        Some(r) => self.frame(key, Some(r), Some(module)),
-                        None => self.unknown_frame(addr, Some(module)),
-                    };
-                    frame = frame.with_mapping(mapping);
-                    frame
-                }
-                Pending::Live(module) => {
-                    let r = live
-                        .get(&(id.pid, lookup_addr(leaf, addr)))
-                        .cloned()
-                        .flatten();
-                    match r {
-                        Some(r) => self.frame(key, Some(r), module),
-                        None => self.unknown_frame(addr, module),
-                    }
-                }
-                Pending::Jit(name, offset, map) => Frame::new(FrameInfo {
-                    // Shared with the perf map's index, not interned: JIT
-                    // names come and go with the process.
-                    name,
-                    module: Some(map),
-                    offset: Some(offset),
-                    addr: Some(addr),
-                    source: None,
-                    mapping: None,
-                }),
-                Pending::Unknown(module) => self.unknown_frame(addr, module),
-            };
-            self.user.insert(id, key, frame);
-        }
-    }
-
-    /// Looks up file offsets in one file and caches what is found.
-    fn lookup_file(
-        &mut self,
-        file: FileId,
-        offsets: &[u64],
-        path: &str,
-        live_path: Option<PathBuf>,
-    ) {
-        if self.cached_offsets > MAX_CACHED_OFFSETS {
-            for f in self.files.values_mut() {
-                f.syms.clear();
-            }
-            self.cached_offsets = 0;
-        }
-        if self.opened_bytes > MAX_OPENED_BYTES || self.opened_files >= MAX_OPENED_FILES {
-            // Start blazesym afresh (it keeps every file it parsed open),
-            // and with it which files are open; the hot ones reopen on
-            // demand.
-            self.inner = blazesym_symbolizer(self.source_lines);
-            self.opened_bytes = 0;
-            self.opened_files = 0;
-            for f in self.files.values_mut() {
-                f.open = None;
-                f.syms.clear();
-            }
-            self.cached_offsets = 0;
-        }
-        let interval = self.intervals;
-        let entry = self.files.entry(file).or_default();
-        entry.last_used = interval;
-        if entry.open.is_none() {
-            // The path itself when it still is this file (shared by every
-            // process, and by blazesym's file cache); else the process's own
-            // view of it (deleted, replaced, or in a container).
-            entry.open = if same_file(Path::new(path), file) {
-                Some(PathBuf::from(path))
-            } else {
-                live_path
-            };
-            if let Some(open) = &entry.open {
-                self.stats.files += 1;
-                self.opened_files += 1;
-                self.opened_bytes += std::fs::metadata(open).map_or(0, |m| m.len());
-                entry.debug_file = DebugFile::find(open);
-                entry.plt = plt::PltStubs::read(open);
-                entry.build_id = blazesym::helper::read_elf_build_id(open)
-                    .ok()
-                    .flatten()
-                    .map(|id| {
-                        Symbol::from(id.iter().map(|b| format!("{b:02x}")).collect::<String>())
-                    });
-            }
-        }
-        let debug_file = entry.debug_file.clone();
-        let resolved = match entry.open.clone() {
-            Some(open) => {
-                self.stats.file_lookups += offsets.len() as u64;
-                // Names from the ELF symbol tables, as perf and bcc take
-                // them (a stripped file's from its debug file's); DWARF
-                // (decompressed and parsed: megabytes a file) only when an
-                // output keeps source lines.
-                match debug_file {
-                    Some(d) if !self.source_lines => self.resolve_in_debug_file(&d, offsets),
-                    _ => {
-                        let elf = Elf {
-                            debug_syms: self.source_lines,
-                            ..Elf::new(open)
-                        };
-                        self.resolve(&Source::Elf(elf), Input::FileOffset(offsets))
-                    }
-                }
-            }
-            None => vec![None; offsets.len()],
-        };
-        let entry = self.files.entry(file).or_default();
-        let names = &mut self.names;
-        for (off, mut r) in offsets.iter().zip(resolved) {
-            // Symbol tables name no PLT stub: the name found is the symbol
-            // before the PLT (`_init`), never right.
-            if let Some((name, within)) = entry.plt.lookup(*off) {
-                r = Some(Resolved {
-                    name: intern(names, name),
-                    offset: within,
-                    source: None,
-                });
-            }
-            if entry.syms.insert(*off, r).is_none() {
-                self.cached_offsets += 1;
-            }
-        }
-    }
-
     /// The frame for a walked address from what its lookup found.
     fn frame(&self, (addr, leaf): FrameAddr, r: Option<Resolved>, module: Option<Symbol>) -> Frame {
         match r {
@@ -732,24 +400,6 @@ impl Symbolizer {
             }),
             None => self.unknown_frame(addr, module),
         }
-    }
-
-    /// Looks file offsets of a stripped binary up in its debug file's
-    /// symbol table (see [`debug_file`]).
-    fn resolve_in_debug_file(&mut self, d: &DebugFile, offsets: &[u64]) -> Vec<Option<Resolved>> {
-        let addrs: Vec<Option<u64>> = offsets.iter().map(|o| d.address(*o)).collect();
-        let known: Vec<u64> = addrs.iter().flatten().copied().collect();
-        let elf = Elf {
-            debug_syms: false,
-            ..Elf::new(d.path.clone())
-        };
-        let mut found = self
-            .resolve(&Source::Elf(elf), Input::VirtOffset(&known))
-            .into_iter();
-        addrs
-            .iter()
-            .map(|a| a.and_then(|_| found.next().flatten()))
-            .collect()
     }
 
     fn resolve(&mut self, src: &Source<'_>, input: Input<&[u64]>) -> Vec<Option<Resolved>> {
@@ -786,19 +436,6 @@ impl Symbolizer {
             })
             .collect()
     }
-}
-
-/// The module a path names: its file name.
-fn module_name(names: &mut FxHashSet<Symbol>, path: &str) -> Symbol {
-    intern(names, path.rsplit('/').next().unwrap_or(path))
-}
-
-/// Whether an ELF file keeps its full symbol table elsewhere: it has no
-/// `.symtab` but a `.gnu_debuglink` (Debian's stripped binaries). Only the
-/// section headers are read.
-/// Whether `path` is the file `id` (same device and inode).
-fn same_file(path: &Path, id: FileId) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| FileId::of(&m) == id)
 }
 
 /// Name, offset and source location of a symbolized address.
@@ -901,5 +538,51 @@ mod tests {
         let again = s.symbolize(&interval);
         assert_eq!(again, p);
         assert_eq!(s.stats().file_lookups, 1, "cached per file");
+    }
+
+    /// A batch that starts blazesym afresh (too many files opened) still
+    /// names what it found cached: a new process of a known binary, sampled
+    /// in the same interval as a file not looked up yet.
+    #[test]
+    fn a_restart_in_a_batch_keeps_what_the_batch_found_cached() {
+        let own = a_function_with_a_known_name();
+        let libc_fn = libc::getpid as unsafe extern "C" fn() -> libc::pid_t as usize as u64;
+        let pid = std::process::id();
+        let sample = |aspace, user: Vec<u64>| RawSample {
+            tgid: pid,
+            aspace,
+            comm: "t".into(),
+            user: RawStack::Addrs(user),
+            kernel: RawStack::Absent,
+            python: Vec::new(),
+            count: 1,
+        };
+        let interval = |index, samples| Interval {
+            index,
+            start: Duration::ZERO,
+            duration: Duration::from_secs(1),
+            samples,
+            loss: Default::default(),
+        };
+        let maps = Arc::new(crate::process::query::MapsReader::new().read(pid).unwrap());
+        let mut s = Symbolizer::new();
+        s.remember_process(AspaceId { pid, aspace: 0 }, Some(maps.clone()));
+        s.symbolize(&interval(0, vec![sample(0, vec![own])]));
+        // Another address space of the same binary (its frames not cached
+        // yet), sampled beside libc, which is not looked up yet.
+        s.remember_process(AspaceId { pid, aspace: 1 }, Some(maps));
+        s.opened_files = user_files::MAX_OPENED_FILES;
+        // A return address: looked up one byte back.
+        let p = s.symbolize(&interval(1, vec![sample(1, vec![own, libc_fn + 1])]));
+        let (key, _) = p.counts.iter().next().unwrap();
+        let Stack::Frames(frames) = &key.user else {
+            panic!("expected frames, got {:?}", key.user)
+        };
+        assert!(
+            frames[0].ends_with("a_function_with_a_known_name"),
+            "{frames:?}"
+        );
+        assert!(frames[1].contains("getpid"), "{frames:?}");
+        assert_eq!(s.opened_files, 1, "blazesym started afresh");
     }
 }

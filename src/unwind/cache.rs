@@ -91,6 +91,21 @@ pub struct CacheStats {
     pub damaged: u64,
 }
 
+/// Opens the cache folder (created if missing) that the unwind tables and
+/// the boot's copy of the kernel's symbols share. A folder that can't be
+/// used prints one warning, and the run keeps both in memory.
+pub fn open_dir(dir: &Path) -> Option<Arc<SafeDir>> {
+    match SafeDir::open(dir, true).and_then(|d| d.check_writable().map(|()| d)) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!(
+                "profile: warning: cache off: {e:#} (unwind tables are built and kernel symbols read in memory; --no-cache silences this)"
+            );
+            None
+        }
+    }
+}
+
 /// The table cache (or none: `--no-cache`, or a folder that can't be used).
 pub struct TableCache {
     dir: Option<Arc<SafeDir>>,
@@ -116,23 +131,22 @@ impl TableCache {
         }
     }
 
-    /// The cache in `dir` (created if missing). A folder that can't be
-    /// used prints one warning and gives a disabled cache.
+    /// The cache in `dir` (created if missing; see [`open_dir`]).
     pub fn open(dir: &Path, max_bytes: u64) -> TableCache {
-        match SafeDir::open(dir, true).and_then(|d| d.check_writable().map(|()| d)) {
-            Ok(d) => TableCache {
+        TableCache::in_dir(open_dir(dir), max_bytes)
+    }
+
+    /// The cache in a folder opened already (None: disabled).
+    pub fn in_dir(dir: Option<Arc<SafeDir>>, max_bytes: u64) -> TableCache {
+        match dir {
+            Some(d) => TableCache {
                 dir: Some(d),
                 max_bytes,
                 stats: Mutex::default(),
                 warned: AtomicBool::new(false),
                 used: Mutex::default(),
             },
-            Err(e) => {
-                eprintln!(
-                    "profile: warning: unwind table cache off: {e:#} (tables are built in memory; --no-cache silences this)"
-                );
-                TableCache::disabled()
-            }
+            None => TableCache::disabled(),
         }
     }
 

@@ -35,76 +35,15 @@ use crate::sampler::SampleRate;
 use crate::sampler::{ProcessEvent, Sampler};
 use crate::symbolizer::{Symbolizer, SymbolizerStats};
 use crate::unwind::cache::TableCache;
-use crate::unwind::{UnwindMode, UnwindStats, Unwinder};
+
+mod stats;
+mod status_line;
+
+use self::status_line::StatusLine;
+use crate::unwind::{UnwindMode, Unwinder};
 
 /// Longest the sampling loop sleeps between looks at the clock and the stop flag.
 const TICK: Duration = Duration::from_millis(100);
-
-/// The one-line status a capture shows on a terminal (stderr), redrawn in
-/// place: elapsed time, interval, sample rate, losses, frames written and
-/// the render backlog. Only when stderr is a terminal and the run makes
-/// frames, a video or a live feed (a report alone stays quiet, as
-/// profile.py's does).
-struct StatusLine {
-    on: bool,
-    last: Instant,
-    samples: u64,
-    lost: u64,
-    drawn: bool,
-}
-
-impl StatusLine {
-    fn new(cfg: &RunConfig) -> StatusLine {
-        use std::io::IsTerminal;
-        StatusLine {
-            on: std::io::stderr().is_terminal()
-                && (cfg.frames.is_some() || cfg.video.is_some() || cfg.feed.is_some()),
-            last: Instant::now(),
-            samples: 0,
-            lost: 0,
-            drawn: false,
-        }
-    }
-
-    /// Adds an interval's accounting.
-    fn interval(&mut self, loss: &LossReport) {
-        self.samples += loss.taken;
-        self.lost += loss.lost();
-    }
-
-    fn tick(&mut self, elapsed: Duration, index: u64) {
-        if !self.on || self.last.elapsed() < Duration::from_millis(500) {
-            return;
-        }
-        self.last = Instant::now();
-        let secs = elapsed.as_secs_f64().max(1e-3);
-        let queued = crate::output::frames::FRAMES_SUBMITTED.load(Ordering::Relaxed);
-        let written = crate::output::frames::FRAMES_WRITTEN.load(Ordering::Relaxed);
-        let mut line = format!(
-            "{}  interval {index}  {:.0} samples/s",
-            crate::output::frames::layout::clock(elapsed),
-            self.samples as f64 / secs
-        );
-        if self.lost > 0 {
-            line.push_str(&format!("  LOST {}", self.lost));
-        }
-        if queued > 0 {
-            line.push_str(&format!(
-                "  frames {written} written, {} rendering",
-                queued.saturating_sub(written)
-            ));
-        }
-        eprint!("\x1b[2K\r{line}");
-        self.drawn = true;
-    }
-
-    fn clear(&mut self) {
-        if self.drawn {
-            eprint!("\x1b[2K\r");
-            self.drawn = false;
-        }
-    }
-}
 
 /// What the sampling thread hands the processing thread.
 enum Work {
@@ -130,28 +69,6 @@ enum Seen {
         Option<crate::python::Found>,
     ),
     Exited(AspaceId),
-}
-
-/// The profiler's own memory now and at its peak, and its open files.
-fn memory_line() -> String {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |k: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(k))
-            .map(|v| v.trim().to_string())
-            .unwrap_or_else(|| "?".into())
-    };
-    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
-    // File pages (the binaries symbols are read from, mapped) count in
-    // RSS but are the page cache's: shown apart from the heap.
-    format!(
-        "RSS {} (peak {}; now {} anonymous, {} of mapped files), {fds} open files",
-        field("VmRSS:"),
-        field("VmHWM:"),
-        field("RssAnon:"),
-        field("RssFile:"),
-    )
 }
 
 /// Installs the SIGINT/SIGTERM handler: the first signal asks the run to end
@@ -391,11 +308,17 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     }
 
     let mut sampler = Sampler::start(&cfg.sampler)?;
-    let unwinder = if cfg.sampler.unwind != UnwindMode::Fp && cfg.sampler.user_stacks {
-        let cache = match &cfg.sampler.unwind_cache {
-            Some(dir) => TableCache::open(dir, crate::unwind::cache::DEFAULT_MAX_BYTES),
-            None => TableCache::disabled(),
-        };
+    let tables = cfg.sampler.unwind != UnwindMode::Fp && cfg.sampler.user_stacks;
+    // One folder (opened once) holds the unwind tables and the boot's copy
+    // of the core kernel's symbols; `--no-cache` bypasses both.
+    let cache_dir = cfg
+        .sampler
+        .unwind_cache
+        .as_deref()
+        .filter(|_| tables || cfg.sampler.kernel_stacks)
+        .and_then(crate::unwind::cache::open_dir);
+    let unwinder = if tables {
+        let cache = TableCache::in_dir(cache_dir.clone(), crate::unwind::cache::DEFAULT_MAX_BYTES);
         let u = Unwinder::start(
             sampler.unwind_maps()?,
             cfg.sampler.unwind_memory,
@@ -415,16 +338,8 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     }
     let (tx, rx) = mpsc::channel();
     let failed = Arc::new(AtomicBool::new(false));
+    let kernel_cache = cache_dir.filter(|_| cfg.sampler.kernel_stacks);
     // Only -o outputs (pprof, speedscope, recordings) keep source lines.
-    // The boot's copy of the core kernel's symbols lives beside the unwind
-    // tables (and `--no-cache` bypasses both); a folder that can't be used
-    // was warned of by the table cache.
-    let kernel_cache = cfg
-        .sampler
-        .unwind_cache
-        .as_deref()
-        .filter(|_| cfg.sampler.kernel_stacks)
-        .and_then(|d| crate::safe_file::SafeDir::open(d, true).ok());
     let processing = start_processing(
         outputs,
         cfg.output.is_some(),
@@ -476,46 +391,18 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         .join()
         .map_err(|_| anyhow!("the processing thread panicked"))?;
     if cfg.stats {
-        eprintln!("{}", crate::output::stats_line(&loss, intervals, event));
-        eprintln!(
-            "stats: symbols: {} file offsets looked up in {} files, {} addresses through live processes, {} kernel addresses (named from {}); {} user frames cached",
-            symbols.file_lookups,
-            symbols.files,
-            symbols.process_lookups,
-            symbols.kernel_lookups,
-            symbols.kernel_list,
-            symbols.frames_cached
-        );
-        let pm = symbols.perf_maps;
-        eprintln!(
-            "stats: perf maps: {} reads of {} KB (each line read once; {} read whole again), {} JIT functions held in {} KB; memory: {}",
-            pm.reads,
-            pm.bytes / 1024,
-            pm.rereads,
-            symbols.perf_map_entries,
-            symbols.perf_map_bytes / 1024,
-            memory_line()
-        );
-        eprintln!("{}", start_line(&start_cost));
-        eprintln!(
-            "stats: per interval: drain {}; symbolize {}; symbolize CPU time {}",
-            timing(&drain_times),
-            timing(&symbolize_wall),
-            timing(&symbolize_cpu)
-        );
-        if let Some(u) = &unwind_stats {
-            eprintln!("{}", unwind_line(&loss, u));
-        }
-        if let Some(p) = &python {
-            eprintln!(
-                "stats: python: {} samples with Python frames ({} did not fit), {} frames of code objects that could not be read, {} samples of interpreters not read; interpreters: {}",
-                loss.unwind.python,
-                loss.unwind.python_full,
-                symbols.python_unreadable,
-                symbols.python_unsupported,
-                p.summary()
-            );
-        }
+        stats::print(&stats::RunStats {
+            loss: &loss,
+            intervals,
+            event,
+            symbols: &symbols,
+            start_cost: &start_cost,
+            drain_times: &drain_times,
+            symbolize_wall: &symbolize_wall,
+            symbolize_cpu: &symbolize_cpu,
+            unwind: unwind_stats.as_ref(),
+            python: python.as_ref(),
+        });
     }
     sampled?;
     if let Some((last, others)) = failures.split_last() {
@@ -564,83 +451,6 @@ fn preload(unwinder: &Unwinder, cfg: &crate::sampler::SamplerConfig) {
     }
 }
 
-/// The --stats line of start-up: what an idle run mostly costs.
-fn start_line(c: &crate::sampler::StartCost) -> String {
-    let verifier = match c.verifier {
-        Some((time, insns)) => format!(
-            ", of which the kernel verified the sampling program in {:.1} ms ({insns} instructions checked)",
-            time.as_secs_f64() * 1e3
-        ),
-        None => String::new(),
-    };
-    format!(
-        "stats: start-up: BPF sampler loaded in {:.0} ms{verifier}",
-        c.wall.as_secs_f64() * 1e3
-    )
-}
-
-/// The --stats line of the unwinder: how user stacks were walked and what
-/// building the tables cost.
-fn unwind_line(loss: &LossReport, u: &UnwindStats) -> String {
-    let w = &loss.unwind;
-    format!(
-        "stats: unwind: {} samples walked with tables ({} of them in user space, taken before their tables were loaded; {} stopped early: {} unreadable stack, {} frame pointer off the stack, {} no rule for the code, {} frame not above its callee; {} cut at {} frames, {} crossed unknown code), {} with frame pointers before their tables were loaded ({} for a full ring buffer), {} stacks did not fit; {} files ({} without CFI, {} rows) built in {:.0} ms (summed over threads), longest load {:.0} ms, {} loads, {} MB of shards; {} deferred walks in {:.1} ms{}{}",
-        w.unwound + w.deferred,
-        w.deferred,
-        (w.truncated + w.deferred_truncated).saturating_sub(w.cut),
-        w.stopped.bad_read,
-        w.stopped.fp_off_stack,
-        w.stopped.no_rule,
-        w.stopped.not_growing,
-        w.cut,
-        crate::unwind::deferred::MAX_FRAMES,
-        w.unknown_mapping,
-        w.not_loaded,
-        w.deferred_ring_full,
-        w.stacks_full,
-        u.files_built,
-        u.files_without_cfi,
-        u.rows_built,
-        u.build_time.as_secs_f64() * 1000.0,
-        u.max_load_latency.as_secs_f64() * 1000.0,
-        u.loads,
-        u.shard_bytes >> 20,
-        u.deferred_walks,
-        u.deferred_time.as_secs_f64() * 1000.0,
-        if u.cache.hits + u.cache.stored + u.cache.damaged == 0 {
-            String::new()
-        } else {
-            format!(
-                "; table cache: {} read, {} stored, {} damaged",
-                u.cache.hits, u.cache.stored, u.cache.damaged
-            )
-        },
-        if u.left_out.is_empty() {
-            String::new()
-        } else {
-            format!(", left out: {}", u.left_out.join(", "))
-        }
-    )
-}
-
-/// `first X ms, median Y ms, p95 Z ms, max W ms` of per-interval times.
-fn timing(times: &[Duration]) -> String {
-    let Some(first) = times.first() else {
-        return "none".into();
-    };
-    let mut sorted = times.to_vec();
-    sorted.sort_unstable();
-    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    format!(
-        "first {:.1} ms, median {:.1} ms, p95 {:.1} ms, max {:.1} ms",
-        ms(*first),
-        ms(at(0.5)),
-        ms(at(0.95)),
-        ms(at(1.0))
-    )
-}
-
 /// The sampling loop: cuts time into intervals on a fixed grid until the
 /// duration ends, a signal arrives or an output fails.
 ///
@@ -687,17 +497,14 @@ fn sample(
             let cut = Instant::now();
             // Announcements of processes sampled just before the cut: the
             // unwinder loads them before it walks the deferred samples.
-            let events = sampler.poll_process_events(Duration::ZERO)?;
-            on_events(
-                events,
+            take_announcements(
+                sampler,
+                Duration::ZERO,
                 &mut reader,
                 unwinder,
                 python.as_deref_mut(),
                 &mut seen,
-            );
-            if let Some(u) = unwinder {
-                u.stacks(sampler.take_stacks());
-            }
+            )?;
             let mut interval =
                 collector::collect(&batch, index, interval_start - t0, cut - interval_start);
             let pending = collector::pending(&mut batch);
@@ -731,20 +538,39 @@ fn sample(
         status.tick(now - t0, index);
         let until = deadline.map_or(next_cut, |d| d.min(next_cut));
         let wait = until.saturating_duration_since(Instant::now()).min(TICK);
-        let events = sampler.poll_process_events(wait)?;
-        on_events(
-            events,
+        take_announcements(
+            sampler,
+            wait,
             &mut reader,
             unwinder,
             python.as_deref_mut(),
             &mut seen,
-        );
-        // After the announcements of their processes; all in one hand-off.
+        )?;
+        // All in one hand-off to the unwinder.
         if let Some(u) = unwinder {
-            u.stacks(sampler.take_stacks());
             u.flush();
         }
     }
+}
+
+/// Takes what the sampler announced within `wait`: processes sampled and
+/// exited (see [`on_events`]), then the deferred stacks, after the
+/// announcements of their processes so that the unwinder loads a process
+/// before it walks its stacks.
+fn take_announcements(
+    sampler: &mut Sampler,
+    wait: Duration,
+    reader: &mut MapsReader,
+    unwinder: Option<&Unwinder>,
+    python: Option<&mut Interpreters>,
+    seen: &mut Vec<Seen>,
+) -> Result<()> {
+    let events = sampler.poll_process_events(wait)?;
+    on_events(events, reader, unwinder, python, seen);
+    if let Some(u) = unwinder {
+        u.stacks(sampler.take_stacks());
+    }
+    Ok(())
 }
 
 /// Reads the maps of each process announced, at once (a short-lived
