@@ -193,7 +193,11 @@ mod tests {
     use super::*;
 
     fn file(inode: u64) -> FileId {
-        FileId { dev: (8, 1), inode }
+        FileId {
+            dev: (8, 1),
+            inode,
+            version: 0,
+        }
     }
     fn maps(files: &[u64]) -> Vec<MappingRef> {
         files

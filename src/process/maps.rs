@@ -23,6 +23,9 @@ pub struct Mapping {
     pub deleted: bool,
     /// Mapped executable.
     pub exec: bool,
+    /// The mapped file's ELF build id as the kernel read it, short (see
+    /// [`super::short_build_id`]); 0 when none is known.
+    pub build_id: u64,
 }
 
 impl Mapping {
@@ -44,11 +47,12 @@ impl Mapping {
         addr - self.start + self.offset
     }
 
-    /// The mapped file's identity (device and inode).
+    /// The mapped file's identity (device, inode and build id).
     pub fn file_id(&self) -> super::FileId {
         super::FileId {
             dev: self.dev,
             inode: self.inode,
+            version: self.build_id,
         }
     }
 
@@ -97,6 +101,8 @@ fn parse_line(line: &str) -> Option<Mapping> {
         path,
         deleted,
         exec: perms.as_bytes().get(2) == Some(&b'x'),
+        // The text does not say.
+        build_id: 0,
     };
     (m.start < m.end).then_some(m)
 }

@@ -38,24 +38,58 @@ pub struct AspaceId {
     pub aspace: u32,
 }
 
-/// A file's identity, whatever path reaches it.
+/// A file's identity, whatever path reaches it: its device and inode, and
+/// which version of its content was mapped where the kernel says.
+///
+/// Device and inode alone name a file only while it exists: a file system
+/// such as ext4 gives a deleted file's inode to the next file made, so a
+/// program rebuilt in place (`gcc -o prog`, `cargo build`) comes back as
+/// the same inode with other code, and symbols or unwind tables kept for
+/// the old build would be used for the new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileId {
     /// Device (major, minor).
     pub dev: (u32, u32),
     /// Inode.
     pub inode: u64,
+    /// The mapped content's ELF build id, short (see [`short_build_id`]);
+    /// 0 when none is known (no build id, the maps read as text on a
+    /// kernel before 6.11, or an identity taken from a path).
+    pub version: u64,
 }
 
 impl FileId {
-    /// The identity of an opened file, from its metadata.
+    /// The device and inode of an opened file, from its metadata (the
+    /// version unknown: see [`FileId::same_inode`]).
     pub fn of(meta: &std::fs::Metadata) -> FileId {
         use std::os::unix::fs::MetadataExt;
         FileId {
             dev: (libc::major(meta.dev()), libc::minor(meta.dev())),
             inode: meta.ino(),
+            version: 0,
         }
     }
+
+    /// Whether both are the same device and inode (whatever the content).
+    pub fn same_inode(&self, other: &FileId) -> bool {
+        self.dev == other.dev && self.inode == other.inode
+    }
+
+    /// Whether `build_id`, read from a file reached by a path, is the
+    /// content this identity's mapping was of (always, when its version is
+    /// unknown).
+    pub fn holds(&self, build_id: Option<&[u8]>) -> bool {
+        self.version == 0 || build_id.map(short_build_id) == Some(self.version)
+    }
+}
+
+/// An ELF build id in 8 bytes (its first 8, zero-padded; never 0): build
+/// ids are hashes, so the first bytes tell builds apart.
+pub fn short_build_id(id: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = id.len().min(8);
+    b[..n].copy_from_slice(&id[..n]);
+    u64::from_le_bytes(b).max(1)
 }
 
 /// Where a user address comes from.
@@ -292,6 +326,27 @@ mod tests {
     const B: &str = "\
 5598a0000000-5598a0010000 r-xp 00000000 fd:01 999 /usr/bin/gzip
 ";
+
+    #[test]
+    fn a_file_identity_tells_builds_of_one_inode_apart() {
+        let build = |version| FileId {
+            dev: (254, 0),
+            inode: 7,
+            version,
+        };
+        let (a, b) = (short_build_id(&[0xaa; 20]), short_build_id(&[0xbb; 20]));
+        assert_ne!(a, b);
+        assert_ne!(build(a), build(b));
+        assert!(build(a).same_inode(&build(b)));
+        assert!(build(a).holds(Some(&[0xaa; 20])));
+        assert!(!build(a).holds(Some(&[0xbb; 20])));
+        assert!(!build(a).holds(None));
+        // Unknown version: any content will do.
+        assert!(build(0).holds(None) && build(0).holds(Some(&[0xbb; 20])));
+        // Short or zero ids still make a version.
+        assert_eq!(short_build_id(&[1, 2]), 0x0201);
+        assert_eq!(short_build_id(&[0; 20]), 1);
+    }
 
     #[test]
     fn each_address_space_keeps_its_own_maps() {

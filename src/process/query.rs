@@ -51,6 +51,9 @@ const QUERY_COVERING_OR_NEXT_VMA: u64 = 0x10;
 
 /// Longest path asked for (the kernel's PATH_MAX).
 const NAME_MAX: usize = 4096;
+/// Room for a build id (the kernel's BUILD_ID_SIZE_MAX is 20; a smaller
+/// buffer than the id fails the query).
+const BUILD_ID_ROOM: usize = 64;
 /// Names remembered at most; past it the table starts again.
 const NAMES_HELD: usize = 4096;
 /// Mappings asked for at most per process (a runaway loop's bound).
@@ -62,6 +65,7 @@ pub struct MapsReader {
     query: Option<bool>,
     names: HashMap<FileId, (String, bool)>,
     buf: Vec<u8>,
+    build_id: [u8; BUILD_ID_ROOM],
 }
 
 impl Default for MapsReader {
@@ -70,6 +74,7 @@ impl Default for MapsReader {
             query: None,
             names: HashMap::new(),
             buf: vec![0; NAME_MAX],
+            build_id: [0; BUILD_ID_ROOM],
         }
     }
 }
@@ -124,9 +129,18 @@ impl MapsReader {
             let Some(q) = self.ask(file, addr, false)? else {
                 break;
             };
+            // The build id tells a program rebuilt in place (same inode)
+            // from the build before it.
+            let size = (q.build_id_size as usize).min(BUILD_ID_ROOM);
+            let build_id = if q.inode != 0 && size > 0 {
+                super::short_build_id(&self.build_id[..size])
+            } else {
+                0
+            };
             let file_id = FileId {
                 dev: (q.dev_major, q.dev_minor),
                 inode: q.inode,
+                version: build_id,
             };
             let known = (q.inode != 0)
                 .then(|| self.names.get(&file_id).cloned())
@@ -166,6 +180,7 @@ impl MapsReader {
                 path,
                 deleted,
                 exec: true,
+                build_id,
             });
             addr = q.vma_end;
         }
@@ -173,7 +188,9 @@ impl MapsReader {
     }
 
     /// One query: the executable mapping covering `addr` or the next one
-    /// (None: no more), with its name in `self.buf` if `name`.
+    /// (None: no more), with its name in `self.buf` if `name`, else its
+    /// file's build id in `self.build_id` (the kernel reads it from the
+    /// page cache; size 0 if it has none or could not).
     fn ask(&mut self, file: &File, addr: u64, name: bool) -> std::io::Result<Option<ProcmapQuery>> {
         let mut q = ProcmapQuery {
             size: std::mem::size_of::<ProcmapQuery>() as u64,
@@ -184,9 +201,13 @@ impl MapsReader {
         if name {
             q.vma_name_size = self.buf.len() as u32;
             q.vma_name_addr = self.buf.as_mut_ptr() as u64;
+        } else {
+            q.build_id_size = BUILD_ID_ROOM as u32;
+            q.build_id_addr = self.build_id.as_mut_ptr() as u64;
         }
-        // SAFETY: `q` is a properly sized procmap_query; the name buffer it
-        // points at is `self.buf`, alive and as long as it says.
+        // SAFETY: `q` is a properly sized procmap_query; the buffer it
+        // points at (`self.buf` or `self.build_id`) is alive and as long as
+        // it says.
         let rc =
             unsafe { libc::ioctl(file.as_raw_fd(), PROCMAP_QUERY, &mut q as *mut ProcmapQuery) };
         if rc == 0 {
@@ -232,11 +253,24 @@ mod tests {
         let by_query = q.read(pid).unwrap();
         let by_text = MapsReader::text_only().read(pid).unwrap();
         assert!(by_query.len() >= 3, "{by_query:?}");
-        assert_eq!(by_query, by_text);
+        // The query also says each file's build id (the text does not).
+        assert!(
+            by_query
+                .iter()
+                .filter(|m| m.is_file())
+                .all(|m| m.build_id != 0),
+            "{by_query:?}"
+        );
+        let without_ids = |maps: Vec<Mapping>| -> Vec<Mapping> {
+            maps.into_iter()
+                .map(|m| Mapping { build_id: 0, ..m })
+                .collect()
+        };
+        assert_eq!(without_ids(by_query.clone()), by_text);
         assert_eq!(q.query, Some(true), "this kernel answers PROCMAP_QUERY");
         // The second read names every file from what the first learnt,
         // and still agrees.
-        assert_eq!(q.read(pid).unwrap(), by_text);
+        assert_eq!(q.read(pid).unwrap(), by_query);
         assert!(by_query.iter().any(|m| m.name() == Some("[vdso]")));
         assert!(by_query.iter().all(|m| m.exec));
     }

@@ -279,26 +279,26 @@ impl Symbolizer {
         let entry = self.files.entry(file).or_default();
         entry.last_used = interval;
         if entry.open.is_none() {
-            // The path itself when it still is this file (shared by every
-            // process, and by blazesym's file cache); else the process's own
-            // view of it (deleted, replaced, or in a container).
-            entry.open = if same_file(Path::new(path), file) {
-                Some(PathBuf::from(path))
-            } else {
-                live_path
-            };
-            if let Some(open) = &entry.open {
+            // The path itself when it still is this file, with the content
+            // that was mapped (shared by every process, and by blazesym's
+            // file cache); else the process's own view of it (deleted,
+            // replaced, rebuilt in place, or in a container). Neither: its
+            // addresses stay unnamed rather than named from another build.
+            let by_path = same_file(Path::new(path), file).then(|| PathBuf::from(path));
+            let found = [by_path, live_path].into_iter().flatten().find_map(|p| {
+                let id = blazesym::helper::read_elf_build_id(&p).ok().flatten();
+                file.holds(id.as_deref()).then_some((p, id))
+            });
+            if let Some((open, id)) = found {
                 self.stats.files += 1;
                 self.opened_files += 1;
-                self.opened_bytes += std::fs::metadata(open).map_or(0, |m| m.len());
-                entry.debug_file = DebugFile::find(open);
-                entry.plt = plt::PltStubs::read(open);
-                entry.build_id = blazesym::helper::read_elf_build_id(open)
-                    .ok()
-                    .flatten()
-                    .map(|id| {
-                        Symbol::from(id.iter().map(|b| format!("{b:02x}")).collect::<String>())
-                    });
+                self.opened_bytes += std::fs::metadata(&open).map_or(0, |m| m.len());
+                entry.debug_file = DebugFile::find(&open);
+                entry.plt = plt::PltStubs::read(&open);
+                entry.build_id = id.map(|id| {
+                    Symbol::from(id.iter().map(|b| format!("{b:02x}")).collect::<String>())
+                });
+                entry.open = Some(open);
             }
         }
         let debug_file = entry.debug_file.clone();
@@ -366,5 +366,5 @@ fn module_name(names: &mut FxHashSet<Symbol>, path: &str) -> Symbol {
 
 /// Whether `path` is the file `id` (same device and inode).
 fn same_file(path: &Path, id: FileId) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| FileId::of(&m) == id)
+    std::fs::metadata(path).is_ok_and(|m| FileId::of(&m).same_inode(&id))
 }

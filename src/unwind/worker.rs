@@ -497,12 +497,21 @@ fn table_of(
     Some(t)
 }
 
-/// Opens `path`, checking (if `check`) that it is the file `want` (same
-/// device and inode).
+/// Opens `path`, checking (if `check`) that it is the file `want`: the
+/// same device and inode, and the build that was mapped (a program rebuilt
+/// in place keeps its inode).
 fn open_same(path: &std::path::Path, want: &FileId, check: bool) -> Option<std::fs::File> {
     let f = std::fs::File::open(path).ok()?;
     if !check {
         return Some(f);
     }
-    (FileId::of(&f.metadata().ok()?) == *want).then_some(f)
+    let same = FileId::of(&f.metadata().ok()?).same_inode(want)
+        && (want.version == 0
+            || want.holds(
+                blazesym::helper::read_elf_build_id(path)
+                    .ok()
+                    .flatten()
+                    .as_deref(),
+            ));
+    same.then_some(f)
 }

@@ -433,3 +433,73 @@ fn a_growing_perf_map_is_read_incrementally_and_never_held() {
     );
     assert!(err.contains("perf maps:"), "{err}");
 }
+
+/// A program built with `work` as its hot function (`n` turns of its loop
+/// a call), with a build id.
+fn build_with(dir: &Path, work: &str, n: u32) -> PathBuf {
+    let src = dir.join(format!("{work}.c"));
+    std::fs::write(
+        &src,
+        format!(
+            "#include <stdlib.h>\n#include <time.h>\n\
+             static volatile unsigned long sink;\n\
+             __attribute__((noinline)) void {work}(void) {{ for (unsigned long i = 0; i < {n}; i++) sink += i; }}\n\
+             static double now(void) {{ struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }}\n\
+             int main(int argc, char **argv) {{ double end = now() + atof(argv[1]); while (now() < end) {work}(); return 0; }}\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.join(work);
+    let st = Command::new("clang")
+        .args(["-O1", "-fno-omit-frame-pointer", "-Wl,--build-id", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("clang is needed");
+    assert!(st.success());
+    out
+}
+
+/// A program rebuilt in place (its file rewritten: the same inode, other
+/// code) while a run goes on: the new build's samples are named from the
+/// new build, not from what was cached for the old one's inode.
+#[test]
+fn a_program_rebuilt_in_place_is_named_from_its_new_build() {
+    require_bpf!();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // Names of one length and code of one size: the two builds lay their
+    // code out alike (a cache keyed by inode would name the later build's
+    // samples `first_build_work`), and their build ids differ.
+    let first = build_with(dir.path(), "first_build_work", 100_000);
+    let later = build_with(dir.path(), "later_build_work", 100_003);
+    let prog = dir.path().join("rebuilt");
+    std::fs::copy(&first, &prog).unwrap();
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&prog);
+    let prof = Command::new(env!("CARGO_BIN_EXE_profile"))
+        .args(["-f", "-U", "-F", "199", "--interval", "0.5", "9"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(Command::new(&prog).arg("1.5").status().unwrap().success());
+    // Its samples are symbolized before the file changes.
+    std::thread::sleep(Duration::from_millis(2000));
+    std::fs::copy(&later, &prog).unwrap();
+    assert_eq!(inode(&prog), before, "rewritten in place");
+    assert!(Command::new(&prog).arg("1.5").status().unwrap().success());
+    let out = prof.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let count = |work: &str| -> u64 {
+        folded(&text)
+            .iter()
+            .filter(|(s, _)| s.starts_with("rebuilt;") && s.contains(&format!(";{work}")))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let (a, b) = (count("first_build_work"), count("later_build_work"));
+    // 1.5 s each at 199 Hz: ~300 samples each.
+    assert!(a >= 100 && b >= 100, "first {a}, later {b}:\n{text}");
+    assert!(a * 2 >= b && b * 2 >= a, "first {a}, later {b}:\n{text}");
+}
