@@ -35,12 +35,12 @@ use crate::sampler::SampleRate;
 use crate::sampler::{ProcessEvent, Sampler};
 use crate::symbolizer::{Symbolizer, SymbolizerStats};
 use crate::unwind::cache::TableCache;
+use crate::unwind::{UnwindMode, Unwinder};
 
 mod stats;
 mod status_line;
 
 use self::status_line::StatusLine;
-use crate::unwind::{UnwindMode, Unwinder};
 
 /// Longest the sampling loop sleeps between looks at the clock and the stop flag.
 const TICK: Duration = Duration::from_millis(100);
