@@ -44,19 +44,25 @@ pub fn serial() -> MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Builds C file `src` into `out` with clang and `flags`.
+pub fn clang(src: &Path, out: &Path, flags: &[&str]) {
+    let status = Command::new("clang")
+        .args(flags)
+        .arg("-o")
+        .arg(out)
+        .arg(src)
+        .status()
+        .expect("clang is needed to build the test programs");
+    assert!(status.success(), "failed to build {}", src.display());
+}
+
 /// The workload (tests/workloads/workload.c) built once with clang.
 pub fn workload_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/workload.c");
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("workload");
-        let status = Command::new("clang")
-            .args(["-O2", "-fno-omit-frame-pointer", "-pthread", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .status()
-            .expect("clang is needed to build the test workload");
-        assert!(status.success(), "failed to build {}", src.display());
+        clang(&src, &out, &["-O2", "-fno-omit-frame-pointer", "-pthread"]);
         out
     })
 }

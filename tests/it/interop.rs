@@ -296,19 +296,11 @@ fn live_pprof_has_mappings_build_ids_and_lines() {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("wl_g");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/wl.c");
-    let st = Command::new("clang")
-        .args([
-            "-g",
-            "-O0",
-            "-fno-omit-frame-pointer",
-            "-Wl,--build-id",
-            "-o",
-        ])
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    crate::common::clang(
+        &src,
+        &bin,
+        &["-g", "-O0", "-fno-omit-frame-pointer", "-Wl,--build-id"],
+    );
     let mut child = Command::new(&bin)
         .arg("4")
         .stdout(Stdio::null())

@@ -16,13 +16,7 @@ fn wl_bin() -> &'static Path {
     BIN.get_or_init(|| {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/workloads/wl.c");
         let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("wl");
-        let st = Command::new("clang")
-            .args(["-O0", "-fno-omit-frame-pointer", "-o"])
-            .arg(&out)
-            .arg(&src)
-            .status()
-            .expect("clang is needed");
-        assert!(st.success());
+        crate::common::clang(&src, &out, &["-O0", "-fno-omit-frame-pointer"]);
         out
     })
 }

@@ -10,28 +10,21 @@ use std::time::{Duration, Instant};
 use crate::common::{folded, profile, require_bpf};
 
 /// Builds a C file from tests/workloads once, with frame pointers.
-fn build(name: &str, extra: &[&str]) -> PathBuf {
+fn build(name: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/workloads/{name}.c"));
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("proc-{name}"));
-    let st = Command::new("clang")
-        .args(["-O0", "-fno-omit-frame-pointer", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .args(extra)
-        .status()
-        .expect("clang is needed");
-    assert!(st.success());
+    crate::common::clang(&src, &out, &["-O0", "-fno-omit-frame-pointer"]);
     out
 }
 
 fn wl() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| build("wl", &[]))
+    BIN.get_or_init(|| build("wl"))
 }
 
 fn exec_after() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| build("exec_after", &[]))
+    BIN.get_or_init(|| build("exec_after"))
 }
 
 use crate::common::start_printing_pid as start;
@@ -450,13 +443,11 @@ fn build_with(dir: &Path, work: &str, n: u32) -> PathBuf {
     )
     .unwrap();
     let out = dir.join(work);
-    let st = Command::new("clang")
-        .args(["-O1", "-fno-omit-frame-pointer", "-Wl,--build-id", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .status()
-        .expect("clang is needed");
-    assert!(st.success());
+    crate::common::clang(
+        &src,
+        &out,
+        &["-O1", "-fno-omit-frame-pointer", "-Wl,--build-id"],
+    );
     out
 }
 
