@@ -75,6 +75,20 @@ impl FileId {
         self.dev == other.dev && self.inode == other.inode
     }
 
+    /// Whether the file at `path`, with metadata `meta`, is this one: the
+    /// same device and inode, and (when the mapping's build is known) the
+    /// same build; its build id is read only then.
+    pub fn is_at(&self, path: &std::path::Path, meta: &std::fs::Metadata) -> bool {
+        FileId::of(meta).same_inode(self)
+            && (self.version == 0
+                || self.holds(
+                    blazesym::helper::read_elf_build_id(path)
+                        .ok()
+                        .flatten()
+                        .as_deref(),
+                ))
+    }
+
     /// Whether `build_id`, read from a file reached by a path, is the
     /// content this identity's mapping was of (always, when its version is
     /// unknown).

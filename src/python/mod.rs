@@ -160,10 +160,7 @@ impl Interpreters {
                     let read = read_interpreter(&m.map_files(pid), &name).or_else(|err| {
                         let p = Path::new(&path);
                         let meta = std::fs::metadata(p).map_err(|_| err)?;
-                        anyhow::ensure!(
-                            FileId::of(&meta).same_inode(&m.file_id()),
-                            "replaced since"
-                        );
+                        anyhow::ensure!(m.file_id().is_at(p, &meta), "replaced since");
                         read_interpreter(p, &name)
                     });
                     let state = match read {

@@ -25,7 +25,7 @@ pub struct StartCost {
     /// From opening the BPF object to the sampler ready to attach.
     pub wall: Duration,
     /// The verifier's own figures for the sampling program (with
-    /// [`SamplerConfig::verifier_stats`]): its time and the instructions
+    /// [`super::SamplerConfig::verifier_stats`]): its time and the instructions
     /// it went through.
     pub verifier: Option<(Duration, u64)>,
 }

@@ -101,7 +101,6 @@ pub struct Symbolizer {
     /// Sampling time since the caches' current generation began.
     generation_age: Duration,
     files: FxHashMap<FileId, FileSyms>,
-    cached_offsets: usize,
     /// Size of the files opened since blazesym was (re)started.
     opened_bytes: u64,
     /// Files opened since blazesym was (re)started.
@@ -158,7 +157,6 @@ impl Symbolizer {
             user: FrameCache::default(),
             generation_age: Duration::ZERO,
             files: FxHashMap::default(),
-            cached_offsets: 0,
             opened_bytes: 0,
             opened_files: 0,
             names: FxHashSet::default(),
@@ -217,7 +215,7 @@ impl Symbolizer {
             kernel_list: self.kernel_text.list(),
             frames_cached: self.user.len() as u64,
             kernel_frames_cached: self.kernel.len() as u64,
-            offsets_cached: self.cached_offsets as u64,
+            offsets_cached: self.cached_offsets() as u64,
             python_unreadable: self.python.unreadable_frames,
             python_unsupported: self.python.unreadable_interpreter_frames,
             ..self.stats

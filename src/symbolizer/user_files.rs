@@ -70,25 +70,20 @@ impl Symbolizer {
     /// binary).
     pub(super) fn forget_idle_files(&mut self) {
         let now = self.intervals;
-        let mut dropped = 0;
-        self.files.retain(|_, f| {
-            let keep = now - f.last_used <= KEEP_FILE_INTERVALS;
-            if !keep {
-                dropped += f.syms.len();
-            }
-            keep
-        });
-        self.cached_offsets = self.cached_offsets.saturating_sub(dropped);
+        self.files
+            .retain(|_, f| now - f.last_used <= KEEP_FILE_INTERVALS);
     }
 
     /// A new generation: each file's symbols not used in the last two go.
     pub(super) fn age_file_symbols(&mut self) {
-        let mut held = 0;
         for f in self.files.values_mut() {
             f.syms.age();
-            held += f.syms.len();
         }
-        self.cached_offsets = held;
+    }
+
+    /// File offsets whose symbols are cached, over all files.
+    pub(super) fn cached_offsets(&self) -> usize {
+        self.files.values().map(|f| f.syms.len()).sum()
     }
 
     /// Places each user address in its address space, looks up what is not
@@ -97,11 +92,10 @@ impl Symbolizer {
     pub(super) fn prefetch_user(&mut self, user: Vec<(AspaceId, FrameAddr)>) {
         // Emptied before the batch, never in it: what it finds cached must
         // stay until its frames are made.
-        if self.cached_offsets > MAX_CACHED_OFFSETS {
+        if self.cached_offsets() > MAX_CACHED_OFFSETS {
             for f in self.files.values_mut() {
                 f.syms.clear();
             }
-            self.cached_offsets = 0;
         }
         let mut pending = Vec::with_capacity(user.len());
         let mut by_file: FxHashMap<FileId, (Vec<u64>, String, Option<PathBuf>)> =
@@ -334,9 +328,7 @@ impl Symbolizer {
                     source: None,
                 });
             }
-            if entry.syms.insert(*off, r) {
-                self.cached_offsets += 1;
-            }
+            entry.syms.insert(*off, r);
         }
     }
 

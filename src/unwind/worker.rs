@@ -502,16 +502,5 @@ fn table_of(
 /// in place keeps its inode).
 fn open_same(path: &std::path::Path, want: &FileId, check: bool) -> Option<std::fs::File> {
     let f = std::fs::File::open(path).ok()?;
-    if !check {
-        return Some(f);
-    }
-    let same = FileId::of(&f.metadata().ok()?).same_inode(want)
-        && (want.version == 0
-            || want.holds(
-                blazesym::helper::read_elf_build_id(path)
-                    .ok()
-                    .flatten()
-                    .as_deref(),
-            ));
-    same.then_some(f)
+    (!check || want.is_at(path, &f.metadata().ok()?)).then_some(f)
 }
