@@ -421,7 +421,7 @@ fn a_call_through_the_plt_is_named_name_at_plt() {
     let text = String::from_utf8_lossy(&out.stdout);
     let in_stub: u64 = crate::common::folded(&text)
         .iter()
-        .filter(|(s, _)| s.ends_with(";main;strlen@plt"))
+        .filter(|(s, _)| s.ends_with(";main;labs@plt"))
         .map(|(_, n)| n)
         .sum();
     assert!(in_stub >= 20, "{text}");
