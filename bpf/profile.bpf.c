@@ -342,12 +342,12 @@ static __always_inline void note_stack_error(__s32 id, __u64 *collision, __u64 *
 		(*nomem)++;
 }
 
-/* Whether the unwinder has this address space's mappings. */
-static __always_inline bool tables_loaded(__u32 tgid, __u32 aspace)
+/* Where the unwinder keeps this address space's mappings, if it has them. */
+static __always_inline struct proc_entry *loaded_mappings(__u32 tgid, __u32 aspace)
 {
-	__u32 *loaded = bpf_map_lookup_elem(&unwind_procs, &tgid);
+	struct proc_entry *proc = bpf_map_lookup_elem(&unwind_procs, &tgid);
 
-	return loaded && *loaded == aspace;
+	return proc && proc->aspace == aspace ? proc : NULL;
 }
 
 /* What the unwinder made of a sample's user stack, before a generation's
@@ -490,8 +490,10 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 		return 0;
 	st->taken++;
 	if (cfg.user_stacks && cfg.unwind_mode != UNWIND_MODE_FP && tgid != 0) {
-		if (!cfg.defer_all && tables_loaded(tgid, aspace))
-			walked = walk_user_stack(ctx, tgid, aspace, st, &hash);
+		struct proc_entry *proc = cfg.defer_all ? NULL : loaded_mappings(tgid, aspace);
+
+		if (proc)
+			walked = walk_user_stack(ctx, tgid, aspace, proc, st, &hash);
 		else
 			walked = copy_user_stack(ctx, tgid, aspace) == 0 ? DEFERRED : -EFAULT;
 	}

@@ -120,6 +120,10 @@ enum unwind_consts {
 	 * the binary search steps over them. */
 	UNWIND_PROC_MAPPINGS = 256,
 	UNWIND_PROC_STEPS = 9,
+	/* Mapping slots shared by all loaded processes (2 MB of kernel
+	 * memory): a busy machine's few hundred processes use a few
+	 * thousand. */
+	UNWIND_MAPPING_SLOTS = 65536,
 	/* Bytes of user stack a deferred sample carries at most: what fits in
 	 * a per-CPU array value (32 KB) with the record's header. */
 	UNWIND_DEFER_BYTES = 32768 - 80,
@@ -158,13 +162,17 @@ struct mapping_info {
 	__u64 end;
 };
 
-/* Value of `unwind_mappings` (key: tgid): one process's executable
- * mappings, sorted by start, written whole by user space in one update
- * (a process costs one map write, however many mappings it has). */
-struct proc_mappings {
+/* Value of `unwind_procs` (key: tgid): the address space whose mappings
+ * are loaded, and where they are: `count` entries of
+ * `unwind_mapping_slots` from `start`, sorted by start. A process costs
+ * one small map write and a batch write of its few mappings (a fixed
+ * 8 KB value per process was most of the unwinder thread's kernel time
+ * under process churn). */
+struct proc_entry {
+	__u32 aspace;
 	__u32 count;
+	__u32 start;
 	__u32 pad;
-	struct mapping_info m[UNWIND_PROC_MAPPINGS];
 };
 
 /* A stack walked with unwind tables, or a kernel stack: leaf first. */

@@ -2,13 +2,15 @@
 /*
  * The user-stack unwinder (--unwind auto|dwarf): walks a user stack with the
  * unwind tables that user space built from each file's CFI
- * (src/unwind/table.rs) and loaded into `unwind_shards`, using the
- * per-process mappings in `unwind_mappings` to know which table and bias an
- * address uses. Frames in code without CFI (JIT code, hand-written asm) are
- * stepped with frame pointers in `auto` mode.
+ * (src/unwind/table.rs) and loaded into `unwind_shards`, using each
+ * process's mappings (`unwind_procs` says where in `unwind_mapping_slots`)
+ * to know which table and bias an address uses. Frames in code without CFI
+ * (JIT code, hand-written asm) are stepped with frame pointers in `auto`
+ * mode.
  *
- * Included by profile.bpf.c only. User space owns the table maps
- * (src/unwind/loader.rs); the walk only reads them.
+ * Included by profile.bpf.c only. User space owns these maps
+ * (src/unwind/loader.rs, src/unwind/mapping_slots.rs); the walk only reads
+ * them.
  */
 #ifndef __UNWINDER_BPF_H
 #define __UNWINDER_BPF_H
@@ -31,20 +33,23 @@ struct {
 	__array(values, struct row_shard);
 } unwind_shards SEC(".maps");
 
+/* Every loaded process's executable mappings, each process a range
+ * (`struct proc_entry`). User space reuses a range only well after the
+ * process left `unwind_procs`, so a walk in flight never reads another
+ * process's mappings. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
-	__type(value, struct proc_mappings);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 16384);
-} unwind_mappings SEC(".maps");
+	__type(value, struct mapping_info);
+	__uint(max_entries, UNWIND_MAPPING_SLOTS);
+} unwind_mapping_slots SEC(".maps");
 
-/* tgid -> the address-space number whose mappings `unwind_mappings` holds:
- * an exec'd process, or a reused pid, is not walked with stale mappings. */
+/* tgid -> the address space whose mappings are loaded, and where: an
+ * exec'd process, or a reused pid, is not walked with stale mappings. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct proc_entry);
 	__uint(max_entries, 65536);
 } unwind_procs SEC(".maps");
 
@@ -75,7 +80,8 @@ struct walk_state {
 	__u64 sp;
 	__u64 bp;
 	__u64 hash;
-	__u32 tgid;
+	/* The process's mappings: `maps_count` slots from `maps_start`. */
+	__u32 maps_start;
 	/* The last frame was a signal frame: `ip` is where the signal hit, not
 	 * a return address. */
 	__u32 after_signal;
@@ -85,7 +91,7 @@ struct walk_state {
 	__u32 unknown_mapping;
 	/* enum stop_reason, when done == WALK_STOPPED. */
 	__u32 stop_reason;
-	__u32 pad;
+	__u32 maps_count;
 	/* The mapping of the last frame: most callers are in the same file. */
 	struct mapping_info last;
 	struct user_stack stack;
@@ -101,7 +107,7 @@ struct {
 
 /* Puts the shared types into BTF so the skeleton generates them. */
 struct unwind_row _unwind_row = {};
-struct proc_mappings _proc_mappings = {};
+struct proc_entry _proc_entry = {};
 struct mapping_info _mapping_info = {};
 struct user_stack _user_stack = {};
 enum unwind_mode _unwind_mode = UNWIND_MODE_FP;
@@ -261,28 +267,29 @@ static __always_inline long no_table_step(struct walk_state *st, __u32 n)
 	return stop(st, STOP_NO_RULE);
 }
 
-/* The mapping of `tgid` that holds `pc`: a binary search over the
- * process's sorted mappings. */
-static __always_inline struct mapping_info *find_mapping(__u32 tgid, __u64 pc)
+/* The mapping that holds `pc`: a binary search over the process's sorted
+ * mapping slots. */
+static __always_inline struct mapping_info *find_mapping(__u32 start, __u32 count, __u64 pc)
 {
-	struct proc_mappings *pm = bpf_map_lookup_elem(&unwind_mappings, &tgid);
-	__u32 lo = 0, hi, mid;
+	__u32 lo = 0, hi = count, mid, slot;
 	struct mapping_info *m;
 
-	if (!pm)
-		return NULL;
-	hi = pm->count;
 	if (hi == 0 || hi > UNWIND_PROC_MAPPINGS)
 		return NULL;
 	for (int i = 0; i < UNWIND_PROC_STEPS; i++) {
 		if (lo + 1 >= hi)
 			break;
 		mid = lo + (hi - lo) / 2;
+		slot = start + mid;
+		m = bpf_map_lookup_elem(&unwind_mapping_slots, &slot);
+		if (!m)
+			return NULL;
 		/* User addresses are below 2^63: the difference's sign compares. */
-		step_search(&lo, &hi, mid, (__s64)(pc - pm->m[mid & (UNWIND_PROC_MAPPINGS - 1)].start));
+		step_search(&lo, &hi, mid, (__s64)(pc - m->start));
 	}
-	m = &pm->m[lo & (UNWIND_PROC_MAPPINGS - 1)];
-	if (pc < m->start || pc >= m->end)
+	slot = start + lo;
+	m = bpf_map_lookup_elem(&unwind_mapping_slots, &slot);
+	if (!m || pc < m->start || pc >= m->end)
 		return NULL;
 	return m;
 }
@@ -317,7 +324,7 @@ static long walk_step(__u32 i, void *unused)
 	if (pc >= st->last.start && pc < st->last.end) {
 		m = &st->last;
 	} else {
-		m = find_mapping(st->tgid, pc);
+		m = find_mapping(st->maps_start, st->maps_count, pc);
 		if (m)
 			st->last = *m;
 		else
@@ -422,8 +429,8 @@ static __always_inline int user_regs(struct bpf_perf_event_data *ctx, __u64 *ip,
  * of the profiler's start-up time).
  */
 static __always_inline int walk_user_stack(struct bpf_perf_event_data *ctx, __u32 tgid,
-					   __u32 aspace, struct sample_stats *stats,
-					   __u64 *hash_out)
+					   __u32 aspace, const struct proc_entry *proc,
+					   struct sample_stats *stats, __u64 *hash_out)
 {
 	__u32 zero = 0;
 	struct walk_state *st = bpf_map_lookup_elem(&walk_scratch, &zero);
@@ -433,7 +440,8 @@ static __always_inline int walk_user_stack(struct bpf_perf_event_data *ctx, __u3
 		return -EFAULT;
 	if (user_regs(ctx, &st->ip, &st->sp, &st->bp))
 		return -EFAULT;
-	st->tgid = tgid;
+	st->maps_start = proc->start;
+	st->maps_count = proc->count;
 	st->hash = 0xcbf29ce484222325ULL;
 	st->after_signal = 0;
 	st->done = 0;

@@ -112,7 +112,7 @@ fn start_line(c: &StartCost) -> String {
 fn unwind_line(loss: &LossReport, u: &UnwindStats) -> String {
     let w = &loss.unwind;
     format!(
-        "stats: unwind: {} samples walked with tables ({} of them in user space, taken before their tables were loaded; {} stopped early: {} unreadable stack, {} frame pointer off the stack, {} no rule for the code, {} frame not above its callee; {} cut at {} frames, {} crossed unknown code), {} with frame pointers before their tables were loaded ({} for a full ring buffer), {} stacks did not fit; {} files ({} without CFI, {} rows) built in {:.0} ms (summed over threads), longest load {:.0} ms, {} loads, {} MB of shards; {} deferred walks in {:.1} ms{}{}",
+        "stats: unwind: {} samples walked with tables ({} of them in user space, taken before their tables were loaded; {} stopped early: {} unreadable stack, {} frame pointer off the stack, {} no rule for the code, {} frame not above its callee; {} cut at {} frames, {} crossed unknown code), {} with frame pointers before their tables were loaded ({} for a full ring buffer), {} stacks did not fit; {} files ({} without CFI, {} rows) built in {:.0} ms (summed over threads), longest load {:.0} ms, {} loads, {} MB of shards; {} deferred walks in {:.1} ms{}{}{}",
         w.unwound + w.deferred,
         w.deferred,
         (w.truncated + w.deferred_truncated).saturating_sub(w.cut),
@@ -147,6 +147,14 @@ fn unwind_line(loss: &LossReport, u: &UnwindStats) -> String {
             String::new()
         } else {
             format!(", left out: {}", u.left_out.join(", "))
+        },
+        if u.slots_full == 0 {
+            String::new()
+        } else {
+            format!(
+                "; {} processes walked in user space for want of mapping slots",
+                u.slots_full
+            )
         }
     )
 }

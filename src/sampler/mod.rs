@@ -556,7 +556,7 @@ impl Sampler {
         };
         Ok(UnwindMaps {
             shards: dup(&maps.unwind_shards, "unwind shards")?,
-            mappings: dup(&maps.unwind_mappings, "unwind mappings")?,
+            mapping_slots: dup(&maps.unwind_mapping_slots, "unwind mapping slots")?,
             procs: dup(&maps.unwind_procs, "unwind processes")?,
         })
     }

@@ -1,6 +1,6 @@
-//! The owner of the unwinder's BPF maps: the table shards (`unwind_shards`),
-//! the per-process mappings (`unwind_mappings`: one value per process) and the loaded-process
-//! marks (`unwind_procs`). Nothing else writes them.
+//! The owner of the unwind tables' BPF map (`unwind_shards`); the
+//! processes' mappings have their own owner ([`super::mapping_slots`]).
+//! Nothing else writes them.
 //!
 //! Tables live in one global row space cut into shards of
 //! `UNWIND_SHARD_ROWS` rows; a shard is an mmap'able BPF array created when
@@ -15,6 +15,7 @@ use std::ptr::NonNull;
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_rs::{libbpf_sys, MapCore, MapFlags, MapHandle, MapType};
 
+use super::ranges::Ranges;
 use super::table::{Kind, Row};
 
 /// Rows per shard and its shift (bpf/profile.h's `unwind_consts`).
@@ -30,9 +31,9 @@ pub const ROW_BYTES: usize = 8;
 pub struct UnwindMaps {
     /// `unwind_shards`: array of row arrays.
     pub shards: MapHandle,
-    /// `unwind_mappings`: tgid -> that process's sorted mappings.
-    pub mappings: MapHandle,
-    /// `unwind_procs`: tgid -> loaded address-space number.
+    /// `unwind_mapping_slots`: every loaded process's mappings.
+    pub mapping_slots: MapHandle,
+    /// `unwind_procs`: tgid -> loaded address space and its slots.
     pub procs: MapHandle,
 }
 
@@ -188,12 +189,8 @@ impl Shard {
 /// The global row space.
 pub struct RowSpace {
     shards: Vec<Shard>,
-    /// Free ranges (start, len) below `next`, sorted by start.
-    free: Vec<(u32, u32)>,
-    /// First row never handed out.
-    next: u32,
-    /// Rows the budget allows.
-    capacity: u32,
+    /// The rows the budget allows, as ranges.
+    ranges: Ranges,
 }
 
 impl RowSpace {
@@ -203,9 +200,7 @@ impl RowSpace {
             (budget_bytes / ROW_BYTES as u64).min(u64::from(MAX_SHARDS) * u64::from(SHARD_ROWS));
         RowSpace {
             shards: Vec::new(),
-            free: Vec::new(),
-            next: 0,
-            capacity: rows as u32,
+            ranges: Ranges::new(rows as u32),
         }
     }
 
@@ -216,55 +211,17 @@ impl RowSpace {
 
     /// Rows in use.
     pub fn used(&self) -> u64 {
-        u64::from(self.next) - self.free.iter().map(|(_, n)| u64::from(*n)).sum::<u64>()
+        self.ranges.used()
     }
 
     /// A range of `n` rows, or None when the budget has no room.
     pub fn alloc(&mut self, n: u32) -> Option<u32> {
-        if n == 0 {
-            return Some(0);
-        }
-        if let Some(i) = self.free.iter().position(|(_, len)| *len >= n) {
-            let (start, len) = self.free[i];
-            if len == n {
-                self.free.remove(i);
-            } else {
-                self.free[i] = (start + n, len - n);
-            }
-            return Some(start);
-        }
-        let start = self.next;
-        let end = start.checked_add(n)?;
-        if end > self.capacity {
-            return None;
-        }
-        self.next = end;
-        Some(start)
+        self.ranges.alloc(n)
     }
 
     /// Gives a range back.
     pub fn release(&mut self, start: u32, n: u32) {
-        if n == 0 {
-            return;
-        }
-        let i = self.free.partition_point(|(s, _)| *s < start);
-        self.free.insert(i, (start, n));
-        // Coalesce with the neighbours.
-        if i + 1 < self.free.len() && self.free[i].0 + self.free[i].1 == self.free[i + 1].0 {
-            self.free[i].1 += self.free[i + 1].1;
-            self.free.remove(i + 1);
-        }
-        if i > 0 && self.free[i - 1].0 + self.free[i - 1].1 == self.free[i].0 {
-            self.free[i - 1].1 += self.free[i].1;
-            self.free.remove(i);
-        }
-        // A free range at the top goes back to the bump pointer.
-        if let Some(&(s, len)) = self.free.last() {
-            if s + len == self.next {
-                self.next = s;
-                self.free.pop();
-            }
-        }
+        self.ranges.release(start, n)
     }
 
     /// A read-only view of the rows, for walks done in user space: rows
@@ -322,70 +279,14 @@ impl RowView<'_> {
     }
 }
 
-/// Mappings kept per process (bpf/profile.h's `UNWIND_PROC_MAPPINGS`).
-pub const PROC_MAPPINGS: usize = 256;
-/// Bytes of `struct mapping_info`.
-const MAPPING_INFO_BYTES: usize = 32;
-
-/// `struct proc_mappings`: a process's executable mappings, sorted by
-/// start, in one value (at most [`PROC_MAPPINGS`]; the rest are left out).
-pub fn proc_mappings(infos: &[[u8; MAPPING_INFO_BYTES]]) -> Vec<u8> {
-    let n = infos.len().min(PROC_MAPPINGS);
-    let mut v = vec![0u8; 8 + PROC_MAPPINGS * MAPPING_INFO_BYTES];
-    v[0..4].copy_from_slice(&(n as u32).to_ne_bytes());
-    for (i, info) in infos.iter().take(n).enumerate() {
-        let at = 8 + i * MAPPING_INFO_BYTES;
-        v[at..at + MAPPING_INFO_BYTES].copy_from_slice(info);
-    }
-    v
-}
-
-/// `struct mapping_info`: the mapping [start, end), its bias and table.
-pub fn mapping_info(
-    range: (u64, u64),
-    bias: u64,
-    row_start: u32,
-    row_count: u32,
-) -> [u8; MAPPING_INFO_BYTES] {
-    let mut v = [0u8; 32];
-    v[0..8].copy_from_slice(&bias.to_ne_bytes());
-    v[8..12].copy_from_slice(&row_start.to_ne_bytes());
-    v[12..16].copy_from_slice(&row_count.to_ne_bytes());
-    v[16..24].copy_from_slice(&range.0.to_ne_bytes());
-    v[24..32].copy_from_slice(&range.1.to_ne_bytes());
-    v
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn a_process_is_one_sorted_value() {
-        let infos: Vec<_> = (0..300u64)
-            .map(|i| mapping_info((i << 20, (i << 20) + 4096), 0, i as u32, 1))
-            .collect();
-        let v = proc_mappings(&infos);
-        assert_eq!(v.len(), 8 + PROC_MAPPINGS * 32);
-        assert_eq!(u32::from_ne_bytes(v[0..4].try_into().unwrap()), 256);
-        let start =
-            |i: usize| u64::from_ne_bytes(v[8 + i * 32 + 16..8 + i * 32 + 24].try_into().unwrap());
-        assert_eq!(start(0), 0);
-        assert_eq!(start(255), 255 << 20);
-    }
-
-    #[test]
-    fn freed_rows_are_reused_and_coalesced() {
+    fn the_budget_bounds_the_rows() {
         let mut s = RowSpace::new(1 << 20);
-        let a = s.alloc(100).unwrap();
-        let b = s.alloc(50).unwrap();
-        let c = s.alloc(10).unwrap();
-        assert_eq!((a, b, c), (0, 100, 150));
-        s.release(a, 100);
-        s.release(b, 50);
-        assert_eq!(s.alloc(120), Some(0), "coalesced hole reused");
-        s.release(c, 10);
-        assert_eq!(s.used(), 120);
-        assert_eq!(s.alloc((1 << 20) / 8), None, "over budget");
+        assert_eq!(s.alloc((1 << 20) / 8), Some(0), "the whole budget");
+        assert_eq!(s.alloc(1), None, "over budget");
     }
 }

@@ -17,6 +17,8 @@
 pub mod cache;
 pub mod deferred;
 pub mod loader;
+pub mod mapping_slots;
+mod ranges;
 pub mod table;
 mod worker;
 
@@ -71,6 +73,8 @@ pub struct UnwindStats {
     pub loads: u64,
     /// Kernel memory of the table shards at the end.
     pub shard_bytes: u64,
+    /// Processes left unloaded for want of mapping slots.
+    pub slots_full: u64,
     /// Files left out for the budget.
     pub left_out: Vec<String>,
     /// What the on-disk table cache did.

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use libbpf_rs::{MapCore, MapFlags};
+use anyhow::Result;
+use libbpf_rs::MapHandle;
 use rayon::prelude::*;
 
 use crate::collector::{PendingSample, RawSample, RawStack, WalkedSamples};
@@ -19,6 +19,7 @@ use crate::process::{has_mappings, AspaceId, FileId};
 
 use super::deferred::{self, DeferredStack, Fallback, Rows, StackCopy, WalkMapping};
 use super::loader::{self, RowSpace, UnwindMaps};
+use super::mapping_slots::{self, MappingSlots};
 use super::{cache, table, Msg, UnwindStats};
 
 /// A file's table, as loaded: (first row, rows); None: no usable CFI, or
@@ -26,10 +27,13 @@ use super::{cache, table, Msg, UnwindStats};
 type FileTable = Option<(u32, u32)>;
 
 pub(super) struct State {
-    maps: UnwindMaps,
+    /// `unwind_shards`, where `space`'s rows live.
+    shards: MapHandle,
     space: RowSpace,
+    /// Where BPF finds each loaded process's mappings.
+    slots: MappingSlots,
     /// Each executable's table and the processes (as loaded into
-    /// `unwind_mappings`) that map it.
+    /// `unwind_procs`) that map it.
     exes: Executables<FileTable>,
     stats: UnwindStats,
     last_sweep: Instant,
@@ -76,7 +80,8 @@ impl State {
             exits: Vec::new(),
             held: Vec::new(),
             walked: HashMap::new(),
-            maps,
+            shards: maps.shards,
+            slots: MappingSlots::new(maps.mapping_slots, maps.procs),
             space: RowSpace::new(budget_bytes),
             exes: Executables::new(),
             stats: UnwindStats::default(),
@@ -88,6 +93,7 @@ impl State {
     /// What the thread did, once it ends.
     pub(super) fn finish(mut self) -> UnwindStats {
         self.stats.shard_bytes = self.space.bytes();
+        self.stats.slots_full = self.slots.full;
         self.stats.cache = self.cache.stats();
         self.stats
     }
@@ -388,7 +394,7 @@ impl State {
                 self.space.release(s, n);
             }
         };
-        self.space.write(&self.maps.shards, start, rows)?;
+        self.space.write(&self.shards, start, rows)?;
         Ok(Some((start, n)))
     }
 
@@ -412,30 +418,16 @@ impl State {
         for m in &loaded.mappings {
             let (row_start, row_count) =
                 m.file.and_then(|f| *self.exes.state(&f)?).unwrap_or((0, 0));
-            infos.push(loader::mapping_info(
+            infos.push(mapping_slots::mapping_info(
                 (m.start, m.end),
                 m.start.wrapping_sub(m.offset),
                 row_start,
                 row_count,
             ));
         }
-        // One write for the whole process (its mappings come sorted).
-        self.maps
-            .mappings
-            .update(
-                &id.pid.to_ne_bytes(),
-                &loader::proc_mappings(&infos),
-                MapFlags::ANY,
-            )
-            .context("failed to give the unwinder a process's mappings")?;
-        self.maps
-            .procs
-            .update(
-                &id.pid.to_ne_bytes(),
-                &id.aspace.to_ne_bytes(),
-                MapFlags::ANY,
-            )
-            .context("failed to mark a process loaded")?;
+        // No room: its stacks are copied and walked here, as for a
+        // process not loaded yet.
+        self.slots.load(id.pid, id.aspace, &infos)?;
         Ok(())
     }
 
@@ -443,8 +435,7 @@ impl State {
     /// its mappings leave the kernel, its files lose a user.
     fn unload(&mut self, pid: u32, aspace: Option<u32>) {
         if self.exes.detach(pid, aspace).is_some() {
-            let _ = self.maps.procs.delete(&pid.to_ne_bytes());
-            let _ = self.maps.mappings.delete(&pid.to_ne_bytes());
+            self.slots.unload(pid);
         }
     }
 
