@@ -46,7 +46,10 @@ fn main() -> ExitCode {
             out.flush()?;
             Ok(())
         }
-        Action::Run(cfg) => pipeline::run(*cfg),
+        Action::Run(cfg) => {
+            rs_profile::memory::one_arena();
+            pipeline::run(*cfg)
+        }
         Action::Render(args) => offline::render(args),
         Action::Serve(args) => offline::serve(args),
         Action::Report(args) => offline::report(args),
