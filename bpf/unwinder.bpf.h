@@ -45,11 +45,15 @@ struct {
 } unwind_mapping_slots SEC(".maps");
 
 /* tgid -> the address space whose mappings are loaded, and where: an
- * exec'd process, or a reused pid, is not walked with stale mappings. */
+ * exec'd process, or a reused pid, is not walked with stale mappings. Not
+ * preallocated: a replaced or deleted entry is freed only after the walks
+ * that may hold it are done, so its three fields are always read from one
+ * version (a preallocated entry can be reused at once by the next update). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u32);
 	__type(value, struct proc_entry);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 65536);
 } unwind_procs SEC(".maps");
 
