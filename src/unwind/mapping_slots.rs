@@ -200,6 +200,16 @@ mod tests {
         }
     }
 
+    /// Slots over fresh maps, and handles to read them back.
+    fn fixture() -> Option<(MappingSlots, MapHandle, MapHandle)> {
+        let (slots, procs) = maps()?;
+        let m = MappingSlots::new(
+            MapHandle::try_from(&slots).unwrap(),
+            MapHandle::try_from(&procs).unwrap(),
+        );
+        Some((m, slots, procs))
+    }
+
     fn entry(procs: &MapHandle, pid: u32) -> Option<(u32, u32, u32)> {
         let v = procs.lookup(&pid.to_ne_bytes(), MapFlags::ANY).ok()??;
         let w = |i: usize| u32::from_ne_bytes(v[i..i + 4].try_into().unwrap());
@@ -222,12 +232,9 @@ mod tests {
 
     #[test]
     fn a_process_is_a_range_of_slots_and_an_entry() {
-        let Some((slots, procs)) = maps() else { return };
-        let (sl, pr) = (
-            MapHandle::try_from(&slots).unwrap(),
-            MapHandle::try_from(&procs).unwrap(),
-        );
-        let mut m = MappingSlots::new(sl, pr);
+        let Some((mut m, slots, procs)) = fixture() else {
+            return;
+        };
         assert!(m.load(7, 3, &infos(5)).unwrap());
         assert!(m.load(8, 1, &infos(300)).unwrap());
         assert_eq!(entry(&procs, 7), Some((3, 5, 0)));
@@ -239,12 +246,9 @@ mod tests {
 
     #[test]
     fn a_range_given_back_is_not_reused_during_its_quarantine() {
-        let Some((slots, procs)) = maps() else { return };
-        let (sl, pr) = (
-            MapHandle::try_from(&slots).unwrap(),
-            MapHandle::try_from(&procs).unwrap(),
-        );
-        let mut m = MappingSlots::new(sl, pr);
+        let Some((mut m, _, procs)) = fixture() else {
+            return;
+        };
         assert!(m.load(7, 1, &infos(4)).unwrap());
         m.unload(7);
         assert_eq!(entry(&procs, 7), None, "gone from BPF at once");
@@ -262,12 +266,9 @@ mod tests {
 
     #[test]
     fn a_full_space_leaves_the_process_unloaded() {
-        let Some((slots, procs)) = maps() else { return };
-        let (sl, pr) = (
-            MapHandle::try_from(&slots).unwrap(),
-            MapHandle::try_from(&procs).unwrap(),
-        );
-        let mut m = MappingSlots::new(sl, pr);
+        let Some((mut m, _, procs)) = fixture() else {
+            return;
+        };
         assert!(m.load(1, 1, &infos(5)).unwrap());
         let mut pid = 2;
         while m.used() + 256 <= u64::from(SLOTS) {
