@@ -42,9 +42,9 @@ pub fn one_arena() {
 
 /// Gives the memory freed since the last call back to the kernel, from
 /// every allocator arena. A live run calls it once per interval: with
-/// [`keep_freed_memory`]'s thresholds each of the allocator's per-thread
-/// arenas (render threads, the processing thread, the live page's workers)
-/// otherwise kept what it once held, and a soak under a busy load sat at
+/// [`keep_freed_memory`]'s thresholds each of the allocator's arenas (one
+/// per thread before [`one_arena`]: render threads, the processing thread,
+/// the live page's workers) otherwise kept what it once held, and a soak under a busy load sat at
 /// 140 MB of free memory in arenas after a minute. `render` does not call
 /// it: a batch job, it keeps the pages for speed.
 pub fn release_freed_memory() {

@@ -75,7 +75,8 @@ impl MappingSlots {
         aspace: u32,
         infos: &[[u8; MAPPING_INFO_BYTES]],
     ) -> Result<bool> {
-        self.reclaim(Instant::now());
+        let now = Instant::now();
+        self.reclaim(now);
         let n = infos.len().min(PROC_MAPPINGS) as u32;
         let Some(start) = self.ranges.alloc(n) else {
             self.full += 1;
@@ -87,7 +88,7 @@ impl MappingSlots {
             return Err(e);
         }
         if let Some((s, len)) = self.held.insert(pid, (start, n)) {
-            self.retired.push_back((Instant::now(), s, len));
+            self.retired.push_back((now, s, len));
         }
         Ok(true)
     }
@@ -175,9 +176,10 @@ mod tests {
     use libbpf_rs::libbpf_sys;
     use libbpf_rs::MapType;
 
-    /// The two maps as the BPF object declares them, if this process may
-    /// create maps (root); None otherwise.
-    fn maps() -> Option<(MapHandle, MapHandle)> {
+    /// Slots over fresh maps shaped as the BPF object declares them, and
+    /// handles to read them back, if this process may create maps (root);
+    /// None otherwise.
+    fn fixture() -> Option<(MappingSlots, MapHandle, MapHandle)> {
         let opts = libbpf_sys::bpf_map_create_opts {
             sz: std::mem::size_of::<libbpf_sys::bpf_map_create_opts>() as _,
             ..Default::default()
@@ -192,22 +194,18 @@ mod tests {
         );
         let procs = MapHandle::create(MapType::Hash, Some("test_procs"), 4, 16, 1024, &opts);
         match (slots, procs) {
-            (Ok(s), Ok(p)) => Some((s, p)),
+            (Ok(s), Ok(p)) => {
+                let m = MappingSlots::new(
+                    MapHandle::try_from(&s).unwrap(),
+                    MapHandle::try_from(&p).unwrap(),
+                );
+                Some((m, s, p))
+            }
             _ if std::env::var_os("RS_PROFILE_REQUIRE_BPF").is_some() => {
                 panic!("cannot create BPF maps, and RS_PROFILE_REQUIRE_BPF is set")
             }
             _ => None,
         }
-    }
-
-    /// Slots over fresh maps, and handles to read them back.
-    fn fixture() -> Option<(MappingSlots, MapHandle, MapHandle)> {
-        let (slots, procs) = maps()?;
-        let m = MappingSlots::new(
-            MapHandle::try_from(&slots).unwrap(),
-            MapHandle::try_from(&procs).unwrap(),
-        );
-        Some((m, slots, procs))
     }
 
     fn entry(procs: &MapHandle, pid: u32) -> Option<(u32, u32, u32)> {
