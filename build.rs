@@ -21,5 +21,7 @@ fn main() {
     println!("cargo:rerun-if-changed={SRC}");
     println!("cargo:rerun-if-changed=bpf/profile.h");
     println!("cargo:rerun-if-changed=bpf/unwinder.bpf.h");
+    println!("cargo:rerun-if-changed=bpf/mappings.bpf.h");
+    println!("cargo:rerun-if-changed=bpf/python.bpf.h");
     println!("cargo:rerun-if-changed=bpf/vmlinux.h");
 }

@@ -161,7 +161,9 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 64 * 1024);
+	/* An exit holds its mappings (a few hundred bytes, 5 KB at most),
+	 * and exits are read at the next poll, up to 100 ms later. */
+	__uint(max_entries, 256 * 1024);
 } new_tgids SEC(".maps");
 
 /* Stores `value` under `hash` in a stack map keyed by hash (user, kernel
@@ -179,6 +181,7 @@ static __always_inline int store_by_hash(void *map, __u64 hash, void *value)
 struct stack_key _stack_key = {};
 struct process_seen _process_seen = {};
 
+#include "mappings.bpf.h"
 #include "unwinder.bpf.h"
 #include "python.bpf.h"
 
@@ -202,6 +205,7 @@ static __always_inline void announce(__u32 tgid, __u32 aspace)
 	slot->tgid = tgid;
 	slot->aspace = aspace;
 	slot->refresh = 0;
+	slot->count = MAPS_UNREAD;
 	/* Forced: an exit left unread before it (submitted without a wake-up)
 	 * would keep the default, adaptive wake-up quiet, and a short process
 	 * must have its maps read before it is gone. */
@@ -249,7 +253,6 @@ int BPF_PROG(on_exit, struct task_struct *p)
 {
 	__u32 host_tgid = BPF_CORE_READ(p, tgid);
 	__u32 tgid = host_tgid, aspace, *num;
-	struct process_seen *slot;
 	__u64 id;
 
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
@@ -267,17 +270,7 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	if (!bpf_map_lookup_elem(&seen_tgids, &id))
 		return 0;
 	bpf_map_delete_elem(&seen_tgids, &id);
-	slot = bpf_ringbuf_reserve(&new_tgids, sizeof(*slot), 0);
-	if (!slot)
-		return 0;
-	slot->tgid = tgid;
-	slot->aspace = aspace;
-	slot->refresh = PROCESS_EXITED;
-	/* No wake-up: nothing waits on an exit (user space lets a space go
-	 * an interval later), and under a churn of short processes a wake-up
-	 * per exit was half the sampling thread's wake-ups. Read at the next
-	 * poll: an announcement's, the tick's or the cut's. */
-	bpf_ringbuf_submit(slot, BPF_RB_NO_WAKEUP);
+	send_exit(tgid, aspace);
 	return 0;
 }
 

@@ -247,13 +247,48 @@ struct deferred_stack {
 	__u8 stack[UNWIND_DEFER_BYTES];
 };
 
-/* What `new_tgids` announces: an address space seen for the first time. */
+/* What `new_tgids` announces: an address space seen for the first time,
+ * or one that exited. An exit is followed by `count` struct
+ * process_mapping (its executable mappings as it exited) unless count is
+ * MAPS_UNREAD; an announcement always says MAPS_UNREAD. */
 struct process_seen {
 	__u32 tgid;
 	__u32 aspace;
 	/* 0: first sampled; 1: the unwinder met code in no mapping it knows
 	 * (the maps changed); 3: the process exited (PROCESS_EXITED). */
 	__u32 refresh;
+	__u32 count;
+};
+
+/* No mappings follow (an announcement; an exit on a kernel without the
+ * task_vma iterator, whose address space was gone or its lock taken, or
+ * with more mappings than an exit holds). */
+#define MAPS_UNREAD 0xffffffffU
+/* Executable mappings an exit holds at most. */
+#define EXIT_MAPPINGS 96
+
+/* What a mapping is. */
+enum mapping_kind {
+	MAPPING_ANON = 0,  /* anonymous memory (JIT code) */
+	MAPPING_FILE = 1,  /* a file's */
+	MAPPING_VDSO = 2,  /* the vDSO */
+	MAPPING_NAMED = 3, /* another special mapping with a name ([uprobes]) */
+};
+
+/* One executable mapping as the kernel holds it. The file fields are the
+ * inode's that holds the pages: they tell one version of a file from
+ * another (a rewrite changes mtime or size, a rebuild the inode), while
+ * its path, build id and the device and inode users see (an overlay's)
+ * are what user space learnt of that version from a live process. */
+struct process_mapping {
+	__u64 start;
+	__u64 end;
+	__u64 offset;      /* file offset of start */
+	__u64 inode;
+	__u64 mtime_ns;
+	__u64 size;
+	__u32 dev;         /* the kernel's dev_t: major << 20 | minor */
+	__u32 kind;        /* enum mapping_kind */
 };
 
 #define PROCESS_EXITED 3

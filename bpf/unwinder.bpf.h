@@ -205,6 +205,7 @@ static __always_inline void ask_refresh(__u32 tgid, __u32 aspace)
 	slot->tgid = tgid;
 	slot->aspace = aspace;
 	slot->refresh = 1;
+	slot->count = MAPS_UNREAD;
 	bpf_ringbuf_submit(slot, BPF_RB_FORCE_WAKEUP); /* see announce() */
 }
 

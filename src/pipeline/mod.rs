@@ -357,6 +357,8 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     } else {
         None
     };
+    // Names each announced process's mappings (on the sampling thread).
+    let mut reader = MapsReader::new();
     let sampled = sample(
         &mut sampler,
         unwinder.as_ref(),
@@ -366,6 +368,7 @@ pub fn run(cfg: RunConfig) -> Result<()> {
         &failed,
         &tx,
         &mut drain_times,
+        &mut reader,
     );
     let event = sampler.event().name();
     let start_cost = sampler.start_cost.clone();
@@ -402,6 +405,7 @@ pub fn run(cfg: RunConfig) -> Result<()> {
             symbolize_cpu: &symbolize_cpu,
             unwind: unwind_stats.as_ref(),
             python: python.as_ref(),
+            maps: reader.stats(),
         });
     }
     sampled?;
@@ -468,6 +472,7 @@ fn sample(
     failed: &AtomicBool,
     tx: &mpsc::Sender<Work>,
     drain_times: &mut Vec<Duration>,
+    reader: &mut MapsReader,
 ) -> Result<()> {
     let send = |work| {
         tx.send(work)
@@ -479,7 +484,6 @@ fn sample(
     let deadline = cfg.duration.and_then(|d| t0.checked_add(d));
     let mut interval_start = t0;
     let mut next_cut = t0 + cfg.interval;
-    let mut reader = MapsReader::new();
     let mut seen = Vec::new();
     let mut index = 0;
     loop {
@@ -500,7 +504,7 @@ fn sample(
             take_announcements(
                 sampler,
                 Duration::ZERO,
-                &mut reader,
+                reader,
                 unwinder,
                 python.as_deref_mut(),
                 &mut seen,
@@ -541,7 +545,7 @@ fn sample(
         take_announcements(
             sampler,
             wait,
-            &mut reader,
+            reader,
             unwinder,
             python.as_deref_mut(),
             &mut seen,
@@ -575,7 +579,9 @@ fn take_announcements(
 
 /// Reads the maps of each process announced, at once (a short-lived
 /// process may be gone by the time the processing thread gets to it), and
-/// hands them to the unwinder; one read, shared with the process model.
+/// hands them to the unwinder; one read, shared with the process model. A
+/// process gone before its read (or read while it was still mapping its
+/// libraries) is named from the mappings its exit tells.
 fn on_events(
     events: Vec<ProcessEvent>,
     reader: &mut MapsReader,
@@ -583,28 +589,37 @@ fn on_events(
     mut python: Option<&mut Interpreters>,
     seen: &mut Vec<Seen>,
 ) {
-    seen.extend(events.into_iter().map(|event| match event {
-        ProcessEvent::Sampled(id) => {
-            let maps = reader.read(id.pid).map(Arc::new);
-            if let (Some(u), Some(m)) = (unwinder, &maps) {
-                u.process(id, m.clone());
+    for event in events {
+        match event {
+            ProcessEvent::Sampled(id) => {
+                let maps = reader.read_announced(id).map(Arc::new);
+                if let (Some(u), Some(m)) = (unwinder, &maps) {
+                    u.process(id, m.clone());
+                }
+                let interp = match (python.as_deref_mut(), &maps) {
+                    (Some(p), Some(m)) => p.seen(id, m),
+                    _ => None,
+                };
+                seen.push(Seen::Sampled(id, maps, interp));
             }
-            let interp = match (python.as_deref_mut(), &maps) {
-                (Some(p), Some(m)) => p.seen(id, m),
-                _ => None,
-            };
-            Seen::Sampled(id, maps, interp)
+            ProcessEvent::Exited(id, told) => {
+                if let Some(maps) = reader.exited(id, told.as_deref()).map(Arc::new) {
+                    // Its deferred samples are still to be walked.
+                    if let Some(u) = unwinder {
+                        u.process(id, maps.clone());
+                    }
+                    seen.push(Seen::Sampled(id, Some(maps), None));
+                }
+                if let Some(u) = unwinder {
+                    u.exited(id);
+                }
+                if let Some(p) = python.as_deref_mut() {
+                    p.exited(id);
+                }
+                seen.push(Seen::Exited(id));
+            }
         }
-        ProcessEvent::Exited(id) => {
-            if let Some(u) = unwinder {
-                u.exited(id);
-            }
-            if let Some(p) = python.as_deref_mut() {
-                p.exited(id);
-            }
-            Seen::Exited(id)
-        }
-    }));
+    }
 }
 
 /// Adds an interval's `n` deferred samples, walked; if the unwinder could

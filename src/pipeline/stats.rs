@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::process::query::MapsStats;
 use crate::profile::LossReport;
 use crate::python::Interpreters;
 use crate::sampler::StartCost;
@@ -21,6 +22,7 @@ pub(super) struct RunStats<'a> {
     pub symbolize_cpu: &'a [Duration],
     pub unwind: Option<&'a UnwindStats>,
     pub python: Option<&'a Interpreters>,
+    pub maps: MapsStats,
 }
 
 /// Prints the `--stats` lines (stderr).
@@ -49,6 +51,11 @@ pub(super) fn print(r: &RunStats<'_>) {
         memory_line()
     );
     eprintln!("{}", start_line(r.start_cost));
+    let m = r.maps;
+    eprintln!(
+        "stats: process maps: {} reads ({} found the process gone), {} processes named from the mappings their exit told ({} file mappings of versions no live process showed, left unnamed)",
+        m.read, m.gone, m.from_exits, m.unnamed
+    );
     eprintln!(
         "stats: per interval: drain {}; symbolize {}; symbolize CPU time {}",
         timing(r.drain_times),

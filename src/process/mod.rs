@@ -8,7 +8,9 @@
 //! are read then, on the sampling thread ([`query::MapsReader`]); while it
 //! is the process's current one and the process lives (until the BPF exit
 //! event says otherwise), a miss (a library loaded since, JIT code) reads
-//! them again, at most once per interval. So samples before and after an
+//! them again, at most once per interval. A process gone before its read
+//! is named from the mappings its exit event tells
+//! ([`kernel_maps::KernelMapping`]). So samples before and after an
 //! exec, or of two processes that shared a pid, are looked up in their own
 //! maps.
 //!
@@ -18,6 +20,7 @@
 //! while are released, so a long run with process churn stays bounded.
 
 pub mod executables;
+pub mod kernel_maps;
 pub mod maps;
 pub mod query;
 

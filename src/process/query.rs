@@ -17,8 +17,9 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 
+use super::kernel_maps::{KernelMapping, MappingKind, VersionKey};
 use super::maps::{self, Mapping};
-use super::FileId;
+use super::{AspaceId, FileId};
 
 /// `struct procmap_query` (include/uapi/linux/fs.h).
 #[repr(C)]
@@ -56,6 +57,9 @@ const NAME_MAX: usize = 4096;
 const BUILD_ID_ROOM: usize = 64;
 /// Names remembered at most; past it the table starts again.
 const NAMES_HELD: usize = 4096;
+/// Announced address spaces remembered at most (their exits were lost,
+/// past it: the table starts again).
+const ANNOUNCED_HELD: usize = 65536;
 /// Mappings asked for at most per process (a runaway loop's bound).
 const MAPPINGS_MAX: usize = 65536;
 
@@ -64,8 +68,40 @@ pub struct MapsReader {
     /// Whether the kernel answers PROCMAP_QUERY (None: not tried yet).
     query: Option<bool>,
     names: HashMap<FileId, (String, bool)>,
+    /// Each file version live processes mapped, by what an exit tells of
+    /// it.
+    versions: HashMap<VersionKey, Described>,
+    /// How many mappings the read of each live announced address space
+    /// found.
+    announced: HashMap<AspaceId, usize>,
     buf: Vec<u8>,
     build_id: [u8; BUILD_ID_ROOM],
+    stats: MapsStats,
+}
+
+/// What a live process's maps said of one file version: the identity and
+/// path users see, and the build id.
+#[derive(Debug, Clone)]
+struct Described {
+    dev: (u32, u32),
+    inode: u64,
+    build_id: u64,
+    path: String,
+    deleted: bool,
+}
+
+/// How address spaces got their mappings (`--stats`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MapsStats {
+    /// Reads of `/proc/PID/maps`.
+    pub read: u64,
+    /// Reads that found the process gone.
+    pub gone: u64,
+    /// Processes named from the mappings their exit told.
+    pub from_exits: u64,
+    /// File mappings of exits left without a path: no live process had
+    /// mapped that version of the file.
+    pub unnamed: u64,
 }
 
 impl Default for MapsReader {
@@ -73,8 +109,11 @@ impl Default for MapsReader {
         MapsReader {
             query: None,
             names: HashMap::new(),
+            versions: HashMap::new(),
+            announced: HashMap::new(),
             buf: vec![0; NAME_MAX],
             build_id: [0; BUILD_ID_ROOM],
+            stats: MapsStats::default(),
         }
     }
 }
@@ -97,9 +136,18 @@ impl MapsReader {
     /// The executable mappings of `pid`, sorted; None if it can't be read
     /// (the process is gone, or not ours to read).
     pub fn read(&mut self, pid: u32) -> Option<Vec<Mapping>> {
+        self.stats.read += 1;
+        let read = self.read_maps(pid);
+        if read.as_ref().is_none_or(|m| m.is_empty()) {
+            self.stats.gone += 1;
+        }
+        read
+    }
+
+    fn read_maps(&mut self, pid: u32) -> Option<Vec<Mapping>> {
         let mut file = File::open(format!("/proc/{pid}/maps")).ok()?;
         if self.query != Some(false) {
-            match self.query_all(&file) {
+            match self.query_all(pid, &file) {
                 Ok(maps) => {
                     self.query = Some(true);
                     return Some(maps);
@@ -122,7 +170,114 @@ impl MapsReader {
         )
     }
 
-    fn query_all(&mut self, file: &File) -> std::io::Result<Vec<Mapping>> {
+    /// How address spaces got their mappings so far.
+    pub fn stats(&self) -> MapsStats {
+        self.stats
+    }
+
+    /// The executable mappings of an address space just announced (see
+    /// [`MapsReader::read`]), remembering how many were found until it
+    /// exits.
+    pub fn read_announced(&mut self, id: AspaceId) -> Option<Vec<Mapping>> {
+        let maps = self.read(id.pid);
+        if self.announced.len() >= ANNOUNCED_HELD {
+            self.announced.clear();
+        }
+        self.announced
+            .insert(id, maps.as_ref().map_or(0, |m| m.len()));
+        maps
+    }
+
+    /// An announced address space exited, its kernel telling its mappings
+    /// as it went (`told`): these, named, if they are more than its read
+    /// found (it was gone before it could be read, or read while its
+    /// libraries were still being mapped), else None.
+    pub fn exited(&mut self, id: AspaceId, told: Option<&[KernelMapping]>) -> Option<Vec<Mapping>> {
+        let read = self.announced.remove(&id).unwrap_or(0);
+        let told = told?;
+        (told.len() > read).then(|| self.resolve(told))
+    }
+
+    /// Names the mappings the kernel told as a process exited. A file
+    /// version a live process mapped before (its inode, modification time
+    /// and size; see [`MapsReader::read`]) takes the path, identity and
+    /// build id learnt then; another keeps only its device and inode (the
+    /// process is gone: nothing can be asked of it).
+    fn resolve(&mut self, told: &[KernelMapping]) -> Vec<Mapping> {
+        self.stats.from_exits += 1;
+        told.iter()
+            .map(|k| {
+                let mut m = Mapping {
+                    start: k.start,
+                    end: k.end,
+                    offset: k.offset,
+                    dev: (0, 0),
+                    inode: 0,
+                    path: None,
+                    deleted: false,
+                    exec: true,
+                    build_id: 0,
+                };
+                match k.kind {
+                    MappingKind::Anon | MappingKind::Named => {}
+                    MappingKind::Vdso => m.path = Some("[vdso]".into()),
+                    MappingKind::File => match self.versions.get(&k.version()) {
+                        Some(d) => {
+                            m.dev = d.dev;
+                            m.inode = d.inode;
+                            m.path = Some(d.path.clone());
+                            m.deleted = d.deleted;
+                            m.build_id = d.build_id;
+                        }
+                        // Its frames keep no name rather than another
+                        // file's.
+                        None => {
+                            self.stats.unnamed += 1;
+                            m.dev = k.dev_pair();
+                            m.inode = k.inode;
+                        }
+                    },
+                }
+                m
+            })
+            .collect()
+    }
+
+    /// Remembers a file version a live process maps by what the kernel
+    /// tells of it at an exit (device, inode, modification time, size):
+    /// one `stat` of the very file mapped, once per version.
+    fn learn_version(&mut self, pid: u32, m: &Mapping) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(m.map_files(pid)) else {
+            return;
+        };
+        let key = VersionKey {
+            dev: (libc::major(meta.dev()) << 20) | (libc::minor(meta.dev()) & 0xf_ffff),
+            inode: meta.ino(),
+            mtime_ns: (meta.mtime() as u64)
+                .wrapping_mul(1_000_000_000)
+                .wrapping_add(meta.mtime_nsec() as u64),
+            size: meta.size(),
+        };
+        // Both forget together: a version is learnt when its file is
+        // first named.
+        if self.versions.len() >= NAMES_HELD {
+            self.versions.clear();
+            self.names.clear();
+        }
+        self.versions.insert(
+            key,
+            Described {
+                dev: m.dev,
+                inode: m.inode,
+                build_id: m.build_id,
+                path: m.path.clone().unwrap_or_default(),
+                deleted: m.deleted,
+            },
+        );
+    }
+
+    fn query_all(&mut self, pid: u32, file: &File) -> std::io::Result<Vec<Mapping>> {
         let mut out = Vec::new();
         let mut addr = 0u64;
         while out.len() < MAPPINGS_MAX {
@@ -145,6 +300,7 @@ impl MapsReader {
             let known = (q.inode != 0)
                 .then(|| self.names.get(&file_id).cloned())
                 .flatten();
+            let learnt = known.is_none();
             let (path, deleted) = match known {
                 Some((p, d)) => (Some(p), d),
                 None => {
@@ -153,17 +309,15 @@ impl MapsReader {
                     let name = self
                         .ask(file, q.vma_start, true)?
                         .and_then(|named| self.name(&named));
-                    let (path, deleted) = match name {
-                        Some(n) => match n.strip_suffix(" (deleted)") {
-                            Some(p) => (Some(p.to_string()), true),
-                            None => (Some(n), false),
-                        },
+                    let (path, deleted) = match name.map(split_deleted) {
+                        Some((p, d)) => (Some(p), d),
                         None => (None, false),
                     };
                     if q.inode != 0 {
                         if let Some(p) = &path {
                             if self.names.len() >= NAMES_HELD {
                                 self.names.clear();
+                                self.versions.clear();
                             }
                             self.names.insert(file_id, (p.clone(), deleted));
                         }
@@ -171,7 +325,7 @@ impl MapsReader {
                     (path, deleted)
                 }
             };
-            out.push(Mapping {
+            let m = Mapping {
                 start: q.vma_start,
                 end: q.vma_end,
                 offset: q.vma_offset,
@@ -181,7 +335,11 @@ impl MapsReader {
                 deleted,
                 exec: true,
                 build_id,
-            });
+            };
+            if learnt && m.is_file() {
+                self.learn_version(pid, &m);
+            }
+            out.push(m);
             addr = q.vma_end;
         }
         Ok(out)
@@ -231,6 +389,15 @@ impl MapsReader {
         let text = &self.buf[..size];
         let end = text.iter().position(|b| *b == 0).unwrap_or(size);
         (end > 0).then(|| String::from_utf8_lossy(&text[..end]).into_owned())
+    }
+}
+
+/// A mapping's name without the kernel's ` (deleted)` suffix, and whether
+/// it had it.
+fn split_deleted(name: String) -> (String, bool) {
+    match name.strip_suffix(" (deleted)") {
+        Some(p) => (p.to_string(), true),
+        None => (name, false),
     }
 }
 
@@ -295,6 +462,75 @@ mod tests {
         // SAFETY: mapped above, not used since.
         unsafe { libc::munmap(page, 4096) };
         assert_eq!((m.path.as_deref(), m.inode), (None, 0), "{m:?}");
+    }
+
+    /// What the exit tracepoint would tell of `maps` (the file fields from
+    /// a `stat` of each mapped file).
+    fn told(pid: u32, maps: &[Mapping]) -> Vec<KernelMapping> {
+        use std::os::unix::fs::MetadataExt;
+        maps.iter()
+            .map(|m| {
+                let mut k = KernelMapping {
+                    start: m.start,
+                    end: m.end,
+                    offset: 0,
+                    dev: 0,
+                    inode: 0,
+                    mtime_ns: 0,
+                    size: 0,
+                    kind: MappingKind::Anon,
+                };
+                if m.name() == Some("[vdso]") {
+                    k.kind = MappingKind::Vdso;
+                } else if m.is_file() {
+                    let meta = std::fs::metadata(m.map_files(pid)).unwrap();
+                    k.kind = MappingKind::File;
+                    k.offset = m.offset;
+                    k.dev = (libc::major(meta.dev()) << 20) | libc::minor(meta.dev());
+                    k.inode = meta.ino();
+                    k.mtime_ns = meta.mtime() as u64 * 1_000_000_000 + meta.mtime_nsec() as u64;
+                    k.size = meta.size();
+                }
+                k
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_exit_names_what_the_read_missed_from_versions_seen_alive() {
+        let pid = std::process::id();
+        let me = AspaceId { pid, aspace: 1 };
+        let mut reader = MapsReader::new();
+        let live = reader.read_announced(me).unwrap();
+        let told = told(pid, &live);
+        // Read whole: the exit adds nothing.
+        assert_eq!(reader.exited(me, Some(&told)), None);
+        // Gone before its read: the exit's mappings, named as the live
+        // read named them.
+        let gone = AspaceId {
+            pid: u32::MAX - 3,
+            aspace: 7,
+        };
+        assert_eq!(reader.read_announced(gone), None);
+        assert_eq!(reader.exited(gone, Some(&told)), Some(live.clone()));
+        assert_eq!(reader.stats().from_exits, 1);
+        // A version no live process showed (rewritten since: another
+        // mtime) keeps its identity, not a name.
+        let gone = AspaceId { aspace: 8, ..gone };
+        assert_eq!(reader.read_announced(gone), None);
+        let mut rewritten = told.clone();
+        let i = rewritten
+            .iter()
+            .position(|k| k.kind == MappingKind::File)
+            .unwrap();
+        rewritten[i].mtime_ns += 1;
+        let named = reader.exited(gone, Some(&rewritten)).unwrap();
+        assert_eq!(named[i].path, None, "{:?}", named[i]);
+        assert_eq!(named[i].inode, live[i].inode);
+        assert!(!named[i].is_file());
+        assert_eq!(reader.stats().unnamed, 1);
+        // An exit that could tell nothing changes nothing.
+        assert_eq!(reader.exited(me, None), None);
     }
 
     #[test]

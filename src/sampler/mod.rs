@@ -33,6 +33,7 @@ pub use loading::{LoadError, StartCost};
 pub use perf_event::{SampleEvent, SampleRate};
 use skel::{types, ProfileSkel, ProfileSkelBuilder};
 
+use crate::process::kernel_maps::{KernelMapping, MappingKind};
 use crate::process::AspaceId;
 use crate::unwind::deferred::DeferredStack;
 use crate::unwind::loader::UnwindMaps;
@@ -133,18 +134,59 @@ impl Default for SamplerConfig {
 }
 
 /// What the BPF program tells of a process, in the order it happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcessEvent {
     /// An address space sampled for the first time (or whose maps changed):
     /// its mappings are to be read now, while it lives.
     Sampled(AspaceId),
-    /// A process that was announced exited: what is held for it can go once
-    /// the samples already taken are symbolized.
-    Exited(AspaceId),
+    /// A process that was announced exited, with its executable mappings
+    /// as it exited (None where the kernel could not tell them): what is
+    /// held for it can go once the samples already taken are symbolized.
+    Exited(AspaceId, Option<Vec<KernelMapping>>),
 }
 
 /// bpf/profile.h's `PROCESS_EXITED` (`process_seen.refresh`).
 const PROCESS_EXITED: u32 = 3;
+/// bpf/profile.h's `MAPS_UNREAD` (`process_seen.count`).
+const MAPS_UNREAD: u32 = u32::MAX;
+
+/// A record of the `new_tgids` ring: its header, then the mappings an
+/// exit holds. None for a record too short for what it says.
+fn parse_process_event(data: &[u8]) -> Option<ProcessEvent> {
+    let head_len = std::mem::size_of::<types::process_seen>();
+    let mut seen = types::process_seen::default();
+    plain::copy_from_bytes(&mut seen, data.get(..head_len)?).ok()?;
+    let id = AspaceId {
+        pid: seen.tgid,
+        aspace: seen.aspace,
+    };
+    if seen.refresh != PROCESS_EXITED {
+        // A refresh (maps changed) is handled as an announcement: the maps
+        // are read again either way.
+        return Some(ProcessEvent::Sampled(id));
+    }
+    if seen.count == MAPS_UNREAD {
+        return Some(ProcessEvent::Exited(id, None));
+    }
+    let size = std::mem::size_of::<types::process_mapping>();
+    let body = data.get(head_len..head_len + seen.count as usize * size)?;
+    let mut maps = Vec::with_capacity(seen.count as usize);
+    for chunk in body.chunks_exact(size) {
+        let mut m = types::process_mapping::default();
+        plain::copy_from_bytes(&mut m, chunk).ok()?;
+        maps.push(KernelMapping {
+            start: m.start,
+            end: m.end,
+            offset: m.offset,
+            dev: m.dev,
+            inode: m.inode,
+            mtime_ns: m.mtime_ns,
+            size: m.size,
+            kind: MappingKind::from_raw(m.kind)?,
+        });
+    }
+    Some(ProcessEvent::Exited(id, Some(maps)))
+}
 
 /// A loaded and attached sampler. Dropping it detaches every perf event.
 pub struct Sampler {
@@ -328,19 +370,8 @@ impl Sampler {
         let mut builder = libbpf_rs::RingBufferBuilder::new();
         builder
             .add(&skel.maps.new_tgids, move |data: &[u8]| {
-                let mut seen = types::process_seen::default();
-                if plain::copy_from_bytes(&mut seen, data).is_ok() {
-                    let id = AspaceId {
-                        pid: seen.tgid,
-                        aspace: seen.aspace,
-                    };
-                    // A refresh (maps changed) is handled as an
-                    // announcement: the maps are read again either way.
-                    let _ = tx.send(if seen.refresh == PROCESS_EXITED {
-                        ProcessEvent::Exited(id)
-                    } else {
-                        ProcessEvent::Sampled(id)
-                    });
+                if let Some(event) = parse_process_event(data) {
+                    let _ = tx.send(event);
                 }
                 0
             })

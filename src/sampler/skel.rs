@@ -14,3 +14,5 @@ unsafe impl plain::Plain for types::stack_key {}
 unsafe impl plain::Plain for types::sample_stats {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::process_seen {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::process_mapping {}

@@ -167,6 +167,59 @@ fn short_lived_processes_are_named() {
 }
 
 #[test]
+fn processes_gone_before_their_maps_are_read_are_named_from_their_exit() {
+    require_bpf!();
+    // Thousands of `true`s, each gone a millisecond after it starts: a
+    // third and more were gone before user space could read their maps,
+    // their user frames left `[unknown]`. Their exits tell the mappings.
+    let mut churn = Command::new("sh")
+        .args([
+            "-c",
+            "i=0; while [ $i -lt 20000 ]; do /bin/true; i=$((i+1)); done",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let out = profile(&["-f", "-F", "999", "--stats", "3"]);
+    let _ = churn.kill();
+    let _ = churn.wait();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let stats = String::from_utf8(out.stderr).unwrap();
+    let named_from_exits: u64 = stats
+        .split(" processes named from the mappings their exit told")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in:\n{stats}"));
+    assert!(named_from_exits >= 10, "{named_from_exits}:\n{stats}");
+    // Samples taken while the process tears itself down (exit) or while
+    // the exec that makes it is under way (its user registers still the
+    // forked shell's, whose maps are gone) have a user frame no maps can
+    // name: left out. Of the others, nearly all are named.
+    let lines = folded(&text);
+    let running: Vec<_> = lines
+        .iter()
+        .filter(|(s, _)| {
+            s.split(';').next() == Some("true")
+                && !s.contains(";do_exit")
+                && !s.contains(";bprm_execve")
+        })
+        .collect();
+    let total: u64 = running.iter().map(|(_, n)| n).sum();
+    let unknown: u64 = running
+        .iter()
+        .filter(|(s, _)| s.split(';').any(|f| f == "[unknown]"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(total > 100, "{total} samples of true:\n{text}");
+    assert!(
+        unknown * 20 <= total,
+        "{unknown} of {total} [unknown]:\n{text}"
+    );
+}
+
+#[test]
 fn fifty_processes_of_one_binary_symbolize_it_once() {
     require_bpf!();
     // They outlive the run (killed after it): starting the profiler beside
