@@ -220,7 +220,10 @@ impl State {
         }
 
         for (_, (id, exec, at)) in latest {
-            self.load_process(id, &exec)?;
+            // One that exited already (named from its exit) is never
+            // sampled again: only its deferred stacks are walked, here.
+            let live = !self.exits.contains(&id);
+            self.load_process(id, &exec, live)?;
             self.stats.loads += 1;
             self.stats.max_load_latency = self.stats.max_load_latency.max(at.elapsed());
         }
@@ -399,8 +402,9 @@ impl State {
     }
 
     /// Gives BPF one address space's executable mappings (replacing
-    /// what the pid had) and marks it loaded.
-    fn load_process(&mut self, id: AspaceId, exec: &[Mapping]) -> Result<()> {
+    /// what the pid had; only its deferred stacks' walks here get them if
+    /// not `into_kernel`) and marks it loaded.
+    fn load_process(&mut self, id: AspaceId, exec: &[Mapping], into_kernel: bool) -> Result<()> {
         let mappings: Vec<MappingRef> = exec
             .iter()
             .map(|m| MappingRef {
@@ -411,6 +415,10 @@ impl State {
             })
             .collect();
         if self.exes.attach(id.pid, id.aspace, mappings) == Attached::Unchanged {
+            return Ok(());
+        }
+        if !into_kernel {
+            self.slots.unload(id.pid);
             return Ok(());
         }
         let loaded = self.exes.process(id.pid).expect("just attached");
