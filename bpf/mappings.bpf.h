@@ -38,8 +38,43 @@ struct {
 	__uint(max_entries, 1);
 } exit_scratch SEC(".maps");
 
-/* Puts process_mapping into BTF so the skeleton generates it. */
+/* File versions user space has named (a live process's maps showed their
+ * paths). A process whose executable is one of them is announced without
+ * waking user space: read at its next poll if it still runs, else named
+ * from what its exit tells. Only a process of an executable not named yet
+ * must be read at once, while it lives. Written by user space only; a
+ * plain hash, so nothing user space still relies on is evicted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct version_key);
+	__type(value, __u8);
+	__uint(max_entries, 8192);
+} known_versions SEC(".maps");
+
+/* Puts process_mapping and version_key into BTF so the skeleton generates
+ * them. */
 struct process_mapping _process_mapping = {};
+struct version_key _version_key = {};
+
+/* Whether the current task's executable is a version user space named
+ * (true as well for a kernel thread: it has nothing to read). */
+static __always_inline bool runs_known_executable(void)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct inode *inode = BPF_CORE_READ(task, mm, exe_file, f_inode);
+	struct version_key k = {};
+
+	if (!BPF_CORE_READ(task, mm))
+		return true;
+	if (!inode)
+		return false;
+	k.inode = BPF_CORE_READ(inode, i_ino);
+	k.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	k.mtime_ns = (__u64)BPF_CORE_READ(inode, i_mtime_sec) * 1000000000ULL +
+		     BPF_CORE_READ(inode, i_mtime_nsec);
+	k.size = BPF_CORE_READ(inode, i_size);
+	return bpf_map_lookup_elem(&known_versions, &k) != NULL;
+}
 
 static __always_inline void read_mapping(struct process_mapping *m, struct vm_area_struct *vma,
 					 struct mm_struct *mm)

@@ -130,13 +130,20 @@ static __always_inline bool in_set(void *sets, __u64 id)
 	return set && bpf_map_lookup_elem(set, &id);
 }
 
-/* Address spaces: tgid -> the number of its current one. A process that
- * execs, or a new process (which may reuse a pid), gets the next number;
- * one that ran before profiling started has none (0). */
+/* An address space's number, and whether a fork made it (the child has
+ * not exec'd since). */
+struct aspace_num {
+	__u32 n;
+	__u32 forked;
+};
+
+/* Address spaces: tgid -> its current one. A process that execs, or a new
+ * process (which may reuse a pid), gets the next number; one that ran
+ * before profiling started has none (0). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct aspace_num);
 	__uint(max_entries, 65536);
 } proc_gens SEC(".maps");
 
@@ -185,12 +192,13 @@ struct process_seen _process_seen = {};
 #include "unwinder.bpf.h"
 #include "python.bpf.h"
 
-static __always_inline void announce(__u32 tgid, __u32 aspace)
+static __always_inline void announce(__u32 tgid, __u32 aspace, bool forked)
 {
 	__u64 id = ((__u64)tgid << 32) | aspace;
 	__u64 now = bpf_ktime_get_ns();
 	__u64 *first = bpf_map_lookup_elem(&seen_tgids, &id);
 	struct process_seen *slot;
+	bool at_once;
 
 	if (first) {
 		if (*first & REANNOUNCED || now - *first < REANNOUNCE_NS)
@@ -202,22 +210,29 @@ static __always_inline void announce(__u32 tgid, __u32 aspace)
 	slot = bpf_ringbuf_reserve(&new_tgids, sizeof(*slot), 0);
 	if (!slot)
 		return;
+	at_once = forked || !runs_known_executable();
 	slot->tgid = tgid;
 	slot->aspace = aspace;
-	slot->refresh = 0;
+	slot->refresh = at_once ? ANNOUNCED_AT_ONCE : 0;
 	slot->count = MAPS_UNREAD;
-	/* Forced: an exit left unread before it (submitted without a wake-up)
-	 * would keep the default, adaptive wake-up quiet, and a short process
-	 * must have its maps read before it is gone. */
-	bpf_ringbuf_submit(slot, BPF_RB_FORCE_WAKEUP);
+	/* An executable not named yet, or a forked child (whose address space
+	 * an exec may replace without an exit to tell it): forced, so that
+	 * user space reads the maps while they are there (an exit left unread
+	 * before it, submitted without a wake-up, would keep the default,
+	 * adaptive wake-up quiet). Else read at the next poll, or named from
+	 * the exit (see known_versions). */
+	bpf_ringbuf_submit(slot, at_once ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
-static __always_inline __u32 new_aspace(__u32 tgid)
+static __always_inline __u32 new_aspace(__u32 tgid, bool forked)
 {
-	__u32 n = __sync_fetch_and_add(&last_aspace, 1) + 1;
+	struct aspace_num num = {
+		.n = __sync_fetch_and_add(&last_aspace, 1) + 1,
+		.forked = forked,
+	};
 
-	bpf_map_update_elem(&proc_gens, &tgid, &n, BPF_ANY);
-	return n;
+	bpf_map_update_elem(&proc_gens, &tgid, &num, BPF_ANY);
+	return num.n;
 }
 
 /* exec replaces the address space, keeping the pid: a new number. Nothing
@@ -228,7 +243,7 @@ static __always_inline __u32 new_aspace(__u32 tgid)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	new_aspace(BPF_CORE_READ(p, tgid));
+	new_aspace(BPF_CORE_READ(p, tgid), false);
 	return 0;
 }
 
@@ -238,7 +253,7 @@ SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
 	if (BPF_CORE_READ(child, pid) == BPF_CORE_READ(child, tgid))
-		new_aspace(BPF_CORE_READ(child, tgid));
+		new_aspace(BPF_CORE_READ(child, tgid), true);
 	return 0;
 }
 
@@ -252,7 +267,8 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_exit, struct task_struct *p)
 {
 	__u32 host_tgid = BPF_CORE_READ(p, tgid);
-	__u32 tgid = host_tgid, aspace, *num;
+	__u32 tgid = host_tgid, aspace;
+	struct aspace_num *num;
 	__u64 id;
 
 	if (BPF_CORE_READ(p, signal, live.counter) != 0)
@@ -265,7 +281,7 @@ int BPF_PROG(on_exit, struct task_struct *p)
 		tgid = ns.tgid;
 	}
 	num = bpf_map_lookup_elem(&proc_gens, &host_tgid);
-	aspace = num ? *num : 0;
+	aspace = num ? num->n : 0;
 	id = ((__u64)tgid << 32) | aspace;
 	if (!bpf_map_lookup_elem(&seen_tgids, &id))
 		return 0;
@@ -437,7 +453,8 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 	__u32 host_tgid = id >> 32;
 	__u32 tgid = host_tgid;
 	__u32 tid = (__u32)id;
-	__u32 gen, aspace, *aspace_num;
+	__u32 gen, aspace;
+	struct aspace_num *aspace_num;
 	struct sample_stats *st;
 	int walked = NOT_WALKED, kernel = -ENOENT, python = -ENOENT;
 	__u64 hash = 0, khash = 0, pyhash = 0;
@@ -473,9 +490,9 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 
 	/* The exec and fork hooks know tasks by their host pid. */
 	aspace_num = bpf_map_lookup_elem(&proc_gens, &host_tgid);
-	aspace = aspace_num ? *aspace_num : 0;
+	aspace = aspace_num ? aspace_num->n : 0;
 	if (tgid != 0)
-		announce(tgid, aspace);
+		announce(tgid, aspace, aspace_num && aspace_num->forked);
 
 	gen = generation & 1;
 	st = bpf_map_lookup_elem(&stats, &gen);

@@ -255,10 +255,15 @@ struct process_seen {
 	__u32 tgid;
 	__u32 aspace;
 	/* 0: first sampled; 1: the unwinder met code in no mapping it knows
-	 * (the maps changed); 3: the process exited (PROCESS_EXITED). */
+	 * (the maps changed); 3: the process exited (PROCESS_EXITED). An
+	 * announcement that woke user space has ANNOUNCED_AT_ONCE set too. */
 	__u32 refresh;
 	__u32 count;
 };
+
+/* The maps are to be read before the others announced with it: they may
+ * not outlive the process's next moments (see announce()). */
+#define ANNOUNCED_AT_ONCE 4
 
 /* No mappings follow (an announcement; an exit on a kernel without the
  * task_vma iterator, whose address space was gone or its lock taken, or
@@ -273,6 +278,16 @@ enum mapping_kind {
 	MAPPING_FILE = 1,  /* a file's */
 	MAPPING_VDSO = 2,  /* the vDSO */
 	MAPPING_NAMED = 3, /* another special mapping with a name ([uprobes]) */
+};
+
+/* One version of one file, as the kernel tells it: the inode holding the
+ * pages, its modification time and size. */
+struct version_key {
+	__u64 inode;
+	__u64 mtime_ns;
+	__u64 size;
+	__u32 dev;         /* the kernel's dev_t: major << 20 | minor */
+	__u32 pad;
 };
 
 /* One executable mapping as the kernel holds it. The file fields are the

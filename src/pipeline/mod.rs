@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use rustc_hash::FxHashSet;
 
 use crate::cli::RunConfig;
 use crate::collector::{self, Interval, WalkedSamples};
@@ -44,6 +45,11 @@ use self::status_line::StatusLine;
 
 /// Longest the sampling loop sleeps between looks at the clock and the stop flag.
 const TICK: Duration = Duration::from_millis(100);
+/// How long the sampling thread waits at most while processes come and
+/// go: the announcements of processes whose executables are named already
+/// do not wake it (see bpf/mappings.bpf.h), so this is how late their maps
+/// are read (and their unwind tables loaded) if they still run.
+const BUSY_TICK: Duration = Duration::from_millis(20);
 
 /// What the sampling thread hands the processing thread.
 enum Work {
@@ -486,6 +492,7 @@ fn sample(
     let mut next_cut = t0 + cfg.interval;
     let mut seen = Vec::new();
     let mut index = 0;
+    let mut busy = false;
     loop {
         let now = Instant::now();
         let end = stop.load(Ordering::SeqCst)
@@ -541,8 +548,9 @@ fn sample(
         }
         status.tick(now - t0, index);
         let until = deadline.map_or(next_cut, |d| d.min(next_cut));
-        let wait = until.saturating_duration_since(Instant::now()).min(TICK);
-        take_announcements(
+        let tick = if busy { BUSY_TICK } else { TICK };
+        let wait = until.saturating_duration_since(Instant::now()).min(tick);
+        busy = take_announcements(
             sampler,
             wait,
             reader,
@@ -568,20 +576,26 @@ fn take_announcements(
     unwinder: Option<&Unwinder>,
     python: Option<&mut Interpreters>,
     seen: &mut Vec<Seen>,
-) -> Result<()> {
+) -> Result<bool> {
     let events = sampler.poll_process_events(wait)?;
+    let any = !events.is_empty();
     on_events(events, reader, unwinder, python, seen);
+    let (forget, learnt) = reader.take_learnt();
+    if forget || !learnt.is_empty() {
+        sampler.know_versions(forget, &learnt)?;
+    }
     if let Some(u) = unwinder {
         u.stacks(sampler.take_stacks());
     }
-    Ok(())
+    Ok(any)
 }
 
 /// Reads the maps of each process announced, at once (a short-lived
 /// process may be gone by the time the processing thread gets to it), and
 /// hands them to the unwinder; one read, shared with the process model. A
-/// process gone before its read (or read while it was still mapping its
-/// libraries) is named from the mappings its exit tells.
+/// process that exited already (its exit in the same batch), was gone
+/// before its read, or was read while it was still mapping its libraries
+/// is named from the mappings its exit tells.
 fn on_events(
     events: Vec<ProcessEvent>,
     reader: &mut MapsReader,
@@ -589,9 +603,25 @@ fn on_events(
     mut python: Option<&mut Interpreters>,
     seen: &mut Vec<Seen>,
 ) {
+    // Exited already, telling its mappings: no read (it would find the
+    // process gone).
+    let told_at_exit: FxHashSet<AspaceId> = events
+        .iter()
+        .filter_map(|e| match e {
+            ProcessEvent::Exited(id, Some(_)) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    // The urgent first (in order), then the rest (in order): an event of
+    // one address space stays after the ones before it.
+    let (mut events, rest): (Vec<_>, Vec<_>) = events
+        .into_iter()
+        .partition(|e| matches!(e, ProcessEvent::Sampled(_, true)));
+    events.extend(rest);
     for event in events {
         match event {
-            ProcessEvent::Sampled(id) => {
+            ProcessEvent::Sampled(id, _) if told_at_exit.contains(&id) => reader.skip_read(id),
+            ProcessEvent::Sampled(id, _) => {
                 let maps = reader.read_announced(id).map(Arc::new);
                 if let (Some(u), Some(m)) = (unwinder, &maps) {
                     u.process(id, m.clone());

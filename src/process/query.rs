@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 
 use super::kernel_maps::{KernelMapping, MappingKind, VersionKey};
 use super::maps::{self, Mapping};
@@ -71,9 +72,15 @@ pub struct MapsReader {
     /// Each file version live processes mapped, by what an exit tells of
     /// it.
     versions: HashMap<VersionKey, Described>,
+    /// The path each inode (kernel device, inode) was last named by.
+    paths: HashMap<(u32, u64), String>,
     /// How many mappings the read of each live announced address space
     /// found.
     announced: HashMap<AspaceId, usize>,
+    /// Versions learnt since the sampler was last told, and whether all it
+    /// was told before was forgotten first (see [`MapsReader::take_learnt`]).
+    learnt: Vec<VersionKey>,
+    forgotten: bool,
     buf: Vec<u8>,
     build_id: [u8; BUILD_ID_ROOM],
     stats: MapsStats,
@@ -97,6 +104,8 @@ pub struct MapsStats {
     pub read: u64,
     /// Reads that found the process gone.
     pub gone: u64,
+    /// Reads not made: the process's exit had told its mappings already.
+    pub skipped: u64,
     /// Processes named from the mappings their exit told.
     pub from_exits: u64,
     /// File mappings of exits left without a path: no live process had
@@ -111,6 +120,9 @@ impl Default for MapsReader {
             names: HashMap::new(),
             versions: HashMap::new(),
             announced: HashMap::new(),
+            paths: HashMap::new(),
+            learnt: Vec::new(),
+            forgotten: false,
             buf: vec![0; NAME_MAX],
             build_id: [0; BUILD_ID_ROOM],
             stats: MapsStats::default(),
@@ -188,6 +200,13 @@ impl MapsReader {
         maps
     }
 
+    /// An announced address space not read: its exit, told already,
+    /// names it (see [`MapsReader::exited`]).
+    pub fn skip_read(&mut self, id: AspaceId) {
+        self.stats.skipped += 1;
+        self.announced.insert(id, 0);
+    }
+
     /// An announced address space exited, its kernel telling its mappings
     /// as it went (`told`): these, named, if they are more than its read
     /// found (it was gone before it could be read, or read while its
@@ -201,8 +220,11 @@ impl MapsReader {
     /// Names the mappings the kernel told as a process exited. A file
     /// version a live process mapped before (its inode, modification time
     /// and size; see [`MapsReader::read`]) takes the path, identity and
-    /// build id learnt then; another keeps only its device and inode (the
-    /// process is gone: nothing can be asked of it).
+    /// build id learnt then; so does one found at the path an earlier
+    /// version of the same inode had (a program rebuilt where its inode is
+    /// reused: the path holds that very version now). Another keeps only
+    /// its device and inode (the process is gone: nothing can be asked of
+    /// it).
     fn resolve(&mut self, told: &[KernelMapping]) -> Vec<Mapping> {
         self.stats.from_exits += 1;
         told.iter()
@@ -221,11 +243,11 @@ impl MapsReader {
                 match k.kind {
                     MappingKind::Anon | MappingKind::Named => {}
                     MappingKind::Vdso => m.path = Some("[vdso]".into()),
-                    MappingKind::File => match self.versions.get(&k.version()) {
+                    MappingKind::File => match self.version(k) {
                         Some(d) => {
                             m.dev = d.dev;
                             m.inode = d.inode;
-                            m.path = Some(d.path.clone());
+                            m.path = Some(d.path);
                             m.deleted = d.deleted;
                             m.build_id = d.build_id;
                         }
@@ -243,29 +265,61 @@ impl MapsReader {
             .collect()
     }
 
+    /// What is known of the file version `k`'s pages are of.
+    fn version(&mut self, k: &KernelMapping) -> Option<Described> {
+        let key = k.version();
+        if let Some(d) = self.versions.get(&key) {
+            return Some(d.clone());
+        }
+        let path = self.paths.get(&(key.dev, key.inode))?.clone();
+        let (found, meta) = version_at(std::path::Path::new(&path))?;
+        if found != key {
+            return None;
+        }
+        let build_id = blazesym::helper::read_elf_build_id(&path)
+            .ok()
+            .flatten()
+            .map_or(0, |id| super::short_build_id(&id));
+        let d = Described {
+            dev: (libc::major(meta.dev()), libc::minor(meta.dev())),
+            inode: meta.ino(),
+            build_id,
+            path,
+            deleted: false,
+        };
+        self.remember(key, d.clone());
+        Some(d)
+    }
+
+    /// Forgets every name and version (the tables start again). Both go
+    /// together: a version is learnt when its file is first named.
+    fn forget(&mut self) {
+        self.names.clear();
+        self.versions.clear();
+        self.paths.clear();
+        self.learnt.clear();
+        self.forgotten = true;
+    }
+
+    /// The file versions learnt since the last call, for the sampler (see
+    /// bpf/mappings.bpf.h's `known_versions`), and whether everything told
+    /// before is to be forgotten first: the sampler must never hold a
+    /// version this reader could not name.
+    pub fn take_learnt(&mut self) -> (bool, Vec<VersionKey>) {
+        (
+            std::mem::take(&mut self.forgotten),
+            std::mem::take(&mut self.learnt),
+        )
+    }
+
     /// Remembers a file version a live process maps by what the kernel
     /// tells of it at an exit (device, inode, modification time, size):
-    /// one `stat` of the very file mapped, once per version.
+    /// one `stat` of the very file mapped, once per file.
     fn learn_version(&mut self, pid: u32, m: &Mapping) {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = std::fs::metadata(m.map_files(pid)) else {
+        let Some((key, _)) = version_at(&m.map_files(pid)) else {
             return;
         };
-        let key = VersionKey {
-            dev: (libc::major(meta.dev()) << 20) | (libc::minor(meta.dev()) & 0xf_ffff),
-            inode: meta.ino(),
-            mtime_ns: (meta.mtime() as u64)
-                .wrapping_mul(1_000_000_000)
-                .wrapping_add(meta.mtime_nsec() as u64),
-            size: meta.size(),
-        };
-        // Both forget together: a version is learnt when its file is
-        // first named.
-        if self.versions.len() >= NAMES_HELD {
-            self.versions.clear();
-            self.names.clear();
-        }
-        self.versions.insert(
+        self.remember(
             key,
             Described {
                 dev: m.dev,
@@ -275,6 +329,17 @@ impl MapsReader {
                 deleted: m.deleted,
             },
         );
+    }
+
+    fn remember(&mut self, key: VersionKey, d: Described) {
+        if self.versions.len() >= NAMES_HELD {
+            self.forget();
+        }
+        if !d.deleted {
+            self.paths.insert((key.dev, key.inode), d.path.clone());
+        }
+        self.learnt.push(key);
+        self.versions.insert(key, d);
     }
 
     fn query_all(&mut self, pid: u32, file: &File) -> std::io::Result<Vec<Mapping>> {
@@ -316,8 +381,7 @@ impl MapsReader {
                     if q.inode != 0 {
                         if let Some(p) = &path {
                             if self.names.len() >= NAMES_HELD {
-                                self.names.clear();
-                                self.versions.clear();
+                                self.forget();
                             }
                             self.names.insert(file_id, (p.clone(), deleted));
                         }
@@ -390,6 +454,21 @@ impl MapsReader {
         let end = text.iter().position(|b| *b == 0).unwrap_or(size);
         (end > 0).then(|| String::from_utf8_lossy(&text[..end]).into_owned())
     }
+}
+
+/// The version of the file at `path` as the kernel keys it (see
+/// bpf/profile.h's `struct version_key`), and its metadata.
+fn version_at(path: &std::path::Path) -> Option<(VersionKey, std::fs::Metadata)> {
+    let meta = std::fs::metadata(path).ok()?;
+    let key = VersionKey {
+        dev: (libc::major(meta.dev()) << 20) | (libc::minor(meta.dev()) & 0xf_ffff),
+        inode: meta.ino(),
+        mtime_ns: (meta.mtime() as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(meta.mtime_nsec() as u64),
+        size: meta.size(),
+    };
+    Some((key, meta))
 }
 
 /// A mapping's name without the kernel's ` (deleted)` suffix, and whether
@@ -531,6 +610,102 @@ mod tests {
         assert_eq!(reader.stats().unnamed, 1);
         // An exit that could tell nothing changes nothing.
         assert_eq!(reader.exited(me, None), None);
+    }
+
+    #[test]
+    fn the_sampler_is_told_each_version_learnt_and_what_is_forgotten() {
+        use std::os::unix::fs::MetadataExt;
+        let pid = std::process::id();
+        let mut reader = MapsReader::new();
+        let live = reader.read_announced(AspaceId { pid, aspace: 1 }).unwrap();
+        let (forget, learnt) = reader.take_learnt();
+        assert!(!forget);
+        // Our own executable among them, keyed as BPF keys it.
+        let exe = std::fs::metadata("/proc/self/exe").unwrap();
+        let key = VersionKey {
+            dev: (libc::major(exe.dev()) << 20) | libc::minor(exe.dev()),
+            inode: exe.ino(),
+            mtime_ns: exe.mtime() as u64 * 1_000_000_000 + exe.mtime_nsec() as u64,
+            size: exe.size(),
+        };
+        assert!(learnt.contains(&key), "{key:?} not in {learnt:?}");
+        assert_eq!(
+            learnt.len(),
+            live.iter().filter(|m| m.is_file()).count(),
+            "one per file"
+        );
+        // Told once.
+        reader.read_announced(AspaceId { pid, aspace: 2 });
+        assert_eq!(reader.take_learnt(), (false, vec![]));
+        // Forgotten: the sampler is told to forget too, and an exit can
+        // no longer be named from them.
+        let told = told(pid, &live);
+        reader.forget();
+        assert_eq!(reader.take_learnt(), (true, vec![]));
+        let gone = AspaceId {
+            pid: u32::MAX - 3,
+            aspace: 9,
+        };
+        reader.skip_read(gone);
+        let named = reader.exited(gone, Some(&told)).unwrap();
+        assert!(named.iter().all(|m| !m.is_file()), "{named:?}");
+    }
+
+    #[test]
+    fn a_version_rebuilt_at_a_known_path_is_named_from_the_file_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prog");
+        std::fs::copy("/bin/true", &path).unwrap();
+        let (now, meta) = version_at(&path).unwrap();
+        let mut reader = MapsReader::new();
+        // An earlier build of the same inode was named at that path.
+        let old = VersionKey {
+            mtime_ns: now.mtime_ns - 1,
+            ..now
+        };
+        let path_text = path.to_str().unwrap().to_string();
+        reader.remember(
+            old,
+            Described {
+                dev: (1, 2),
+                inode: now.inode,
+                build_id: 7,
+                path: path_text.clone(),
+                deleted: false,
+            },
+        );
+        let mapping = |key: VersionKey| KernelMapping {
+            start: 0x1000,
+            end: 0x2000,
+            offset: 0,
+            dev: key.dev,
+            inode: key.inode,
+            mtime_ns: key.mtime_ns,
+            size: key.size,
+            kind: MappingKind::File,
+        };
+        let gone = AspaceId {
+            pid: u32::MAX - 3,
+            aspace: 1,
+        };
+        reader.skip_read(gone);
+        let named = reader.exited(gone, Some(&[mapping(now)])).unwrap();
+        let want_id = blazesym::helper::read_elf_build_id(&path)
+            .unwrap()
+            .map_or(0, |id| super::super::short_build_id(&id));
+        assert_eq!(named[0].path.as_deref(), Some(path_text.as_str()));
+        assert_eq!(named[0].build_id, want_id);
+        assert_eq!(named[0].inode, meta.ino());
+        assert!(reader.take_learnt().1.contains(&now));
+        // A version the path does not hold (another size) stays unnamed.
+        let other = VersionKey {
+            size: now.size + 1,
+            ..now
+        };
+        let gone = AspaceId { aspace: 2, ..gone };
+        reader.skip_read(gone);
+        let named = reader.exited(gone, Some(&[mapping(other)])).unwrap();
+        assert_eq!(named[0].path, None);
     }
 
     #[test]

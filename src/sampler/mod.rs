@@ -33,7 +33,7 @@ pub use loading::{LoadError, StartCost};
 pub use perf_event::{SampleEvent, SampleRate};
 use skel::{types, ProfileSkel, ProfileSkelBuilder};
 
-use crate::process::kernel_maps::{KernelMapping, MappingKind};
+use crate::process::kernel_maps::{KernelMapping, MappingKind, VersionKey};
 use crate::process::AspaceId;
 use crate::unwind::deferred::DeferredStack;
 use crate::unwind::loader::UnwindMaps;
@@ -137,8 +137,10 @@ impl Default for SamplerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProcessEvent {
     /// An address space sampled for the first time (or whose maps changed):
-    /// its mappings are to be read now, while it lives.
-    Sampled(AspaceId),
+    /// its mappings are to be read now, while it lives; before the others
+    /// if `at_once` (they may not outlive its next moments: an executable
+    /// not named yet, a forked child that may exec).
+    Sampled(AspaceId, bool),
     /// A process that was announced exited, with its executable mappings
     /// as it exited (None where the kernel could not tell them): what is
     /// held for it can go once the samples already taken are symbolized.
@@ -147,8 +149,23 @@ pub enum ProcessEvent {
 
 /// bpf/profile.h's `PROCESS_EXITED` (`process_seen.refresh`).
 const PROCESS_EXITED: u32 = 3;
+/// bpf/profile.h's `ANNOUNCED_AT_ONCE` (a bit of `process_seen.refresh`).
+const ANNOUNCED_AT_ONCE: u32 = 4;
 /// bpf/profile.h's `MAPS_UNREAD` (`process_seen.count`).
 const MAPS_UNREAD: u32 = u32::MAX;
+
+/// bpf/profile.h's `struct version_key`, as BPF map key bytes.
+fn version_bytes(k: &VersionKey) -> Vec<u8> {
+    let key = types::version_key {
+        inode: k.inode,
+        mtime_ns: k.mtime_ns,
+        size: k.size,
+        dev: k.dev,
+        pad: 0,
+    };
+    // SAFETY: plain C struct of integers without padding bytes.
+    unsafe { plain::as_bytes(&key) }.to_vec()
+}
 
 /// A record of the `new_tgids` ring: its header, then the mappings an
 /// exit holds. None for a record too short for what it says.
@@ -163,7 +180,10 @@ fn parse_process_event(data: &[u8]) -> Option<ProcessEvent> {
     if seen.refresh != PROCESS_EXITED {
         // A refresh (maps changed) is handled as an announcement: the maps
         // are read again either way.
-        return Some(ProcessEvent::Sampled(id));
+        return Some(ProcessEvent::Sampled(
+            id,
+            seen.refresh & ANNOUNCED_AT_ONCE != 0,
+        ));
     }
     if seen.count == MAPS_UNREAD {
         return Some(ProcessEvent::Exited(id, None));
@@ -209,6 +229,8 @@ pub struct Sampler {
     /// Until [`Sampler::attach`]: the rate to sample at.
     rate: Option<SampleRate>,
     drain_buffers: drain::DrainBuffers,
+    /// The file versions put in `known_versions`.
+    known_versions: Vec<VersionKey>,
     /// What starting cost, for `--stats`.
     pub start_cost: StartCost,
 }
@@ -403,6 +425,7 @@ impl Sampler {
             event: SampleEvent::CpuClock,
             rate: None,
             drain_buffers: Default::default(),
+            known_versions: Vec::new(),
             start_cost: StartCost {
                 wall: Duration::ZERO,
                 verifier,
@@ -590,6 +613,32 @@ impl Sampler {
             mapping_slots: dup(&maps.unwind_mapping_slots, "unwind mapping slots")?,
             procs: dup(&maps.unwind_procs, "unwind processes")?,
         })
+    }
+
+    /// Tells the BPF program which file versions user space can name
+    /// (bpf/mappings.bpf.h's `known_versions`), after taking back all it
+    /// was told before if `forget`: processes of those executables are
+    /// announced without a wake-up.
+    pub fn know_versions(&mut self, forget: bool, learnt: &[VersionKey]) -> Result<()> {
+        let map = &self.skel.maps.known_versions;
+        if forget {
+            for k in self.known_versions.drain(..) {
+                if let Err(e) = map.delete(&version_bytes(&k)) {
+                    // Never left behind: BPF would spare the wake-up of a
+                    // process whose files user space could not name.
+                    if e.kind() != libbpf_rs::ErrorKind::NotFound {
+                        return Err(e).context("failed to take back a known file version");
+                    }
+                }
+            }
+        }
+        for k in learnt {
+            // Full: its processes wake user space, as before.
+            if map.update(&version_bytes(k), &[1], MapFlags::ANY).is_ok() {
+                self.known_versions.push(*k);
+            }
+        }
+        Ok(())
     }
 
     /// An owned handle on `python_procs`, for the one owner that writes it

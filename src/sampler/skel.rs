@@ -16,3 +16,5 @@ unsafe impl plain::Plain for types::sample_stats {}
 unsafe impl plain::Plain for types::process_seen {}
 // SAFETY: as above.
 unsafe impl plain::Plain for types::process_mapping {}
+// SAFETY: as above.
+unsafe impl plain::Plain for types::version_key {}
