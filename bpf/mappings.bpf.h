@@ -151,7 +151,7 @@ static __always_inline void read_mappings(struct exit_record *a)
  * short processes a wake-up per exit was half the sampling thread's
  * wake-ups. Read at the next poll: an announcement's, the tick's or the
  * cut's. */
-static __always_inline void send_exit(__u32 tgid, __u32 aspace)
+static __always_inline void send_exit(__u32 tgid, __u32 host_tgid, __u32 aspace)
 {
 	__u32 zero = 0;
 	struct exit_record *a = bpf_map_lookup_elem(&exit_scratch, &zero);
@@ -160,6 +160,8 @@ static __always_inline void send_exit(__u32 tgid, __u32 aspace)
 	if (!a)
 		return;
 	a->head.tgid = tgid;
+	a->head.host_tgid = host_tgid;
+	a->head.pad = 0;
 	a->head.aspace = aspace;
 	a->head.refresh = PROCESS_EXITED;
 	read_mappings(a);

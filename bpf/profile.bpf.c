@@ -192,7 +192,7 @@ struct process_seen _process_seen = {};
 #include "unwinder.bpf.h"
 #include "python.bpf.h"
 
-static __always_inline void announce(__u32 tgid, __u32 aspace, bool forked)
+static __always_inline void announce(__u32 tgid, __u32 host_tgid, __u32 aspace, bool forked)
 {
 	__u64 id = ((__u64)tgid << 32) | aspace;
 	__u64 now = bpf_ktime_get_ns();
@@ -215,6 +215,8 @@ static __always_inline void announce(__u32 tgid, __u32 aspace, bool forked)
 	slot->aspace = aspace;
 	slot->refresh = at_once ? ANNOUNCED_AT_ONCE : 0;
 	slot->count = MAPS_UNREAD;
+	slot->host_tgid = host_tgid;
+	slot->pad = 0;
 	/* An executable not named yet, or a forked child (whose address space
 	 * an exec may replace without an exit to tell it): forced, so that
 	 * user space reads the maps while they are there (an exit left unread
@@ -286,7 +288,7 @@ int BPF_PROG(on_exit, struct task_struct *p)
 	if (!bpf_map_lookup_elem(&seen_tgids, &id))
 		return 0;
 	bpf_map_delete_elem(&seen_tgids, &id);
-	send_exit(tgid, aspace);
+	send_exit(tgid, host_tgid, aspace);
 	return 0;
 }
 
@@ -492,7 +494,7 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 	aspace_num = bpf_map_lookup_elem(&proc_gens, &host_tgid);
 	aspace = aspace_num ? aspace_num->n : 0;
 	if (tgid != 0)
-		announce(tgid, aspace, aspace_num && aspace_num->forked);
+		announce(tgid, host_tgid, aspace, aspace_num && aspace_num->forked);
 
 	gen = generation & 1;
 	st = bpf_map_lookup_elem(&stats, &gen);

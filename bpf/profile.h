@@ -259,6 +259,11 @@ struct process_seen {
 	 * announcement that woke user space has ANNOUNCED_AT_ONCE set too. */
 	__u32 refresh;
 	__u32 count;
+	/* The tgid as the kernel's own pid namespace knows it (proc_gens's
+	 * key): user space checks that the address space is still the
+	 * process's current one around a late read of its maps. */
+	__u32 host_tgid;
+	__u32 pad;
 };
 
 /* The maps are to be read before the others announced with it: they may

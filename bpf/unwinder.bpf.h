@@ -206,6 +206,8 @@ static __always_inline void ask_refresh(__u32 tgid, __u32 aspace)
 	slot->aspace = aspace;
 	slot->refresh = 1;
 	slot->count = MAPS_UNREAD;
+	slot->host_tgid = bpf_get_current_pid_tgid() >> 32;
+	slot->pad = 0;
 	bpf_ringbuf_submit(slot, BPF_RB_FORCE_WAKEUP); /* see announce() */
 }
 

@@ -579,7 +579,9 @@ fn take_announcements(
 ) -> Result<bool> {
     let events = sampler.poll_process_events(wait)?;
     let any = !events.is_empty();
-    on_events(events, reader, unwinder, python, seen);
+    on_events(events, reader, unwinder, python, seen, &|host, aspace| {
+        sampler.is_current(host, aspace)
+    });
     let (forget, learnt) = reader.take_learnt();
     if forget || !learnt.is_empty() {
         sampler.know_versions(forget, &learnt)?;
@@ -602,6 +604,7 @@ fn on_events(
     unwinder: Option<&Unwinder>,
     mut python: Option<&mut Interpreters>,
     seen: &mut Vec<Seen>,
+    is_current: &dyn Fn(u32, u32) -> bool,
 ) {
     // Exited already, telling its mappings: no read (it would find the
     // process gone).
@@ -616,13 +619,28 @@ fn on_events(
     // one address space stays after the ones before it.
     let (mut events, rest): (Vec<_>, Vec<_>) = events
         .into_iter()
-        .partition(|e| matches!(e, ProcessEvent::Sampled(_, true)));
+        .partition(|e| matches!(e, ProcessEvent::Sampled { at_once: true, .. }));
     events.extend(rest);
     for event in events {
         match event {
-            ProcessEvent::Sampled(id, _) if told_at_exit.contains(&id) => reader.skip_read(id),
-            ProcessEvent::Sampled(id, _) => {
-                let maps = reader.read_announced(id).map(Arc::new);
+            ProcessEvent::Sampled { id, .. } if told_at_exit.contains(&id) => reader.skip_read(id),
+            ProcessEvent::Sampled { id, host_tgid, .. } => {
+                // Read late, the maps may be of an exec that replaced this
+                // address space: checked before and after (an exec in
+                // between reads as gone; its exit, if it tells, names it).
+                let maps = if is_current(host_tgid, id.aspace) {
+                    match reader.read_announced(id) {
+                        Some(_) if !is_current(host_tgid, id.aspace) => {
+                            reader.replaced(id);
+                            None
+                        }
+                        read => read,
+                    }
+                } else {
+                    reader.replaced(id);
+                    None
+                }
+                .map(Arc::new);
                 if let (Some(u), Some(m)) = (unwinder, &maps) {
                     u.process(id, m.clone());
                 }

@@ -106,6 +106,9 @@ pub struct MapsStats {
     pub gone: u64,
     /// Reads not made: the process's exit had told its mappings already.
     pub skipped: u64,
+    /// Address spaces an exec replaced before their maps were read (or
+    /// while): not read, or the read dropped.
+    pub replaced: u64,
     /// Processes named from the mappings their exit told.
     pub from_exits: u64,
     /// File mappings of exits left without a path: no live process had
@@ -204,6 +207,13 @@ impl MapsReader {
     /// names it (see [`MapsReader::exited`]).
     pub fn skip_read(&mut self, id: AspaceId) {
         self.stats.skipped += 1;
+        self.announced.insert(id, 0);
+    }
+
+    /// An announced address space whose maps were not read, or not kept:
+    /// an exec replaced it before (or while) they were read.
+    pub fn replaced(&mut self, id: AspaceId) {
+        self.stats.replaced += 1;
         self.announced.insert(id, 0);
     }
 

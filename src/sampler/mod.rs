@@ -139,8 +139,13 @@ pub enum ProcessEvent {
     /// An address space sampled for the first time (or whose maps changed):
     /// its mappings are to be read now, while it lives; before the others
     /// if `at_once` (they may not outlive its next moments: an executable
-    /// not named yet, a forked child that may exec).
-    Sampled(AspaceId, bool),
+    /// not named yet, a forked child that may exec). `host_tgid` is its
+    /// pid in the kernel's own namespace (see [`Sampler::is_current`]).
+    Sampled {
+        id: AspaceId,
+        at_once: bool,
+        host_tgid: u32,
+    },
     /// A process that was announced exited, with its executable mappings
     /// as it exited (None where the kernel could not tell them): what is
     /// held for it can go once the samples already taken are symbolized.
@@ -180,10 +185,11 @@ fn parse_process_event(data: &[u8]) -> Option<ProcessEvent> {
     if seen.refresh != PROCESS_EXITED {
         // A refresh (maps changed) is handled as an announcement: the maps
         // are read again either way.
-        return Some(ProcessEvent::Sampled(
+        return Some(ProcessEvent::Sampled {
             id,
-            seen.refresh & ANNOUNCED_AT_ONCE != 0,
-        ));
+            at_once: seen.refresh & ANNOUNCED_AT_ONCE != 0,
+            host_tgid: seen.host_tgid,
+        });
     }
     if seen.count == MAPS_UNREAD {
         return Some(ProcessEvent::Exited(id, None));
@@ -613,6 +619,27 @@ impl Sampler {
             mapping_slots: dup(&maps.unwind_mapping_slots, "unwind mapping slots")?,
             procs: dup(&maps.unwind_procs, "unwind processes")?,
         })
+    }
+
+    /// Whether `aspace` is still the current address space of the process
+    /// `host_tgid` (its pid in the kernel's own namespace): a read of
+    /// `/proc/PID/maps` describes that address space only then (an exec
+    /// since replaced it). True when it can't be told.
+    pub fn is_current(&self, host_tgid: u32, aspace: u32) -> bool {
+        match self
+            .skel
+            .maps
+            .proc_gens
+            .lookup(&host_tgid.to_ne_bytes(), MapFlags::ANY)
+        {
+            // struct aspace_num: the number first.
+            Ok(Some(v)) => v
+                .get(..4)
+                .is_none_or(|n| u32::from_ne_bytes([n[0], n[1], n[2], n[3]]) == aspace),
+            // Running since before the sampler started: address space 0.
+            Ok(None) => aspace == 0,
+            Err(_) => true,
+        }
     }
 
     /// Tells the BPF program which file versions user space can name

@@ -230,6 +230,58 @@ fn processes_gone_before_their_maps_are_read_are_named_from_their_exit() {
 }
 
 #[test]
+fn an_exec_before_a_late_read_does_not_lend_its_maps_to_the_process_before() {
+    require_bpf!();
+    // Shells that spin a while, then exec wl: the shell is a named
+    // executable, so its maps are read late, by which time its address
+    // space may be wl's. Such a read is dropped, never used for the
+    // shell's samples.
+    let script = format!(
+        "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec {} 0.02",
+        wl().display()
+    );
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let spawner = std::thread::spawn(move || {
+        while Instant::now() < deadline {
+            let _ = Command::new("sh")
+                .args(["-c", &script])
+                .stdout(Stdio::null())
+                .status();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let out = profile(&["-f", "-F", "999", "--stats", "3"]);
+    spawner.join().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let stats = String::from_utf8(out.stderr).unwrap();
+    let replaced: u64 = stats
+        .split(" not made or not kept (an exec had replaced the address space)")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in:\n{stats}"));
+    assert!(replaced >= 1, "{replaced}:\n{stats}");
+    let lines = folded(&text);
+    let shell: Vec<_> = lines
+        .iter()
+        .filter(|(s, _)| s.split(';').next() == Some("sh"))
+        .collect();
+    assert!(!shell.is_empty(), "no shell samples:\n{text}");
+    for (s, _) in &shell {
+        assert!(
+            !s.split(';')
+                .any(|f| ["burn", "leaf_ten", "spin_outer"].contains(&f)),
+            "a shell sample named from wl: {s}"
+        );
+    }
+    // And wl, after its exec, is named.
+    let (share, n) = named_share(&text, "proc-wl");
+    assert!(n > 20, "{n} samples of wl:\n{text}");
+    assert!(share >= 0.9, "{share} of {n} named:\n{text}");
+}
+
+#[test]
 fn fifty_processes_of_one_binary_symbolize_it_once() {
     require_bpf!();
     // They outlive the run (killed after it): starting the profiler beside
