@@ -161,6 +161,8 @@ static __always_inline void send_exit(__u32 tgid, __u32 host_tgid, __u32 aspace)
 		return;
 	a->head.tgid = tgid;
 	a->head.host_tgid = host_tgid;
+	a->head.parent_tgid = 0;
+	a->head.parent_aspace = 0;
 	a->head.pad = 0;
 	a->head.aspace = aspace;
 	a->head.refresh = PROCESS_EXITED;

@@ -130,11 +130,12 @@ static __always_inline bool in_set(void *sets, __u64 id)
 	return set && bpf_map_lookup_elem(set, &id);
 }
 
-/* An address space's number, and whether a fork made it (the child has
- * not exec'd since). */
+/* An address space's number, and the parent's address space if a fork
+ * made it (the child has not exec'd since; parent_tgid 0 otherwise). */
 struct aspace_num {
 	__u32 n;
-	__u32 forked;
+	__u32 parent_tgid;   /* as the profiler's pid namespace sees it */
+	__u32 parent_aspace;
 };
 
 /* Address spaces: tgid -> its current one. A process that execs, or a new
@@ -192,8 +193,11 @@ struct process_seen _process_seen = {};
 #include "unwinder.bpf.h"
 #include "python.bpf.h"
 
-static __always_inline void announce(__u32 tgid, __u32 host_tgid, __u32 aspace, bool forked)
+static __always_inline void announce(__u32 tgid, __u32 host_tgid, struct aspace_num *num)
 {
+	__u32 aspace = num ? num->n : 0;
+	__u32 parent_tgid = num ? num->parent_tgid : 0;
+	__u32 parent_aspace = num ? num->parent_aspace : 0;
 	__u64 id = ((__u64)tgid << 32) | aspace;
 	__u64 now = bpf_ktime_get_ns();
 	__u64 *first = bpf_map_lookup_elem(&seen_tgids, &id);
@@ -210,27 +214,40 @@ static __always_inline void announce(__u32 tgid, __u32 host_tgid, __u32 aspace, 
 	slot = bpf_ringbuf_reserve(&new_tgids, sizeof(*slot), 0);
 	if (!slot)
 		return;
-	at_once = forked || !runs_known_executable();
+	/* A forked child that may exec before it is read: its parent's
+	 * mappings stand for its own, if the parent was announced (and so
+	 * read). */
+	if (parent_tgid) {
+		__u64 parent_id = ((__u64)parent_tgid << 32) | parent_aspace;
+
+		at_once = !bpf_map_lookup_elem(&seen_tgids, &parent_id);
+	} else {
+		at_once = !runs_known_executable();
+	}
 	slot->tgid = tgid;
 	slot->aspace = aspace;
 	slot->refresh = at_once ? ANNOUNCED_AT_ONCE : 0;
 	slot->count = MAPS_UNREAD;
 	slot->host_tgid = host_tgid;
+	slot->parent_tgid = parent_tgid;
+	slot->parent_aspace = parent_aspace;
 	slot->pad = 0;
-	/* An executable not named yet, or a forked child (whose address space
-	 * an exec may replace without an exit to tell it): forced, so that
-	 * user space reads the maps while they are there (an exit left unread
-	 * before it, submitted without a wake-up, would keep the default,
-	 * adaptive wake-up quiet). Else read at the next poll, or named from
-	 * the exit (see known_versions). */
+	/* An executable not named yet, or a forked child of a parent never
+	 * read (an exec may replace its address space without an exit to
+	 * tell it): forced, so that user space reads the maps while they are
+	 * there (an exit left unread before it, submitted without a wake-up,
+	 * would keep the default, adaptive wake-up quiet). Else read at the
+	 * next poll, or named from the exit (see known_versions) or the
+	 * parent. */
 	bpf_ringbuf_submit(slot, at_once ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
-static __always_inline __u32 new_aspace(__u32 tgid, bool forked)
+static __always_inline __u32 new_aspace(__u32 tgid, __u32 parent_tgid, __u32 parent_aspace)
 {
 	struct aspace_num num = {
 		.n = __sync_fetch_and_add(&last_aspace, 1) + 1,
-		.forked = forked,
+		.parent_tgid = parent_tgid,
+		.parent_aspace = parent_aspace,
 	};
 
 	bpf_map_update_elem(&proc_gens, &tgid, &num, BPF_ANY);
@@ -245,7 +262,7 @@ static __always_inline __u32 new_aspace(__u32 tgid, bool forked)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	new_aspace(BPF_CORE_READ(p, tgid), false);
+	new_aspace(BPF_CORE_READ(p, tgid), 0, 0);
 	return 0;
 }
 
@@ -254,8 +271,20 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
-	if (BPF_CORE_READ(child, pid) == BPF_CORE_READ(child, tgid))
-		new_aspace(BPF_CORE_READ(child, tgid), true);
+	__u32 parent_host = BPF_CORE_READ(parent, tgid), parent_tgid = parent_host;
+	struct aspace_num *num;
+
+	if (BPF_CORE_READ(child, pid) != BPF_CORE_READ(child, tgid))
+		return 0;
+	/* Runs in the parent: its pid as the profiler sees it. */
+	if (cfg.use_pidns) {
+		struct bpf_pidns_info ns = {};
+
+		parent_tgid = bpf_get_ns_current_pid_tgid(cfg.pidns_dev, cfg.pidns_ino, &ns,
+							  sizeof(ns)) ? 0 : ns.tgid;
+	}
+	num = bpf_map_lookup_elem(&proc_gens, &parent_host);
+	new_aspace(BPF_CORE_READ(child, tgid), parent_tgid, num ? num->n : 0);
 	return 0;
 }
 
@@ -494,7 +523,7 @@ int do_perf_event(struct bpf_perf_event_data *ctx)
 	aspace_num = bpf_map_lookup_elem(&proc_gens, &host_tgid);
 	aspace = aspace_num ? aspace_num->n : 0;
 	if (tgid != 0)
-		announce(tgid, host_tgid, aspace, aspace_num && aspace_num->forked);
+		announce(tgid, host_tgid, aspace_num);
 
 	gen = generation & 1;
 	st = bpf_map_lookup_elem(&stats, &gen);

@@ -263,6 +263,10 @@ struct process_seen {
 	 * key): user space checks that the address space is still the
 	 * process's current one around a late read of its maps. */
 	__u32 host_tgid;
+	/* A forked child that has not exec'd: its parent's address space
+	 * (tgid 0 if none), whose mappings the fork copied. */
+	__u32 parent_tgid;
+	__u32 parent_aspace;
 	__u32 pad;
 };
 

@@ -207,6 +207,8 @@ static __always_inline void ask_refresh(__u32 tgid, __u32 aspace)
 	slot->refresh = 1;
 	slot->count = MAPS_UNREAD;
 	slot->host_tgid = bpf_get_current_pid_tgid() >> 32;
+	slot->parent_tgid = 0;
+	slot->parent_aspace = 0;
 	slot->pad = 0;
 	bpf_ringbuf_submit(slot, BPF_RB_FORCE_WAKEUP); /* see announce() */
 }

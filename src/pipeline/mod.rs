@@ -624,7 +624,12 @@ fn on_events(
     for event in events {
         match event {
             ProcessEvent::Sampled { id, .. } if told_at_exit.contains(&id) => reader.skip_read(id),
-            ProcessEvent::Sampled { id, host_tgid, .. } => {
+            ProcessEvent::Sampled {
+                id,
+                host_tgid,
+                parent,
+                ..
+            } => {
                 // Read late, the maps may be of an exec that replaced this
                 // address space: checked before and after (an exec in
                 // between reads as gone; its exit, if it tells, names it).
@@ -639,8 +644,13 @@ fn on_events(
                 } else {
                     reader.replaced(id);
                     None
-                }
-                .map(Arc::new);
+                };
+                // A forked child that exec'd or exited since: what its
+                // parent had, copied at the fork.
+                let maps = match maps {
+                    Some(m) if !m.is_empty() => Some(m),
+                    other => parent.and_then(|p| reader.inherit(id, p)).or(other),
+                };
                 if let (Some(u), Some(m)) = (unwinder, &maps) {
                     u.process(id, m.clone());
                 }
@@ -651,7 +661,7 @@ fn on_events(
                 seen.push(Seen::Sampled(id, maps, interp));
             }
             ProcessEvent::Exited(id, told) => {
-                if let Some(maps) = reader.exited(id, told.as_deref()).map(Arc::new) {
+                if let Some(maps) = reader.exited(id, told.as_deref()) {
                     // Its deferred samples are still to be walked.
                     if let Some(u) = unwinder {
                         u.process(id, maps.clone());

@@ -53,8 +53,8 @@ pub(super) fn print(r: &RunStats<'_>) {
     eprintln!("{}", start_line(r.start_cost));
     let m = r.maps;
     eprintln!(
-        "stats: process maps: {} reads ({} found the process gone), {} not made (the exit came first), {} not made or not kept (an exec had replaced the address space); {} processes named from the mappings their exit told ({} file mappings of versions no live process showed, left unnamed)",
-        m.read, m.gone, m.skipped, m.replaced, m.from_exits, m.unnamed
+        "stats: process maps: {} reads ({} found the process gone), {} not made (the exit came first), {} not made or not kept (an exec had replaced the address space); {} processes named from the mappings their exit told ({} file mappings of versions no live process showed, left unnamed), {} forked children from their parent's",
+        m.read, m.gone, m.skipped, m.replaced, m.from_exits, m.unnamed, m.inherited
     );
     eprintln!(
         "stats: per interval: drain {}; symbolize {}; symbolize CPU time {}",

@@ -17,6 +17,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
 
 use super::kernel_maps::{KernelMapping, MappingKind, VersionKey};
 use super::maps::{self, Mapping};
@@ -60,7 +61,7 @@ const BUILD_ID_ROOM: usize = 64;
 const NAMES_HELD: usize = 4096;
 /// Announced address spaces remembered at most (their exits were lost,
 /// past it: the table starts again).
-const ANNOUNCED_HELD: usize = 65536;
+const ANNOUNCED_HELD: usize = 8192;
 /// Mappings asked for at most per process (a runaway loop's bound).
 const MAPPINGS_MAX: usize = 65536;
 
@@ -74,9 +75,8 @@ pub struct MapsReader {
     versions: HashMap<VersionKey, Described>,
     /// The path each inode (kernel device, inode) was last named by.
     paths: HashMap<(u32, u64), String>,
-    /// How many mappings the read of each live announced address space
-    /// found.
-    announced: HashMap<AspaceId, usize>,
+    /// What the read of each live announced address space found.
+    announced: HashMap<AspaceId, Option<Arc<Vec<Mapping>>>>,
     /// Versions learnt since the sampler was last told, and whether all it
     /// was told before was forgotten first (see [`MapsReader::take_learnt`]).
     learnt: Vec<VersionKey>,
@@ -109,6 +109,8 @@ pub struct MapsStats {
     /// Address spaces an exec replaced before their maps were read (or
     /// while): not read, or the read dropped.
     pub replaced: u64,
+    /// Forked children given their parent's mappings.
+    pub inherited: u64,
     /// Processes named from the mappings their exit told.
     pub from_exits: u64,
     /// File mappings of exits left without a path: no live process had
@@ -191,40 +193,57 @@ impl MapsReader {
     }
 
     /// The executable mappings of an address space just announced (see
-    /// [`MapsReader::read`]), remembering how many were found until it
-    /// exits.
-    pub fn read_announced(&mut self, id: AspaceId) -> Option<Vec<Mapping>> {
-        let maps = self.read(id.pid);
+    /// [`MapsReader::read`]), kept until it exits (for its exit, and for
+    /// the children it forks).
+    pub fn read_announced(&mut self, id: AspaceId) -> Option<Arc<Vec<Mapping>>> {
+        let maps = self.read(id.pid).map(Arc::new);
+        self.keep(id, maps.clone());
+        maps
+    }
+
+    fn keep(&mut self, id: AspaceId, maps: Option<Arc<Vec<Mapping>>>) {
         if self.announced.len() >= ANNOUNCED_HELD {
             self.announced.clear();
         }
-        self.announced
-            .insert(id, maps.as_ref().map_or(0, |m| m.len()));
-        maps
+        self.announced.insert(id, maps);
     }
 
     /// An announced address space not read: its exit, told already,
     /// names it (see [`MapsReader::exited`]).
     pub fn skip_read(&mut self, id: AspaceId) {
         self.stats.skipped += 1;
-        self.announced.insert(id, 0);
+        self.keep(id, None);
     }
 
     /// An announced address space whose maps were not read, or not kept:
     /// an exec replaced it before (or while) they were read.
     pub fn replaced(&mut self, id: AspaceId) {
         self.stats.replaced += 1;
-        self.announced.insert(id, 0);
+        self.keep(id, None);
+    }
+
+    /// The mappings of a forked child that has not exec'd, and whose own
+    /// could not be read (it exec'd or exited since its sample): its
+    /// parent's, which the fork copied, if the parent's were read.
+    pub fn inherit(&mut self, child: AspaceId, parent: AspaceId) -> Option<Arc<Vec<Mapping>>> {
+        let maps = self.announced.get(&parent).cloned().flatten()?;
+        self.stats.inherited += 1;
+        self.keep(child, Some(maps.clone()));
+        Some(maps)
     }
 
     /// An announced address space exited, its kernel telling its mappings
     /// as it went (`told`): these, named, if they are more than its read
     /// found (it was gone before it could be read, or read while its
     /// libraries were still being mapped), else None.
-    pub fn exited(&mut self, id: AspaceId, told: Option<&[KernelMapping]>) -> Option<Vec<Mapping>> {
-        let read = self.announced.remove(&id).unwrap_or(0);
+    pub fn exited(
+        &mut self,
+        id: AspaceId,
+        told: Option<&[KernelMapping]>,
+    ) -> Option<Arc<Vec<Mapping>>> {
+        let read = self.announced.remove(&id).flatten().map_or(0, |m| m.len());
         let told = told?;
-        (told.len() > read).then(|| self.resolve(told))
+        (told.len() > read).then(|| Arc::new(self.resolve(told)))
     }
 
     /// Names the mappings the kernel told as a process exited. A file
@@ -590,7 +609,7 @@ mod tests {
         let pid = std::process::id();
         let me = AspaceId { pid, aspace: 1 };
         let mut reader = MapsReader::new();
-        let live = reader.read_announced(me).unwrap();
+        let live = (*reader.read_announced(me).unwrap()).clone();
         let told = told(pid, &live);
         // Read whole: the exit adds nothing.
         assert_eq!(reader.exited(me, Some(&told)), None);
@@ -601,7 +620,7 @@ mod tests {
             aspace: 7,
         };
         assert_eq!(reader.read_announced(gone), None);
-        assert_eq!(reader.exited(gone, Some(&told)), Some(live.clone()));
+        assert_eq!(reader.exited(gone, Some(&told)).as_deref(), Some(&live));
         assert_eq!(reader.stats().from_exits, 1);
         // A version no live process showed (rewritten since: another
         // mtime) keeps its identity, not a name.
@@ -716,6 +735,29 @@ mod tests {
         reader.skip_read(gone);
         let named = reader.exited(gone, Some(&[mapping(other)])).unwrap();
         assert_eq!(named[0].path, None);
+    }
+
+    #[test]
+    fn a_forked_child_inherits_what_its_parent_read() {
+        let mut reader = MapsReader::new();
+        let parent = AspaceId {
+            pid: std::process::id(),
+            aspace: 3,
+        };
+        let child = AspaceId {
+            pid: u32::MAX - 3,
+            aspace: 4,
+        };
+        // Never read: nothing to inherit.
+        assert_eq!(reader.inherit(child, parent), None);
+        let read = reader.read_announced(parent).unwrap();
+        let got = reader.inherit(child, parent).unwrap();
+        assert!(Arc::ptr_eq(&read, &got));
+        assert_eq!(reader.stats().inherited, 1);
+        // What the child holds counts at its exit: an exit telling no
+        // more than the fork copied changes nothing.
+        let told = told(parent.pid, &read);
+        assert_eq!(reader.exited(child, Some(&told)), None);
     }
 
     #[test]

@@ -140,11 +140,14 @@ pub enum ProcessEvent {
     /// its mappings are to be read now, while it lives; before the others
     /// if `at_once` (they may not outlive its next moments: an executable
     /// not named yet, a forked child that may exec). `host_tgid` is its
-    /// pid in the kernel's own namespace (see [`Sampler::is_current`]).
+    /// pid in the kernel's own namespace (see [`Sampler::is_current`]);
+    /// `parent`, for a forked child that has not exec'd, the address space
+    /// it was copied from.
     Sampled {
         id: AspaceId,
         at_once: bool,
         host_tgid: u32,
+        parent: Option<AspaceId>,
     },
     /// A process that was announced exited, with its executable mappings
     /// as it exited (None where the kernel could not tell them): what is
@@ -189,6 +192,10 @@ fn parse_process_event(data: &[u8]) -> Option<ProcessEvent> {
             id,
             at_once: seen.refresh & ANNOUNCED_AT_ONCE != 0,
             host_tgid: seen.host_tgid,
+            parent: (seen.parent_tgid != 0).then_some(AspaceId {
+                pid: seen.parent_tgid,
+                aspace: seen.parent_aspace,
+            }),
         });
     }
     if seen.count == MAPS_UNREAD {

@@ -282,6 +282,39 @@ fn an_exec_before_a_late_read_does_not_lend_its_maps_to_the_process_before() {
 }
 
 #[test]
+fn a_forked_child_is_named_from_its_parent_until_it_execs() {
+    require_bpf!();
+    // A shell starting `true`s: each fork runs the shell's code until its
+    // exec (and the exec itself is entered from there), and is often gone
+    // into `true` before its maps are read. Its parent's maps, which the
+    // fork copied, name it.
+    let mut churn = Command::new("bash")
+        .args([
+            "-c",
+            "i=0; while [ $i -lt 20000 ]; do /bin/true; i=$((i+1)); done",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let out = profile(&["-f", "-F", "999", "--stats", "3"]);
+    let _ = churn.kill();
+    let _ = churn.wait();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let stats = String::from_utf8(out.stderr).unwrap();
+    let inherited: u64 = stats
+        .split(" forked children from their parent's")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in:\n{stats}"));
+    assert!(inherited >= 10, "{inherited}:\n{stats}");
+    let (unknown, n) = unknown_share(&text, "bash");
+    assert!(n > 100, "{n} samples of bash:\n{text}");
+    assert!(unknown <= 0.05, "{unknown} of {n} [unknown]:\n{text}");
+}
+
+#[test]
 fn fifty_processes_of_one_binary_symbolize_it_once() {
     require_bpf!();
     // They outlive the run (killed after it): starting the profiler beside
