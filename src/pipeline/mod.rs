@@ -17,7 +17,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use rustc_hash::FxHashSet;
 
 use crate::cli::RunConfig;
 use crate::collector::{self, Interval, WalkedSamples};
@@ -25,6 +24,7 @@ use crate::export::{ExportFormat, ExportOutput};
 use crate::output::feed::FeedOutput;
 use crate::output::frames::FramesOutput;
 use crate::output::{Output, Report};
+use crate::process::announced::ProcessMaps;
 use crate::process::maps::Mapping;
 use crate::process::query::MapsReader;
 use crate::process::AspaceId;
@@ -33,14 +33,16 @@ use crate::python::{Interpreters, PythonMode};
 use crate::recording::{Meta, RecordWriter};
 use crate::safe_file::Target;
 use crate::sampler::SampleRate;
-use crate::sampler::{ProcessEvent, Sampler};
+use crate::sampler::Sampler;
 use crate::symbolizer::{Symbolizer, SymbolizerStats};
 use crate::unwind::cache::TableCache;
 use crate::unwind::{UnwindMode, Unwinder};
 
+mod announcements;
 mod stats;
 mod status_line;
 
+use self::announcements::take_announcements;
 use self::status_line::StatusLine;
 
 /// Longest the sampling loop sleeps between looks at the clock and the stop flag.
@@ -363,8 +365,8 @@ pub fn run(cfg: RunConfig) -> Result<()> {
     } else {
         None
     };
-    // Names each announced process's mappings (on the sampling thread).
-    let mut reader = MapsReader::new();
+    // Each announced process's mappings (on the sampling thread).
+    let mut reader = ProcessMaps::default();
     let sampled = sample(
         &mut sampler,
         unwinder.as_ref(),
@@ -478,7 +480,7 @@ fn sample(
     failed: &AtomicBool,
     tx: &mpsc::Sender<Work>,
     drain_times: &mut Vec<Duration>,
-    reader: &mut MapsReader,
+    reader: &mut ProcessMaps,
 ) -> Result<()> {
     let send = |work| {
         tx.send(work)
@@ -561,121 +563,6 @@ fn sample(
         // All in one hand-off to the unwinder.
         if let Some(u) = unwinder {
             u.flush();
-        }
-    }
-}
-
-/// Takes what the sampler announced within `wait`: processes sampled and
-/// exited (see [`on_events`]), then the deferred stacks, after the
-/// announcements of their processes so that the unwinder loads a process
-/// before it walks its stacks.
-fn take_announcements(
-    sampler: &mut Sampler,
-    wait: Duration,
-    reader: &mut MapsReader,
-    unwinder: Option<&Unwinder>,
-    python: Option<&mut Interpreters>,
-    seen: &mut Vec<Seen>,
-) -> Result<bool> {
-    let events = sampler.poll_process_events(wait)?;
-    let any = !events.is_empty();
-    on_events(events, reader, unwinder, python, seen, &|host, aspace| {
-        sampler.is_current(host, aspace)
-    });
-    let (forget, learnt) = reader.take_learnt();
-    if forget || !learnt.is_empty() {
-        sampler.know_versions(forget, &learnt)?;
-    }
-    if let Some(u) = unwinder {
-        u.stacks(sampler.take_stacks());
-    }
-    Ok(any)
-}
-
-/// Reads the maps of each process announced, at once (a short-lived
-/// process may be gone by the time the processing thread gets to it), and
-/// hands them to the unwinder; one read, shared with the process model. A
-/// process that exited already (its exit in the same batch), was gone
-/// before its read, or was read while it was still mapping its libraries
-/// is named from the mappings its exit tells.
-fn on_events(
-    events: Vec<ProcessEvent>,
-    reader: &mut MapsReader,
-    unwinder: Option<&Unwinder>,
-    mut python: Option<&mut Interpreters>,
-    seen: &mut Vec<Seen>,
-    is_current: &dyn Fn(u32, u32) -> bool,
-) {
-    // Exited already, telling its mappings: no read (it would find the
-    // process gone).
-    let told_at_exit: FxHashSet<AspaceId> = events
-        .iter()
-        .filter_map(|e| match e {
-            ProcessEvent::Exited(id, Some(_)) => Some(*id),
-            _ => None,
-        })
-        .collect();
-    // The urgent first (in order), then the rest (in order): an event of
-    // one address space stays after the ones before it.
-    let (mut events, rest): (Vec<_>, Vec<_>) = events
-        .into_iter()
-        .partition(|e| matches!(e, ProcessEvent::Sampled { at_once: true, .. }));
-    events.extend(rest);
-    for event in events {
-        match event {
-            ProcessEvent::Sampled { id, .. } if told_at_exit.contains(&id) => reader.skip_read(id),
-            ProcessEvent::Sampled {
-                id,
-                host_tgid,
-                parent,
-                ..
-            } => {
-                // Read late, the maps may be of an exec that replaced this
-                // address space: checked before and after (an exec in
-                // between reads as gone; its exit, if it tells, names it).
-                let maps = if is_current(host_tgid, id.aspace) {
-                    match reader.read_announced(id) {
-                        Some(_) if !is_current(host_tgid, id.aspace) => {
-                            reader.replaced(id);
-                            None
-                        }
-                        read => read,
-                    }
-                } else {
-                    reader.replaced(id);
-                    None
-                };
-                // A forked child that exec'd or exited since: what its
-                // parent had, copied at the fork.
-                let maps = match maps {
-                    Some(m) if !m.is_empty() => Some(m),
-                    other => parent.and_then(|p| reader.inherit(id, p)).or(other),
-                };
-                if let (Some(u), Some(m)) = (unwinder, &maps) {
-                    u.process(id, m.clone());
-                }
-                let interp = match (python.as_deref_mut(), &maps) {
-                    (Some(p), Some(m)) => p.seen(id, m),
-                    _ => None,
-                };
-                seen.push(Seen::Sampled(id, maps, interp));
-            }
-            ProcessEvent::Exited(id, told) => {
-                if let Some(maps) = reader.exited(id, told.as_deref()) {
-                    // Its deferred samples are still to be walked.
-                    if let Some(u) = unwinder {
-                        u.process(id, maps.clone());
-                    }
-                    seen.push(Seen::Sampled(id, Some(maps), None));
-                }
-                if let Some(u) = unwinder {
-                    u.exited(id);
-                }
-                if let Some(p) = python.as_deref_mut() {
-                    p.exited(id);
-                }
-                seen.push(Seen::Exited(id));
-            }
         }
     }
 }

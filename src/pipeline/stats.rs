@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::process::query::MapsStats;
+use crate::process::announced::MapsStats;
 use crate::profile::LossReport;
 use crate::python::Interpreters;
 use crate::sampler::StartCost;

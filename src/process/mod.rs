@@ -19,10 +19,12 @@
 //! that maps it (see [`crate::symbolizer`]). Address spaces unused for a
 //! while are released, so a long run with process churn stays bounded.
 
+pub mod announced;
 pub mod executables;
 pub mod kernel_maps;
 pub mod maps;
 pub mod query;
+pub mod versions;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -16,12 +16,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::MetadataExt;
-use std::sync::Arc;
 
-use super::kernel_maps::{KernelMapping, MappingKind, VersionKey};
 use super::maps::{self, Mapping};
-use super::{AspaceId, FileId};
+use super::FileId;
 
 /// `struct procmap_query` (include/uapi/linux/fs.h).
 #[repr(C)]
@@ -58,10 +55,7 @@ const NAME_MAX: usize = 4096;
 /// buffer than the id fails the query).
 const BUILD_ID_ROOM: usize = 64;
 /// Names remembered at most; past it the table starts again.
-const NAMES_HELD: usize = 4096;
-/// Announced address spaces remembered at most (their exits were lost,
-/// past it: the table starts again).
-const ANNOUNCED_HELD: usize = 8192;
+pub const NAMES_HELD: usize = 4096;
 /// Mappings asked for at most per process (a runaway loop's bound).
 const MAPPINGS_MAX: usize = 65536;
 
@@ -70,52 +64,14 @@ pub struct MapsReader {
     /// Whether the kernel answers PROCMAP_QUERY (None: not tried yet).
     query: Option<bool>,
     names: HashMap<FileId, (String, bool)>,
-    /// Each file version live processes mapped, by what an exit tells of
-    /// it.
-    versions: HashMap<VersionKey, Described>,
-    /// The path each inode (kernel device, inode) was last named by.
-    paths: HashMap<(u32, u64), String>,
-    /// What the read of each live announced address space found.
-    announced: HashMap<AspaceId, Option<Arc<Vec<Mapping>>>>,
-    /// Versions learnt since the sampler was last told, and whether all it
-    /// was told before was forgotten first (see [`MapsReader::take_learnt`]).
-    learnt: Vec<VersionKey>,
+    /// Which mappings of the last read named their file for the first
+    /// time (indexes into it).
+    first_named: Vec<usize>,
+    /// The names were forgotten (the table started again) since the last
+    /// [`MapsReader::names_forgotten`].
     forgotten: bool,
     buf: Vec<u8>,
     build_id: [u8; BUILD_ID_ROOM],
-    stats: MapsStats,
-}
-
-/// What a live process's maps said of one file version: the identity and
-/// path users see, and the build id.
-#[derive(Debug, Clone)]
-struct Described {
-    dev: (u32, u32),
-    inode: u64,
-    build_id: u64,
-    path: String,
-    deleted: bool,
-}
-
-/// How address spaces got their mappings (`--stats`).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MapsStats {
-    /// Reads of `/proc/PID/maps`.
-    pub read: u64,
-    /// Reads that found the process gone.
-    pub gone: u64,
-    /// Reads not made: the process's exit had told its mappings already.
-    pub skipped: u64,
-    /// Address spaces an exec replaced before their maps were read (or
-    /// while): not read, or the read dropped.
-    pub replaced: u64,
-    /// Forked children given their parent's mappings.
-    pub inherited: u64,
-    /// Processes named from the mappings their exit told.
-    pub from_exits: u64,
-    /// File mappings of exits left without a path: no live process had
-    /// mapped that version of the file.
-    pub unnamed: u64,
 }
 
 impl Default for MapsReader {
@@ -123,14 +79,10 @@ impl Default for MapsReader {
         MapsReader {
             query: None,
             names: HashMap::new(),
-            versions: HashMap::new(),
-            announced: HashMap::new(),
-            paths: HashMap::new(),
-            learnt: Vec::new(),
+            first_named: Vec::new(),
             forgotten: false,
             buf: vec![0; NAME_MAX],
             build_id: [0; BUILD_ID_ROOM],
-            stats: MapsStats::default(),
         }
     }
 }
@@ -153,18 +105,10 @@ impl MapsReader {
     /// The executable mappings of `pid`, sorted; None if it can't be read
     /// (the process is gone, or not ours to read).
     pub fn read(&mut self, pid: u32) -> Option<Vec<Mapping>> {
-        self.stats.read += 1;
-        let read = self.read_maps(pid);
-        if read.as_ref().is_none_or(|m| m.is_empty()) {
-            self.stats.gone += 1;
-        }
-        read
-    }
-
-    fn read_maps(&mut self, pid: u32) -> Option<Vec<Mapping>> {
+        self.first_named.clear();
         let mut file = File::open(format!("/proc/{pid}/maps")).ok()?;
         if self.query != Some(false) {
-            match self.query_all(pid, &file) {
+            match self.query_all(&file) {
                 Ok(maps) => {
                     self.query = Some(true);
                     return Some(maps);
@@ -187,191 +131,24 @@ impl MapsReader {
         )
     }
 
-    /// How address spaces got their mappings so far.
-    pub fn stats(&self) -> MapsStats {
-        self.stats
+    /// Which file mappings of the last read named their file for the
+    /// first time (indexes into it); none for the text of older kernels.
+    pub fn first_named(&self) -> &[usize] {
+        &self.first_named
     }
 
-    /// The executable mappings of an address space just announced (see
-    /// [`MapsReader::read`]), kept until it exits (for its exit, and for
-    /// the children it forks).
-    pub fn read_announced(&mut self, id: AspaceId) -> Option<Arc<Vec<Mapping>>> {
-        let maps = self.read(id.pid).map(Arc::new);
-        self.keep(id, maps.clone());
-        maps
-    }
-
-    fn keep(&mut self, id: AspaceId, maps: Option<Arc<Vec<Mapping>>>) {
-        if self.announced.len() >= ANNOUNCED_HELD {
-            self.announced.clear();
-        }
-        self.announced.insert(id, maps);
-    }
-
-    /// An announced address space not read: its exit, told already,
-    /// names it (see [`MapsReader::exited`]).
-    pub fn skip_read(&mut self, id: AspaceId) {
-        self.stats.skipped += 1;
-        self.keep(id, None);
-    }
-
-    /// An announced address space whose maps were not read, or not kept:
-    /// an exec replaced it before (or while) they were read.
-    pub fn replaced(&mut self, id: AspaceId) {
-        self.stats.replaced += 1;
-        self.keep(id, None);
-    }
-
-    /// The mappings of a forked child that has not exec'd, and whose own
-    /// could not be read (it exec'd or exited since its sample): its
-    /// parent's, which the fork copied, if the parent's were read.
-    pub fn inherit(&mut self, child: AspaceId, parent: AspaceId) -> Option<Arc<Vec<Mapping>>> {
-        let maps = self.announced.get(&parent).cloned().flatten()?;
-        self.stats.inherited += 1;
-        self.keep(child, Some(maps.clone()));
-        Some(maps)
-    }
-
-    /// An announced address space exited, its kernel telling its mappings
-    /// as it went (`told`): these, named, if they are more than its read
-    /// found (it was gone before it could be read, or read while its
-    /// libraries were still being mapped), else None.
-    pub fn exited(
-        &mut self,
-        id: AspaceId,
-        told: Option<&[KernelMapping]>,
-    ) -> Option<Arc<Vec<Mapping>>> {
-        let read = self.announced.remove(&id).flatten().map_or(0, |m| m.len());
-        let told = told?;
-        (told.len() > read).then(|| Arc::new(self.resolve(told)))
-    }
-
-    /// Names the mappings the kernel told as a process exited. A file
-    /// version a live process mapped before (its inode, modification time
-    /// and size; see [`MapsReader::read`]) takes the path, identity and
-    /// build id learnt then; so does one found at the path an earlier
-    /// version of the same inode had (a program rebuilt where its inode is
-    /// reused: the path holds that very version now). Another keeps only
-    /// its device and inode (the process is gone: nothing can be asked of
-    /// it).
-    fn resolve(&mut self, told: &[KernelMapping]) -> Vec<Mapping> {
-        self.stats.from_exits += 1;
-        told.iter()
-            .map(|k| {
-                let mut m = Mapping {
-                    start: k.start,
-                    end: k.end,
-                    offset: k.offset,
-                    dev: (0, 0),
-                    inode: 0,
-                    path: None,
-                    deleted: false,
-                    exec: true,
-                    build_id: 0,
-                };
-                match k.kind {
-                    MappingKind::Anon | MappingKind::Named => {}
-                    MappingKind::Vdso => m.path = Some("[vdso]".into()),
-                    MappingKind::File => match self.version(k) {
-                        Some(d) => {
-                            m.dev = d.dev;
-                            m.inode = d.inode;
-                            m.path = Some(d.path);
-                            m.deleted = d.deleted;
-                            m.build_id = d.build_id;
-                        }
-                        // Its frames keep no name rather than another
-                        // file's.
-                        None => {
-                            self.stats.unnamed += 1;
-                            m.dev = k.dev_pair();
-                            m.inode = k.inode;
-                        }
-                    },
-                }
-                m
-            })
-            .collect()
-    }
-
-    /// What is known of the file version `k`'s pages are of.
-    fn version(&mut self, k: &KernelMapping) -> Option<Described> {
-        let key = k.version();
-        if let Some(d) = self.versions.get(&key) {
-            return Some(d.clone());
-        }
-        let path = self.paths.get(&(key.dev, key.inode))?.clone();
-        let (found, meta) = version_at(std::path::Path::new(&path))?;
-        if found != key {
-            return None;
-        }
-        let build_id = blazesym::helper::read_elf_build_id(&path)
-            .ok()
-            .flatten()
-            .map_or(0, |id| super::short_build_id(&id));
-        let d = Described {
-            dev: (libc::major(meta.dev()), libc::minor(meta.dev())),
-            inode: meta.ino(),
-            build_id,
-            path,
-            deleted: false,
-        };
-        self.remember(key, d.clone());
-        Some(d)
-    }
-
-    /// Forgets every name and version (the tables start again). Both go
-    /// together: a version is learnt when its file is first named.
-    fn forget(&mut self) {
+    /// Forgets every name (the table starts again).
+    pub fn forget_names(&mut self) {
         self.names.clear();
-        self.versions.clear();
-        self.paths.clear();
-        self.learnt.clear();
         self.forgotten = true;
     }
 
-    /// The file versions learnt since the last call, for the sampler (see
-    /// bpf/mappings.bpf.h's `known_versions`), and whether everything told
-    /// before is to be forgotten first: the sampler must never hold a
-    /// version this reader could not name.
-    pub fn take_learnt(&mut self) -> (bool, Vec<VersionKey>) {
-        (
-            std::mem::take(&mut self.forgotten),
-            std::mem::take(&mut self.learnt),
-        )
+    /// Whether the names were forgotten since the last call.
+    pub fn names_forgotten(&mut self) -> bool {
+        std::mem::take(&mut self.forgotten)
     }
 
-    /// Remembers a file version a live process maps by what the kernel
-    /// tells of it at an exit (device, inode, modification time, size):
-    /// one `stat` of the very file mapped, once per file.
-    fn learn_version(&mut self, pid: u32, m: &Mapping) {
-        let Some((key, _)) = version_at(&m.map_files(pid)) else {
-            return;
-        };
-        self.remember(
-            key,
-            Described {
-                dev: m.dev,
-                inode: m.inode,
-                build_id: m.build_id,
-                path: m.path.clone().unwrap_or_default(),
-                deleted: m.deleted,
-            },
-        );
-    }
-
-    fn remember(&mut self, key: VersionKey, d: Described) {
-        if self.versions.len() >= NAMES_HELD {
-            self.forget();
-        }
-        if !d.deleted {
-            self.paths.insert((key.dev, key.inode), d.path.clone());
-        }
-        self.learnt.push(key);
-        self.versions.insert(key, d);
-    }
-
-    fn query_all(&mut self, pid: u32, file: &File) -> std::io::Result<Vec<Mapping>> {
+    fn query_all(&mut self, file: &File) -> std::io::Result<Vec<Mapping>> {
         let mut out = Vec::new();
         let mut addr = 0u64;
         while out.len() < MAPPINGS_MAX {
@@ -410,7 +187,7 @@ impl MapsReader {
                     if q.inode != 0 {
                         if let Some(p) = &path {
                             if self.names.len() >= NAMES_HELD {
-                                self.forget();
+                                self.forget_names();
                             }
                             self.names.insert(file_id, (p.clone(), deleted));
                         }
@@ -430,7 +207,7 @@ impl MapsReader {
                 build_id,
             };
             if learnt && m.is_file() {
-                self.learn_version(pid, &m);
+                self.first_named.push(out.len());
             }
             out.push(m);
             addr = q.vma_end;
@@ -483,21 +260,6 @@ impl MapsReader {
         let end = text.iter().position(|b| *b == 0).unwrap_or(size);
         (end > 0).then(|| String::from_utf8_lossy(&text[..end]).into_owned())
     }
-}
-
-/// The version of the file at `path` as the kernel keys it (see
-/// bpf/profile.h's `struct version_key`), and its metadata.
-fn version_at(path: &std::path::Path) -> Option<(VersionKey, std::fs::Metadata)> {
-    let meta = std::fs::metadata(path).ok()?;
-    let key = VersionKey {
-        dev: (libc::major(meta.dev()) << 20) | (libc::minor(meta.dev()) & 0xf_ffff),
-        inode: meta.ino(),
-        mtime_ns: (meta.mtime() as u64)
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(meta.mtime_nsec() as u64),
-        size: meta.size(),
-    };
-    Some((key, meta))
 }
 
 /// A mapping's name without the kernel's ` (deleted)` suffix, and whether
@@ -570,194 +332,6 @@ mod tests {
         // SAFETY: mapped above, not used since.
         unsafe { libc::munmap(page, 4096) };
         assert_eq!((m.path.as_deref(), m.inode), (None, 0), "{m:?}");
-    }
-
-    /// What the exit tracepoint would tell of `maps` (the file fields from
-    /// a `stat` of each mapped file).
-    fn told(pid: u32, maps: &[Mapping]) -> Vec<KernelMapping> {
-        use std::os::unix::fs::MetadataExt;
-        maps.iter()
-            .map(|m| {
-                let mut k = KernelMapping {
-                    start: m.start,
-                    end: m.end,
-                    offset: 0,
-                    dev: 0,
-                    inode: 0,
-                    mtime_ns: 0,
-                    size: 0,
-                    kind: MappingKind::Anon,
-                };
-                if m.name() == Some("[vdso]") {
-                    k.kind = MappingKind::Vdso;
-                } else if m.is_file() {
-                    let meta = std::fs::metadata(m.map_files(pid)).unwrap();
-                    k.kind = MappingKind::File;
-                    k.offset = m.offset;
-                    k.dev = (libc::major(meta.dev()) << 20) | libc::minor(meta.dev());
-                    k.inode = meta.ino();
-                    k.mtime_ns = meta.mtime() as u64 * 1_000_000_000 + meta.mtime_nsec() as u64;
-                    k.size = meta.size();
-                }
-                k
-            })
-            .collect()
-    }
-
-    #[test]
-    fn an_exit_names_what_the_read_missed_from_versions_seen_alive() {
-        let pid = std::process::id();
-        let me = AspaceId { pid, aspace: 1 };
-        let mut reader = MapsReader::new();
-        let live = (*reader.read_announced(me).unwrap()).clone();
-        let told = told(pid, &live);
-        // Read whole: the exit adds nothing.
-        assert_eq!(reader.exited(me, Some(&told)), None);
-        // Gone before its read: the exit's mappings, named as the live
-        // read named them.
-        let gone = AspaceId {
-            pid: u32::MAX - 3,
-            aspace: 7,
-        };
-        assert_eq!(reader.read_announced(gone), None);
-        assert_eq!(reader.exited(gone, Some(&told)).as_deref(), Some(&live));
-        assert_eq!(reader.stats().from_exits, 1);
-        // A version no live process showed (rewritten since: another
-        // mtime) keeps its identity, not a name.
-        let gone = AspaceId { aspace: 8, ..gone };
-        assert_eq!(reader.read_announced(gone), None);
-        let mut rewritten = told.clone();
-        let i = rewritten
-            .iter()
-            .position(|k| k.kind == MappingKind::File)
-            .unwrap();
-        rewritten[i].mtime_ns += 1;
-        let named = reader.exited(gone, Some(&rewritten)).unwrap();
-        assert_eq!(named[i].path, None, "{:?}", named[i]);
-        assert_eq!(named[i].inode, live[i].inode);
-        assert!(!named[i].is_file());
-        assert_eq!(reader.stats().unnamed, 1);
-        // An exit that could tell nothing changes nothing.
-        assert_eq!(reader.exited(me, None), None);
-    }
-
-    #[test]
-    fn the_sampler_is_told_each_version_learnt_and_what_is_forgotten() {
-        use std::os::unix::fs::MetadataExt;
-        let pid = std::process::id();
-        let mut reader = MapsReader::new();
-        let live = reader.read_announced(AspaceId { pid, aspace: 1 }).unwrap();
-        let (forget, learnt) = reader.take_learnt();
-        assert!(!forget);
-        // Our own executable among them, keyed as BPF keys it.
-        let exe = std::fs::metadata("/proc/self/exe").unwrap();
-        let key = VersionKey {
-            dev: (libc::major(exe.dev()) << 20) | libc::minor(exe.dev()),
-            inode: exe.ino(),
-            mtime_ns: exe.mtime() as u64 * 1_000_000_000 + exe.mtime_nsec() as u64,
-            size: exe.size(),
-        };
-        assert!(learnt.contains(&key), "{key:?} not in {learnt:?}");
-        assert_eq!(
-            learnt.len(),
-            live.iter().filter(|m| m.is_file()).count(),
-            "one per file"
-        );
-        // Told once.
-        reader.read_announced(AspaceId { pid, aspace: 2 });
-        assert_eq!(reader.take_learnt(), (false, vec![]));
-        // Forgotten: the sampler is told to forget too, and an exit can
-        // no longer be named from them.
-        let told = told(pid, &live);
-        reader.forget();
-        assert_eq!(reader.take_learnt(), (true, vec![]));
-        let gone = AspaceId {
-            pid: u32::MAX - 3,
-            aspace: 9,
-        };
-        reader.skip_read(gone);
-        let named = reader.exited(gone, Some(&told)).unwrap();
-        assert!(named.iter().all(|m| !m.is_file()), "{named:?}");
-    }
-
-    #[test]
-    fn a_version_rebuilt_at_a_known_path_is_named_from_the_file_there() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("prog");
-        std::fs::copy("/bin/true", &path).unwrap();
-        let (now, meta) = version_at(&path).unwrap();
-        let mut reader = MapsReader::new();
-        // An earlier build of the same inode was named at that path.
-        let old = VersionKey {
-            mtime_ns: now.mtime_ns - 1,
-            ..now
-        };
-        let path_text = path.to_str().unwrap().to_string();
-        reader.remember(
-            old,
-            Described {
-                dev: (1, 2),
-                inode: now.inode,
-                build_id: 7,
-                path: path_text.clone(),
-                deleted: false,
-            },
-        );
-        let mapping = |key: VersionKey| KernelMapping {
-            start: 0x1000,
-            end: 0x2000,
-            offset: 0,
-            dev: key.dev,
-            inode: key.inode,
-            mtime_ns: key.mtime_ns,
-            size: key.size,
-            kind: MappingKind::File,
-        };
-        let gone = AspaceId {
-            pid: u32::MAX - 3,
-            aspace: 1,
-        };
-        reader.skip_read(gone);
-        let named = reader.exited(gone, Some(&[mapping(now)])).unwrap();
-        let want_id = blazesym::helper::read_elf_build_id(&path)
-            .unwrap()
-            .map_or(0, |id| super::super::short_build_id(&id));
-        assert_eq!(named[0].path.as_deref(), Some(path_text.as_str()));
-        assert_eq!(named[0].build_id, want_id);
-        assert_eq!(named[0].inode, meta.ino());
-        assert!(reader.take_learnt().1.contains(&now));
-        // A version the path does not hold (another size) stays unnamed.
-        let other = VersionKey {
-            size: now.size + 1,
-            ..now
-        };
-        let gone = AspaceId { aspace: 2, ..gone };
-        reader.skip_read(gone);
-        let named = reader.exited(gone, Some(&[mapping(other)])).unwrap();
-        assert_eq!(named[0].path, None);
-    }
-
-    #[test]
-    fn a_forked_child_inherits_what_its_parent_read() {
-        let mut reader = MapsReader::new();
-        let parent = AspaceId {
-            pid: std::process::id(),
-            aspace: 3,
-        };
-        let child = AspaceId {
-            pid: u32::MAX - 3,
-            aspace: 4,
-        };
-        // Never read: nothing to inherit.
-        assert_eq!(reader.inherit(child, parent), None);
-        let read = reader.read_announced(parent).unwrap();
-        let got = reader.inherit(child, parent).unwrap();
-        assert!(Arc::ptr_eq(&read, &got));
-        assert_eq!(reader.stats().inherited, 1);
-        // What the child holds counts at its exit: an exit telling no
-        // more than the fork copied changes nothing.
-        let told = told(parent.pid, &read);
-        assert_eq!(reader.exited(child, Some(&told)), None);
     }
 
     #[test]
