@@ -166,13 +166,10 @@ fn short_lived_processes_are_named() {
     assert!(unknown <= 0.02, "{unknown} of {n} [unknown]:\n{text}");
 }
 
-#[test]
-fn processes_gone_before_their_maps_are_read_are_named_from_their_exit() {
-    require_bpf!();
-    // Thousands of `true`s, each gone a millisecond after it starts: a
-    // third and more were gone before user space could read their maps,
-    // their user frames left `[unknown]`. Their exits tell the mappings.
-    let mut churn = Command::new("sh")
+/// Runs `profile -f -F 999 --stats 3` while `shell` starts thousands of
+/// `true`s; returns its stdout and stderr.
+fn beside_a_shell_starting_trues(shell: &str) -> (String, String) {
+    let mut churn = Command::new(shell)
         .args([
             "-c",
             "i=0; while [ $i -lt 20000 ]; do /bin/true; i=$((i+1)); done",
@@ -184,24 +181,36 @@ fn processes_gone_before_their_maps_are_read_are_named_from_their_exit() {
     let _ = churn.kill();
     let _ = churn.wait();
     assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let stats = String::from_utf8(out.stderr).unwrap();
-    let named_from_exits: u64 = stats
-        .split(" processes named from the mappings their exit told")
+    (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// The number `--stats` prints just before `label`.
+fn stats_count(stats: &str, label: &str) -> u64 {
+    stats
+        .split(label)
         .next()
         .and_then(|s| s.rsplit(' ').next())
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count in:\n{stats}"));
+        .unwrap_or_else(|| panic!("no count before {label:?} in:\n{stats}"))
+}
+
+#[test]
+fn processes_gone_before_their_maps_are_read_are_named_from_their_exit() {
+    require_bpf!();
+    // Thousands of `true`s, each gone a millisecond after it starts: a
+    // third and more were gone before user space could read their maps,
+    // their user frames left `[unknown]`. Their exits tell the mappings.
+    let (text, stats) = beside_a_shell_starting_trues("sh");
+    let named_from_exits =
+        stats_count(&stats, " processes named from the mappings their exit told");
     assert!(named_from_exits >= 10, "{named_from_exits}:\n{stats}");
     // `true` is named after the first one read: the next ones do not wake
     // the profiler, and most are gone (their exits read) by its next
     // look, so their maps are never read at all.
-    let not_made: u64 = stats
-        .split(" not made (the exit came first)")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count in:\n{stats}"));
+    let not_made = stats_count(&stats, " not made (the exit came first)");
     assert!(not_made >= 10, "{not_made}:\n{stats}");
     // Samples taken while the process tears itself down (exit) or while
     // the exec that makes it is under way (its user registers still the
@@ -255,12 +264,10 @@ fn an_exec_before_a_late_read_does_not_lend_its_maps_to_the_process_before() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let stats = String::from_utf8(out.stderr).unwrap();
-    let replaced: u64 = stats
-        .split(" not made or not kept (an exec had replaced the address space)")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count in:\n{stats}"));
+    let replaced = stats_count(
+        &stats,
+        " not made or not kept (an exec had replaced the address space)",
+    );
     assert!(replaced >= 1, "{replaced}:\n{stats}");
     let lines = folded(&text);
     let shell: Vec<_> = lines
@@ -288,26 +295,8 @@ fn a_forked_child_is_named_from_its_parent_until_it_execs() {
     // exec (and the exec itself is entered from there), and is often gone
     // into `true` before its maps are read. Its parent's maps, which the
     // fork copied, name it.
-    let mut churn = Command::new("bash")
-        .args([
-            "-c",
-            "i=0; while [ $i -lt 20000 ]; do /bin/true; i=$((i+1)); done",
-        ])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let out = profile(&["-f", "-F", "999", "--stats", "3"]);
-    let _ = churn.kill();
-    let _ = churn.wait();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let stats = String::from_utf8(out.stderr).unwrap();
-    let inherited: u64 = stats
-        .split(" forked children from their parent's")
-        .next()
-        .and_then(|s| s.rsplit(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count in:\n{stats}"));
+    let (text, stats) = beside_a_shell_starting_trues("bash");
+    let inherited = stats_count(&stats, " forked children from their parent's");
     assert!(inherited >= 10, "{inherited}:\n{stats}");
     let (unknown, n) = unknown_share(&text, "bash");
     assert!(n > 100, "{n} samples of bash:\n{text}");
