@@ -38,6 +38,34 @@ struct {
 	__uint(max_entries, 1);
 } exit_scratch SEC(".maps");
 
+/* How struct inode held its modification time before Linux 6.11 (one
+ * timespec64, named __i_mtime in 6.7-6.10): CO-RE picks what this kernel
+ * has. */
+struct inode___timespec {
+	struct timespec64 i_mtime;
+} __attribute__((preserve_access_index));
+struct inode___hidden_timespec {
+	struct timespec64 __i_mtime;
+} __attribute__((preserve_access_index));
+
+/* An inode's modification time in ns, as stat() gives it. */
+static __always_inline __u64 inode_mtime_ns(struct inode *inode)
+{
+	struct inode___timespec *old = (void *)inode;
+	struct inode___hidden_timespec *hidden = (void *)inode;
+
+	if (bpf_core_field_exists(inode->i_mtime_sec))
+		return (__u64)BPF_CORE_READ(inode, i_mtime_sec) * 1000000000ULL +
+		       BPF_CORE_READ(inode, i_mtime_nsec);
+	if (bpf_core_field_exists(hidden->__i_mtime))
+		return (__u64)BPF_CORE_READ(hidden, __i_mtime.tv_sec) * 1000000000ULL +
+		       BPF_CORE_READ(hidden, __i_mtime.tv_nsec);
+	if (bpf_core_field_exists(old->i_mtime))
+		return (__u64)BPF_CORE_READ(old, i_mtime.tv_sec) * 1000000000ULL +
+		       BPF_CORE_READ(old, i_mtime.tv_nsec);
+	return 0;
+}
+
 /* File versions user space has named (a live process's maps showed their
  * paths). A process whose executable is one of them is announced without
  * waking user space: read at its next poll if it still runs, else named
@@ -70,8 +98,7 @@ static __always_inline bool runs_known_executable(void)
 		return false;
 	k.inode = BPF_CORE_READ(inode, i_ino);
 	k.dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	k.mtime_ns = (__u64)BPF_CORE_READ(inode, i_mtime_sec) * 1000000000ULL +
-		     BPF_CORE_READ(inode, i_mtime_nsec);
+	k.mtime_ns = inode_mtime_ns(inode);
 	k.size = BPF_CORE_READ(inode, i_size);
 	return bpf_map_lookup_elem(&known_versions, &k) != NULL;
 }
@@ -95,7 +122,7 @@ static __always_inline void read_mapping(struct process_mapping *m, struct vm_ar
 		m->offset = (__u64)vma->vm_pgoff << PAGE_SHIFT;
 		m->inode = inode->i_ino;
 		m->dev = inode->i_sb->s_dev;
-		m->mtime_ns = (__u64)inode->i_mtime_sec * 1000000000ULL + inode->i_mtime_nsec;
+		m->mtime_ns = inode_mtime_ns(inode);
 		m->size = inode->i_size;
 	} else if ((__u64)mm->context.vdso == vma->vm_start) {
 		m->kind = MAPPING_VDSO;
