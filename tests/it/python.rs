@@ -358,8 +358,17 @@ fn asyncio_tasks_show_their_coroutines_as_py_spy_does() {
         for q in ["work", "compute", "<module>"] {
             let mine = our_share(&ours, q);
             let spy_share = theirs.get(q).copied().unwrap_or(0.0);
+            // Every sample of this script is under <module> (the truth is
+            // 100%); py-spy, reading without stopping the process, misses
+            // the root of a few (96.7% in one CI run, under load): ours
+            // may only be short of it by the tolerance, not above it.
+            let off = if q == "<module>" {
+                spy_share - mine
+            } else {
+                (mine - spy_share).abs()
+            };
             assert!(
-                (mine - spy_share).abs() <= 3.0,
+                off <= 3.0,
                 "{version}: {q} ours {mine:.1}% vs py-spy {spy_share:.1}%"
             );
         }
